@@ -1,0 +1,41 @@
+//! The command line: one thin file per subcommand, in the manner of cargo's
+//! `src/bin/cargo/commands/`. Each file defines its clap `Args` and a `run`
+//! that calls into the library and renders the result. Exit statuses are the
+//! same for every command: 0 success, 1 the check or run failed, 2 a usage or
+//! internal error.
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status for "the run or check did not pass".
+pub const EXIT_FAIL: u8 = 1;
+/// Exit status for usage and internal errors (clap uses 2 for usage too).
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "c1m",
+    version,
+    about = "Take a Linux server past one million concurrent TCP connections, and explain every shortfall"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {}
+
+/// Parse the process arguments, run the chosen command, map the outcome to
+/// an exit status. Errors are printed with their whole context chain.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: anyhow::Result<ExitCode> = match cli.command {};
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("c1m: error: {err:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Diagnosis: the failure catalogue shared by `doctor` (which setting
+//! prevents a failure) and `analyze` (which evidence shows it), plus the log
+//! parsers and the classifier that turn log lines into findings.
+pub mod catalogue;
+
+pub use catalogue::{Failure, FailureId, Side};

@@ -1,0 +1,195 @@
+//! The JSON-lines schema that `serve` and `flood` write with `--json` and
+//! that `analyze` (and the lab, and the parent of worker processes) read
+//! back. One object per line, each with the same envelope: a Unix timestamp,
+//! the role and process that wrote it, and an `event` tag. Readers ignore
+//! fields they do not know, so the schema can grow without breaking old logs.
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::diagnosis::FailureId;
+
+/// Which program wrote a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Serve,
+    Flood,
+    Lab,
+}
+
+/// One JSON line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Seconds since the Unix epoch.
+    pub ts: f64,
+    pub role: Role,
+    pub pid: u32,
+    /// Index of the worker process that wrote it; absent for a parent or a
+    /// single-process run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<u32>,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Counters common to `serve` and `flood` intervals and summaries.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Connections open now (serve: accepted and not closed; flood:
+    /// established and verified, not closed).
+    pub connections: u64,
+    /// Connections ever opened (serve: accepted; flood: verified).
+    #[serde(default)]
+    pub opened_total: u64,
+    /// Connections closed (by the peer, by errors or by us).
+    #[serde(default)]
+    pub closed_total: u64,
+    /// Failed attempts (flood: connects that failed; serve: accept errors).
+    #[serde(default)]
+    pub failed_total: u64,
+    #[serde(default)]
+    pub bytes_in: u64,
+    #[serde(default)]
+    pub bytes_out: u64,
+    /// Errors by errno name ("EMFILE": 3).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, u64>,
+    /// Failures by catalogue id ("fd_limit": 3).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failures: BTreeMap<FailureId, u64>,
+    /// Resident memory of the writing process(es), bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
+}
+
+/// The event a line carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The run starts: what it was asked to do (free-form settings).
+    Start {
+        #[serde(default)]
+        settings: serde_json::Value,
+    },
+    /// Periodic progress.
+    Interval {
+        #[serde(flatten)]
+        counters: Counters,
+        /// Rate over the interval: accepts per second (serve) or verified
+        /// connections per second (flood).
+        #[serde(default)]
+        rate: f64,
+        /// The target, where there is one (flood).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<u64>,
+    },
+    /// A failure observed (rate-limited by the writer: one line per class
+    /// per interval, with a count).
+    Failure {
+        failure: FailureId,
+        /// The system call that failed ("connect", "accept", ...).
+        #[serde(default)]
+        call: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        errno: Option<i32>,
+        /// How many times since the last line of this class.
+        #[serde(default = "one")]
+        count: u64,
+        /// A human sentence with the specifics (limit values, addresses).
+        #[serde(default)]
+        detail: String,
+    },
+    /// A worker process exited or was restarted (written by a parent).
+    Worker {
+        index: u32,
+        #[serde(default)]
+        action: String,
+        #[serde(default)]
+        detail: String,
+    },
+    /// The final summary.
+    Summary {
+        #[serde(flatten)]
+        counters: Counters,
+        #[serde(default)]
+        elapsed_s: f64,
+        /// Everything else the writer wants to report (latency percentiles,
+        /// target reached, reason for failure...).
+        #[serde(default)]
+        details: serde_json::Value,
+    },
+}
+
+fn one() -> u64 {
+    1
+}
+
+impl Record {
+    /// A record stamped now by this process.
+    pub fn now(role: Role, worker: Option<u32>, event: Event) -> Record {
+        Record {
+            ts: crate::util::unix_now(),
+            role,
+            pid: std::process::id(),
+            worker,
+            event,
+        }
+    }
+
+    /// Write as one JSON line and flush, so a killed process loses nothing.
+    pub fn emit(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let line = serde_json::to_string(self).map_err(std::io::Error::other)?;
+        out.write_all(line.as_bytes())?;
+        out.write_all(b"\n")?;
+        out.flush()
+    }
+
+    /// Parse one line; `None` for anything that is not a c1m record.
+    pub fn parse(line: &str) -> Option<Record> {
+        let t = line.trim();
+        if !t.starts_with('{') {
+            return None;
+        }
+        serde_json::from_str(t).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_unknown_fields_are_ignored() {
+        let mut counters = Counters {
+            connections: 5,
+            ..Default::default()
+        };
+        counters.errors.insert("EMFILE".into(), 2);
+        counters.failures.insert(FailureId::FdLimit, 2);
+        let r = Record::now(
+            Role::Serve,
+            Some(1),
+            Event::Interval {
+                counters,
+                rate: 12.5,
+                target: None,
+            },
+        );
+        let mut buf = Vec::new();
+        r.emit(&mut buf).unwrap();
+        let line = String::from_utf8(buf).unwrap();
+        assert!(line.ends_with('\n'));
+        assert!(line.contains("\"event\":\"interval\""));
+        assert!(line.contains("\"fd_limit\":2"));
+        assert_eq!(Record::parse(&line), Some(r));
+        let extra = r#"{"ts":1.0,"role":"flood","pid":7,"event":"failure","failure":"connect_timeout","new_field":1}"#;
+        let parsed = Record::parse(extra).unwrap();
+        assert!(matches!(parsed.event, Event::Failure { count: 1, .. }));
+        assert_eq!(
+            Record::parse("connections: 999, sockfd:1002, time_used:1241"),
+            None
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! Small helpers every command needs: errno names and texts, durations and
+//! counts from the command line, wall-clock timestamps, and this process's
+//! resident memory. Kept here so that `serve`, `flood`, `analyze` and `lab`
+//! name things the same way.
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+
+/// The symbolic name of an errno value ("EAGAIN"), or "E<n>" if unknown.
+pub fn errno_name(errno: i32) -> String {
+    let e = Errno::from_raw(errno);
+    if e == Errno::UnknownErrno {
+        format!("E{errno}")
+    } else {
+        format!("{e:?}")
+    }
+}
+
+/// The glibc strerror text of an errno value ("Resource temporarily unavailable").
+pub fn errno_text(errno: i32) -> &'static str {
+    Errno::from_raw(errno).desc()
+}
+
+/// The errno number for a symbolic name such as "EMFILE"; case-insensitive.
+pub fn errno_from_name(name: &str) -> Option<i32> {
+    let upper = name.to_ascii_uppercase();
+    (1..134).find(|&n| {
+        let e = Errno::from_raw(n);
+        e != Errno::UnknownErrno && format!("{e:?}") == upper
+    })
+}
+
+/// Seconds since the Unix epoch, with sub-second precision, for JSON lines.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Parse a duration given on the command line: "250ms", "3s", "2m", or a
+/// bare number of seconds ("1.5"). The error names the text.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if let Ok(secs) = t.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+        return Err(format!(
+            "'{text}' is not a duration (negative or not finite)"
+        ));
+    }
+    humantime::parse_duration(t)
+        .map_err(|e| format!("'{text}' is not a duration like 3s, 250ms or 2m: {e}"))
+}
+
+/// Parse a count such as "100000", "100k", "1.5M" or "1_000_000".
+pub fn parse_count(text: &str) -> Result<u64, String> {
+    let t: String = text
+        .trim()
+        .chars()
+        .filter(|c| *c != '_' && *c != ',')
+        .collect();
+    let (num, mult) = match t.chars().last() {
+        Some('k') | Some('K') => (&t[..t.len() - 1], 1_000f64),
+        Some('m') | Some('M') => (&t[..t.len() - 1], 1_000_000f64),
+        _ => (t.as_str(), 1f64),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("'{text}' is not a count like 5000, 100k or 1M"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("'{text}' is not a count (negative or not finite)"));
+    }
+    Ok((v * mult).round() as u64)
+}
+
+/// Resident set size of this process in bytes, from /proc/self/statm.
+pub fn rss_bytes() -> Option<u64> {
+    rss_of("self")
+}
+
+/// Resident set size of process `pid` ("self" or a number) in bytes.
+pub fn rss_of(pid: &str) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64;
+    Some(pages * page)
+}
+
+/// Format a number with thousands separators: 1234567 -> "1,234,567".
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_names_round_trip() {
+        assert_eq!(errno_name(11), "EAGAIN");
+        assert_eq!(errno_name(24), "EMFILE");
+        assert_eq!(errno_from_name("emfile"), Some(24));
+        assert_eq!(errno_from_name("ETIMEDOUT"), Some(110));
+        assert_eq!(errno_from_name("ENOPE"), None);
+        assert_eq!(errno_text(110), "Connection timed out");
+    }
+
+    #[test]
+    fn durations_and_counts_parse_or_name_the_input() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("soon").unwrap_err().contains("soon"));
+        assert_eq!(parse_count("100k"), Ok(100_000));
+        assert_eq!(parse_count("1.5M"), Ok(1_500_000));
+        assert_eq!(parse_count("1_000_000"), Ok(1_000_000));
+        assert!(parse_count("lots").unwrap_err().contains("lots"));
+        assert_eq!(thousands(941999), "941,999");
+    }
+}
