@@ -2,6 +2,7 @@
 //! (the same binary re-executed, each with its own fd limit, reporting JSON
 //! lines over a pipe) and the shutdown signals every long-running command
 //! honours.
+pub mod lab;
 pub mod netns;
 pub mod probe;
 pub mod signals;

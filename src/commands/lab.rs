@@ -1,0 +1,102 @@
+//! `c1m lab`: flags in, the lab run (`harness::lab`) in the middle, the
+//! report's path and the analysis out.
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::harness::lab::{self, LabConfig, NetnsMode};
+use crate::harness::signals;
+use crate::util::{parse_count, parse_duration, thousands};
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    /// Concurrent connections to reach (100k, 1M...).
+    #[arg(long, default_value = "100000", value_parser = parse_count)]
+    pub target: u64,
+    /// Number of flood clients, each with its own source addresses.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=200))]
+    pub clients: u32,
+    /// Server ports (consecutive from --port).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub ports: u16,
+    /// First server port.
+    #[arg(long, default_value_t = 8888, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// How long clients hold their connections once the target is reached.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub hold: Duration,
+    /// Echo a message on every connection at this interval during the hold
+    /// ("off" for none).
+    #[arg(long, default_value = "5s")]
+    pub message_interval: String,
+    /// Source addresses per client (127.0.K.1 - 127.0.K.N).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=254))]
+    pub sources: u32,
+    /// Apply the lab profile first, roll it back at the end.
+    #[arg(long)]
+    pub apply: bool,
+    /// Run even when the capacity estimate says the target cannot fit.
+    #[arg(long)]
+    pub force: bool,
+    /// Run in a private network namespace (auto: when permitted).
+    #[arg(long, value_enum, default_value_t = NetnsMode::Auto)]
+    pub netns: NetnsMode,
+    /// Where report folders go.
+    #[arg(long, default_value = "reports")]
+    pub report: PathBuf,
+    /// Give up if the target is not reached within this time.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub deadline: Duration,
+    /// Progress as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: LabArgs) -> Result<ExitCode> {
+    signals::install()?;
+    // First, before any thread exists: the namespace is per thread.
+    let (private, note) = lab::enter_netns(args.netns)?;
+    let message_interval = match args.message_interval.as_str() {
+        "off" | "0" | "none" => None,
+        s => Some(parse_duration(s).map_err(|e| anyhow::anyhow!("--message-interval: {e}"))?),
+    };
+    let cfg = LabConfig {
+        target: args.target,
+        clients: args.clients,
+        ports: args.ports,
+        base_port: args.port,
+        hold: args.hold,
+        message_interval,
+        sources_per_client: args.sources,
+        apply: args.apply,
+        force: args.force,
+        netns: args.netns,
+        report_root: args.report,
+        deadline: args.deadline,
+        json: args.json,
+    };
+    let report = lab::run(&cfg, private, note.into_iter().collect())?;
+    println!(
+        "lab: target {} {}: verified {}, time to target {}, report in {}",
+        thousands(report.target),
+        if report.reached {
+            "reached"
+        } else {
+            "NOT reached"
+        },
+        thousands(report.verified),
+        report
+            .time_to_target_s
+            .map(|t| format!("{t:.1} s"))
+            .unwrap_or_else(|| "n/a".into()),
+        report.report_dir
+    );
+    Ok(if report.reached {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::EXIT_FAIL)
+    })
+}
