@@ -733,3 +733,282 @@ impl Parser {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(target: u64) -> Vars {
+        Vars {
+            target,
+            mem_pages: 6_000_000,
+            nofile_hard: 20_000,
+        }
+    }
+
+    fn entry<'a>(p: &'a Profile, key: &str) -> &'a Entry {
+        p.entries.iter().find(|e| e.key == key).unwrap()
+    }
+
+    #[test]
+    fn builtin_profiles_include_base_and_scale_with_the_target() {
+        for role in ["server", "client", "lab"] {
+            let p = load(role, &ProfileSource::Builtin).unwrap();
+            assert!(p.warnings.is_empty(), "{role}: {:?}", p.warnings);
+            let fm = entry(&p, "fs.file-max");
+            assert_eq!(fm.op, Op::AtLeast);
+            assert_eq!(fm.prevents, FailureId::SystemFdLimit);
+            assert!(fm.origin.file.starts_with("base.conf"), "{}", fm.origin);
+            assert_eq!(
+                fm.wanted(&vars(1_000_000)).unwrap(),
+                Wanted::Numbers(vec![2_010_000])
+            );
+            assert_eq!(
+                fm.wanted(&vars(200_000)).unwrap(),
+                Wanted::Numbers(vec![410_000])
+            );
+            let ct = entry(&p, "net.netfilter.nf_conntrack_max");
+            assert_eq!(
+                ct.wanted(&vars(1_000_000)).unwrap(),
+                Wanted::Numbers(vec![1_200_000])
+            );
+            let nr = entry(&p, "fs.nr_open");
+            assert_eq!(
+                nr.wanted(&vars(1_000_000)).unwrap(),
+                Wanted::Numbers(vec![2_097_152])
+            );
+            assert_eq!(
+                nr.wanted(&vars(5_000_000)).unwrap(),
+                Wanted::Numbers(vec![5_001_000])
+            );
+        }
+        let server = load("server", &ProfileSource::Builtin).unwrap();
+        assert_eq!(
+            entry(&server, "net.core.somaxconn").prevents,
+            FailureId::AcceptQueueOverflow
+        );
+        assert!(
+            !server
+                .entries
+                .iter()
+                .any(|e| e.key == "net.ipv4.ip_local_port_range")
+        );
+        let client = load("client", &ProfileSource::Builtin).unwrap();
+        let range = entry(&client, "net.ipv4.ip_local_port_range");
+        assert_eq!(range.op, Op::Exactly);
+        assert_eq!(
+            range.wanted(&vars(1)).unwrap(),
+            Wanted::Numbers(vec![1024, 65535])
+        );
+        assert!(!client.entries.iter().any(|e| e.key == "net.core.somaxconn"));
+        let lab = load("lab", &ProfileSource::Builtin).unwrap();
+        assert!(lab.entries.iter().any(|e| e.key == "net.core.somaxconn"));
+        assert!(
+            lab.entries
+                .iter()
+                .any(|e| e.key == "net.ipv4.ip_local_port_range")
+        );
+        // base.conf is included twice (via server and client) but read once.
+        assert_eq!(
+            lab.files
+                .iter()
+                .filter(|f| f.starts_with("base.conf"))
+                .count(),
+            1
+        );
+        assert!(load("nosuch", &ProfileSource::Builtin).is_err());
+    }
+
+    #[test]
+    fn comparisons_at_least_at_most_exactly_element_wise_and_text() {
+        let n = |v: &[u64]| Wanted::Numbers(v.to_vec());
+        assert!(compare(Op::AtLeast, "65535", &n(&[65535])));
+        assert!(compare(Op::AtLeast, "70000", &n(&[65535])));
+        assert!(!compare(Op::AtLeast, "4096", &n(&[65535])));
+        assert!(compare(Op::AtMost, "30", &n(&[30])));
+        assert!(!compare(Op::AtMost, "60", &n(&[30])));
+        assert!(compare(Op::Exactly, "1024\t65535", &n(&[1024, 65535])));
+        assert!(!compare(Op::Exactly, "32768\t60999", &n(&[1024, 65535])));
+        assert!(!compare(Op::Exactly, "1024", &n(&[1024, 65535])));
+        assert!(compare(Op::AtLeast, "10 20 30", &n(&[10, 20, 30])));
+        assert!(!compare(Op::AtLeast, "10 19 30", &n(&[10, 20, 30])));
+        assert!(!compare(Op::AtLeast, "", &n(&[1])));
+        assert!(compare(Op::Exactly, "cubic", &Wanted::Text("cubic".into())));
+        assert!(compare(Op::Exactly, "", &Wanted::Text(String::new())));
+        assert!(!compare(Op::Exactly, "bbr", &Wanted::Text("cubic".into())));
+    }
+
+    #[test]
+    fn value_to_write_keeps_elements_that_are_already_better() {
+        let p = parse_str(
+            "t.conf",
+            "net.ipv4.tcp_mem >= 100 200 300 | tcp_memory_pressure\n\
+             net.ipv4.tcp_fin_timeout <= 30 | orphan_sockets\n\
+             net.ipv4.tcp_rmem = 4096 4096 16777216 | tcp_memory_pressure\n",
+            &ProfileSource::Builtin,
+        )
+        .unwrap();
+        let w = |k: &str| entry(&p, k).wanted(&vars(1)).unwrap();
+        let e = entry(&p, "net.ipv4.tcp_mem");
+        assert_eq!(
+            e.value_to_write("50 250 100", &w("net.ipv4.tcp_mem")),
+            "100 250 300"
+        );
+        let e = entry(&p, "net.ipv4.tcp_fin_timeout");
+        assert_eq!(e.value_to_write("60", &w("net.ipv4.tcp_fin_timeout")), "30");
+        let e = entry(&p, "net.ipv4.tcp_rmem");
+        assert_eq!(
+            e.value_to_write("4096 131072 33554432", &w("net.ipv4.tcp_rmem")),
+            "4096 4096 16777216"
+        );
+    }
+
+    #[test]
+    fn expressions_evaluate_with_precedence_functions_and_rounding_up() {
+        let ev = |t: &str| -> Vec<f64> {
+            parse_values(t)
+                .unwrap()
+                .iter()
+                .map(|e| e.eval(&vars(1000)).unwrap())
+                .collect()
+        };
+        assert_eq!(ev("2*target + 10000"), vec![12000.0]);
+        assert_eq!(ev("(target + 1) * 2"), vec![2002.0]);
+        assert_eq!(ev("1024 65535"), vec![1024.0, 65535.0]);
+        assert_eq!(ev("mem_pages/8 mem_pages/4"), vec![750_000.0, 1_500_000.0]);
+        assert_eq!(ev("max(5, target) min(5, target, 7)"), vec![1000.0, 5.0]);
+        assert_eq!(ev("1_000_000 - 1"), vec![999_999.0]);
+        let p = parse_str(
+            "t.conf",
+            "fs.file-max >= 12*target/10 + 0.5 | system_fd_limit\n",
+            &ProfileSource::Builtin,
+        )
+        .unwrap();
+        assert_eq!(
+            p.entries[0].wanted(&vars(3)).unwrap(),
+            Wanted::Numbers(vec![5])
+        );
+        let p = parse_str(
+            "t.conf",
+            "fs.file-max >= 10 - target | system_fd_limit\n",
+            &ProfileSource::Builtin,
+        )
+        .unwrap();
+        let err = p.entries[0].wanted(&vars(100)).unwrap_err().to_string();
+        assert!(
+            err.starts_with("t.conf:1:") && err.contains("negative"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn malformed_lines_name_file_line_and_problem() {
+        let cases = [
+            ("fs.file-max >= 10\n", "failure id is missing"),
+            (
+                "fs.file-max >= 10 | no_such_failure\n",
+                "unknown failure id 'no_such_failure'",
+            ),
+            (
+                "fs.file-max 10 | system_fd_limit\n",
+                "expected a comparison",
+            ),
+            ("fs.file-max >= | system_fd_limit\n", "needs a value"),
+            (
+                "fs.file-max >= 2*targets | system_fd_limit\n",
+                "unknown variable 'targets'",
+            ),
+            (
+                "fs.file-max >= 2*(target | system_fd_limit\n",
+                "missing ')'",
+            ),
+            (
+                "fs.file-max >= sqrt(4) | system_fd_limit\n",
+                "unknown function 'sqrt'",
+            ),
+            (
+                "fs.file-max >= 4 $ | system_fd_limit\n",
+                "unexpected character '$'",
+            ),
+            ("include\n", "include needs a file name"),
+        ];
+        for (text, problem) in cases {
+            let text = format!("# comment\n\n{text}");
+            let err = parse_str("bad.conf", &text, &ProfileSource::Builtin)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("bad.conf:3: "), "{err}");
+            assert!(err.contains(problem), "{text:?}: {err}");
+        }
+        // A non-arithmetic `=` value is text.
+        let p = parse_str(
+            "t.conf",
+            "net.ipv4.tcp_congestion_control = cubic | connect_timeout\n",
+            &ProfileSource::Builtin,
+        )
+        .unwrap();
+        assert_eq!(p.entries[0].value, Value::Text("cubic".into()));
+    }
+
+    #[test]
+    fn unknown_keys_warn_and_are_skipped() {
+        let p = parse_str(
+            "w.conf",
+            "rlimit.nproc >= 10 | fd_limit\nnot a key >= 1 | fd_limit\nnet.core.somaxconn >= 1 | accept_queue_overflow\n",
+            &ProfileSource::Builtin,
+        );
+        // "not a key" has no comparison right after the key: an error.
+        assert!(p.unwrap_err().to_string().starts_with("w.conf:2:"));
+        let p = parse_str(
+            "w.conf",
+            "rlimit.nproc >= 10 | fd_limit\nnet..core >= 1 | fd_limit\nnet.core.somaxconn >= 1 | accept_queue_overflow\n",
+            &ProfileSource::Builtin,
+        )
+        .unwrap();
+        assert_eq!(p.entries.len(), 1);
+        assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
+        assert!(p.warnings[0].starts_with("w.conf:1: unknown key 'rlimit.nproc'"));
+        assert!(p.warnings[1].starts_with("w.conf:2: unknown key 'net..core'"));
+    }
+
+    #[test]
+    fn includes_resolve_relative_override_and_report_missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join("common.conf"),
+            "net.core.somaxconn >= 100 | accept_queue_overflow\nfs.file-max >= target | system_fd_limit\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("mine.conf"),
+            "include common.conf\ninclude common.conf\nnet.core.somaxconn >= 200 | accept_queue_overflow | mine\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("loop.conf"),
+            "include loop.conf\nfs.nr_open >= 1 | fd_limit\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("broken.conf"), "\ninclude missing.conf\n").unwrap();
+        let src = ProfileSource::Dir(d.to_path_buf());
+        let p = load("mine", &src).unwrap();
+        assert_eq!(p.entries.len(), 2);
+        // The override keeps the base's position and takes the new value.
+        assert_eq!(p.entries[0].key, "net.core.somaxconn");
+        assert_eq!(p.entries[0].value_text, "200");
+        assert_eq!(p.entries[0].why.as_deref(), Some("mine"));
+        assert!(p.entries[0].origin.file.ends_with("mine.conf"));
+        assert_eq!(p.entries[0].origin.line, 3);
+        assert_eq!(p.files.len(), 2);
+        let by_path = load(
+            d.join("mine.conf").to_str().unwrap(),
+            &ProfileSource::Builtin,
+        )
+        .unwrap();
+        assert_eq!(by_path.entries, p.entries);
+        assert_eq!(load("loop", &src).unwrap().entries.len(), 1);
+        let err = load("broken", &src).unwrap_err().to_string();
+        assert!(err.contains("broken.conf:2: include missing.conf"), "{err}");
+    }
+}
