@@ -315,8 +315,10 @@ fn print_report(report: &Report) {
     );
     println!();
     println!("Capacity estimate:");
-    for line in wrap(&report.capacity.paragraph(), 100) {
-        println!("  {line}");
+    for sentence in report.capacity.sentences() {
+        for (i, line) in wrap(&sentence, 100).iter().enumerate() {
+            println!("{}{line}", if i == 0 { "  - " } else { "    " });
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::check::{Kind, Row, Status};
 use super::limits::{self, Nofile};
-use super::sysctl::{Scope, Sysctl, Writable, same_value, scope};
+use super::sysctl::{Scope, Sysctl, Writable, same_value, scope, squash};
 
 /// The first line of every file c1m writes outside its state directory.
 pub const HEADER_MARK: &str = "# Written by c1m doctor";
@@ -287,13 +287,13 @@ pub fn apply(
             match sysctl.write_verified(key, value) {
                 Ok(()) => {
                     keys[*idx].status = KeyStatus::Applied;
-                    keys[*idx].after = sysctl.read(key).ok();
+                    keys[*idx].after = sysctl.read(key).ok().map(|v| squash(&v));
                     written.push(i);
                 }
                 Err(e) => {
                     keys[*idx].status = KeyStatus::Failed;
                     keys[*idx].reason = Some(e.to_string());
-                    keys[*idx].after = sysctl.read(key).ok();
+                    keys[*idx].after = sysctl.read(key).ok().map(|v| squash(&v));
                     // A failed verify may have changed the key: restore it too.
                     if keys[*idx]
                         .after
@@ -301,7 +301,7 @@ pub fn apply(
                         .is_some_and(|a| !same_value(a, &pre[i]))
                     {
                         let _ = sysctl.write(key, &pre[i]);
-                        keys[*idx].after = sysctl.read(key).ok();
+                        keys[*idx].after = sysctl.read(key).ok().map(|v| squash(&v));
                     }
                     for (rest_idx, _, _) in &todo[i + 1..] {
                         keys[*rest_idx].status = KeyStatus::NotAttempted;
@@ -321,7 +321,7 @@ pub fn apply(
                 match sysctl.write_verified(key, &pre[i]) {
                     Ok(()) => {
                         keys[*idx].status = KeyStatus::Restored;
-                        keys[*idx].after = sysctl.read(key).ok();
+                        keys[*idx].after = sysctl.read(key).ok().map(|v| squash(&v));
                     }
                     Err(e) => {
                         keys[*idx].reason = Some(format!("restore failed: {e}"));
@@ -421,6 +421,7 @@ pub fn rollback(sysctl: &Sysctl, state_path: &Path, dirs: &PersistDirs) -> Resul
         check_same_place(state, sysctl, state_path)?;
         for saved in state.keys.iter().rev() {
             let before = sysctl.read(&saved.key).ok();
+            let shown_before = before.as_deref().map(squash);
             let unchanged = before
                 .as_deref()
                 .is_some_and(|b| same_value(b, &saved.original));
@@ -440,8 +441,8 @@ pub fn rollback(sysctl: &Sysctl, state_path: &Path, dirs: &PersistDirs) -> Resul
             report.keys.push(KeyReport {
                 key: saved.key.clone(),
                 status,
-                before,
-                after: sysctl.read(&saved.key).ok(),
+                before: shown_before,
+                after: sysctl.read(&saved.key).ok().map(|v| squash(&v)),
                 reason,
             });
         }
@@ -515,13 +516,13 @@ pub fn persist(
     let mut written = Vec::new();
     for (dir, text) in [(&dirs.sysctl_d, sysctl_text), (&dirs.limits_d, limits_text)] {
         let path = dir.join(PERSIST_NAME);
-        if let Ok(existing) = std::fs::read_to_string(&path) {
-            if !existing.starts_with(HEADER_MARK) {
-                bail!(
-                    "{} exists and was not written by c1m; not overwriting it",
-                    path.display()
-                );
-            }
+        if let Ok(existing) = std::fs::read_to_string(&path)
+            && !existing.starts_with(HEADER_MARK)
+        {
+            bail!(
+                "{} exists and was not written by c1m; not overwriting it",
+                path.display()
+            );
         }
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;

@@ -255,7 +255,12 @@ pub fn estimate(snap: &Snapshot, plan: &Plan) -> Capacity {
                     if plan.server_ports > 1 { "s" } else { "" },
                 ),
                 advice: format!(
-                    "set net.ipv4.ip_local_port_range = 1024 65535 (64,512 per 4-tuple) and use at least {need_tuples} (source address, server port) pairs: more source addresses with IP_BIND_ADDRESS_NO_PORT (flood --sources) or more server ports"
+                    "{}use at least {need_tuples} (source address, server port) pairs: more source addresses with IP_BIND_ADDRESS_NO_PORT (flood --sources) or more server ports",
+                    if lo > 1024 || hi < 65535 {
+                        "set net.ipv4.ip_local_port_range = 1024 65535 (64,512 ports per 4-tuple) and "
+                    } else {
+                        ""
+                    }
                 ),
             }
         }
@@ -381,21 +386,30 @@ impl Capacity {
 
     /// The estimate as a few plain sentences, for terminals and reports.
     pub fn paragraph(&self) -> String {
+        self.sentences().join(" ")
+    }
+
+    /// The estimate in parts: the per-process limit, the host's capacity and
+    /// binding limit, whether the target fits (and what to do), the other
+    /// limits.
+    pub fn sentences(&self) -> Vec<String> {
         let mut out = Vec::new();
         let role = self.role.as_str();
         if self.hard_limit_can_rise {
             out.push(format!(
-                "One process can hold at most {} sockets: its hard open-files limit can rise (CAP_SYS_RESOURCE) up to fs.nr_open.",
-                thousands(self.per_process_sockets)
+                "One process can hold up to {} sockets: its hard open-files limit can rise (CAP_SYS_RESOURCE) up to fs.nr_open; {} process(es) hold {} connections.",
+                thousands(self.per_process_sockets),
+                self.processes_needed,
+                thousands(self.target)
             ));
         } else {
             out.push(format!(
-                "One process can hold at most {} sockets (hard open-files limit minus {FD_SLACK} spare descriptors), and the hard limit cannot be raised here: this process lacks CAP_SYS_RESOURCE. So c1m shards: {} processes for {} connections{}.",
+                "One process can hold at most {} sockets (its hard open-files limit minus {FD_SLACK} spare descriptors), and the hard limit cannot be raised here: the process lacks CAP_SYS_RESOURCE. So c1m shards over processes: {} processes for {} connections{}.",
                 thousands(self.per_process_sockets),
                 self.processes_needed,
                 thousands(self.target),
                 if self.sockets_per_connection == 2 {
-                    " (half serving, half connecting; 2 sockets per connection on one host)"
+                    " (half serving, half connecting: 2 sockets per connection on one host)"
                 } else {
                     ""
                 }
@@ -403,7 +417,7 @@ impl Capacity {
         }
         let b = self.binding_limit();
         out.push(format!(
-            "This host can hold about {} connections as {} with its current settings and {} processes; the binding limit is {} ({}): {}.",
+            "This host can hold about {} connections as {} with its current settings and {} processes. Binding limit: {} ({}): {}.",
             thousands(self.max_connections),
             article_role(role),
             self.processes,
@@ -412,7 +426,11 @@ impl Capacity {
             b.detail
         ));
         if self.fits {
-            out.push(format!("The target of {} fits.", thousands(self.target)));
+            let mut s = format!("The target of {} fits.", thousands(self.target));
+            if self.binding == LimitKind::FdPerProcess {
+                s.push_str(&format!(" What to do: {}.", b.advice));
+            }
+            out.push(s);
         } else {
             out.push(format!(
                 "The target of {} does NOT fit. What to do: {}.",
@@ -429,11 +447,11 @@ impl Capacity {
                 None => format!("{} n/a ({})", l.kind.label(), l.detail),
             })
             .collect();
-        out.push(format!("Other limits: {}.", others.join("; ")));
-        if self.binding == LimitKind::FdPerProcess && self.fits {
-            out.push(format!("What to do: {}.", b.advice));
-        }
-        out.join(" ")
+        out.push(format!(
+            "Other limits (connections): {}.",
+            others.join("; ")
+        ));
+        out
     }
 }
 

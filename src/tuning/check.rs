@@ -203,7 +203,7 @@ fn sysctl_row(
         return base_row(entry, wanted, current, Status::NotApplicable, reason);
     }
     let current = match sysctl.read(key) {
-        Ok(v) => v.split_whitespace().collect::<Vec<_>>().join(" "),
+        Ok(v) => super::sysctl::squash(&v),
         Err(SysctlError::Absent { path, .. }) => {
             let reason = if scope(key) == Scope::Global && key.starts_with("net.") {
                 "absent: a host-wide key this network namespace does not show".to_string()
@@ -363,26 +363,26 @@ fn host_rows(snap: &Snapshot, plan: &Plan) -> Vec<Row> {
             apply_value: None,
         },
     });
-    if let (Some(in_use), Some(tcp_mem)) = (snap.tcp_mem_in_use, snap.tcp_mem.as_ref()) {
-        if let Some(&pressure) = tcp_mem.get(1) {
-            let ok = in_use < pressure;
-            rows.push(Row {
-                check: "sockstat TCP mem (pages)".into(),
-                kind: Kind::Host,
-                scope: Scope::Global,
-                current: thousands(in_use),
-                wanted: format!("< {} (tcp_mem pressure)", thousands(pressure)),
-                status: if ok { Status::Ok } else { Status::Fix },
-                failure: Some(FailureId::TcpMemoryPressure),
-                why: if ok {
-                    "above the pressure threshold the kernel starts shrinking buffers".into()
-                } else {
-                    "TCP is under memory pressure now: raise tcp_mem or drain sockets".into()
-                },
-                origin: None,
-                apply_value: None,
-            });
-        }
+    if let (Some(in_use), Some(tcp_mem)) = (snap.tcp_mem_in_use, snap.tcp_mem.as_ref())
+        && let Some(&pressure) = tcp_mem.get(1)
+    {
+        let ok = in_use < pressure;
+        rows.push(Row {
+            check: "sockstat TCP mem (pages)".into(),
+            kind: Kind::Host,
+            scope: Scope::Global,
+            current: thousands(in_use),
+            wanted: format!("< {} (tcp_mem pressure)", thousands(pressure)),
+            status: if ok { Status::Ok } else { Status::Fix },
+            failure: Some(FailureId::TcpMemoryPressure),
+            why: if ok {
+                "above the pressure threshold the kernel starts shrinking buffers".into()
+            } else {
+                "TCP is under memory pressure now: raise tcp_mem or drain sockets".into()
+            },
+            origin: None,
+            apply_value: None,
+        });
     }
     rows
 }

@@ -467,40 +467,40 @@ impl Loader {
             if line.is_empty() {
                 continue;
             }
-            if let Some(rest) = line.strip_prefix("include") {
-                if rest.is_empty() || rest.starts_with(char::is_whitespace) {
-                    let target = rest.trim();
-                    if target.is_empty() {
-                        return Err(err("include needs a file name".into()));
-                    }
-                    if depth >= 8 {
-                        return Err(err(format!(
-                            "include {target}: includes nested more than 8 deep (a cycle?)"
-                        )));
-                    }
-                    let inc = match source {
-                        ProfileSource::Builtin => PathBuf::from(target),
-                        ProfileSource::Dir(_) => {
-                            path.parent().unwrap_or_else(|| Path::new(".")).join(target)
-                        }
-                    };
-                    let inc_source = match source {
-                        ProfileSource::Builtin => ProfileSource::Builtin,
-                        ProfileSource::Dir(_) => ProfileSource::Dir(PathBuf::new()),
-                    };
-                    self.load_file(&inc_source, &inc, depth + 1)
-                        .map_err(|e| match e {
-                            ProfileError::Read { source, .. } => err(format!(
-                                "include {target}: cannot read {}: {source}",
-                                inc.display()
-                            )),
-                            ProfileError::NotFound(n) => {
-                                err(format!("include {target}: no built-in profile {n}"))
-                            }
-                            other => other,
-                        })?;
-                    continue;
+            if let Some(rest) = line.strip_prefix("include")
+                && (rest.is_empty() || rest.starts_with(char::is_whitespace))
+            {
+                let target = rest.trim();
+                if target.is_empty() {
+                    return Err(err("include needs a file name".into()));
                 }
+                if depth >= 8 {
+                    return Err(err(format!(
+                        "include {target}: includes nested more than 8 deep (a cycle?)"
+                    )));
+                }
+                let inc = match source {
+                    ProfileSource::Builtin => PathBuf::from(target),
+                    ProfileSource::Dir(_) => {
+                        path.parent().unwrap_or_else(|| Path::new(".")).join(target)
+                    }
+                };
+                let inc_source = match source {
+                    ProfileSource::Builtin => ProfileSource::Builtin,
+                    ProfileSource::Dir(_) => ProfileSource::Dir(PathBuf::new()),
+                };
+                self.load_file(&inc_source, &inc, depth + 1)
+                    .map_err(|e| match e {
+                        ProfileError::Read { source, .. } => err(format!(
+                            "include {target}: cannot read {}: {source}",
+                            inc.display()
+                        )),
+                        ProfileError::NotFound(n) => {
+                            err(format!("include {target}: no built-in profile {n}"))
+                        }
+                        other => other,
+                    })?;
+                continue;
             }
             let entry = parse_line(line).map_err(err)?;
             let entry = Entry {

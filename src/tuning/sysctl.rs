@@ -212,6 +212,12 @@ impl Sysctl {
     }
 }
 
+/// A kernel value with its blanks (tabs) squashed to single spaces, for
+/// display.
+pub fn squash(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// Two kernel values are the same if their blank-separated words are.
 pub fn same_value(a: &str, b: &str) -> bool {
     a.split_whitespace().eq(b.split_whitespace())
