@@ -732,3 +732,120 @@ fn client_profile_applies_and_rolls_back_inside_a_network_namespace() {
         ],
     );
 }
+
+#[test]
+fn a_read_only_key_is_reported_and_the_others_still_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut keys: Vec<(&str, &str)> = FAKE.to_vec();
+    // conntrack loaded and tracking, its max read-only (as in a child
+    // network namespace).
+    keys.push(("net.netfilter.nf_conntrack_max", "262144"));
+    keys.push(("net.netfilter.nf_conntrack_count", "5"));
+    let root = fake_tree(dir.path(), &keys);
+    let ro = root.join("net/netfilter/nf_conntrack_max");
+    std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o444)).unwrap();
+    let profile = dir.path().join("p.conf");
+    std::fs::write(
+        &profile,
+        format!("{FAKE_PROFILE}net.netfilter.nf_conntrack_max >= 12*target/10 | conntrack_full\n"),
+    )
+    .unwrap();
+    let state = dir.path().join("s.json");
+    let env = [("C1M_SYSCTL_ROOT", root.as_path())];
+    let p = profile.to_str().unwrap();
+    let v = json(&doctor(&["--profile", p, "--json"], &env));
+    let row_ct = row(&v, "net.netfilter.nf_conntrack_max");
+    assert_eq!(row_ct["status"], "cannot", "{row_ct}");
+    assert!(
+        row_ct["why"].as_str().unwrap().contains("read-only"),
+        "{row_ct}"
+    );
+    assert_eq!(v["snapshot"]["conntrack"]["state"], "loaded");
+    assert_eq!(v["snapshot"]["conntrack"]["count"], 5);
+    // conntrack tracks: it is a capacity limit now (262,144 - 5).
+    let ct = v["capacity"]["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["kind"] == "conntrack")
+        .unwrap()
+        .clone();
+    assert_eq!(ct["max_connections"], 262_139);
+    // The fake tree's 5,000 epoll watches are smaller still, and bind.
+    assert_eq!(v["capacity"]["binding"], "epoll_watches");
+    assert_eq!(v["capacity"]["max_connections"], 5000);
+
+    let o = doctor(
+        &[
+            "--profile",
+            p,
+            "--apply",
+            "--state",
+            state.to_str().unwrap(),
+            "--json",
+        ],
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v = json(&o);
+    let k = v["apply"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key"] == "net.netfilter.nf_conntrack_max")
+        .unwrap()
+        .clone();
+    assert_eq!(k["status"], "failed");
+    assert!(v["apply"]["aborted"].is_null());
+    assert_eq!(read_tree(&root, &keys)["fs.file-max"], "2010000");
+    assert_eq!(
+        read_tree(&root, &keys)["net.netfilter.nf_conntrack_max"],
+        "262144"
+    );
+    let o = doctor(&["--rollback", "--state", state.to_str().unwrap()], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(read_tree(&root, &keys)["fs.file-max"], "100000");
+}
+
+#[test]
+fn rollback_refuses_a_state_from_another_network_namespace_or_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = fake_tree(dir.path(), FAKE);
+    let state = dir.path().join("s.json");
+    let env = [("C1M_SYSCTL_ROOT", root.as_path())];
+    let write_state = |root: &str, netns: &str| {
+        let s = serde_json::json!({
+            "version": 1, "written_by": "test", "created_unix": 0.0,
+            "sysctl_root": root, "netns": netns,
+            "keys": [{"key": "net.core.somaxconn", "original": "128"}],
+            "persisted": []
+        });
+        std::fs::write(&state, s.to_string()).unwrap();
+    };
+    write_state(root.to_str().unwrap(), "net:[1]");
+    let o = doctor(&["--rollback", "--state", state.to_str().unwrap()], &env);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("network namespace net:[1]"),
+        "{}",
+        text(&o)
+    );
+    write_state("/somewhere/else", "net:[1]");
+    let o = doctor(&["--rollback", "--state", state.to_str().unwrap()], &env);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("/somewhere/else"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        read_tree(&root, FAKE)["net.core.somaxconn"],
+        "4096",
+        "nothing written"
+    );
+    assert!(state.exists(), "the state is kept");
+    std::fs::write(&state, "{not json").unwrap();
+    let o = doctor(&["--rollback", "--state", state.to_str().unwrap()], &env);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not a c1m doctor state"));
+}

@@ -236,7 +236,8 @@ pub fn estimate(snap: &Snapshot, plan: &Plan) -> Capacity {
                 .sum();
             let per_tuple = size.saturating_sub(reserved);
             let tuples = plan.sources.max(1) * plan.server_ports.max(1);
-            let need_tuples = div_ceil(target, 64_512);
+            let need_wide = div_ceil(target, 64_512);
+            let need_now = div_ceil(target, per_tuple.max(1));
             Limit {
                 kind: LimitKind::Ports,
                 failure: FailureId::EphemeralPortsExhausted,
@@ -254,14 +255,15 @@ pub fn estimate(snap: &Snapshot, plan: &Plan) -> Capacity {
                     plan.server_ports.max(1),
                     if plan.server_ports > 1 { "s" } else { "" },
                 ),
-                advice: format!(
-                    "{}use at least {need_tuples} (source address, server port) pairs: more source addresses with IP_BIND_ADDRESS_NO_PORT (flood --sources) or more server ports",
-                    if lo > 1024 || hi < 65535 {
-                        "set net.ipv4.ip_local_port_range = 1024 65535 (64,512 ports per 4-tuple) and "
-                    } else {
-                        ""
-                    }
-                ),
+                advice: if lo > 1024 || hi < 65535 {
+                    format!(
+                        "set net.ipv4.ip_local_port_range = 1024 65535 (64,512 ports per 4-tuple) and use at least {need_wide} (source address, server port) pairs ({need_now} with the current range): more source addresses with IP_BIND_ADDRESS_NO_PORT (flood --sources) or more server ports"
+                    )
+                } else {
+                    format!(
+                        "use at least {need_now} (source address, server port) pairs: more source addresses with IP_BIND_ADDRESS_NO_PORT (flood --sources) or more server ports"
+                    )
+                },
             }
         }
     });
@@ -355,6 +357,12 @@ pub fn estimate(snap: &Snapshot, plan: &Plan) -> Capacity {
         fits: max_connections >= target,
         limits,
     }
+}
+
+/// Shorthand for `estimate(snap, &Plan::new(role, target))`: one source
+/// address, one server port, as many processes as needed.
+pub fn estimate_for(snap: &Snapshot, role: Role, target: u64) -> Capacity {
+    estimate(snap, &Plan::new(role, target))
 }
 
 fn per_conn(spc: u64) -> &'static str {
