@@ -220,7 +220,9 @@ fn client_capacity_names_ports_per_four_tuple_and_lab_counts_two_sockets() {
         .find(|l| l["kind"] == "ports")
         .unwrap()
         .clone();
-    assert!(ports["max_connections"].as_u64().unwrap() >= 10 * (size - 1000).min(size));
+    if host("net.ipv4.ip_local_reserved_ports").is_empty() {
+        assert_eq!(ports["max_connections"], 10 * size);
+    }
     let o = doctor(&["--role", "lab", "--target", "100000", "--json"], &[]);
     let v = json(&o);
     assert_eq!(v["capacity"]["sockets_per_connection"], 2);
@@ -699,7 +701,9 @@ fn netns_round_trip(role: &str, keys: &[(&str, &str)]) {
     }
     // Host-wide keys were not written even inside the namespace.
     assert_eq!(after["fs.nr_open"], before["fs.nr_open"], "{logs}");
-    assert!(logs.contains("not written with --netns-only"), "{logs}");
+    if host("fs.nr_open").parse::<u64>().unwrap() < 2_097_152 {
+        assert!(logs.contains("not written with --netns-only"), "{logs}");
+    }
     // And the host's own values never moved.
     let host_after: Vec<String> = watch.iter().map(|k| host(k)).collect();
     assert_eq!(host_before, host_after, "host values changed!\n{logs}");

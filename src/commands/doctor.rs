@@ -15,7 +15,7 @@ use crate::tuning::apply::{self, ApplyOptions, KeyStatus, PersistDirs};
 use crate::tuning::check::{self, Report};
 use crate::tuning::limits::{self, Target};
 use crate::tuning::profile::{self, ProfileSource};
-use crate::tuning::sysctl::Sysctl;
+use crate::tuning::sysctl::{Scope, Sysctl};
 use crate::tuning::{Plan, Role, snapshot};
 use crate::util::{parse_count, thousands};
 
@@ -150,6 +150,22 @@ pub fn run(args: DoctorArgs) -> Result<ExitCode> {
     let mut apply_failed = false;
     let mut final_report = report.clone();
     if args.apply {
+        let global_fixes: Vec<&str> = report
+            .rows
+            .iter()
+            .filter(|r| r.status == check::Status::Fix && r.scope == Scope::Global)
+            .map(|r| r.check.as_str())
+            .collect();
+        if !args.netns_only
+            && !global_fixes.is_empty()
+            && sysctl.is_real()
+            && apply::in_child_netns() == Some(true)
+        {
+            eprintln!(
+                "c1m doctor: note: this is a child network namespace, but {} are host-wide: writing them changes the whole host. Use --netns-only to write only this namespace's keys.",
+                global_fixes.join(", ")
+            );
+        }
         let rep = apply::apply(
             &sysctl,
             &state_path,

@@ -140,6 +140,14 @@ pub fn current_netns() -> Option<String> {
         .map(|p| p.display().to_string())
 }
 
+/// Whether this process runs in a network namespace other than PID 1's
+/// (None when PID 1's namespace cannot be read).
+pub fn in_child_netns() -> Option<bool> {
+    let init = std::fs::read_link("/proc/1/ns/net").ok()?;
+    let mine = std::fs::read_link("/proc/self/ns/net").ok()?;
+    Some(init != mine)
+}
+
 /// What happened to one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
