@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod doctor;
 pub mod lab;
 
 /// Exit status for "the run or check did not pass".
@@ -27,6 +28,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Check this host for a C1M run: limits, kernel settings, capacity;
+    /// apply, persist or roll back a tuning profile.
+    Doctor(doctor::DoctorArgs),
     /// Run the whole C1M experiment on this machine and write a report.
     Lab(lab::LabArgs),
 }
@@ -36,6 +40,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Doctor(args) => doctor::run(args),
         Command::Lab(args) => lab::run(args),
     };
     match result {

@@ -1,0 +1,626 @@
+//! The capacity estimate: how many connections a host can hold in a role
+//! with its current settings, which limit binds first, and what to do about
+//! it. A pure function over a [`Snapshot`] and a [`Plan`], so that `doctor`
+//! prints it, `serve --workers auto` and `flood --procs auto` size their
+//! process pools with it, and `c1m lab` refuses a target that cannot fit.
+//!
+//! The limits, each turned into a number of connections:
+//! - fd per process x processes: one process holds its RLIMIT_NOFILE hard
+//!   limit minus [`FD_SLACK`] sockets (or `fs.nr_open` minus the slack when
+//!   CAP_SYS_RESOURCE lets the hard limit rise); a run uses as many
+//!   processes as the target needs unless the plan fixes the count.
+//! - `fs.file-max` minus the file structures already in use.
+//! - ports per 4-tuple (client and lab): ephemeral range size (minus
+//!   reserved ports) x source addresses x server ports.
+//! - memory: MemAvailable / (kernel bytes per socket + c1m's bytes per
+//!   socket) / sockets per connection.
+//! - conntrack: free entries, only when nf_conntrack is loaded and tracking
+//!   (in a fresh network namespace with no rules it tracks nothing).
+//! - epoll: `fs.epoll.max_user_watches` (per user, so both ends of a lab).
+//!
+//! A lab (both ends on one host) uses 2 sockets per connection.
+use serde::Serialize;
+
+use super::Role;
+use super::limits::{FD_SLACK, usable_sockets};
+use super::snapshot::{Conntrack, Snapshot};
+use crate::diagnosis::FailureId;
+use crate::util::thousands;
+
+/// Kernel memory per TCP socket used by the estimate (socket, inode, dentry,
+/// file, epoll item and small buffers of an idle connection): about 5 KiB.
+pub const KERNEL_BYTES_PER_SOCKET: u64 = 5 * 1024;
+/// c1m's own memory per socket (connection state in `serve`/`flood`).
+pub const APP_BYTES_PER_SOCKET: u64 = 1024;
+
+/// What the estimate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub role: Role,
+    /// Connections wanted.
+    pub target: u64,
+    /// Client source addresses (127.0.0.2, 127.0.0.3, ...).
+    pub sources: u64,
+    /// Server ports the clients connect to.
+    pub server_ports: u64,
+    /// Processes to use; None: as many as the target needs.
+    pub processes: Option<u64>,
+    pub kernel_bytes_per_socket: u64,
+    pub app_bytes_per_socket: u64,
+}
+
+impl Plan {
+    /// One source address, one server port, as many processes as needed.
+    pub fn new(role: Role, target: u64) -> Plan {
+        Plan {
+            role,
+            target,
+            sources: 1,
+            server_ports: 1,
+            processes: None,
+            kernel_bytes_per_socket: KERNEL_BYTES_PER_SOCKET,
+            app_bytes_per_socket: APP_BYTES_PER_SOCKET,
+        }
+    }
+}
+
+/// The kinds of limit, in the order they are reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    FdPerProcess,
+    FileMax,
+    Ports,
+    Memory,
+    Conntrack,
+    EpollWatches,
+}
+
+impl LimitKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            LimitKind::FdPerProcess => "fd per process x processes",
+            LimitKind::FileMax => "fs.file-max",
+            LimitKind::Ports => "ports per 4-tuple",
+            LimitKind::Memory => "memory",
+            LimitKind::Conntrack => "conntrack",
+            LimitKind::EpollWatches => "epoll watches",
+        }
+    }
+}
+
+/// One limit turned into connections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Limit {
+    pub kind: LimitKind,
+    pub failure: FailureId,
+    /// Connections this limit allows; None when it does not apply here.
+    pub max_connections: Option<u64>,
+    /// How the number was computed, or why it does not apply.
+    pub detail: String,
+    /// What to do when this limit binds.
+    pub advice: String,
+}
+
+/// The estimate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Capacity {
+    pub role: Role,
+    pub target: u64,
+    pub sockets_per_connection: u64,
+    /// Sockets one process can hold.
+    pub per_process_sockets: u64,
+    /// Whether the hard open-files limit can rise (CAP_SYS_RESOURCE).
+    pub hard_limit_can_rise: bool,
+    /// Processes needed to hold the target (both ends for a lab).
+    pub processes_needed: u64,
+    /// Processes the estimate assumes (the plan's, or `processes_needed`).
+    pub processes: u64,
+    /// Connections this host can hold: the smallest of the limits.
+    pub max_connections: u64,
+    /// The limit that gives `max_connections`.
+    pub binding: LimitKind,
+    /// Whether `max_connections >= target`.
+    pub fits: bool,
+    pub limits: Vec<Limit>,
+}
+
+fn div_ceil(a: u64, b: u64) -> u64 {
+    if b == 0 { u64::MAX } else { a.div_ceil(b) }
+}
+
+/// Estimate the capacity of the host in `snap` for `plan`.
+pub fn estimate(snap: &Snapshot, plan: &Plan) -> Capacity {
+    let spc = plan.role.sockets_per_connection();
+    let target = plan.target;
+    let can_rise = snap.cap_sys_resource;
+    let hard = snap.nofile.hard;
+    let per_limit = if can_rise {
+        snap.nr_open.unwrap_or(hard).max(hard)
+    } else {
+        hard
+    };
+    let per_process = usable_sockets(per_limit).max(1);
+    // Each end of a lab runs its own processes.
+    let processes_needed = (div_ceil(target, per_process) * spc).max(spc);
+    let processes = plan.processes.unwrap_or(processes_needed).max(1);
+    let mut limits = Vec::new();
+
+    let fd_detail = if can_rise {
+        format!(
+            "{} sockets per process (fs.nr_open {} minus {FD_SLACK} descriptors of slack; CAP_SYS_RESOURCE lets the hard limit rise that far) x {} processes{}",
+            thousands(per_process),
+            thousands(per_limit),
+            processes,
+            if spc == 2 {
+                " (half of them per end)"
+            } else {
+                ""
+            }
+        )
+    } else {
+        format!(
+            "{} sockets per process (RLIMIT_NOFILE hard limit {} minus {FD_SLACK} descriptors of slack) x {} processes{}",
+            thousands(per_process),
+            thousands(hard.min(u64::MAX - 1)),
+            processes,
+            if spc == 2 {
+                " (half of them per end)"
+            } else {
+                ""
+            }
+        )
+    };
+    let fd_advice = if can_rise {
+        "raise the hard limit (limits.d nofile, systemd LimitNOFILE=) up to fs.nr_open, or use more processes".to_string()
+    } else {
+        format!(
+            "the hard limit cannot rise here (no CAP_SYS_RESOURCE), so c1m shards: {} processes of at most {} sockets hold {} connections (serve --workers auto, flood --procs auto)",
+            processes_needed,
+            thousands(per_process),
+            thousands(target)
+        )
+    };
+    limits.push(Limit {
+        kind: LimitKind::FdPerProcess,
+        failure: FailureId::FdLimit,
+        max_connections: Some((processes / spc).saturating_mul(per_process)),
+        detail: fd_detail,
+        advice: fd_advice,
+    });
+
+    limits.push(match (snap.file_max, snap.files_in_use) {
+        (Some(max), used) => {
+            let free = max.saturating_sub(used.unwrap_or(0));
+            Limit {
+                kind: LimitKind::FileMax,
+                failure: FailureId::SystemFdLimit,
+                max_connections: Some(free / spc),
+                detail: format!(
+                    "fs.file-max {} minus {} in use = {} files{}",
+                    thousands(max),
+                    thousands(used.unwrap_or(0)),
+                    thousands(free),
+                    per_conn(spc)
+                ),
+                advice: format!(
+                    "raise fs.file-max to at least {} (c1m doctor --apply)",
+                    thousands(2 * target + 10_000)
+                ),
+            }
+        }
+        (None, _) => na(
+            LimitKind::FileMax,
+            FailureId::SystemFdLimit,
+            "fs.file-max unreadable",
+        ),
+    });
+
+    limits.push(match (plan.role, snap.port_range) {
+        (Role::Server, _) => na(
+            LimitKind::Ports,
+            FailureId::EphemeralPortsExhausted,
+            "a server uses no ephemeral ports",
+        ),
+        (_, None) => na(
+            LimitKind::Ports,
+            FailureId::EphemeralPortsExhausted,
+            "net.ipv4.ip_local_port_range unreadable",
+        ),
+        (_, Some((lo, hi))) => {
+            let size = (hi + 1).saturating_sub(lo);
+            let reserved: u64 = snap
+                .reserved_ports
+                .iter()
+                .map(|&(a, b)| (b.min(hi) + 1).saturating_sub(a.max(lo)))
+                .sum();
+            let per_tuple = size.saturating_sub(reserved);
+            let tuples = plan.sources.max(1) * plan.server_ports.max(1);
+            let need_wide = div_ceil(target, 64_512);
+            let need_now = div_ceil(target, per_tuple.max(1));
+            Limit {
+                kind: LimitKind::Ports,
+                failure: FailureId::EphemeralPortsExhausted,
+                max_connections: Some(per_tuple * tuples),
+                detail: format!(
+                    "{} ports in {lo}-{hi}{} x {} source address{} x {} server port{}",
+                    thousands(per_tuple),
+                    if reserved > 0 {
+                        format!(" (minus {reserved} reserved)")
+                    } else {
+                        String::new()
+                    },
+                    plan.sources.max(1),
+                    if plan.sources > 1 { "es" } else { "" },
+                    plan.server_ports.max(1),
+                    if plan.server_ports > 1 { "s" } else { "" },
+                ),
+                advice: if lo > 1024 || hi < 65535 {
+                    format!(
+                        "set net.ipv4.ip_local_port_range = 1024 65535 (64,512 ports per 4-tuple) and use at least {need_wide} (source address, server port) pairs ({need_now} with the current range): more source addresses with IP_BIND_ADDRESS_NO_PORT (flood --sources) or more server ports"
+                    )
+                } else {
+                    format!(
+                        "use at least {need_now} (source address, server port) pairs: more source addresses with IP_BIND_ADDRESS_NO_PORT (flood --sources) or more server ports"
+                    )
+                },
+            }
+        }
+    });
+
+    let per_socket = plan.kernel_bytes_per_socket + plan.app_bytes_per_socket;
+    limits.push(match snap.mem_available {
+        Some(avail) => Limit {
+            kind: LimitKind::Memory,
+            failure: FailureId::OutOfMemory,
+            max_connections: Some(avail / per_socket.max(1) / spc),
+            detail: format!(
+                "MemAvailable {} MiB / ({} KiB kernel + {} KiB c1m per socket){}",
+                thousands(avail / (1024 * 1024)),
+                plan.kernel_bytes_per_socket as f64 / 1024.0,
+                plan.app_bytes_per_socket as f64 / 1024.0,
+                per_conn(spc)
+            ),
+            advice: "add RAM, lower the target, or keep per-connection buffers small (tcp_rmem/tcp_wmem defaults of 4 KiB)".into(),
+        },
+        None => na(LimitKind::Memory, FailureId::OutOfMemory, "MemAvailable unreadable"),
+    });
+
+    limits.push(match snap.conntrack {
+        Conntrack::NotLoaded => na(
+            LimitKind::Conntrack,
+            FailureId::ConntrackFull,
+            "nf_conntrack not loaded",
+        ),
+        Conntrack::Loaded { max, count: 0 } => na(
+            LimitKind::Conntrack,
+            FailureId::ConntrackFull,
+            &format!(
+                "nf_conntrack loaded (max {}) but tracking nothing (count 0): no rule uses it here",
+                thousands(max)
+            ),
+        ),
+        Conntrack::Loaded { max, count } => Limit {
+            kind: LimitKind::Conntrack,
+            failure: FailureId::ConntrackFull,
+            max_connections: Some(max.saturating_sub(count)),
+            detail: format!(
+                "nf_conntrack_max {} minus {} tracked (one entry per connection)",
+                thousands(max),
+                thousands(count)
+            ),
+            advice: format!(
+                "raise net.netfilter.nf_conntrack_max to at least {} (hashsize about max/4), or exempt the test ports with NOTRACK",
+                thousands(target * 12 / 10)
+            ),
+        },
+    });
+
+    limits.push(match snap.epoll_max_user_watches {
+        Some(w) => Limit {
+            kind: LimitKind::EpollWatches,
+            failure: FailureId::EpollWatchLimit,
+            max_connections: Some(w / spc),
+            detail: format!(
+                "fs.epoll.max_user_watches {} (per user){}",
+                thousands(w),
+                per_conn(spc)
+            ),
+            advice: format!(
+                "raise fs.epoll.max_user_watches to at least {}",
+                thousands(2 * target)
+            ),
+        },
+        None => na(
+            LimitKind::EpollWatches,
+            FailureId::EpollWatchLimit,
+            "fs.epoll.max_user_watches unreadable",
+        ),
+    });
+
+    let (binding, max_connections) = limits
+        .iter()
+        .filter_map(|l| l.max_connections.map(|m| (l.kind, m)))
+        .fold((LimitKind::FdPerProcess, u64::MAX), |best, cur| {
+            if cur.1 < best.1 { cur } else { best }
+        });
+    Capacity {
+        role: plan.role,
+        target,
+        sockets_per_connection: spc,
+        per_process_sockets: per_process,
+        hard_limit_can_rise: can_rise,
+        processes_needed,
+        processes,
+        max_connections,
+        binding,
+        fits: max_connections >= target,
+        limits,
+    }
+}
+
+/// Shorthand for `estimate(snap, &Plan::new(role, target))`: one source
+/// address, one server port, as many processes as needed.
+pub fn estimate_for(snap: &Snapshot, role: Role, target: u64) -> Capacity {
+    estimate(snap, &Plan::new(role, target))
+}
+
+fn per_conn(spc: u64) -> &'static str {
+    if spc == 2 {
+        " / 2 sockets per connection"
+    } else {
+        ""
+    }
+}
+
+fn na(kind: LimitKind, failure: FailureId, why: &str) -> Limit {
+    Limit {
+        kind,
+        failure,
+        max_connections: None,
+        detail: why.to_string(),
+        advice: String::new(),
+    }
+}
+
+impl Capacity {
+    /// The limit that binds.
+    pub fn binding_limit(&self) -> &Limit {
+        self.limits
+            .iter()
+            .find(|l| l.kind == self.binding)
+            .unwrap_or(&self.limits[0])
+    }
+
+    /// The estimate as a few plain sentences, for terminals and reports.
+    pub fn paragraph(&self) -> String {
+        self.sentences().join(" ")
+    }
+
+    /// The estimate in parts: the per-process limit, the host's capacity and
+    /// binding limit, whether the target fits (and what to do), the other
+    /// limits.
+    pub fn sentences(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let role = self.role.as_str();
+        if self.hard_limit_can_rise {
+            out.push(format!(
+                "One process can hold up to {} sockets: its hard open-files limit can rise (CAP_SYS_RESOURCE) up to fs.nr_open; {} process(es) hold {} connections.",
+                thousands(self.per_process_sockets),
+                self.processes_needed,
+                thousands(self.target)
+            ));
+        } else {
+            out.push(format!(
+                "One process can hold at most {} sockets (its hard open-files limit minus {FD_SLACK} spare descriptors), and the hard limit cannot be raised here: the process lacks CAP_SYS_RESOURCE. So c1m shards over processes: {} processes for {} connections{}.",
+                thousands(self.per_process_sockets),
+                self.processes_needed,
+                thousands(self.target),
+                if self.sockets_per_connection == 2 {
+                    " (half serving, half connecting: 2 sockets per connection on one host)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        let b = self.binding_limit();
+        out.push(format!(
+            "This host can hold about {} connections as {} with its current settings and {} processes. Binding limit: {} ({}): {}.",
+            thousands(self.max_connections),
+            article_role(role),
+            self.processes,
+            self.binding.label(),
+            b.failure.as_str(),
+            b.detail
+        ));
+        if self.fits {
+            let mut s = format!("The target of {} fits.", thousands(self.target));
+            if self.binding == LimitKind::FdPerProcess {
+                s.push_str(&format!(" What to do: {}.", b.advice));
+            }
+            out.push(s);
+        } else {
+            out.push(format!(
+                "The target of {} does NOT fit. What to do: {}.",
+                thousands(self.target),
+                b.advice
+            ));
+        }
+        let others: Vec<String> = self
+            .limits
+            .iter()
+            .filter(|l| l.kind != self.binding)
+            .map(|l| match l.max_connections {
+                Some(m) => format!("{} {}", l.kind.label(), thousands(m)),
+                None => format!("{} n/a ({})", l.kind.label(), l.detail),
+            })
+            .collect();
+        out.push(format!(
+            "Other limits (connections): {}.",
+            others.join("; ")
+        ));
+        out
+    }
+}
+
+fn article_role(role: &str) -> String {
+    match role {
+        "lab" => "a lab (both ends on this host)".into(),
+        r => format!("a {r}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::limits::Nofile;
+    use super::*;
+
+    /// This machine, roughly: hard 20000 without CAP_SYS_RESOURCE, 24 GiB.
+    fn host() -> Snapshot {
+        Snapshot {
+            pid: None,
+            nofile: Nofile {
+                soft: 20000,
+                hard: 20000,
+            },
+            cap_sys_resource: false,
+            nr_open: Some(1_048_576),
+            file_max: Some(2_466_183),
+            files_in_use: Some(449),
+            port_range: Some((32768, 60999)),
+            reserved_ports: vec![],
+            mem_total: Some(24 << 30),
+            mem_available: Some(23 << 30),
+            page_size: 4096,
+            conntrack: Conntrack::Loaded {
+                max: 262_144,
+                count: 0,
+            },
+            epoll_max_user_watches: Some(5_491_533),
+            tcp_mem: Some(vec![287901, 383869, 575802]),
+            tcp_mem_in_use: Some(192),
+            sysctl_writable: true,
+        }
+    }
+
+    #[test]
+    fn server_on_this_host_is_bound_by_fd_per_process_and_shards() {
+        let c = estimate(&host(), &Plan::new(Role::Server, 1_000_000));
+        assert_eq!(c.per_process_sockets, 20000 - FD_SLACK);
+        assert_eq!(c.processes_needed, 1_000_000u64.div_ceil(19_936));
+        assert_eq!(c.processes_needed, 51);
+        assert_eq!(c.binding, LimitKind::FdPerProcess);
+        assert_eq!(c.max_connections, 51 * 19_936);
+        assert!(c.fits);
+        let ports = c
+            .limits
+            .iter()
+            .find(|l| l.kind == LimitKind::Ports)
+            .unwrap();
+        assert_eq!(ports.max_connections, None);
+        let ct = c
+            .limits
+            .iter()
+            .find(|l| l.kind == LimitKind::Conntrack)
+            .unwrap();
+        assert_eq!(ct.max_connections, None, "count 0: not tracking");
+        let p = c.paragraph();
+        assert!(p.contains("19,936 sockets"), "{p}");
+        assert!(p.contains("cannot be raised"), "{p}");
+        assert!(p.contains("CAP_SYS_RESOURCE"), "{p}");
+        assert!(p.contains("51 processes"), "{p}");
+    }
+
+    #[test]
+    fn client_is_bound_by_ports_per_four_tuple() {
+        let c = estimate(&host(), &Plan::new(Role::Client, 200_000));
+        assert_eq!(c.binding, LimitKind::Ports);
+        assert_eq!(c.max_connections, 28_232);
+        assert!(!c.fits);
+        assert!(c.paragraph().contains("does NOT fit"));
+        // 8 sources on the default range: 8 x 28,232 = 225,856 >= 200k.
+        let plan = Plan {
+            sources: 8,
+            ..Plan::new(Role::Client, 200_000)
+        };
+        let c = estimate(&host(), &plan);
+        assert_eq!(c.limits[2].max_connections, Some(8 * 28_232));
+        assert_eq!(c.binding, LimitKind::FdPerProcess);
+        assert!(c.fits);
+        // Reserved ports inside the range are not usable.
+        let mut snap = host();
+        snap.reserved_ports = vec![(32768, 32867), (8000, 8100)];
+        let c = estimate(&snap, &Plan::new(Role::Client, 10));
+        assert_eq!(c.limits[2].max_connections, Some(28_232 - 100));
+    }
+
+    #[test]
+    fn lab_counts_two_sockets_per_connection() {
+        let mut snap = host();
+        snap.file_max = Some(1_000_000);
+        snap.files_in_use = Some(0);
+        let plan = Plan {
+            sources: 40,
+            ..Plan::new(Role::Lab, 1_000_000)
+        };
+        let c = estimate(&snap, &plan);
+        assert_eq!(c.sockets_per_connection, 2);
+        assert_eq!(c.processes_needed, 102);
+        assert_eq!(c.binding, LimitKind::FileMax);
+        assert_eq!(c.max_connections, 500_000);
+        assert!(!c.fits);
+        let mem = c
+            .limits
+            .iter()
+            .find(|l| l.kind == LimitKind::Memory)
+            .unwrap();
+        assert_eq!(mem.max_connections, Some((23u64 << 30) / 6144 / 2));
+    }
+
+    #[test]
+    fn memory_conntrack_and_epoll_bind_when_smallest() {
+        let mut snap = host();
+        snap.mem_available = Some(6144 * 1000);
+        let c = estimate(&snap, &Plan::new(Role::Server, 5000));
+        assert_eq!((c.binding, c.max_connections), (LimitKind::Memory, 1000));
+
+        let mut snap = host();
+        snap.conntrack = Conntrack::Loaded {
+            max: 262_144,
+            count: 144,
+        };
+        let c = estimate(&snap, &Plan::new(Role::Server, 1_000_000));
+        assert_eq!(
+            (c.binding, c.max_connections),
+            (LimitKind::Conntrack, 262_000)
+        );
+        assert!(c.paragraph().contains("conntrack_full"));
+
+        let mut snap = host();
+        snap.epoll_max_user_watches = Some(30_000);
+        snap.conntrack = Conntrack::NotLoaded;
+        let c = estimate(&snap, &Plan::new(Role::Lab, 100_000));
+        assert_eq!(
+            (c.binding, c.max_connections),
+            (LimitKind::EpollWatches, 15_000)
+        );
+    }
+
+    #[test]
+    fn a_capable_process_can_rise_to_nr_open_and_fixed_processes_cap() {
+        let mut snap = host();
+        snap.cap_sys_resource = true;
+        let c = estimate(&snap, &Plan::new(Role::Server, 1_000_000));
+        assert!(c.hard_limit_can_rise);
+        assert_eq!(c.per_process_sockets, 1_048_576 - FD_SLACK);
+        assert_eq!(c.processes_needed, 1);
+        let plan = Plan {
+            processes: Some(4),
+            ..Plan::new(Role::Server, 1_000_000)
+        };
+        let c = estimate(&host(), &plan);
+        assert_eq!(c.max_connections, 4 * 19_936);
+        assert_eq!(c.binding, LimitKind::FdPerProcess);
+        assert!(!c.fits);
+    }
+}

@@ -1,0 +1,161 @@
+//! One reading of everything that bounds how many connections a host and a
+//! process can hold: open-files limits and capabilities, `fs.*` tables,
+//! the ephemeral port range, memory, conntrack and epoll. A [`Snapshot`] is
+//! plain data so that the capacity arithmetic can be tested on made-up
+//! hosts; [`take`] fills one from the running system (sysctls through
+//! [`Sysctl`], so `C1M_SYSCTL_ROOT` applies).
+use anyhow::Result;
+use serde::Serialize;
+
+use super::limits::{self, Nofile, Target};
+use super::sysctl::Sysctl;
+
+/// The state of connection tracking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Conntrack {
+    /// nf_conntrack is not loaded: no table to fill.
+    NotLoaded,
+    /// Loaded; `count` entries of `max`. A count of 0 means nothing is
+    /// tracked here (no rule uses conntrack in this network namespace).
+    Loaded { max: u64, count: u64 },
+}
+
+impl Conntrack {
+    /// Loaded and tracking connections (count above zero).
+    pub fn tracking(&self) -> bool {
+        matches!(self, Conntrack::Loaded { count, .. } if *count > 0)
+    }
+}
+
+/// Everything the capacity estimate and the checks read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Snapshot {
+    /// The process the limits are about (None: doctor itself).
+    pub pid: Option<i32>,
+    pub nofile: Nofile,
+    pub cap_sys_resource: bool,
+    pub nr_open: Option<u64>,
+    pub file_max: Option<u64>,
+    /// First field of fs.file-nr: file structures allocated now.
+    pub files_in_use: Option<u64>,
+    pub port_range: Option<(u64, u64)>,
+    /// Ranges of net.ipv4.ip_local_reserved_ports.
+    pub reserved_ports: Vec<(u64, u64)>,
+    pub mem_total: Option<u64>,
+    pub mem_available: Option<u64>,
+    pub page_size: u64,
+    pub conntrack: Conntrack,
+    pub epoll_max_user_watches: Option<u64>,
+    /// net.ipv4.tcp_mem (pages): min, pressure, max.
+    pub tcp_mem: Option<Vec<u64>>,
+    /// TCP buffer pages in use now (`mem` of /proc/net/sockstat).
+    pub tcp_mem_in_use: Option<u64>,
+    /// Whether /proc/sys (or the test root) is mounted writable.
+    pub sysctl_writable: bool,
+}
+
+/// Read the host and a process (this one, or `--pid`).
+pub fn take(sysctl: &Sysctl, target: Target) -> Result<Snapshot> {
+    let nofile = limits::nofile(target)?;
+    let cap_sys_resource = limits::has_cap_sys_resource(target)?;
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let sockstat = std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
+    let conntrack = match (
+        sysctl.read_u64("net.netfilter.nf_conntrack_max"),
+        sysctl.read_u64("net.netfilter.nf_conntrack_count"),
+    ) {
+        (Some(max), Some(count)) => Conntrack::Loaded { max, count },
+        _ => Conntrack::NotLoaded,
+    };
+    Ok(Snapshot {
+        pid: match target {
+            Target::This => None,
+            Target::Pid(p) => Some(p),
+        },
+        nofile,
+        cap_sys_resource,
+        nr_open: sysctl.read_u64("fs.nr_open"),
+        file_max: sysctl.read_u64("fs.file-max"),
+        files_in_use: sysctl.read_u64("fs.file-nr"),
+        port_range: sysctl
+            .read_numbers("net.ipv4.ip_local_port_range")
+            .filter(|v| v.len() == 2)
+            .map(|v| (v[0], v[1])),
+        reserved_ports: sysctl
+            .read("net.ipv4.ip_local_reserved_ports")
+            .map(|s| parse_port_list(&s))
+            .unwrap_or_default(),
+        mem_total: meminfo_bytes(&meminfo, "MemTotal"),
+        mem_available: meminfo_bytes(&meminfo, "MemAvailable"),
+        page_size: page_size(),
+        conntrack,
+        epoll_max_user_watches: sysctl.read_u64("fs.epoll.max_user_watches"),
+        tcp_mem: sysctl.read_numbers("net.ipv4.tcp_mem"),
+        tcp_mem_in_use: sockstat_tcp_mem(&sockstat),
+        sysctl_writable: sysctl.tree_writable(),
+    })
+}
+
+/// The page size in bytes.
+pub fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map(|p| p as u64)
+        .unwrap_or(4096)
+}
+
+/// A `/proc/meminfo` field in bytes.
+pub fn meminfo_bytes(text: &str, field: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.split(':').next() == Some(field))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The `mem` field of the `TCP:` line of `/proc/net/sockstat` (pages).
+pub fn sockstat_tcp_mem(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("TCP:"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let i = words.iter().position(|w| *w == "mem")?;
+    words.get(i + 1)?.parse().ok()
+}
+
+/// Parse `ip_local_reserved_ports`: "8000-8100,9000" (empty: none).
+pub fn parse_port_list(text: &str) -> Vec<(u64, u64)> {
+    text.split(',')
+        .filter_map(|part| {
+            let part = part.trim();
+            if part.is_empty() {
+                return None;
+            }
+            match part.split_once('-') {
+                Some((a, b)) => Some((a.trim().parse().ok()?, b.trim().parse().ok()?)),
+                None => {
+                    let p = part.parse().ok()?;
+                    Some((p, p))
+                }
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_texts_parse() {
+        let mi = "MemTotal:       24684096 kB\nMemFree: 1 kB\nMemAvailable:   24277420 kB\n";
+        assert_eq!(meminfo_bytes(mi, "MemAvailable"), Some(24277420 * 1024));
+        assert_eq!(meminfo_bytes(mi, "Mem"), None);
+        let ss =
+            "sockets: used 13\nTCP: inuse 1 orphan 0 tw 0 alloc 1 mem 192\nUDP: inuse 0 mem 0\n";
+        assert_eq!(sockstat_tcp_mem(ss), Some(192));
+        assert_eq!(parse_port_list(""), vec![]);
+        assert_eq!(
+            parse_port_list("8000-8100,9000"),
+            vec![(8000, 8100), (9000, 9000)]
+        );
+    }
+}

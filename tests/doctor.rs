@@ -1,0 +1,855 @@
+//! `c1m doctor` as a user runs it: the real host read-only, apply/rollback
+//! of global keys on a fake /proc/sys tree in a temporary directory, a write
+//! that fails midway, per-namespace keys really changed inside
+//! `unshare -n` (and the host's left alone), non-root refusal, bad input.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_c1m");
+
+fn doctor(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("doctor").args(args);
+    // Never let a test fall back to the host's state dir or /etc.
+    cmd.env_remove("C1M_SYSCTL_ROOT");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run c1m")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
+}
+
+fn host(key: &str) -> String {
+    let p = format!("/proc/sys/{}", key.replace('.', "/"));
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{p}: {e}"))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn row<'a>(v: &'a Value, check: &str) -> &'a Value {
+    v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["check"] == check)
+        .unwrap_or_else(|| panic!("no row {check}"))
+}
+
+fn my_nofile() -> (u64, u64) {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) }, 0);
+    (r.rlim_cur, r.rlim_max)
+}
+
+fn has_cap_sys_resource() -> bool {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with("CapEff:")).unwrap();
+    let mask = u64::from_str_radix(line[7..].trim(), 16).unwrap();
+    mask & (1 << 24) != 0
+}
+
+#[test]
+fn host_check_prints_table_and_capacity_naming_the_fd_limit() {
+    let o = doctor(&[], &[]);
+    let out = text(&o);
+    assert!(matches!(o.status.code(), Some(0) | Some(1)), "{out}");
+    for col in ["check", "current", "wanted", "status", "why"] {
+        assert!(out.contains(col), "{out}");
+    }
+    assert!(
+        out.contains("rlimit.nofile.hard") && out.contains("fs.file-max"),
+        "{out}"
+    );
+    assert!(out.contains("Capacity estimate"), "{out}");
+    let (_, hard) = my_nofile();
+    if !has_cap_sys_resource() {
+        let per = hard - 64;
+        let shown = c1m::util::thousands(per);
+        assert!(out.contains(&format!("at most {shown} sockets")), "{out}");
+        assert!(out.contains("cannot be raised here"), "{out}");
+        assert!(out.contains("shards"), "{out}");
+        // No CAP_SYS_RESOURCE: the hard-limit row cannot pass, so exit 1.
+        assert_eq!(o.status.code(), Some(1), "{out}");
+    }
+}
+
+#[test]
+fn json_has_the_documented_fields_and_matches_the_host() {
+    let o = doctor(&["--json"], &[]);
+    let v = json(&o);
+    for f in [
+        "role",
+        "target",
+        "profile",
+        "profile_files",
+        "sysctl_root",
+        "rows",
+        "warnings",
+        "snapshot",
+        "capacity",
+        "capacity_text",
+        "summary",
+    ] {
+        assert!(v.get(f).is_some(), "missing {f}: {v}");
+    }
+    assert_eq!(v["role"], "server");
+    assert_eq!(v["target"], 1_000_000);
+    for r in v["rows"].as_array().unwrap() {
+        for f in [
+            "check", "kind", "scope", "current", "wanted", "status", "failure", "why", "origin",
+        ] {
+            assert!(r.get(f).is_some(), "row without {f}: {r}");
+        }
+        let s = r["status"].as_str().unwrap();
+        assert!(["ok", "fix", "cannot", "n/a"].contains(&s), "{r}");
+    }
+    // The table's current values are the kernel's.
+    assert_eq!(row(&v, "fs.file-max")["current"], host("fs.file-max"));
+    assert_eq!(
+        row(&v, "net.core.somaxconn")["current"],
+        host("net.core.somaxconn")
+    );
+    assert_eq!(row(&v, "fs.file-max")["failure"], "system_fd_limit");
+    assert_eq!(row(&v, "net.core.somaxconn")["scope"], "netns");
+    assert_eq!(row(&v, "fs.nr_open")["scope"], "global");
+    assert!(
+        row(&v, "fs.file-max")["origin"]
+            .as_str()
+            .unwrap()
+            .contains("base.conf:")
+    );
+    let (soft, hard) = my_nofile();
+    assert_eq!(row(&v, "rlimit.nofile.soft")["current"], soft.to_string());
+    assert_eq!(v["snapshot"]["nofile"]["hard"], hard);
+    let cap = &v["capacity"];
+    for f in [
+        "max_connections",
+        "binding",
+        "per_process_sockets",
+        "processes_needed",
+        "processes",
+        "fits",
+        "limits",
+        "hard_limit_can_rise",
+        "sockets_per_connection",
+    ] {
+        assert!(cap.get(f).is_some(), "capacity without {f}: {cap}");
+    }
+    if !has_cap_sys_resource() {
+        assert_eq!(cap["per_process_sockets"], hard - 64);
+        assert_eq!(cap["hard_limit_can_rise"], false);
+        assert_eq!(cap["processes_needed"], 1_000_000u64.div_ceil(hard - 64));
+        assert_eq!(row(&v, "rlimit.nofile.hard")["status"], "cannot");
+    }
+    let failed = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["status"] == "fix" || r["status"] == "cannot");
+    assert_eq!(v["summary"]["passed"], !failed);
+    assert_eq!(o.status.code(), Some(if failed { 1 } else { 0 }));
+}
+
+#[test]
+fn client_capacity_names_ports_per_four_tuple_and_lab_counts_two_sockets() {
+    let o = doctor(&["--role", "client", "--target", "200k", "--json"], &[]);
+    let v = json(&o);
+    let range: Vec<u64> = host("net.ipv4.ip_local_port_range")
+        .split(' ')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let size = range[1] - range[0] + 1;
+    let ports = v["capacity"]["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["kind"] == "ports")
+        .unwrap();
+    if host("net.ipv4.ip_local_reserved_ports").is_empty() {
+        assert_eq!(ports["max_connections"], size);
+    }
+    if size < 200_000 {
+        assert_eq!(v["capacity"]["binding"], "ports");
+        assert_eq!(v["capacity"]["fits"], false);
+        assert!(
+            v["capacity_text"]
+                .as_str()
+                .unwrap()
+                .contains("does NOT fit")
+        );
+    }
+    assert!(row(&v, "net.ipv4.ip_local_port_range")["wanted"] == "= 1024 65535");
+    // More sources lift the port limit.
+    let o = doctor(
+        &[
+            "--role",
+            "client",
+            "--target",
+            "200k",
+            "--sources",
+            "10",
+            "--json",
+        ],
+        &[],
+    );
+    let v = json(&o);
+    let ports = v["capacity"]["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["kind"] == "ports")
+        .unwrap()
+        .clone();
+    if host("net.ipv4.ip_local_reserved_ports").is_empty() {
+        assert_eq!(ports["max_connections"], 10 * size);
+    }
+    let o = doctor(&["--role", "lab", "--target", "100000", "--json"], &[]);
+    let v = json(&o);
+    assert_eq!(v["capacity"]["sockets_per_connection"], 2);
+    assert_eq!(v["role"], "lab");
+}
+
+#[test]
+fn pid_reads_another_process_limits() {
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -Sn 1000; exec sleep 20"])
+        .spawn()
+        .unwrap();
+    // Wait until the shell has exec'd sleep with its new limit.
+    let path = format!("/proc/{}/limits", child.id());
+    let mut ok = false;
+    for _ in 0..200 {
+        if std::fs::read_to_string(&path).is_ok_and(|t| {
+            t.lines().any(|l| {
+                l.starts_with("Max open files") && l.split_whitespace().nth(3) == Some("1000")
+            })
+        }) {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let o = doctor(&["--pid", &child.id().to_string(), "--json"], &[]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ok, "the child never showed soft limit 1000");
+    let v = json(&o);
+    let soft = row(&v, "rlimit.nofile.soft");
+    assert_eq!(soft["current"], "1000", "{soft}");
+    assert_eq!(soft["status"], "fix");
+    assert!(soft["why"].as_str().unwrap().contains("prlimit"));
+    assert_eq!(v["snapshot"]["pid"], child.id());
+    // A process that does not exist is a clear error.
+    let o = doctor(&["--pid", "999999999"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/proc/999999999/limits"));
+}
+
+#[test]
+fn bad_input_names_the_file_and_line_and_unknown_keys_only_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.conf");
+    std::fs::write(&bad, "# mine\nnet.core.somaxconn >= 65535 | accept_queue_overflow\nfs.file-max >> 5 | system_fd_limit\n").unwrap();
+    let o = doctor(&["--profile", bad.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("{}:3:", bad.display())), "{err}");
+    assert!(
+        err.contains("expected a comparison") || err.contains("fs.file-max"),
+        "{err}"
+    );
+
+    let unknown = dir.path().join("unknown.conf");
+    std::fs::write(
+        &unknown,
+        "net.core.somaxconn >= 1 | accept_queue_overflow\nnet.core.no_such_key >= 1 | accept_queue_overflow\n",
+    )
+    .unwrap();
+    let o = doctor(&["--profile", unknown.to_str().unwrap(), "--json"], &[]);
+    assert_ne!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("unknown.conf:2: unknown key 'net.core.no_such_key'"),
+        "{err}"
+    );
+    let v = json(&o);
+    assert_eq!(row(&v, "net.core.no_such_key")["status"], "n/a");
+    assert_eq!(row(&v, "net.core.somaxconn")["status"], "ok");
+
+    for args in [
+        vec!["--role", "router"],
+        vec!["--target", "lots"],
+        vec!["--persist"],
+        vec!["--apply", "--rollback"],
+        vec!["--profile", "nosuchprofile"],
+    ] {
+        let o = doctor(&args, &[]);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(!o.stderr.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn apply_as_non_root_fails_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let tries: [(&str, Vec<&str>); 2] = [
+        (
+            "setpriv",
+            vec!["--reuid=65534", "--regid=65534", "--clear-groups", BIN],
+        ),
+        ("su", vec![]),
+    ];
+    for (prog, pre) in tries {
+        let o = if prog == "su" {
+            Command::new("su")
+                .args([
+                    "nobody",
+                    "-s",
+                    "/bin/sh",
+                    "-c",
+                    &format!("{BIN} doctor --apply --state {}", state.display()),
+                ])
+                .output()
+        } else {
+            Command::new(prog)
+                .args(&pre)
+                .args(["doctor", "--apply", "--state", state.to_str().unwrap()])
+                .output()
+        };
+        let Ok(o) = o else { continue };
+        let err = String::from_utf8_lossy(&o.stderr);
+        if !err.contains("c1m doctor") {
+            eprintln!("{prog} could not run c1m as nobody: {}", text(&o));
+            continue;
+        }
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(err.contains("--apply must run as root"), "{err}");
+        assert!(err.contains("effective uid 65534"), "{err}");
+        assert!(!state.exists(), "nothing may be written");
+        return;
+    }
+    eprintln!(
+        "SKIPPED apply_as_non_root_fails_with_a_clear_message: neither setpriv nor su could run c1m as nobody"
+    );
+}
+
+/// A fake /proc/sys: every key a file holding its value.
+fn fake_tree(dir: &Path, keys: &[(&str, &str)]) -> PathBuf {
+    let root = dir.join("sys");
+    for (k, v) in keys {
+        let p = root.join(k.replace('.', "/"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, format!("{v}\n")).unwrap();
+    }
+    root
+}
+
+fn read_tree(root: &Path, keys: &[(&str, &str)]) -> BTreeMap<String, String> {
+    keys.iter()
+        .map(|(k, _)| {
+            let p = root.join(k.replace('.', "/"));
+            (
+                k.to_string(),
+                std::fs::read_to_string(p).unwrap().trim().to_string(),
+            )
+        })
+        .collect()
+}
+
+const FAKE: &[(&str, &str)] = &[
+    ("fs.nr_open", "1048576"),
+    ("fs.file-max", "100000"),
+    ("fs.file-nr", "449\t0\t100000"),
+    ("fs.epoll.max_user_watches", "5000"),
+    ("net.core.somaxconn", "4096"),
+    ("net.ipv4.tcp_rmem", "4096\t131072\t6291456"),
+];
+
+const FAKE_PROFILE: &str = "\
+fs.nr_open >= max(2097152, target + 1000) | fd_limit
+fs.file-max >= 2*target + 10000 | system_fd_limit
+fs.epoll.max_user_watches >= 2*target | epoll_watch_limit
+net.core.somaxconn >= 65535 | accept_queue_overflow
+net.ipv4.tcp_rmem = 4096 4096 16777216 | tcp_memory_pressure
+";
+
+#[test]
+fn apply_persist_rollback_on_a_fake_tree_restores_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = fake_tree(dir.path(), FAKE);
+    let before = read_tree(&root, FAKE);
+    let profile = dir.path().join("fake.conf");
+    std::fs::write(&profile, FAKE_PROFILE).unwrap();
+    let state = dir.path().join("state").join("doctor-state.json");
+    let sysctl_d = dir.path().join("sysctl.d");
+    let limits_d = dir.path().join("limits.d");
+    let env = [
+        ("C1M_SYSCTL_ROOT", root.as_path()),
+        ("C1M_SYSCTL_D", sysctl_d.as_path()),
+        ("C1M_LIMITS_D", limits_d.as_path()),
+    ];
+    let st = state.to_str().unwrap();
+    let p = profile.to_str().unwrap();
+
+    let o = doctor(&["--profile", p, "--target", "100000", "--json"], &env);
+    let v = json(&o);
+    assert_eq!(v["sysctl_root"], root.display().to_string());
+    assert_eq!(row(&v, "fs.file-max")["status"], "fix");
+    assert_eq!(row(&v, "fs.file-max")["apply_value"], "210000");
+
+    let o = doctor(
+        &[
+            "--profile",
+            p,
+            "--target",
+            "100000",
+            "--apply",
+            "--persist",
+            "--state",
+            st,
+        ],
+        &env,
+    );
+    let out = text(&o);
+    assert!(out.contains("applied"), "{out}");
+    let after = read_tree(&root, FAKE);
+    assert_eq!(after["fs.nr_open"], "2097152", "{out}");
+    assert_eq!(after["fs.file-max"], "210000");
+    assert_eq!(after["fs.epoll.max_user_watches"], "200000");
+    assert_eq!(after["net.core.somaxconn"], "65535");
+    assert_eq!(after["net.ipv4.tcp_rmem"], "4096 4096 16777216");
+    // The state file holds the originals, saved before the first write.
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let originals: BTreeMap<String, String> = saved["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["key"].as_str().unwrap().into(),
+                k["original"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(originals["fs.file-max"], "100000");
+    assert_eq!(originals["net.ipv4.tcp_rmem"], "4096\t131072\t6291456");
+    // Persisted files, each with c1m's header.
+    let sysctl_file = std::fs::read_to_string(sysctl_d.join("90-c1m.conf")).unwrap();
+    assert!(
+        sysctl_file.starts_with("# Written by c1m doctor"),
+        "{sysctl_file}"
+    );
+    assert!(
+        sysctl_file.contains("fs.file-max = 210000"),
+        "{sysctl_file}"
+    );
+    assert!(sysctl_file.contains("net.ipv4.tcp_rmem = 4096 4096 16777216"));
+    let limits_file = std::fs::read_to_string(limits_d.join("90-c1m.conf")).unwrap();
+    assert!(limits_file.starts_with("# Written by c1m doctor"));
+    assert!(limits_file.contains("hard nofile"), "{limits_file}");
+    assert!(out.contains("LimitNOFILE="), "{out}");
+
+    // Checking again: the applied keys pass now.
+    let v = json(&doctor(
+        &["--profile", p, "--target", "100000", "--json"],
+        &env,
+    ));
+    for k in [
+        "fs.nr_open",
+        "fs.file-max",
+        "net.core.somaxconn",
+        "net.ipv4.tcp_rmem",
+    ] {
+        assert_eq!(row(&v, k)["status"], "ok", "{k}");
+    }
+
+    // A second apply with a bigger target keeps the first originals.
+    let o = doctor(
+        &[
+            "--profile",
+            p,
+            "--target",
+            "200000",
+            "--apply",
+            "--state",
+            st,
+        ],
+        &env,
+    );
+    assert!(text(&o).contains("already ok"), "{}", text(&o));
+    assert_eq!(read_tree(&root, FAKE)["fs.file-max"], "410000");
+
+    let o = doctor(&["--rollback", "--state", st], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(read_tree(&root, FAKE), before, "{}", text(&o));
+    assert!(!state.exists());
+    assert!(!sysctl_d.join("90-c1m.conf").exists());
+    assert!(!limits_d.join("90-c1m.conf").exists());
+
+    let o = doctor(&["--rollback", "--state", st], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("Nothing to roll back"), "{}", text(&o));
+}
+
+#[test]
+fn persist_refuses_to_overwrite_a_file_c1m_did_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = fake_tree(dir.path(), FAKE);
+    let profile = dir.path().join("fake.conf");
+    std::fs::write(&profile, FAKE_PROFILE).unwrap();
+    let sysctl_d = dir.path().join("sysctl.d");
+    let limits_d = dir.path().join("limits.d");
+    std::fs::create_dir_all(&sysctl_d).unwrap();
+    std::fs::write(sysctl_d.join("90-c1m.conf"), "kernel.mine = 1\n").unwrap();
+    let env = [
+        ("C1M_SYSCTL_ROOT", root.as_path()),
+        ("C1M_SYSCTL_D", sysctl_d.as_path()),
+        ("C1M_LIMITS_D", limits_d.as_path()),
+    ];
+    let state = dir.path().join("s.json");
+    let o = doctor(
+        &[
+            "--profile",
+            profile.to_str().unwrap(),
+            "--apply",
+            "--persist",
+            "--state",
+            state.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("was not written by c1m"));
+    assert_eq!(
+        std::fs::read_to_string(sysctl_d.join("90-c1m.conf")).unwrap(),
+        "kernel.mine = 1\n"
+    );
+    // The applied values are still undone by a rollback.
+    let o = doctor(&["--rollback", "--state", state.to_str().unwrap()], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        read_tree(&root, FAKE),
+        read_tree(&fake_tree(&dir.path().join("orig"), FAKE), FAKE)
+    );
+    assert!(
+        sysctl_d.join("90-c1m.conf").exists(),
+        "a foreign file is never removed"
+    );
+}
+
+#[test]
+fn a_write_failing_midway_restores_every_key_already_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = fake_tree(dir.path(), FAKE);
+    // somaxconn (the 4th key written) becomes /dev/null: it opens and takes
+    // the write, but reads back empty, like a value the kernel rejects.
+    let key = root.join("net/core/somaxconn");
+    std::fs::remove_file(&key).unwrap();
+    std::os::unix::fs::symlink("/dev/null", &key).unwrap();
+    let keys: Vec<(&str, &str)> = FAKE
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "net.core.somaxconn")
+        .collect();
+    let before = read_tree(&root, &keys);
+    let profile = dir.path().join("fake.conf");
+    std::fs::write(&profile, FAKE_PROFILE).unwrap();
+    let state = dir.path().join("state.json");
+    let env = [("C1M_SYSCTL_ROOT", root.as_path())];
+    let o = doctor(
+        &[
+            "--profile",
+            profile.to_str().unwrap(),
+            "--apply",
+            "--state",
+            state.to_str().unwrap(),
+            "--json",
+        ],
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v = json(&o);
+    let apply = &v["apply"];
+    assert!(
+        apply["aborted"]
+            .as_str()
+            .unwrap()
+            .contains("net.core.somaxconn"),
+        "{apply}"
+    );
+    let status: BTreeMap<String, String> = apply["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["key"].as_str().unwrap().into(),
+                k["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(status["fs.nr_open"], "restored");
+    assert_eq!(status["fs.file-max"], "restored");
+    assert_eq!(status["fs.epoll.max_user_watches"], "restored");
+    assert_eq!(status["net.core.somaxconn"], "failed");
+    assert_eq!(status["net.ipv4.tcp_rmem"], "not_attempted");
+    assert_eq!(read_tree(&root, &keys), before, "every key as it was");
+    assert!(
+        !state.exists(),
+        "nothing changed, so no state is left behind"
+    );
+    let o = doctor(&["--rollback", "--state", state.to_str().unwrap()], &env);
+    assert!(text(&o).contains("Nothing to roll back"), "{}", text(&o));
+}
+
+/// Per-namespace keys inside `unshare -n`: apply really changes them there,
+/// rollback puts them back, and the host's values never move.
+fn netns_round_trip(role: &str, keys: &[(&str, &str)]) {
+    let probe = Command::new("unshare").args(["-n", "true"]).output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED netns apply/rollback ({role}): `unshare -n` failed here: {probe:?}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let watch: Vec<&str> = keys
+        .iter()
+        .map(|(k, _)| *k)
+        .chain(["fs.nr_open", "fs.file-max"])
+        .collect();
+    let host_before: Vec<String> = watch.iter().map(|k| host(k)).collect();
+    let dump = watch
+        .iter()
+        .map(|k| {
+            format!(
+                "printf '%s=%s\\n' {k} \"$(cat /proc/sys/{} | tr '\\t' ' ')\"",
+                k.replace('.', "/")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let script = format!(
+        "echo BEFORE; {dump}; \
+         {BIN} doctor --role {role} --apply --netns-only --state {st} >{d}/apply.txt 2>&1; echo APPLY=$?; \
+         echo AFTER; {dump}; \
+         {BIN} doctor --rollback --state {st} >{d}/rollback.txt 2>&1; echo ROLLBACK=$?; \
+         echo ROLLED; {dump}",
+        st = state.display(),
+        d = dir.path().display()
+    );
+    let o = Command::new("unshare")
+        .args(["-n", "sh", "-c", &script])
+        .env_remove("C1M_SYSCTL_ROOT")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let logs = format!(
+        "{out}\napply:\n{}\nrollback:\n{}",
+        std::fs::read_to_string(dir.path().join("apply.txt")).unwrap_or_default(),
+        std::fs::read_to_string(dir.path().join("rollback.txt")).unwrap_or_default()
+    );
+    let mut sections: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut cur = String::new();
+    for line in out.lines() {
+        match line.split_once('=') {
+            Some((k, v)) if k.contains('.') => {
+                sections
+                    .entry(cur.clone())
+                    .or_default()
+                    .insert(k.into(), v.trim().into());
+            }
+            Some((k, v)) => {
+                sections
+                    .entry("status".into())
+                    .or_default()
+                    .insert(k.into(), v.into());
+            }
+            None => cur = line.to_string(),
+        }
+    }
+    let st = &sections["status"];
+    assert_ne!(st["APPLY"], "2", "{logs}");
+    assert_eq!(st["ROLLBACK"], "0", "{logs}");
+    let (before, after, rolled) = (&sections["BEFORE"], &sections["AFTER"], &sections["ROLLED"]);
+    for (k, want) in keys {
+        assert_eq!(
+            &after[*k], want,
+            "{k} inside the namespace after --apply\n{logs}"
+        );
+        assert_eq!(rolled[*k], before[*k], "{k} after --rollback\n{logs}");
+    }
+    // Host-wide keys were not written even inside the namespace.
+    assert_eq!(after["fs.nr_open"], before["fs.nr_open"], "{logs}");
+    if host("fs.nr_open").parse::<u64>().unwrap() < 2_097_152 {
+        assert!(logs.contains("not written with --netns-only"), "{logs}");
+    }
+    // And the host's own values never moved.
+    let host_after: Vec<String> = watch.iter().map(|k| host(k)).collect();
+    assert_eq!(host_before, host_after, "host values changed!\n{logs}");
+    assert!(!state.exists(), "{logs}");
+}
+
+#[test]
+fn server_profile_applies_and_rolls_back_inside_a_network_namespace() {
+    netns_round_trip(
+        "server",
+        &[
+            ("net.core.somaxconn", "65535"),
+            ("net.ipv4.tcp_max_syn_backlog", "65535"),
+            ("net.ipv4.tcp_rmem", "4096 4096 16777216"),
+            ("net.ipv4.tcp_wmem", "4096 4096 16777216"),
+            ("net.ipv4.tcp_fin_timeout", "30"),
+            ("net.ipv4.tcp_max_tw_buckets", "2000000"),
+        ],
+    );
+}
+
+#[test]
+fn client_profile_applies_and_rolls_back_inside_a_network_namespace() {
+    netns_round_trip(
+        "client",
+        &[
+            ("net.ipv4.ip_local_port_range", "1024 65535"),
+            ("net.ipv4.tcp_tw_reuse", "1"),
+            ("net.ipv4.tcp_wmem", "4096 4096 16777216"),
+        ],
+    );
+}
+
+#[test]
+fn a_read_only_key_is_reported_and_the_others_still_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut keys: Vec<(&str, &str)> = FAKE.to_vec();
+    // conntrack loaded and tracking, its max read-only (as in a child
+    // network namespace).
+    keys.push(("net.netfilter.nf_conntrack_max", "262144"));
+    keys.push(("net.netfilter.nf_conntrack_count", "5"));
+    let root = fake_tree(dir.path(), &keys);
+    let ro = root.join("net/netfilter/nf_conntrack_max");
+    std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o444)).unwrap();
+    let profile = dir.path().join("p.conf");
+    std::fs::write(
+        &profile,
+        format!("{FAKE_PROFILE}net.netfilter.nf_conntrack_max >= 12*target/10 | conntrack_full\n"),
+    )
+    .unwrap();
+    let state = dir.path().join("s.json");
+    let env = [("C1M_SYSCTL_ROOT", root.as_path())];
+    let p = profile.to_str().unwrap();
+    let v = json(&doctor(&["--profile", p, "--json"], &env));
+    let row_ct = row(&v, "net.netfilter.nf_conntrack_max");
+    assert_eq!(row_ct["status"], "cannot", "{row_ct}");
+    assert!(
+        row_ct["why"].as_str().unwrap().contains("read-only"),
+        "{row_ct}"
+    );
+    assert_eq!(v["snapshot"]["conntrack"]["state"], "loaded");
+    assert_eq!(v["snapshot"]["conntrack"]["count"], 5);
+    // conntrack tracks: it is a capacity limit now (262,144 - 5).
+    let ct = v["capacity"]["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["kind"] == "conntrack")
+        .unwrap()
+        .clone();
+    assert_eq!(ct["max_connections"], 262_139);
+    // The fake tree's 5,000 epoll watches are smaller still, and bind.
+    assert_eq!(v["capacity"]["binding"], "epoll_watches");
+    assert_eq!(v["capacity"]["max_connections"], 5000);
+
+    let o = doctor(
+        &[
+            "--profile",
+            p,
+            "--apply",
+            "--state",
+            state.to_str().unwrap(),
+            "--json",
+        ],
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v = json(&o);
+    let k = v["apply"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key"] == "net.netfilter.nf_conntrack_max")
+        .unwrap()
+        .clone();
+    assert_eq!(k["status"], "failed");
+    assert!(v["apply"]["aborted"].is_null());
+    assert_eq!(read_tree(&root, &keys)["fs.file-max"], "2010000");
+    assert_eq!(
+        read_tree(&root, &keys)["net.netfilter.nf_conntrack_max"],
+        "262144"
+    );
+    let o = doctor(&["--rollback", "--state", state.to_str().unwrap()], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(read_tree(&root, &keys)["fs.file-max"], "100000");
+}
+
+#[test]
+fn rollback_refuses_a_state_from_another_network_namespace_or_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = fake_tree(dir.path(), FAKE);
+    let state = dir.path().join("s.json");
+    let env = [("C1M_SYSCTL_ROOT", root.as_path())];
+    let write_state = |root: &str, netns: &str| {
+        let s = serde_json::json!({
+            "version": 1, "written_by": "test", "created_unix": 0.0,
+            "sysctl_root": root, "netns": netns,
+            "keys": [{"key": "net.core.somaxconn", "original": "128"}],
+            "persisted": []
+        });
+        std::fs::write(&state, s.to_string()).unwrap();
+    };
+    write_state(root.to_str().unwrap(), "net:[1]");
+    let o = doctor(&["--rollback", "--state", state.to_str().unwrap()], &env);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("network namespace net:[1]"),
+        "{}",
+        text(&o)
+    );
+    write_state("/somewhere/else", "net:[1]");
+    let o = doctor(&["--rollback", "--state", state.to_str().unwrap()], &env);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("/somewhere/else"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        read_tree(&root, FAKE)["net.core.somaxconn"],
+        "4096",
+        "nothing written"
+    );
+    assert!(state.exists(), "the state is kept");
+    std::fs::write(&state, "{not json").unwrap();
+    let o = doctor(&["--rollback", "--state", state.to_str().unwrap()], &env);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not a c1m doctor state"));
+}
