@@ -38,6 +38,9 @@ pub struct LabArgs {
     /// Apply the lab profile first, roll it back at the end.
     #[arg(long)]
     pub apply: bool,
+    /// Profile --apply uses (a name in profiles/ or a file).
+    #[arg(long, default_value = "lab")]
+    pub profile: String,
     /// Run even when the capacity estimate says the target cannot fit.
     #[arg(long)]
     pub force: bool,
@@ -78,7 +81,35 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         deadline: args.deadline,
         json: args.json,
     };
-    let report = lab::run(&cfg, private, note.into_iter().collect())?;
+    let mut pre = lab::preflight(&cfg, &args.profile)?;
+    let cap = &pre.capacity;
+    println!(
+        "lab: {} connections, {} clients, {} ports; host capacity about {} connections ({} processes of at most {} sockets; binding: {}){}",
+        thousands(cfg.target),
+        cfg.clients,
+        cfg.ports,
+        thousands(cap.max_connections),
+        cap.processes_needed,
+        thousands(cap.per_process_sockets),
+        cap.binding.label(),
+        if private {
+            ", in a private network namespace"
+        } else {
+            ""
+        }
+    );
+    let mut notes: Vec<String> = note.into_iter().collect();
+    notes.append(&mut pre.notes);
+    let result = lab::run(&cfg, private, pre.applied.is_some(), notes);
+    if let Some(applied) = pre.applied.as_mut() {
+        let rb = applied.rollback()?;
+        if rb.ok() {
+            println!("lab: profile rolled back ({} keys restored)", rb.keys.len());
+        } else {
+            eprintln!("lab: rollback errors: {}", rb.errors.join("; "));
+        }
+    }
+    let report = result?;
     println!(
         "lab: target {} {}: verified {}, time to target {}, report in {}",
         thousands(report.target),
