@@ -677,17 +677,6 @@ pub fn enter_netns(mode: NetnsMode) -> Result<(bool, Option<String>)> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shares_add_up() {
-        assert_eq!(split(10, 3), vec![4, 3, 3]);
-        assert_eq!(split(100_000, 3).iter().sum::<u64>(), 100_000);
-        assert_eq!(split(5, 1), vec![5]);
-    }
-}
 
 /// The lab profile applied for this run; rolled back on drop (normal end,
 /// error, Ctrl-C or panic), so the host is left as it was.
@@ -826,4 +815,16 @@ pub fn preflight(cfg: &LabConfig, profile_name: &str) -> Result<Preflight> {
         applied,
         notes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up() {
+        assert_eq!(split(10, 3), vec![4, 3, 3]);
+        assert_eq!(split(100_000, 3).iter().sum::<u64>(), 100_000);
+        assert_eq!(split(5, 1), vec![5]);
+    }
 }
