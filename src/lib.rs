@@ -8,4 +8,5 @@ pub mod commands;
 pub mod diagnosis;
 pub mod events;
 pub mod harness;
+pub mod reactor;
 pub mod util;
