@@ -4,13 +4,19 @@
 //! one read buffer, and reports its counters to the parent as JSON lines on
 //! stdout (see `events`).
 //!
-//! Memory: the table is a `Vec<Conn>` indexed by file descriptor (the mio
-//! token *is* the fd), so there is no slab free list and no hashing. A `Conn`
-//! is 16 bytes: the mio `TcpStream` (a 4-byte fd with a niche) and an
-//! `Option<Box<Pending>>` that exists only while a write would block. Idle
-//! connections own nothing else. The vector's capacity is reserved once for
-//! the whole fd range, so growing it never copies and untouched pages are
-//! never resident: RSS grows by the 16 bytes per slot actually used.
+//! Memory: the table is a `Vec<Option<TcpStream>>` indexed by file
+//! descriptor (the mio token *is* the fd), so there is no slab free list and
+//! no hashing: 4 bytes per slot (a mio `TcpStream` is an fd with a niche).
+//! Unsent echo bytes live in a small map keyed by fd, and only while that
+//! connection's socket is full (bounded by one read, 64 KiB; reading from it
+//! stops until they drain). Idle connections own nothing else. The vector's
+//! capacity is reserved once for the whole fd range, so growing it never
+//! copies and untouched pages are never resident.
+//!
+//! Interest: READABLE only (edge-triggered, mio's default); a connection is
+//! switched to WRITABLE only while it has unsent bytes, and back after, so an
+//! idle or echoing connection costs no writable wake-ups.
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::TcpListener as StdListener;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
@@ -65,13 +71,6 @@ pub struct WorkerConfig {
 struct Pending {
     data: Vec<u8>,
     pos: usize,
-}
-
-/// One slot of the connection table (16 bytes; see the module comment).
-#[derive(Default)]
-struct Conn {
-    stream: Option<TcpStream>,
-    pending: Option<Box<Pending>>,
 }
 
 #[derive(Default)]
@@ -146,7 +145,9 @@ struct Worker {
     registered: bool,
     /// Accepting paused (EMFILE...) until then.
     paused_until: Option<Instant>,
-    conns: Vec<Conn>,
+    conns: Vec<Option<TcpStream>>,
+    /// Unsent bytes of the connections whose socket is full, by fd.
+    pending: HashMap<usize, Pending>,
     buf: Box<[u8]>,
     /// Connections that used up their budget and still have data to read.
     again: Vec<usize>,
@@ -190,6 +191,7 @@ pub fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         registered: false,
         paused_until: None,
         conns,
+        pending: HashMap::new(),
         buf,
         again: Vec::new(),
         stats: Stats::default(),
@@ -403,11 +405,11 @@ impl Worker {
 
     fn adopt(&mut self, mut stream: TcpStream) -> anyhow::Result<()> {
         let fd = stream.as_raw_fd() as usize;
-        if let Err(e) = self.poll.registry().register(
-            &mut stream,
-            Token(fd),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(fd), Interest::READABLE)
+        {
             // ENOSPC: fs.epoll.max_user_watches. Drop this one connection.
             let errno = e.raw_os_error().unwrap_or(0);
             self.stats.error(errno);
@@ -418,12 +420,9 @@ impl Worker {
             return Ok(());
         }
         if self.conns.len() <= fd {
-            self.conns.resize_with(fd + 1, Conn::default);
+            self.conns.resize_with(fd + 1, || None);
         }
-        self.conns[fd] = Conn {
-            stream: Some(stream),
-            pending: None,
-        };
+        self.conns[fd] = Some(stream);
         self.stats.open += 1;
         self.stats.opened += 1;
         if self.cfg.seed_log && self.stats.opened.is_multiple_of(1000) {
@@ -446,10 +445,10 @@ impl Worker {
         if let Some(e) = errno {
             self.stats.error(e);
         }
+        self.pending.remove(&fd);
         if let Some(c) = self.conns.get_mut(fd)
-            && c.stream.take().is_some()
+            && c.take().is_some()
         {
-            c.pending = None;
             self.stats.open -= 1;
             self.stats.closed += 1;
         }
@@ -457,10 +456,30 @@ impl Worker {
 
     /// Handle readiness on connection `fd`.
     fn serve_conn(&mut self, fd: usize) {
-        let Some(conn) = self.conns.get_mut(fd) else {
+        let Some(Some(stream)) = self.conns.get_mut(fd) else {
             return;
         };
-        match echo(conn, &mut self.buf, &mut self.stats) {
+        let was_blocked = self.pending.contains_key(&fd);
+        let out = echo(
+            fd,
+            stream,
+            &mut self.pending,
+            &mut self.buf,
+            &mut self.stats,
+        );
+        let blocked = self.pending.contains_key(&fd);
+        if !matches!(out, Outcome::Close(_)) && was_blocked != blocked {
+            let interest = if blocked {
+                Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if let Err(e) = self.poll.registry().reregister(stream, Token(fd), interest) {
+                self.close(fd, e.raw_os_error());
+                return;
+            }
+        }
+        match out {
             Outcome::Wait => {}
             Outcome::Again => self.again.push(fd),
             Outcome::Close(errno) => self.close(fd, errno),
@@ -479,13 +498,16 @@ enum Outcome {
 }
 
 /// Flush what is pending, then read and echo until the socket is drained, the
-/// write side blocks (the rest becomes the pending buffer and reading stops:
+/// write side blocks (the rest goes into `pending` and reading stops:
 /// backpressure), or the budget is spent.
-fn echo(conn: &mut Conn, buf: &mut [u8], stats: &mut Stats) -> Outcome {
-    let Some(stream) = conn.stream.as_mut() else {
-        return Outcome::Wait;
-    };
-    if let Some(p) = conn.pending.as_mut() {
+fn echo(
+    fd: usize,
+    stream: &mut TcpStream,
+    pending: &mut HashMap<usize, Pending>,
+    buf: &mut [u8],
+    stats: &mut Stats,
+) -> Outcome {
+    if let Some(p) = pending.get_mut(&fd) {
         while p.pos < p.data.len() {
             match stream.write(&p.data[p.pos..]) {
                 Ok(0) => return Outcome::Close(Some(libc::EPIPE)),
@@ -498,7 +520,7 @@ fn echo(conn: &mut Conn, buf: &mut [u8], stats: &mut Stats) -> Outcome {
                 Err(e) => return Outcome::Close(e.raw_os_error()),
             }
         }
-        conn.pending = None;
+        pending.remove(&fd);
     }
     for _ in 0..BUDGET {
         let n = match stream.read(buf) {
@@ -520,16 +542,23 @@ fn echo(conn: &mut Conn, buf: &mut [u8], stats: &mut Stats) -> Outcome {
                     stats.bytes_out += m as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    conn.pending = Some(Box::new(Pending {
-                        data: buf[off..n].to_vec(),
-                        pos: 0,
-                    }));
-                    // The WRITABLE edge brings us back to drain it.
+                    pending.insert(
+                        fd,
+                        Pending {
+                            data: buf[off..n].to_vec(),
+                            pos: 0,
+                        },
+                    );
                     return Outcome::Wait;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Outcome::Close(e.raw_os_error()),
             }
+        }
+        if n < buf.len() {
+            // A short read drained the socket; data arriving later raises a
+            // new edge. Saves the read that would only say EAGAIN.
+            return Outcome::Wait;
         }
     }
     Outcome::Again
@@ -540,8 +569,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_connection_slot_is_16_bytes() {
-        assert_eq!(std::mem::size_of::<Conn>(), 16);
+    fn a_connection_slot_is_4_bytes() {
         assert_eq!(std::mem::size_of::<Option<TcpStream>>(), 4);
     }
 }
