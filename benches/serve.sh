@@ -10,6 +10,7 @@
 #
 #   benches/serve.sh                 # N=100000 PORTS=20 PORT=11000
 #   N=20000 HERD=1 benches/serve.sh  # also c1m with --wake all (no EPOLLEXCLUSIVE)
+#   MAXCONN=1000000 benches/serve.sh # c1m plans for 1M (51 workers), C gets as many
 #
 # Loopback only; every process started here is ended here.
 set -euo pipefail
@@ -18,6 +19,8 @@ PORTS=${PORTS:-20}
 PORT=${PORT:-11000}
 PER_CLIENT=${PER_CLIENT:-17000}
 HERD=${HERD:-0}
+# what c1m serve plans for (its auto worker count follows); default N
+MAXCONN=${MAXCONN:-$N}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 work=$(mktemp -d /tmp/c1m-serve-bench.XXXXXX)
@@ -93,14 +96,14 @@ print('$name', f'{(rss1 - rss0) / max(ver, 1):.2f}', f'{ver / (ms / 1000):.0f}',
 "
 }
 
-c1m_line=$(run_one c1m "$C1M" serve --bind 127.0.0.1 --port "$PORT" --ports "$PORTS" --workers auto --max-connections "$N")
+c1m_line=$(run_one c1m "$C1M" serve --bind 127.0.0.1 --port "$PORT" --ports "$PORTS" --workers auto --max-connections "$MAXCONN")
 workers=$(grep -o '[0-9]* workers)' "$work/c1m.out" | head -1 | grep -o '[0-9]*')
-cap=$(( (N + workers - 1) / workers ))
+cap=$(( (MAXCONN + workers - 1) / workers ))
 tail -n 25 "$work/c1m.out" | grep -E 'user memory|peak connections|accepted' | sed 's/^/  c1m summary: /' >&2 || true
 c_line=$(run_one c_epoll "$work/echo_server" 127.0.0.1 "$PORT" "$PORTS" "$workers" "$cap")
 herd_line=""
 if [ "$HERD" = 1 ]; then
-    herd_line=$(run_one c1m_wake_all "$C1M" serve --bind 127.0.0.1 --port "$PORT" --ports "$PORTS" --workers auto --max-connections "$N" --wake all)
+    herd_line=$(run_one c1m_wake_all "$C1M" serve --bind 127.0.0.1 --port "$PORT" --ports "$PORTS" --workers auto --max-connections "$MAXCONN" --wake all)
 fi
 
 python3 - "$N" "$PORTS" "$workers" "$c1m_line" "$c_line" "$herd_line" <<'PY'
