@@ -31,10 +31,24 @@
 //!    would leave a queued connection waiting for the next arrival, so an
 //!    accepting worker also tries its listeners every 50 ms.
 //!
-//! Measured on this host (2 cores, loopback, `benches/serve.sh`, 100,000
-//! connections over 20 ports, 6 workers, client-timed connect+echo): see the
-//! README section `c1m serve` for the figures of the last run, including the
-//! herd comparison (`WAKE=all`).
+//! Measured on this host (2 cores, loopback, shared with other load tests):
+//!
+//! * SO_REUSEPORT drop on close (a Python probe, 2 listeners on one port, 200
+//!   connections queued, `tcp_migrate_req` = 0): closing one listener reset
+//!   105 of them; the other listener held 95. Hash spread, and a full worker
+//!   cannot step aside without losing what is queued: rejected.
+//! * Shared listeners, `benches/serve.sh` (100,000 connections, 20 ports,
+//!   client-timed connect + echo, CPU = server user+system time):
+//!   - 6 workers (`--max-connections 100000`): EPOLLEXCLUSIVE 21,066 conn/s,
+//!     1.99 s CPU; herd (`--wake all`) 13,307 conn/s, 2.45 s CPU. Spread at
+//!     the end: min 16,665, max 16,667 (every worker at its cap).
+//!   - 51 workers (the default plan for 1M): EPOLLEXCLUSIVE 17,637 conn/s,
+//!     3.40 s CPU; herd 5,868 conn/s, 16.40 s CPU (4.8x). Spread with
+//!     EPOLLEXCLUSIVE: min 75, max 15,599 (fill-first), herd min 498, max
+//!     19,608. Neither is even; only the cap matters for capacity, and the
+//!     herd's cost grows with the worker count, so EPOLLEXCLUSIVE it is.
+//!   - The minimal C server with the same layout: 22,472 conn/s at 6
+//!     processes, 17,730 at 51: c1m is at its rate within the noise.
 pub mod listen;
 pub mod supervisor;
 pub mod worker;
