@@ -238,7 +238,17 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill(); // workers die with it (PDEATHSIG)
+            // SIGTERM so that the parent reaps its workers; SIGKILL (the
+            // workers then die by PDEATHSIG) if it does not exit in 5 s.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while let Ok(None) = self.child.try_wait() {
+                if Instant::now() > deadline {
+                    let _ = self.child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = self.child.wait();
         }
         let err = self.stderr.lock().unwrap().clone();
