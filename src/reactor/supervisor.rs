@@ -458,7 +458,10 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
             opts.port, opts.ports, plan.workers
         ));
     }
-    let mut next_tick = Instant::now() + opts.stats_interval;
+    // Tick a little after the workers do, so that their lines for this
+    // interval are in when the sum is printed.
+    let lag = (opts.stats_interval / 5).min(Duration::from_millis(100));
+    let mut next_tick = Instant::now() + opts.stats_interval + lag;
     let mut last_tick = Instant::now();
     let mut last_opened = 0u64;
     let mut status = 0u8;

@@ -154,6 +154,11 @@ struct Worker {
     stats: Stats,
     seed_mark: Instant,
     fd_soft: u64,
+    /// /proc/self/statm, opened once: at the fd limit it could not be
+    /// opened any more, and that is exactly when its figures matter.
+    statm: Option<std::fs::File>,
+    /// fs.file-max, read at start for the same reason.
+    file_max: String,
 }
 
 /// Run a worker until SIGTERM/SIGINT. Prints a `Start` record (with the
@@ -197,6 +202,10 @@ pub fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         stats: Stats::default(),
         seed_mark: Instant::now(),
         fd_soft,
+        statm: std::fs::File::open("/proc/self/statm").ok(),
+        file_max: std::fs::read_to_string("/proc/sys/fs/file-max")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into()),
     };
     w.set_accepting(true)?;
     w.main_loop()
@@ -234,7 +243,7 @@ impl Worker {
 
     fn main_loop(&mut self) -> anyhow::Result<()> {
         let mut events = Events::with_capacity(1024);
-        let baseline = crate::util::rss_bytes().unwrap_or(0);
+        let baseline = self.rss().unwrap_or(0);
         self.emit(Event::Start {
             settings: serde_json::json!({
                 "worker": self.cfg.index,
@@ -309,6 +318,20 @@ impl Worker {
         Ok(())
     }
 
+    /// Resident set size in bytes, from the statm file held open.
+    fn rss(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 128];
+        let n = self.statm.as_ref()?.read_at(&mut buf, 0).ok()?;
+        let text = std::str::from_utf8(&buf[..n]).ok()?;
+        let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .unwrap_or(4096) as u64;
+        Some(pages * page)
+    }
+
     fn counters(&self) -> Counters {
         Counters {
             connections: self.stats.open,
@@ -319,7 +342,7 @@ impl Worker {
             bytes_out: self.stats.bytes_out,
             errors: self.stats.errors.clone(),
             failures: self.stats.failures.clone(),
-            rss_bytes: crate::util::rss_bytes(),
+            rss_bytes: self.rss(),
         }
     }
 
@@ -338,9 +361,7 @@ impl Worker {
                 ),
                 libc::ENFILE => format!(
                     "accept failed with ENFILE {count} times: the system-wide file table is full (fs.file-max {}); accepting paused {} ms each time",
-                    std::fs::read_to_string("/proc/sys/fs/file-max")
-                        .map(|s| s.trim().to_string())
-                        .unwrap_or_else(|_| "unknown".into()),
+                    self.file_max,
                     ACCEPT_PAUSE.as_millis()
                 ),
                 _ => format!(
