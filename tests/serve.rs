@@ -466,6 +466,14 @@ fn emfile_pauses_accepting_without_spinning_and_recovers() {
         assert_eq!(*errno, Some(24));
         assert!(detail.contains("64"), "limit value in: {detail}");
     }
+    // the interval lines still carry memory figures at the fd limit
+    srv.wait_record(5, |r| {
+        matches!(&r.event, Event::Interval { counters, .. }
+            if r.worker.is_none()
+                && counters.errors.contains_key("EMFILE")
+                && counters.rss_bytes.unwrap_or(0) > 0)
+    })
+    .expect("an interval line with EMFILE counted and RSS measured");
     // saturated: CPU time over 2 s stays low (no spinning on EMFILE)
     let t0 = cpu_ticks(pid);
     std::thread::sleep(Duration::from_secs(2));
