@@ -462,6 +462,8 @@ fn emfile_pauses_accepting_without_spinning_and_recovers() {
     let fail = srv
         .wait_record(5, |r| matches!(&r.event, Event::Failure { failure, .. } if failure.as_str() == "fd_limit"))
         .expect("an fd_limit failure line");
+    assert_eq!(fail.worker, Some(0));
+    assert_eq!(fail.pid, pid);
     if let Event::Failure { errno, detail, .. } = &fail.event {
         assert_eq!(*errno, Some(24));
         assert!(detail.contains("64"), "limit value in: {detail}");

@@ -208,23 +208,11 @@ impl Parent {
                 self.slots[i].latest = counters;
             }
             Event::Failure {
-                failure,
-                call,
-                errno,
-                count,
-                detail,
+                failure, detail, ..
             } => {
                 if self.opts.json {
-                    emit(
-                        Some(i as u32),
-                        Event::Failure {
-                            failure,
-                            call,
-                            errno,
-                            count,
-                            detail,
-                        },
-                    );
+                    // As the worker wrote it: its pid and index stay.
+                    out_line(line.trim());
                 } else {
                     out_line(&format!("worker {i}: {failure}: {detail}"));
                 }
