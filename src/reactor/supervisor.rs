@@ -462,6 +462,11 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
                 parent.on_line(index, &line);
             }
             Some(WorkerMsg::Exited { index, status: st }) => {
+                if st.success() && !signals::stop_requested() {
+                    // A worker exits 0 only on SIGINT/SIGTERM; Ctrl-C reaches
+                    // the whole process group, and ours may be a moment late.
+                    std::thread::sleep(Duration::from_millis(100));
+                }
                 if signals::stop_requested() {
                     break;
                 }
