@@ -39,16 +39,18 @@
 //!   cannot step aside without losing what is queued: rejected.
 //! * Shared listeners, `benches/serve.sh` (100,000 connections, 20 ports,
 //!   client-timed connect + echo, CPU = server user+system time):
-//!   - 6 workers (`--max-connections 100000`): EPOLLEXCLUSIVE 21,066 conn/s,
-//!     1.99 s CPU; herd (`--wake all`) 13,307 conn/s, 2.45 s CPU. Spread at
-//!     the end: min 16,665, max 16,667 (every worker at its cap).
-//!   - 51 workers (the default plan for 1M): EPOLLEXCLUSIVE 17,637 conn/s,
-//!     3.40 s CPU; herd 5,868 conn/s, 16.40 s CPU (4.8x). Spread with
-//!     EPOLLEXCLUSIVE: min 75, max 15,599 (fill-first), herd min 498, max
-//!     19,608. Neither is even; only the cap matters for capacity, and the
-//!     herd's cost grows with the worker count, so EPOLLEXCLUSIVE it is.
-//!   - The minimal C server with the same layout: 22,472 conn/s at 6
-//!     processes, 17,730 at 51: c1m is at its rate within the noise.
+//!   - 6 workers (`--max-connections 100000`): EPOLLEXCLUSIVE 23,901 conn/s,
+//!     1.93 s CPU; herd (`--wake all`) 21,617 conn/s, 1.71 s CPU: within
+//!     the noise (an earlier run: herd 0.63x the rate, 1.23x the CPU).
+//!     Spread at the end: min 16,665, max 16,667 (every worker at its cap).
+//!   - 51 workers (the default plan for 1M): EPOLLEXCLUSIVE 25,826 conn/s,
+//!     3.00 s CPU; herd 8,512 conn/s, 12.77 s CPU (4.3x; an earlier run
+//!     4.8x). Spread with EPOLLEXCLUSIVE: min 87, max 17,643 (fill-first);
+//!     herd: min 533, max 12,374. Neither is even; only the cap matters for
+//!     capacity, and the herd's cost grows with the worker count, so
+//!     EPOLLEXCLUSIVE it is.
+//!   - The minimal C server with the same layout: 22,899 conn/s at 6
+//!     processes, 24,540 at 51: c1m is at its rate.
 pub mod listen;
 pub mod supervisor;
 pub mod worker;
