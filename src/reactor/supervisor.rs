@@ -52,8 +52,6 @@ struct Slot {
     latest: Counters,
     baseline: Option<u64>,
     pid: u32,
-    restarts: u32,
-    started: Option<Instant>,
     /// Restarts in the last 10 s (crash-loop guard).
     recent: Vec<Instant>,
 }
@@ -392,7 +390,6 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
     for i in 0..plan.workers {
         pool.spawn(worker_spec(&opts, &plan, i, &fds))
             .with_context(|| format!("starting worker {i}"))?;
-        parent.slots[i as usize].started = Some(Instant::now());
     }
     // Ready: every worker has registered the listeners.
     let mut ready = 0;
@@ -497,7 +494,6 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
                     break;
                 }
                 slot.recent.push(now);
-                slot.restarts += 1;
                 parent.restarts += 1;
                 let old_pid = slot.pid;
                 let res = pool.restart(index);
