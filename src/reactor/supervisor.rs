@@ -25,6 +25,7 @@ use super::{Plan, Wake};
 /// Output style of the parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
+    /// One summed line per interval, failures and worker events as sentences.
     Human,
     /// The seed reactor-style progress line (`connections: N, sockfd:FD,
     /// time_used:MS`), printed by each worker every 1000 of its accepts.
