@@ -9,4 +9,5 @@ pub mod diagnosis;
 pub mod events;
 pub mod harness;
 pub mod tuning;
+pub mod reactor;
 pub mod util;

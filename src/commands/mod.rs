@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod doctor;
+pub mod serve;
 
 /// Exit status for "the run or check did not pass".
 pub const EXIT_FAIL: u8 = 1;
@@ -30,6 +31,8 @@ pub enum Command {
     /// Check this host for a C1M run: limits, kernel settings, capacity;
     /// apply, persist or roll back a tuning profile.
     Doctor(doctor::DoctorArgs),
+    /// Multi-port, multi-process epoll echo server for a million connections.
+    Serve(serve::ServeArgs),
 }
 
 /// Parse the process arguments, run the chosen command, map the outcome to
@@ -38,6 +41,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Doctor(args) => doctor::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => code,
