@@ -7,5 +7,6 @@
 pub mod commands;
 pub mod diagnosis;
 pub mod events;
+pub mod flood;
 pub mod harness;
 pub mod util;
