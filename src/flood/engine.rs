@@ -130,6 +130,7 @@ pub struct Engine<'s> {
     retry_k: Vec<u64>,
     in_flight: u64,
     stopped: Vec<String>,
+    retired_idx: Vec<usize>,
     pending: BTreeMap<String, Pending>,
     counters: Counters,
     attempts: u64,
@@ -186,6 +187,7 @@ impl<'s> Engine<'s> {
             retry_k: Vec::new(),
             in_flight: 0,
             stopped: Vec::new(),
+            retired_idx: Vec::new(),
             pending: BTreeMap::new(),
             counters: Counters::default(),
             attempts: 0,
@@ -349,6 +351,11 @@ impl<'s> Engine<'s> {
         self.s.bytes_in = self.counters.bytes_in;
         self.s.bytes_out = self.counters.bytes_out;
         self.s.stops = self.stopped.clone();
+        // Report what each retired path carried in the end (connections
+        // in flight when it was given up may have been verified since).
+        for (r, &pi) in self.s.retired.iter_mut().zip(&self.retired_idx) {
+            r.established = self.paths[pi].established;
+        }
         self.s.connect_latency_us = hist_pairs(&self.latency);
         self.s.rtt_us = hist_pairs(&self.rtt);
         self.s
@@ -534,7 +541,7 @@ impl<'s> Engine<'s> {
                 consecutive: p.consecutive,
             };
             let detail = format!(
-                "stopped using {} after {} consecutive {} ({} verified connections on it, {} path(s) left); fix: {}",
+                "stopped using {} after {} consecutive {} ({} verified on it so far, {} path(s) left); fix: {}",
                 r.path,
                 r.consecutive,
                 key,
@@ -546,6 +553,7 @@ impl<'s> Engine<'s> {
                 pend.detail = detail;
             }
             self.s.retired.push(r);
+            self.retired_idx.push(pi);
         }
     }
 
@@ -647,21 +655,15 @@ impl<'s> Engine<'s> {
                 }
                 _ => {}
             }
-            match stream.map(|s| s.peer_addr()) {
-                Some(Ok(_)) => {}
-                Some(Err(e)) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-                    if error {
-                        let detail = "connect() failed without an error code".to_string();
-                        self.fail_attempt(slot, "ECONNABORTED", "connect", Some(libc::ECONNABORTED), &detail);
-                    }
-                    return; // not yet connected: wait for the next event
+            if !writable {
+                // A connecting socket becomes writable when the handshake
+                // is done; an error shows in SO_ERROR above. Anything else
+                // is a spurious wake-up: wait for the next event.
+                if error {
+                    let detail = "connect() failed without an error code".to_string();
+                    self.fail_attempt(slot, "ECONNABORTED", "connect", Some(libc::ECONNABORTED), &detail);
                 }
-                Some(Err(e)) => {
-                    let errno = errno_of(&e);
-                    self.fail_attempt(slot, errno_key(errno), "connect", Some(errno), &format!("getpeername: {e}"));
-                    return;
-                }
-                None => return,
+                return;
             }
             let c = &mut self.conns[slot as usize];
             let us = now.duration_since(c.since).as_micros() as u64;
