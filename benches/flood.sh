@@ -63,19 +63,42 @@ settle() {
 echo "# $(date -u +%FT%TZ) $(nproc) cores, kernel $(uname -r), fd hard limit $HARD"
 echo "# server: $SRV_PROCS processes on 127.0.0.1:$BASE..$((BASE + PORTS - 1)); clients: $N connections, $PROCS processes, window $WINDOW"
 
-settle
-c_line=$("$OUT/epoll_client" 127.0.0.1 "$BASE" "$PORTS" "$N" "$WINDOW" "$PROCS")
-c_rate=$(sed -n 's/.*: \([0-9]*\)\/s$/\1/p' <<<"$c_line")
-echo "C epoll client : $c_line"
+run_c() {
+    settle
+    local line
+    line=$("$OUT/epoll_client" 127.0.0.1 "$BASE" "$PORTS" "$N" "$WINDOW" "$PROCS")
+    echo "  C epoll client : $line" >&2
+    sed -n 's/.*: \([0-9]*\)\/s$/\1/p' <<<"$line"
+}
+run_flood() {
+    settle
+    "$C1M" flood 127.0.0.1 "$BASE" --ports "$PORTS" --connections "$N" --window "$WINDOW" \
+        --procs "$PROCS" --hold 0s --json >"$OUT/flood.jsonl" 2>"$OUT/flood.table"
+    local sum rate
+    sum=$(tail -n 1 "$OUT/flood.jsonl")
+    rate=$(sed -n 's/.*"connect_rate":\([0-9.]*\).*/\1/p' <<<"$sum")
+    echo "  c1m flood      : verified $(sed -n 's/.*"verified":\([0-9]*\).*/\1/p' <<<"$sum") of $N in $(sed -n 's/.*"connect_s":\([0-9.]*\).*/\1/p' <<<"$sum") s: ${rate%.*}/s" >&2
+    echo "${rate%.*}"
+}
 
-settle
-"$C1M" flood 127.0.0.1 "$BASE" --ports "$PORTS" --connections "$N" --window "$WINDOW" \
-    --procs "$PROCS" --hold 0s --json >"$OUT/flood.jsonl" 2>"$OUT/flood.table"
-f_sum=$(tail -n 1 "$OUT/flood.jsonl")
-f_rate=$(sed -n 's/.*"connect_rate":\([0-9.]*\).*/\1/p' <<<"$f_sum")
-f_ver=$(sed -n 's/.*"verified":\([0-9]*\).*/\1/p' <<<"$f_sum")
-f_s=$(sed -n 's/.*"connect_s":\([0-9.]*\).*/\1/p' <<<"$f_sum")
-echo "c1m flood      : verified $f_ver of $N in ${f_s} s: ${f_rate%.*}/s"
+# The machine is shared: alternate the two clients (and which goes first)
+# over ROUNDS rounds; each round is one run of each, its ratio printed.
+ROUNDS=${ROUNDS:-3}
+c_rates=(); f_rates=()
+for r in $(seq "$ROUNDS"); do
+    echo "round $r:"
+    if [ $((r % 2)) = 1 ]; then
+        c=$(run_c); f=$(run_flood)
+    else
+        f=$(run_flood); c=$(run_c)
+    fi
+    c_rates+=("$c"); f_rates+=("$f")
+    awk -v f="$f" -v c="$c" 'BEGIN { printf "  ratio flood / C = %.2fx\n", f / c }'
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+c_rate=$(median "${c_rates[@]}")
+f_rate=$(median "${f_rates[@]}")
+echo "median over $ROUNDS rounds: C epoll client ${c_rate}/s, c1m flood ${f_rate}/s"
 
 settle
 s_line=$("$OUT/seed_client" 127.0.0.1 "$BASE" "$PORTS" "$SEED_N")
@@ -89,7 +112,7 @@ awk -v f="$f_rate" -v c="$c_rate" -v s="$s_rate" 'BEGIN {
 if [ "${DONE_WHEN:-0}" = 1 ]; then
     settle
     echo "# done-when: c1m flood 127.0.0.1 $BASE --connections 200000 --sources 127.0.0.2-127.0.0.20 (hold until SIGINT after the target)"
-    start=$(date +%s.%N)
+    rm -f "$OUT/done_when.jsonl"
     "$C1M" flood 127.0.0.1 "$BASE" --connections 200000 --sources 127.0.0.2-127.0.0.20 \
         --json >"$OUT/done_when.jsonl" 2>"$OUT/done_when.table" &
     FL=$!

@@ -234,8 +234,17 @@ fn run_parent(
             }
         }
     };
+    let mut stop_deadline: Option<Instant> = None;
     while running > 0 {
-        if signals::stop_requested() {
+        if signals::stop_requested() && stop_deadline.is_none() {
+            // Ask every worker to stop and keep reading: each writes its
+            // summary before it exits (closing ~20,000 sockets takes a
+            // moment). Workers still there after the grace are killed.
+            pool.signal_all(nix::sys::signal::Signal::SIGTERM);
+            stop_deadline = Some(Instant::now() + Duration::from_secs(30));
+        }
+        if stop_deadline.is_some_and(|d| Instant::now() >= d) {
+            pool.grace = Duration::from_secs(1);
             for msg in pool.shutdown() {
                 handle(msg, reporter, &mut summaries, &mut running, &mut lost);
             }
