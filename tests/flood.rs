@@ -18,7 +18,15 @@ fn connections_across_several_ports_are_all_verified() {
     let server = EchoServer::start(5);
     let base = server.base.to_string();
     let out = run_c1m(&[
-        "flood", "127.0.0.1", &base, "--ports", "5", "--connections", "2000", "--hold", "0s",
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "5",
+        "--connections",
+        "2000",
+        "--hold",
+        "0s",
         "--json",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -36,7 +44,11 @@ fn connections_across_several_ports_are_all_verified() {
     assert_eq!(server.total_accepted(), 2000);
     for (i, a) in server.accepted.iter().enumerate() {
         let n = a.load(std::sync::atomic::Ordering::SeqCst);
-        assert_eq!(n, 400, "port {} got {n} connections, expected the cycle to spread them evenly", i);
+        assert_eq!(
+            n, 400,
+            "port {} got {n} connections, expected the cycle to spread them evenly",
+            i
+        );
     }
     for r in &recs {
         if r["event"] == "interval" {
@@ -64,8 +76,17 @@ fn seed_log_format_is_byte_exact() {
     let server = EchoServer::start(3);
     let base = server.base.to_string();
     let out = run_c1m(&[
-        "flood", "127.0.0.1", &base, "--ports", "3", "--connections", "3000", "--hold", "0s",
-        "--log-format", "seed",
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "3",
+        "--connections",
+        "3000",
+        "--hold",
+        "0s",
+        "--log-format",
+        "seed",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout.clone()).expect("utf-8");
@@ -89,13 +110,26 @@ fn more_connections_than_one_process_may_hold_are_sharded() {
     let server = EchoServer::start(4);
     let base = server.base.to_string();
     let mut cmd = c1m(&[
-        "flood", "127.0.0.1", &base, "--ports", "4", "--connections", "1000", "--procs", "auto",
-        "--hold", "500ms", "--json",
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "4",
+        "--connections",
+        "1000",
+        "--procs",
+        "auto",
+        "--hold",
+        "500ms",
+        "--json",
     ]);
     // SAFETY: setrlimit only, between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
-            let lim = libc::rlimit { rlim_cur: 300, rlim_max: 300 };
+            let lim = libc::rlimit {
+                rlim_cur: 300,
+                rlim_max: 300,
+            };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -106,7 +140,10 @@ fn more_connections_than_one_process_may_hold_are_sharded() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let recs = records(&out);
     let procs = recs[0]["settings"]["procs"].as_u64().unwrap();
-    assert!(procs >= 4, "300 fds per process cannot hold 1000 sockets in {procs} processes");
+    assert!(
+        procs >= 4,
+        "300 fds per process cannot hold 1000 sockets in {procs} processes"
+    );
     let s = summary(&recs);
     assert_eq!(s["details"]["verified"], 1000);
     assert_eq!(s["details"]["established"], 1000);
@@ -118,12 +155,25 @@ fn one_process_under_a_low_fd_limit_reports_fd_limit_with_the_count() {
     let server = EchoServer::start(2);
     let base = server.base.to_string();
     let mut cmd = c1m(&[
-        "flood", "127.0.0.1", &base, "--ports", "2", "--connections", "1000", "--procs", "1",
-        "--hold", "0s", "--json",
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "2",
+        "--connections",
+        "1000",
+        "--procs",
+        "1",
+        "--hold",
+        "0s",
+        "--json",
     ]);
     unsafe {
         cmd.pre_exec(|| {
-            let lim = libc::rlimit { rlim_cur: 200, rlim_max: 200 };
+            let lim = libc::rlimit {
+                rlim_cur: 200,
+                rlim_max: 200,
+            };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -138,8 +188,14 @@ fn one_process_under_a_low_fd_limit_reports_fd_limit_with_the_count() {
     assert!((150..200).contains(&verified), "verified {verified}");
     assert!(s["failures"]["fd_limit"].as_u64().unwrap() >= 1);
     let reason = s["details"]["reason"].as_str().unwrap();
-    assert!(reason.contains("EMFILE") && reason.contains("RLIMIT_NOFILE 200"), "{reason}");
-    assert!(recs.iter().any(|r| r["event"] == "failure" && r["failure"] == "fd_limit"));
+    assert!(
+        reason.contains("EMFILE") && reason.contains("RLIMIT_NOFILE 200"),
+        "{reason}"
+    );
+    assert!(
+        recs.iter()
+            .any(|r| r["event"] == "failure" && r["failure"] == "fd_limit")
+    );
 }
 
 #[test]
@@ -147,7 +203,15 @@ fn refused_port_is_counted_retired_and_the_run_continues() {
     let server = EchoServer::start_with(&[PortKind::Echo, PortKind::Echo, PortKind::Closed]);
     let base = server.base.to_string();
     let out = run_c1m(&[
-        "flood", "127.0.0.1", &base, "--ports", "3", "--connections", "600", "--hold", "0s",
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "3",
+        "--connections",
+        "600",
+        "--hold",
+        "0s",
         "--json",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -159,7 +223,12 @@ fn refused_port_is_counted_retired_and_the_run_continues() {
     assert_eq!(s["errors"]["ECONNREFUSED"].as_u64().unwrap(), refused);
     let retired = &s["details"]["retired"][0];
     assert_eq!(retired["key"], "ECONNREFUSED");
-    assert!(retired["path"].as_str().unwrap().ends_with(&format!(":{}", server.base + 2)));
+    assert!(
+        retired["path"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{}", server.base + 2))
+    );
     let f = recs
         .iter()
         .find(|r| r["event"] == "failure" && r["failure"] == "connection_refused")
@@ -175,8 +244,22 @@ fn a_listener_that_never_accepts_gives_counted_timeouts() {
     let base = server.base.to_string();
     let started = Instant::now();
     let out = run_c1m(&[
-        "flood", "127.0.0.1", &base, "--ports", "2", "--connections", "200", "--window", "40",
-        "--rate", "400", "--connect-timeout", "300ms", "--hold", "0s", "--json",
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "2",
+        "--connections",
+        "200",
+        "--window",
+        "40",
+        "--rate",
+        "400",
+        "--connect-timeout",
+        "300ms",
+        "--hold",
+        "0s",
+        "--json",
     ]);
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -186,9 +269,13 @@ fn a_listener_that_never_accepts_gives_counted_timeouts() {
     let timeouts = s["failures"]["connect_timeout"].as_u64().unwrap_or(0);
     assert!(timeouts >= 5, "timeouts {timeouts}: {s}");
     assert!(s["errors"]["ETIMEDOUT"].as_u64().unwrap_or(0) >= 1, "{s}");
-    assert!(recs.iter().any(|r| r["event"] == "failure"
-        && r["failure"] == "connect_timeout"
-        && r["detail"].as_str().is_some_and(|d| d.contains("within 0.3s"))));
+    assert!(recs.iter().any(|r| {
+        r["event"] == "failure"
+            && r["failure"] == "connect_timeout"
+            && r["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("within 0.3s"))
+    }));
     assert_eq!(server.total_accepted(), 200);
 }
 
@@ -197,7 +284,15 @@ fn a_server_killed_during_the_hold_gives_counted_resets_and_exit_1() {
     let mut server = EchoServer::start(2);
     let base = server.base.to_string();
     let child = c1m(&[
-        "flood", "127.0.0.1", &base, "--ports", "2", "--connections", "500", "--hold", "20s",
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "2",
+        "--connections",
+        "500",
+        "--hold",
+        "20s",
         "--json",
     ])
     .spawn()
@@ -209,7 +304,10 @@ fn a_server_killed_during_the_hold_gives_counted_resets_and_exit_1() {
     std::thread::sleep(Duration::from_millis(300));
     server.kill();
     let out = wait_bounded(child, Duration::from_secs(15));
-    assert!(start.elapsed() < Duration::from_secs(15), "the hold did not end when every connection was lost");
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "the hold did not end when every connection was lost"
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let recs = records(&out);
     let s = summary(&recs);
@@ -218,17 +316,63 @@ fn a_server_killed_during_the_hold_gives_counted_resets_and_exit_1() {
     assert_eq!(s["details"]["established"], 0);
     assert_eq!(s["failures"]["connection_reset"], 500);
     let reason = s["details"]["reason"].as_str().unwrap();
-    assert!(reason.contains("closed 500 of 500") && reason.contains("500 reset"), "{reason}");
+    assert!(
+        reason.contains("closed 500 of 500") && reason.contains("500 reset"),
+        "{reason}"
+    );
 }
 
 #[test]
 fn bad_input_names_the_argument_and_exits_2() {
     let cases: &[(&[&str], &str)] = &[
-        (&["flood", "no-such-host.invalid", "15000", "--connections", "1"], "HOST"),
-        (&["flood", "127.0.0.1", "65530", "--ports", "20", "--connections", "1"], "--ports"),
-        (&["flood", "127.0.0.1", "15000", "--sources", "192.0.2.7", "--connections", "1"], "--sources"),
-        (&["flood", "127.0.0.1", "15000", "--sources", "127.0.0.9-127.0.0.2"], "--sources"),
-        (&["flood", "127.0.0.1", "15000", "--connections", "0"], "--connections"),
+        (
+            &[
+                "flood",
+                "no-such-host.invalid",
+                "15000",
+                "--connections",
+                "1",
+            ],
+            "HOST",
+        ),
+        (
+            &[
+                "flood",
+                "127.0.0.1",
+                "65530",
+                "--ports",
+                "20",
+                "--connections",
+                "1",
+            ],
+            "--ports",
+        ),
+        (
+            &[
+                "flood",
+                "127.0.0.1",
+                "15000",
+                "--sources",
+                "192.0.2.7",
+                "--connections",
+                "1",
+            ],
+            "--sources",
+        ),
+        (
+            &[
+                "flood",
+                "127.0.0.1",
+                "15000",
+                "--sources",
+                "127.0.0.9-127.0.0.2",
+            ],
+            "--sources",
+        ),
+        (
+            &["flood", "127.0.0.1", "15000", "--connections", "0"],
+            "--connections",
+        ),
         (&["flood", "127.0.0.1", "70000"], "PORT"),
         (&["flood", "127.0.0.1", "15000", "--hold", "soon"], "--hold"),
     ];
@@ -236,7 +380,10 @@ fn bad_input_names_the_argument_and_exits_2() {
         let out = run_c1m(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         let e = stderr(&out);
-        assert!(e.contains(name), "{args:?}: error does not name {name}: {e}");
+        assert!(
+            e.contains(name),
+            "{args:?}: error does not name {name}: {e}"
+        );
         assert!(!e.contains("panicked"), "{e}");
     }
 }

@@ -15,13 +15,20 @@ fn ports_exhaust_without_sources_and_sources_pass_that_point() {
     // SAFETY: unshare only changes this thread's network namespace.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
         let e = std::io::Error::last_os_error();
-        eprintln!("SKIPPED ports_exhaust_without_sources...: unshare(CLONE_NEWNET) failed ({e}); needs CAP_SYS_ADMIN");
+        eprintln!(
+            "SKIPPED ports_exhaust_without_sources...: unshare(CLONE_NEWNET) failed ({e}); needs CAP_SYS_ADMIN"
+        );
         return;
     }
-    match Command::new("ip").args(["link", "set", "lo", "up"]).status() {
+    match Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+    {
         Ok(s) if s.success() => {}
         other => {
-            eprintln!("SKIPPED ports_exhaust_without_sources...: `ip link set lo up` in the new namespace failed ({other:?})");
+            eprintln!(
+                "SKIPPED ports_exhaust_without_sources...: `ip link set lo up` in the new namespace failed ({other:?})"
+            );
             return;
         }
     }
@@ -32,15 +39,34 @@ fn ports_exhaust_without_sources_and_sources_pass_that_point() {
     let base = server.base.to_string();
 
     let out = run_c1m(&[
-        "flood", "127.0.0.1", &base, "--ports", "1", "--connections", "300", "--hold", "0s",
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "1",
+        "--connections",
+        "300",
+        "--hold",
+        "0s",
         "--json",
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let recs = records(&out);
     let s = summary(&recs);
     let verified = s["details"]["verified"].as_u64().unwrap();
-    assert!((150..=200).contains(&verified), "verified {verified} with 200 ephemeral ports");
-    assert!(s["failures"]["ephemeral_ports_exhausted"].as_u64().unwrap() >= 8, "{s}");
+    assert!(
+        (150..=200).contains(&verified),
+        "verified {verified} with 200 ephemeral ports"
+    );
+    assert!(
+        s["failures"]["ephemeral_ports_exhausted"].as_u64().unwrap() >= 8,
+        "{s}"
+    );
     assert_eq!(s["details"]["retired"][0]["key"], "EADDRNOTAVAIL");
     let reason = s["details"]["reason"].as_str().unwrap();
     assert!(
@@ -59,10 +85,25 @@ fn ports_exhaust_without_sources_and_sources_pass_that_point() {
     let server = EchoServer::start(1);
     let base = server.base.to_string();
     let out = run_c1m(&[
-        "flood", "127.0.0.1", &base, "--ports", "1", "--connections", "300", "--hold", "0s",
-        "--sources", "127.0.0.2-127.0.0.3", "--json",
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "1",
+        "--connections",
+        "300",
+        "--hold",
+        "0s",
+        "--sources",
+        "127.0.0.2-127.0.0.3",
+        "--json",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let recs = records(&out);
     let s = summary(&recs);
     assert_eq!(s["details"]["verified"], 300);

@@ -87,7 +87,9 @@ fn parse_procs(text: &str) -> Result<Procs, String> {
         "auto" => Ok(Procs::Auto),
         t => match t.parse::<u32>() {
             Ok(n) if n >= 1 => Ok(Procs::N(n)),
-            _ => Err(format!("'{text}' is not 'auto' or a number of processes >= 1")),
+            _ => Err(format!(
+                "'{text}' is not 'auto' or a number of processes >= 1"
+            )),
         },
     }
 }

@@ -22,7 +22,9 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use super::plan::{Path, Plan, Shard};
-use super::stats::{FailureNote, Phase, Retired, ShardSummary, Sink, Snapshot, hist_pairs, new_hist};
+use super::stats::{
+    FailureNote, Phase, Retired, ShardSummary, Sink, Snapshot, hist_pairs, new_hist,
+};
 use crate::diagnosis::FailureId;
 use crate::events::Counters;
 use crate::harness::signals;
@@ -153,8 +155,9 @@ impl<'s> Engine<'s> {
         opts: EngineOptions,
         sink: &'s mut dyn Sink,
     ) -> std::io::Result<Engine<'s>> {
-        let poll = Poll::new()
-            .map_err(|e| std::io::Error::new(e.kind(), format!("creating the epoll instance: {e}")))?;
+        let poll = Poll::new().map_err(|e| {
+            std::io::Error::new(e.kind(), format!("creating the epoll instance: {e}"))
+        })?;
         let paths: Vec<PathState> = shard
             .paths
             .iter()
@@ -328,7 +331,13 @@ impl<'s> Engine<'s> {
             let now = Instant::now();
             for ev in events.iter() {
                 let slot = ev.token().0 as u32;
-                self.on_event(slot, ev.is_readable() || ev.is_read_closed(), ev.is_writable(), ev.is_error(), now);
+                self.on_event(
+                    slot,
+                    ev.is_readable() || ev.is_read_closed(),
+                    ev.is_writable(),
+                    ev.is_error(),
+                    now,
+                );
             }
         }
         let end = Instant::now();
@@ -441,7 +450,12 @@ impl<'s> Engine<'s> {
                     self.free.push(slot);
                     self.retry_k.push(k);
                     let errno = errno_of(&e);
-                    self.count_failure(errno_key(errno), "epoll_ctl", Some(errno), &format!("epoll_ctl(ADD) failed: {e}"));
+                    self.count_failure(
+                        errno_key(errno),
+                        "epoll_ctl",
+                        Some(errno),
+                        &format!("epoll_ctl(ADD) failed: {e}"),
+                    );
                     self.counters.failed_total += 1;
                     self.stop(format!(
                         "epoll_ctl(ADD) failed with {} at {} connections: {}",
@@ -460,18 +474,21 @@ impl<'s> Engine<'s> {
                 self.retry_k.push(k);
                 self.counters.failed_total += 1;
                 let key = errno_key(errno);
-                let detail = format!(
-                    "{call}() on {path}: {}",
-                    crate::util::errno_text(errno)
-                );
+                let detail = format!("{call}() on {path}: {}", crate::util::errno_text(errno));
                 self.count_failure(key, call, Some(errno), &detail);
-                if call == "socket" || matches!(errno, libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) {
+                if call == "socket"
+                    || matches!(
+                        errno,
+                        libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
+                    )
+                {
                     let fix = FailureId::from_errno(call, errno)
                         .map(|f| super::stats::fix_for(Some(f), key))
                         .unwrap_or_default();
-                    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-                        .map(|(s, _)| format!(" (RLIMIT_NOFILE {s})"))
-                        .unwrap_or_default();
+                    let limit =
+                        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                            .map(|(s, _)| format!(" (RLIMIT_NOFILE {s})"))
+                            .unwrap_or_default();
                     self.stop(format!(
                         "{call}() failed with {} ({}) after {} verified connections{}; this process cannot open more; fix: {fix}",
                         crate::util::errno_name(errno),
@@ -531,7 +548,8 @@ impl<'s> Engine<'s> {
                 "ETIMEDOUT" | "ECHO_TIMEOUT" => Some(FailureId::ConnectTimeout),
                 "EOF_BEFORE_ECHO" => Some(FailureId::PeerDisconnect),
                 "ECHO_MISMATCH" => None,
-                _ => crate::util::errno_from_name(key).and_then(|e| FailureId::from_errno("connect", e)),
+                _ => crate::util::errno_from_name(key)
+                    .and_then(|e| FailureId::from_errno("connect", e)),
             };
             let r = Retired {
                 path: p.path.to_string(),
@@ -567,20 +585,43 @@ impl<'s> Engine<'s> {
             if c.epoch != epoch || c.stream.is_none() || c.st.verified() {
                 continue;
             }
-            let key = if c.st == St::Connecting { "ETIMEDOUT" } else { "ECHO_TIMEOUT" };
+            let key = if c.st == St::Connecting {
+                "ETIMEDOUT"
+            } else {
+                "ECHO_TIMEOUT"
+            };
             let secs = self.plan.connect_timeout.as_secs_f64();
             let detail = if key == "ETIMEDOUT" {
                 format!("connect() not answered within {secs}s (--connect-timeout)")
             } else {
-                format!("connected, but the echo did not come back within {secs}s (--connect-timeout)")
+                format!(
+                    "connected, but the echo did not come back within {secs}s (--connect-timeout)"
+                )
             };
-            self.fail_attempt(slot, key, if key == "ETIMEDOUT" { "connect" } else { "recv" }, Some(libc::ETIMEDOUT), &detail);
+            self.fail_attempt(
+                slot,
+                key,
+                if key == "ETIMEDOUT" {
+                    "connect"
+                } else {
+                    "recv"
+                },
+                Some(libc::ETIMEDOUT),
+                &detail,
+            );
         }
     }
 
     /// An attempt that was not verified ends: close it, count it, and let
     /// its number be used again.
-    fn fail_attempt(&mut self, slot: u32, key: &str, call: &'static str, errno: Option<i32>, detail: &str) {
+    fn fail_attempt(
+        &mut self,
+        slot: u32,
+        key: &str,
+        call: &'static str,
+        errno: Option<i32>,
+        detail: &str,
+    ) {
         let c = &mut self.conns[slot as usize];
         let Some(stream) = c.stream.take() else {
             return;
@@ -627,7 +668,10 @@ impl<'s> Engine<'s> {
             self.sink.conn_line(&line);
         }
         let detail = match errno {
-            Some(e) => format!("a verified connection failed: {}", crate::util::errno_text(e)),
+            Some(e) => format!(
+                "a verified connection failed: {}",
+                crate::util::errno_text(e)
+            ),
             None => "the server closed a verified connection (EOF)".to_string(),
         };
         self.count_failure(key, "recv", errno, &detail);
@@ -661,7 +705,13 @@ impl<'s> Engine<'s> {
                 // is a spurious wake-up: wait for the next event.
                 if error {
                     let detail = "connect() failed without an error code".to_string();
-                    self.fail_attempt(slot, "ECONNABORTED", "connect", Some(libc::ECONNABORTED), &detail);
+                    self.fail_attempt(
+                        slot,
+                        "ECONNABORTED",
+                        "connect",
+                        Some(libc::ECONNABORTED),
+                        &detail,
+                    );
                 }
                 return;
             }
@@ -702,14 +752,24 @@ impl<'s> Engine<'s> {
                     if c.st.verified() {
                         self.lose(slot, errno_key(errno), Some(errno));
                     } else {
-                        self.fail_attempt(slot, errno_key(errno), "send", Some(errno), &format!("send: {e}"));
+                        self.fail_attempt(
+                            slot,
+                            errno_key(errno),
+                            "send",
+                            Some(errno),
+                            &format!("send: {e}"),
+                        );
                     }
                     return;
                 }
             }
         }
         if c.wr as usize == len {
-            c.st = if c.st == St::Sending { St::Awaiting } else { St::MsgAwait };
+            c.st = if c.st == St::Sending {
+                St::Awaiting
+            } else {
+                St::MsgAwait
+            };
         }
     }
 
@@ -743,13 +803,22 @@ impl<'s> Engine<'s> {
                     if c.st.verified() {
                         self.lose(slot, errno_key(errno), Some(errno));
                     } else {
-                        self.fail_attempt(slot, errno_key(errno), "recv", Some(errno), &format!("recv: {e}"));
+                        self.fail_attempt(
+                            slot,
+                            errno_key(errno),
+                            "recv",
+                            Some(errno),
+                            &format!("recv: {e}"),
+                        );
                     }
                     return;
                 }
             };
             self.counters.bytes_in += n as u64;
-            if !matches!(c.st, St::Awaiting | St::MsgAwait | St::Sending | St::MsgSending) {
+            if !matches!(
+                c.st,
+                St::Awaiting | St::MsgAwait | St::Sending | St::MsgSending
+            ) {
                 continue; // unsolicited bytes on an idle connection: drained
             }
             let len = message(c.k, &mut expected);
@@ -758,7 +827,11 @@ impl<'s> Engine<'s> {
             if !ok {
                 if c.st.verified() {
                     // a wrong hold echo: count it, keep the connection
-                    *self.counters.errors.entry("ECHO_MISMATCH".into()).or_default() += 1;
+                    *self
+                        .counters
+                        .errors
+                        .entry("ECHO_MISMATCH".into())
+                        .or_default() += 1;
                     c.st = St::Open;
                     continue;
                 }
@@ -859,7 +932,12 @@ fn connect_nonblocking(path: &Path) -> Result<TcpStream, (&'static str, i32)> {
         )
     };
     if fd < 0 {
-        return Err(("socket", std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)));
+        return Err((
+            "socket",
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        ));
     }
     // SAFETY: fd is a fresh socket owned by nobody else.
     let sock = unsafe { socket2::Socket::from_raw_fd(fd) };
@@ -901,6 +979,9 @@ mod tests {
         let n = message(290998, &mut b);
         assert_eq!(&b[..n], b"Hello Server: client --> 290998\n");
         let n = message(u64::MAX, &mut b);
-        assert_eq!(&b[..n], format!("Hello Server: client --> {}\n", u64::MAX).as_bytes());
+        assert_eq!(
+            &b[..n],
+            format!("Hello Server: client --> {}\n", u64::MAX).as_bytes()
+        );
     }
 }

@@ -214,10 +214,10 @@ fn run_parent(
     let mut next_tick = Instant::now() + Duration::from_secs(1);
     let mut lost: Vec<String> = Vec::new();
     let handle = |msg: WorkerMsg,
-                      reporter: &mut Reporter,
-                      summaries: &mut Vec<Option<ShardSummary>>,
-                      running: &mut usize,
-                      lost: &mut Vec<String>| match msg {
+                  reporter: &mut Reporter,
+                  summaries: &mut Vec<Option<ShardSummary>>,
+                  running: &mut usize,
+                  lost: &mut Vec<String>| match msg {
         WorkerMsg::Line { index, line } => match report::parse_worker_line(&line) {
             WorkerLine::Progress(snap) => reporter.update(index as u32, snap),
             WorkerLine::Failure(note) => reporter.failure(Some(index as u32), &note),
@@ -250,7 +250,9 @@ fn run_parent(
             }
             break;
         }
-        let wait = next_tick.saturating_duration_since(Instant::now()).min(Duration::from_millis(200));
+        let wait = next_tick
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(200));
         if let Some(msg) = pool.recv_timeout(wait) {
             handle(msg, reporter, &mut summaries, &mut running, &mut lost);
         }

@@ -135,7 +135,9 @@ pub fn parse_sources(text: &str) -> Result<Vec<IpAddr>, PlanError> {
                     Err(_) => {
                         return Err(err(
                             "--sources",
-                            format!("'{b}' in '{part}' is neither an IPv4 address nor a last octet"),
+                            format!(
+                                "'{b}' in '{part}' is neither an IPv4 address nor a last octet"
+                            ),
                         ));
                     }
                 },

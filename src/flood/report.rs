@@ -69,12 +69,13 @@ impl Reporter {
         output: Option<&std::path::Path>,
         target: u64,
     ) -> anyhow::Result<Reporter> {
-        let file = match output {
-            Some(p) => Some(File::create(p).map_err(|e| {
-                anyhow::anyhow!("--output: cannot create '{}': {e}", p.display())
-            })?),
-            None => None,
-        };
+        let file =
+            match output {
+                Some(p) => Some(File::create(p).map_err(|e| {
+                    anyhow::anyhow!("--output: cannot create '{}': {e}", p.display())
+                })?),
+                None => None,
+            };
         let bar = if format == LogFormat::Human && std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(target);
             let style = ProgressStyle::with_template(
@@ -121,7 +122,9 @@ impl Reporter {
             Ok(v) => v,
             Err(_) => return,
         };
-        if let (Some(serde_json::Value::Object(extra)), serde_json::Value::Object(m)) = (extra, &mut v) {
+        if let (Some(serde_json::Value::Object(extra)), serde_json::Value::Object(m)) =
+            (extra, &mut v)
+        {
             for (k, x) in extra {
                 m.entry(k).or_insert(x);
             }
@@ -292,21 +295,26 @@ impl Reporter {
                     Some(serde_json::json!({ "in_flight": in_flight, "phase": phase })),
                 );
             }
-            LogFormat::Human if self.bar.is_none() => {
-                if phase == Phase::Connect || self.ticks.is_multiple_of(10) {
-                    let what = if phase == Phase::Connect { "connecting" } else { "holding" };
-                    let line = format!(
-                        "[{:>7.1}s] {what}: {}/{} verified, {} open, {} in flight, {} failed, {}/s",
-                        self.start.elapsed().as_secs_f64(),
-                        thousands(c.opened_total),
-                        thousands(self.target),
-                        thousands(c.connections),
-                        thousands(in_flight),
-                        thousands(c.failed_total),
-                        thousands(rate.round() as u64)
-                    );
-                    self.say(&line);
-                }
+            LogFormat::Human
+                if self.bar.is_none()
+                    && (phase == Phase::Connect || self.ticks.is_multiple_of(10)) =>
+            {
+                let what = if phase == Phase::Connect {
+                    "connecting"
+                } else {
+                    "holding"
+                };
+                let line = format!(
+                    "[{:>7.1}s] {what}: {}/{} verified, {} open, {} in flight, {} failed, {}/s",
+                    self.start.elapsed().as_secs_f64(),
+                    thousands(c.opened_total),
+                    thousands(self.target),
+                    thousands(c.connections),
+                    thousands(in_flight),
+                    thousands(c.failed_total),
+                    thousands(rate.round() as u64)
+                );
+                self.say(&line);
             }
             _ => {}
         }
@@ -337,9 +345,18 @@ impl Reporter {
                         "connect_rate".into(),
                         ((s.connect_rate() * 10.0).round() / 10.0).into(),
                     );
-                    m.insert("failed_by_class".into(), serde_json::to_value(&s.errors).unwrap_or_default());
-                    m.insert("connect_latency_ms".into(), serde_json::to_value(&lat).unwrap_or_default());
-                    m.insert("rtt_ms".into(), serde_json::to_value(&rtt).unwrap_or_default());
+                    m.insert(
+                        "failed_by_class".into(),
+                        serde_json::to_value(&s.errors).unwrap_or_default(),
+                    );
+                    m.insert(
+                        "connect_latency_ms".into(),
+                        serde_json::to_value(&lat).unwrap_or_default(),
+                    );
+                    m.insert(
+                        "rtt_ms".into(),
+                        serde_json::to_value(&rtt).unwrap_or_default(),
+                    );
                     m.insert("reason".into(), reason.clone().into());
                 }
                 let counters = Counters {
@@ -398,7 +415,10 @@ pub fn summary_table(
     t.set_header(vec!["c1m flood", "value"]);
     let ms = |v: f64| format!("{v:.2} ms");
     t.add_row(vec!["target".to_string(), thousands(s.target)]);
-    t.add_row(vec!["verified (echo checked)".to_string(), thousands(s.verified)]);
+    t.add_row(vec![
+        "verified (echo checked)".to_string(),
+        thousands(s.verified),
+    ]);
     t.add_row(vec!["open at the end".to_string(), thousands(s.open)]);
     t.add_row(vec!["connect attempts".to_string(), thousands(s.attempts)]);
     t.add_row(vec!["failed attempts".to_string(), thousands(s.failed)]);
@@ -410,11 +430,20 @@ pub fn summary_table(
     }
     t.add_row(vec![
         "connect rate".to_string(),
-        format!("{}/s over {:.2} s", thousands(s.connect_rate().round() as u64), s.connect_s),
+        format!(
+            "{}/s over {:.2} s",
+            thousands(s.connect_rate().round() as u64),
+            s.connect_s
+        ),
     ]);
     t.add_row(vec![
         "connect latency p50 / p99 / max".to_string(),
-        format!("{} / {} / {}", ms(lat.p50_ms), ms(lat.p99_ms), ms(lat.max_ms)),
+        format!(
+            "{} / {} / {}",
+            ms(lat.p50_ms),
+            ms(lat.p99_ms),
+            ms(lat.max_ms)
+        ),
     ]);
     if rtt.count > 0 {
         t.add_row(vec![
@@ -540,7 +569,9 @@ impl Sink for WorkerSink {
         // Classes without a catalogue id still reach the parent: it needs
         // the key and count; the id is then a stand-in the parent drops.
         let ev = Event::Failure {
-            failure: note.failure.unwrap_or(crate::diagnosis::FailureId::PeerDisconnect),
+            failure: note
+                .failure
+                .unwrap_or(crate::diagnosis::FailureId::PeerDisconnect),
             call: note.call.clone(),
             errno: note.errno,
             count: note.count,
@@ -582,7 +613,9 @@ pub fn parse_worker_line(line: &str) -> WorkerLine {
         return WorkerLine::Raw;
     };
     match rec.event {
-        Event::Interval { counters, target, .. } => WorkerLine::Progress(Snapshot {
+        Event::Interval {
+            counters, target, ..
+        } => WorkerLine::Progress(Snapshot {
             counters,
             in_flight: v.get("in_flight").and_then(|x| x.as_u64()).unwrap_or(0),
             attempts: v.get("attempts").and_then(|x| x.as_u64()).unwrap_or(0),

@@ -254,7 +254,8 @@ impl ShardSummary {
 
     /// Retired paths grouped by class, with the fix for each class.
     pub fn retired_text(&self) -> String {
-        let mut by: BTreeMap<&str, (Option<FailureId>, u64, u64, Vec<&str>)> = BTreeMap::new();
+        type Group<'a> = (Option<FailureId>, u64, u64, Vec<&'a str>);
+        let mut by: BTreeMap<&str, Group> = BTreeMap::new();
         for r in &self.retired {
             let e = by.entry(&r.key).or_insert((r.failure, 0, 0, Vec::new()));
             e.1 += 1;

@@ -27,7 +27,8 @@ pub fn random(limit: u64) -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    let mut x = t ^ ((std::process::id() as u64) << 32) ^ N.fetch_add(0x9e37_79b9, Ordering::Relaxed);
+    let mut x =
+        t ^ ((std::process::id() as u64) << 32) ^ N.fetch_add(0x9e37_79b9, Ordering::Relaxed);
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
@@ -91,8 +92,9 @@ impl EchoServer {
                 }
                 PortKind::NeverAccept => {
                     drop(l);
-                    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-                        .unwrap();
+                    let s =
+                        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                            .unwrap();
                     s.set_reuse_address(true).unwrap();
                     let addr: SocketAddr = ([127, 0, 0, 1], base + i as u16).into();
                     s.bind(&addr.into()).unwrap();
@@ -173,7 +175,10 @@ fn run(
             open.store(0, Ordering::SeqCst);
             return;
         }
-        if poll.poll(&mut events, Some(Duration::from_millis(20))).is_err() {
+        if poll
+            .poll(&mut events, Some(Duration::from_millis(20)))
+            .is_err()
+        {
             continue;
         }
         for ev in events.iter() {
@@ -230,7 +235,10 @@ fn run(
 /// `c1m` with arguments, stdout and stderr piped.
 pub fn c1m(args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
-    c.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     c
 }
 
