@@ -223,7 +223,10 @@ impl<'s> Engine<'s> {
         let mut next_tick = start + Duration::from_secs(1);
         let target = self.shard.connections;
         let mut hold_start: Option<Instant> = None;
+        // Start of the current message round; each round spreads one line
+        // per connection evenly over the interval (no self-made bursts).
         let mut next_msg: Option<Instant> = None;
+        let mut msg_cursor = 0usize;
         let hold = self.plan.hold;
         let timeout = self.plan.connect_timeout;
         'run: loop {
@@ -271,7 +274,8 @@ impl<'s> Engine<'s> {
                 if self.counters.connections == 0 {
                     break 'run;
                 }
-                next_msg = self.plan.message_interval.map(|i| now + i);
+                next_msg = self.plan.message_interval.map(|_| now);
+                msg_cursor = 0;
             }
             if let Some(hs) = hold_start {
                 if let Some(h) = hold
@@ -282,11 +286,24 @@ impl<'s> Engine<'s> {
                 if self.counters.connections == 0 {
                     break; // everything was lost: nothing left to hold
                 }
-                if let (Some(at), Some(iv)) = (next_msg, self.plan.message_interval)
-                    && now >= at
+                if let (Some(round), Some(iv)) = (next_msg, self.plan.message_interval)
+                    && now >= round
                 {
-                    self.send_messages(now);
-                    next_msg = Some(at + iv);
+                    let len = self.conns.len();
+                    let frac = now.duration_since(round).as_secs_f64() / iv.as_secs_f64();
+                    let due = if frac >= 1.0 {
+                        len
+                    } else {
+                        ((frac * len as f64) as usize).min(len)
+                    };
+                    if due > msg_cursor {
+                        self.send_messages(msg_cursor, due, now);
+                        msg_cursor = due;
+                    }
+                    if now >= round + iv {
+                        next_msg = Some(round + iv);
+                        msg_cursor = 0;
+                    }
                 }
             }
             if now >= next_tick {
@@ -304,8 +321,8 @@ impl<'s> Engine<'s> {
             if let Some(at) = rate_wait {
                 wake = wake.min(at);
             }
-            if let Some(at) = next_msg {
-                wake = wake.min(at);
+            if next_msg.is_some() {
+                wake = wake.min(now + Duration::from_millis(5));
             }
             if let (Some(hs), Some(h)) = (hold_start, hold) {
                 wake = wake.min(hs + h);
@@ -872,8 +889,10 @@ impl<'s> Engine<'s> {
         }
     }
 
-    fn send_messages(&mut self, now: Instant) {
-        for slot in 0..self.conns.len() as u32 {
+    /// Send the line on the open connections of slots `from..to`; one
+    /// still waiting for its previous echo is skipped this round.
+    fn send_messages(&mut self, from: usize, to: usize, now: Instant) {
+        for slot in from as u32..to as u32 {
             let c = &mut self.conns[slot as usize];
             if c.stream.is_none() || c.st != St::Open {
                 continue;

@@ -59,6 +59,8 @@ pub struct Reporter {
     tick_verified: u64,
     ticks: u64,
     hold_announced: bool,
+    /// Verified per second over the last tick, for the progress bar.
+    bar_rate: u64,
 }
 
 impl Reporter {
@@ -79,7 +81,7 @@ impl Reporter {
         let bar = if format == LogFormat::Human && std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(target);
             let style = ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:40.cyan/blue}] {human_pos}/{human_len} verified {per_sec} {msg}",
+                "{elapsed_precise} [{bar:30.cyan/blue}] {human_pos}/{human_len} {msg}",
             )
             .map(|s| s.progress_chars("=> "))
             .unwrap_or_else(|_| ProgressStyle::default_bar());
@@ -102,6 +104,7 @@ impl Reporter {
             tick_verified: 0,
             ticks: 0,
             hold_announced: false,
+            bar_rate: 0,
         })
     }
 
@@ -199,12 +202,20 @@ impl Reporter {
         }
         if let Some(bar) = &self.bar {
             bar.set_position(c.opened_total.min(self.target));
-            bar.set_message(format!(
-                "in flight {} failed {} open {}",
-                thousands(in_flight),
-                thousands(c.failed_total),
-                thousands(c.connections)
-            ));
+            bar.set_message(if phase == Phase::Connect {
+                format!(
+                    "verified, {}/s, {} in flight, {} failed",
+                    thousands(self.bar_rate),
+                    thousands(in_flight),
+                    thousands(c.failed_total)
+                )
+            } else {
+                format!(
+                    "verified; holding {} open, {} lost",
+                    thousands(c.connections),
+                    thousands(c.closed_total)
+                )
+            });
         }
         if phase != Phase::Connect && !self.hold_announced {
             self.hold_announced = true;
@@ -281,6 +292,7 @@ impl Reporter {
         self.tick_at = now;
         self.tick_verified = c.opened_total;
         self.ticks += 1;
+        self.bar_rate = rate.round() as u64;
         match self.format {
             LogFormat::Json => {
                 let ev = Event::Interval {
