@@ -387,3 +387,157 @@ fn bad_input_names_the_argument_and_exits_2() {
         assert!(!e.contains("panicked"), "{e}");
     }
 }
+
+#[test]
+fn seed_lines_from_shards_and_output_file_match_stdout() {
+    let server = EchoServer::start(2);
+    let base = server.base.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flood.log");
+    let out = run_c1m(&[
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "2",
+        "--connections",
+        "2000",
+        "--procs",
+        "2",
+        "--hold",
+        "0s",
+        "--log-format",
+        "seed",
+        "--output",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    let ns: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            parse_seed(l)
+                .unwrap_or_else(|| panic!("not a seed line: {l:?}"))
+                .0
+        })
+        .collect();
+    assert_eq!(ns, [1000, 2000]);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        text,
+        "--output holds the same log"
+    );
+}
+
+#[test]
+fn human_log_without_a_terminal_has_lines_and_the_summary_table() {
+    let server = EchoServer::start(2);
+    let base = server.base.to_string();
+    let out = run_c1m(&[
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "2",
+        "--connections",
+        "500",
+        "--hold",
+        "1200ms",
+        "--message-interval",
+        "200ms",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(
+        text.starts_with("c1m flood: 500 connections to 127.0.0.1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("connect phase over: 500 of 500 verified"),
+        "{text}"
+    );
+    assert!(
+        text.contains("done: 500 of 500 connections verified and held"),
+        "{text}"
+    );
+    for row in [
+        "verified (echo checked)",
+        "connect latency p50 / p99 / max",
+        "message RTT p50 / p99 / max",
+        "target reached and verified",
+    ] {
+        assert!(text.contains(row), "table row {row} missing:\n{text}");
+    }
+}
+
+#[test]
+fn ctrl_c_during_the_hold_ends_every_worker_and_still_summarises() {
+    let server = EchoServer::start(3);
+    let base = server.base.to_string();
+    let mut child = c1m(&[
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "3",
+        "--connections",
+        "900",
+        "--procs",
+        "3",
+        "--json",
+    ])
+    .spawn()
+    .unwrap();
+    // read lines until every worker holds (default hold: until Ctrl-C)
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let start = Instant::now();
+    loop {
+        let l = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a line within 20s");
+        let holding = l.contains("\"phase\":\"hold\"");
+        lines.push(l);
+        if holding {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20));
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let workers: Vec<u32> = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    assert_eq!(workers.len(), 3, "three worker processes");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    while let Ok(l) = rx.recv_timeout(Duration::from_secs(20)) {
+        lines.push(l);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "Ctrl-C after the target is a success"
+    );
+    let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(last["event"], "summary");
+    assert_eq!(last["details"]["verified"], 900);
+    assert_eq!(last["details"]["established"], 900);
+    for w in workers {
+        assert!(
+            std::fs::metadata(format!("/proc/{w}")).is_err(),
+            "worker {w} still exists after the parent ended"
+        );
+    }
+}
