@@ -453,7 +453,7 @@ fn human_log_without_a_terminal_has_lines_and_the_summary_table() {
         "{text}"
     );
     assert!(
-        text.contains("connect phase over: 500 of 500 verified"),
+        text.contains("connect phase over, target reached: 500 of 500 verified"),
         "{text}"
     );
     assert!(

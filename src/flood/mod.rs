@@ -83,7 +83,7 @@ fn settings(req: &Request, procs: u32) -> serde_json::Value {
 fn headline(req: &Request, procs: u32) -> String {
     let p = &req.plan;
     format!(
-        "c1m flood: {} connections to {} ports {}..{} from {}, window {}, {} process(es), connect timeout {}, hold {}",
+        "c1m flood: {} connections to {} ports {}..{} from {}, window {}, {} process(es), connect timeout {}, then hold {}",
         crate::util::thousands(p.connections),
         p.dest,
         p.first_port,
@@ -113,6 +113,7 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
         Procs::N(n) => n.max(1),
     };
     let mut reporter = Reporter::new(req.format, req.output.as_deref(), req.plan.connections)?;
+    reporter.hold_text = report::human_duration(req.plan.hold);
     reporter.start(settings(&req, procs), &headline(&req, procs));
     let summary = if procs == 1 {
         let shard = req.plan.shard(0, 1);

@@ -61,6 +61,8 @@ pub struct Reporter {
     hold_announced: bool,
     /// Verified per second over the last tick, for the progress bar.
     bar_rate: u64,
+    /// How long the hold lasts, for the human log ("for 10s").
+    pub hold_text: String,
 }
 
 impl Reporter {
@@ -105,6 +107,7 @@ impl Reporter {
             ticks: 0,
             hold_announced: false,
             bar_rate: 0,
+            hold_text: String::new(),
         })
     }
 
@@ -220,13 +223,19 @@ impl Reporter {
         if phase != Phase::Connect && !self.hold_announced {
             self.hold_announced = true;
             if self.format == LogFormat::Human {
+                let what = if c.opened_total >= self.target {
+                    "target reached"
+                } else {
+                    "target NOT reached (see the failures above)"
+                };
                 let text = format!(
-                    "[{:>7.1}s] connect phase over: {} of {} verified, {} open, {} failed attempts; holding",
+                    "[{:>7.1}s] connect phase over, {what}: {} of {} verified, {} open, {} failed attempts; holding {}",
                     self.start.elapsed().as_secs_f64(),
                     thousands(c.opened_total),
                     thousands(self.target),
                     thousands(c.connections),
-                    thousands(c.failed_total)
+                    thousands(c.failed_total),
+                    self.hold_text
                 );
                 self.say(&text);
             }
@@ -670,7 +679,7 @@ pub fn parse_worker_line(line: &str) -> WorkerLine {
 /// Seconds as a human duration for headlines ("forever" for none).
 pub fn human_duration(d: Option<Duration>) -> String {
     match d {
-        None => "forever (until Ctrl-C)".into(),
-        Some(d) => format!("{}", humantime::format_duration(d)),
+        None => "until Ctrl-C".into(),
+        Some(d) => format!("for {}", humantime::format_duration(d)),
     }
 }
