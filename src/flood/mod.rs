@@ -228,6 +228,11 @@ fn run_parent(
         },
         WorkerMsg::Exited { index, status } => {
             *running = running.saturating_sub(1);
+            reporter.worker_exit(
+                index as u32,
+                &status.to_string(),
+                summaries[index].is_some(),
+            );
             if summaries[index].is_none() {
                 lost.push(format!(
                     "worker {index} exited ({status}) without a summary; its share is counted as not reached"

@@ -283,6 +283,33 @@ impl Reporter {
         }
     }
 
+    /// Worker `index` exited (`summary`: whether it reported one first).
+    pub fn worker_exit(&mut self, index: u32, status: &str, summary: bool) {
+        let detail = if summary {
+            format!("exited ({status})")
+        } else {
+            format!("exited ({status}) without a summary")
+        };
+        match self.format {
+            LogFormat::Json => self.emit(
+                None,
+                Event::Worker {
+                    index,
+                    action: "exited".into(),
+                    detail,
+                },
+            ),
+            LogFormat::Human if !summary => {
+                let line = format!(
+                    "[{:>7.1}s] worker {index} {detail}",
+                    self.start.elapsed().as_secs_f64()
+                );
+                self.say(&line);
+            }
+            _ => {}
+        }
+    }
+
     /// A line a worker printed that is not JSON (seed per-connection lines).
     pub fn raw(&mut self, line: &str) {
         if self.format == LogFormat::Seed {
