@@ -270,6 +270,7 @@ impl<'s> Engine<'s> {
                 self.s.connect_s = now.duration_since(start).as_secs_f64();
                 self.phase = Phase::Hold;
                 hold_start = Some(now);
+                self.flush_failures();
                 self.sink.progress(&self.snapshot(), false);
                 if self.counters.connections == 0 {
                     break 'run;
@@ -388,6 +389,14 @@ impl<'s> Engine<'s> {
     }
 
     fn tick(&mut self) {
+        self.flush_failures();
+        let snap = self.snapshot();
+        self.sink.progress(&snap, true);
+    }
+
+    /// Hand the failures counted since the last flush to the sink, one
+    /// note per class.
+    fn flush_failures(&mut self) {
         for (key, p) in std::mem::take(&mut self.pending) {
             self.sink.failure(&FailureNote {
                 key,
@@ -398,8 +407,6 @@ impl<'s> Engine<'s> {
                 detail: p.detail,
             });
         }
-        let snap = self.snapshot();
-        self.sink.progress(&snap, true);
     }
 
     fn next_path(&mut self) -> Option<usize> {
