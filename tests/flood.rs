@@ -297,13 +297,14 @@ fn a_server_killed_during_the_hold_gives_counted_resets_and_exit_1() {
     ])
     .spawn()
     .unwrap();
+    let child = KillOnDrop(Some(child));
     let start = Instant::now();
     while server.total_accepted() < 500 && start.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(300));
     server.kill();
-    let out = wait_bounded(child, Duration::from_secs(15));
+    let out = wait_bounded(child.take(), Duration::from_secs(15));
     assert!(
         start.elapsed() < Duration::from_secs(15),
         "the hold did not end when every connection was lost"
@@ -474,7 +475,7 @@ fn human_log_without_a_terminal_has_lines_and_the_summary_table() {
 fn ctrl_c_during_the_hold_ends_every_worker_and_still_summarises() {
     let server = EchoServer::start(3);
     let base = server.base.to_string();
-    let mut child = c1m(&[
+    let child = c1m(&[
         "flood",
         "127.0.0.1",
         &base,
@@ -488,8 +489,9 @@ fn ctrl_c_during_the_hold_ends_every_worker_and_still_summarises() {
     ])
     .spawn()
     .unwrap();
+    let mut child = KillOnDrop(Some(child));
     // read lines until every worker holds (default hold: until Ctrl-C)
-    let stdout = child.stdout.take().unwrap();
+    let stdout = child.0.as_mut().unwrap().stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
@@ -513,7 +515,7 @@ fn ctrl_c_during_the_hold_ends_every_worker_and_still_summarises() {
         }
         assert!(start.elapsed() < Duration::from_secs(20));
     }
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let pid = nix::unistd::Pid::from_raw(child.0.as_ref().unwrap().id() as i32);
     let workers: Vec<u32> = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
         .unwrap_or_default()
         .split_whitespace()
@@ -524,7 +526,7 @@ fn ctrl_c_during_the_hold_ends_every_worker_and_still_summarises() {
     while let Ok(l) = rx.recv_timeout(Duration::from_secs(20)) {
         lines.push(l);
     }
-    let status = child.wait().unwrap();
+    let status = child.take().wait().unwrap();
     assert_eq!(
         status.code(),
         Some(0),

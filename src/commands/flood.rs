@@ -30,7 +30,7 @@ pub struct FloodArgs {
     /// Number of consecutive destination ports (PORT..PORT+ports-1).
     #[arg(long, default_value_t = 20)]
     pub ports: u16,
-    /// Connections to open and verify (5000, 100k, 1M).
+    /// Connections to open and verify (5000, 100k, 1M); the default is the seed's count.
     #[arg(long, default_value = "340000", value_parser = parse_count)]
     pub connections: u64,
     /// Connection attempts in flight at most (all processes together).

@@ -287,3 +287,21 @@ pub fn summary(recs: &[serde_json::Value]) -> &serde_json::Value {
     assert_eq!(last["event"], "summary", "last line is not the summary");
     last
 }
+
+/// A child that is killed (by its pid) and reaped if the test panics first.
+pub struct KillOnDrop(pub Option<Child>);
+
+impl KillOnDrop {
+    pub fn take(mut self) -> Child {
+        self.0.take().expect("child already taken")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
