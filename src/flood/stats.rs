@@ -247,14 +247,19 @@ impl ShardSummary {
 
     /// Retired paths grouped by class, with the fix for each class.
     pub fn retired_text(&self) -> String {
+        // (id, distinct paths, verified on them, examples); several
+        // processes may have given up the same path.
         type Group<'a> = (Option<FailureId>, u64, u64, Vec<&'a str>);
         let mut by: BTreeMap<&str, Group> = BTreeMap::new();
+        let mut seen: std::collections::BTreeSet<(&str, &str)> = Default::default();
         for r in &self.retired {
             let e = by.entry(&r.key).or_insert((r.failure, 0, 0, Vec::new()));
-            e.1 += 1;
             e.2 += r.established;
-            if e.3.len() < 3 {
-                e.3.push(&r.path);
+            if seen.insert((&r.key, &r.path)) {
+                e.1 += 1;
+                if e.3.len() < 3 {
+                    e.3.push(&r.path);
+                }
             }
         }
         let mut out = String::new();
