@@ -97,6 +97,8 @@ struct PathState {
     consecutive: u32,
     last_key: String,
     established: u64,
+    /// When a connection on this path was last verified.
+    last_success: Option<Instant>,
     retired: bool,
 }
 
@@ -166,6 +168,7 @@ impl<'s> Engine<'s> {
                 consecutive: 0,
                 last_key: String::new(),
                 established: 0,
+                last_success: None,
                 retired: false,
             })
             .collect();
@@ -565,7 +568,14 @@ impl<'s> Engine<'s> {
             p.last_key = key.to_string();
             p.consecutive = 1;
         }
-        if !p.retired && p.consecutive >= retire_after(key) {
+        // Timeouts on a path that works are congestion (a full accept
+        // queue answers SYNs late), not a dead path: give such a path up
+        // only when nothing succeeded on it for a while.
+        let slow = matches!(key, "ETIMEDOUT" | "ECHO_TIMEOUT");
+        let quiet = p
+            .last_success
+            .is_none_or(|t| t.elapsed() >= self.plan.connect_timeout * 4 + Duration::from_secs(1));
+        if !p.retired && p.consecutive >= retire_after(key) && (!slow || quiet) {
             p.retired = true;
             self.live_paths -= 1;
             let failure = match key {
@@ -885,6 +895,7 @@ impl<'s> Engine<'s> {
                     self.last_fd = Some(fd);
                     let p = &mut self.paths[pi];
                     p.established += 1;
+                    p.last_success = Some(now);
                     p.consecutive = 0;
                     p.last_key.clear();
                     if self.counters.opened_total.is_multiple_of(1000) {

@@ -114,6 +114,7 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
     };
     let mut reporter = Reporter::new(req.format, req.output.as_deref(), req.plan.connections)?;
     reporter.hold_text = report::human_duration(req.plan.hold);
+    reporter.expected_workers = procs as usize;
     reporter.start(settings(&req, procs), &headline(&req, procs));
     let summary = if procs == 1 {
         let shard = req.plan.shard(0, 1);

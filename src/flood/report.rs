@@ -63,6 +63,9 @@ pub struct Reporter {
     bar_rate: u64,
     /// How long the hold lasts, for the human log ("for 10s").
     pub hold_text: String,
+    /// Processes whose counters are summed (the phase is "hold" only once
+    /// every one of them has reported it).
+    pub expected_workers: usize,
 }
 
 impl Reporter {
@@ -108,6 +111,7 @@ impl Reporter {
             hold_announced: false,
             bar_rate: 0,
             hold_text: String::new(),
+            expected_workers: 1,
         })
     }
 
@@ -176,7 +180,8 @@ impl Reporter {
                 _ => Phase::Done,
             };
         }
-        if self.workers.is_empty() {
+        if self.workers.len() < self.expected_workers.max(1) {
+            // a worker that has not reported yet is still connecting
             phase = Phase::Connect;
         }
         c.rss_bytes = (rss > 0).then_some(rss);

@@ -87,6 +87,9 @@ impl EchoServer {
         for (i, l) in std_ls.into_iter().enumerate() {
             match kinds[i] {
                 PortKind::Echo => {
+                    // listen() again raises std's backlog, so a busy test
+                    // machine does not drop SYNs of a 1000-connect window.
+                    socket2::SockRef::from(&l).listen(4096).unwrap();
                     l.set_nonblocking(true).unwrap();
                     listeners.push((i, TcpListener::from_std(l)));
                 }
