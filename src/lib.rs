@@ -7,6 +7,7 @@
 pub mod commands;
 pub mod diagnosis;
 pub mod events;
+pub mod flood;
 pub mod harness;
 pub mod tuning;
 pub mod reactor;
