@@ -7,6 +7,8 @@
 pub mod commands;
 pub mod diagnosis;
 pub mod events;
+pub mod flood;
 pub mod harness;
 pub mod tuning;
+pub mod reactor;
 pub mod util;

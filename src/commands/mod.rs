@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 
 pub mod doctor;
 pub mod lab;
+pub mod serve;
+pub mod flood;
 
 /// Exit status for "the run or check did not pass".
 pub const EXIT_FAIL: u8 = 1;
@@ -33,6 +35,10 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// Run the whole C1M experiment on this machine and write a report.
     Lab(lab::LabArgs),
+    /// Multi-port, multi-process epoll echo server for a million connections.
+    Serve(serve::ServeArgs),
+    /// Open, verify and hold many TCP connections (the multi-port client).
+    Flood(flood::FloodArgs),
 }
 
 /// Parse the process arguments, run the chosen command, map the outcome to
@@ -42,6 +48,8 @@ pub fn main() -> ExitCode {
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Doctor(args) => doctor::run(args),
         Command::Lab(args) => lab::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Flood(args) => flood::run(args),
     };
     match result {
         Ok(code) => code,

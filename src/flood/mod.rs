@@ -1,0 +1,285 @@
+//! `c1m flood`: the client that opens, verifies and holds hundreds of
+//! thousands of TCP connections. `plan` checks the request and splits it
+//! between processes, `engine` is one process's non-blocking connect
+//! pipeline and hold, `stats` what a process measures, `report` every
+//! output format. This file ties them together: a run that fits one
+//! process's descriptor limit runs in-process; a bigger one re-executes
+//! this binary as worker shards (`harness::workers::Pool`), each with its
+//! share of connections and paths, and merges their JSON lines.
+pub mod engine;
+pub mod plan;
+pub mod report;
+pub mod stats;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::harness::signals;
+use crate::harness::workers::{Pool, WorkerMsg, WorkerSpec};
+use engine::{Engine, EngineOptions};
+use plan::Plan;
+use report::{LogFormat, Reporter, WorkerLine, WorkerSink};
+use stats::ShardSummary;
+
+/// Descriptors kept free in every process for stdio, epoll, pipes.
+pub const FD_SLACK: u64 = 64;
+
+/// Processes: a number or as many as the fd limit requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Procs {
+    Auto,
+    N(u32),
+}
+
+/// A request, as the command line gives it (already validated).
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub plan: Plan,
+    /// The `--sources` text, passed on to workers as given.
+    pub sources_arg: Option<String>,
+    pub procs: Procs,
+    pub format: LogFormat,
+    pub output: Option<PathBuf>,
+    /// Set in worker processes: (index, count).
+    pub shard: Option<(u32, u32)>,
+    pub seed_lines: bool,
+}
+
+/// The per-process descriptor budget: the hard RLIMIT_NOFILE (the soft
+/// limit is raised to it) minus slack.
+pub fn per_process_budget() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) => {
+            if soft < hard {
+                let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+            }
+            hard.saturating_sub(FD_SLACK).max(1)
+        }
+        Err(_) => 1024 - FD_SLACK,
+    }
+}
+
+fn settings(req: &Request, procs: u32) -> serde_json::Value {
+    let p = &req.plan;
+    serde_json::json!({
+        "host": p.host,
+        "dest": p.dest.to_string(),
+        "port": p.first_port,
+        "ports": p.ports,
+        "sources": req.sources_arg,
+        "source_count": p.sources.len(),
+        "connections": p.connections,
+        "window": p.window,
+        "rate": p.rate,
+        "connect_timeout_s": p.connect_timeout.as_secs_f64(),
+        "hold_s": p.hold.map(|h| h.as_secs_f64()),
+        "message_interval_s": p.message_interval.map(|h| h.as_secs_f64()),
+        "procs": procs,
+    })
+}
+
+fn headline(req: &Request, procs: u32) -> String {
+    let p = &req.plan;
+    format!(
+        "c1m flood: {} connections to {} ports {}..{} from {}, window {}, {} process(es), connect timeout {}, then hold {}",
+        crate::util::thousands(p.connections),
+        p.dest,
+        p.first_port,
+        p.first_port as u32 + p.ports as u32 - 1,
+        if p.sources.is_empty() {
+            "the default source address".to_string()
+        } else {
+            format!("{} source addresses", p.sources.len())
+        },
+        p.window,
+        procs,
+        humantime::format_duration(p.connect_timeout),
+        report::human_duration(p.hold),
+    )
+}
+
+/// Run a request; returns whether it succeeded (target reached, verified
+/// and held).
+pub fn run(req: Request) -> anyhow::Result<bool> {
+    signals::install().map_err(|e| anyhow::anyhow!("installing signal handlers: {e}"))?;
+    let budget = per_process_budget();
+    if let Some((index, count)) = req.shard {
+        return Ok(run_worker(&req, index, count));
+    }
+    let procs = match req.procs {
+        Procs::Auto => plan::auto_procs(req.plan.connections, budget),
+        Procs::N(n) => n.max(1),
+    };
+    let mut reporter = Reporter::new(req.format, req.output.as_deref(), req.plan.connections)?;
+    reporter.hold_text = report::human_duration(req.plan.hold);
+    reporter.expected_workers = procs as usize;
+    reporter.start(settings(&req, procs), &headline(&req, procs));
+    let summary = if procs == 1 {
+        let shard = req.plan.shard(0, 1);
+        let opts = EngineOptions {
+            seed_lines: req.format == LogFormat::Seed,
+        };
+        let engine = Engine::new(req.plan.clone(), shard, opts, &mut reporter)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        engine.run()
+    } else {
+        run_parent(&req, procs, budget, &mut reporter)?
+    };
+    let reason = reporter.finish(&summary);
+    Ok(reason.is_none())
+}
+
+fn run_worker(req: &Request, index: u32, count: u32) -> bool {
+    let shard = req.plan.shard(index, count);
+    let mut sink = WorkerSink {
+        index,
+        seed_lines: req.seed_lines,
+    };
+    let opts = EngineOptions {
+        seed_lines: req.seed_lines,
+    };
+    let summary = match Engine::new(req.plan.clone(), shard.clone(), opts, &mut sink) {
+        Ok(engine) => engine.run(),
+        Err(e) => ShardSummary {
+            target: shard.connections,
+            stops: vec![format!("worker {index}: {e}")],
+            ..Default::default()
+        },
+    };
+    sink.summary(&summary);
+    summary.success()
+}
+
+/// Arguments of worker `index`: the same request, one process each, JSON
+/// lines out.
+fn worker_args(req: &Request, index: u32, count: u32) -> Vec<OsString> {
+    let p = &req.plan;
+    let ms = |d: Duration| format!("{}ms", d.as_millis());
+    let mut a: Vec<String> = vec![
+        "flood".into(),
+        p.host.clone(),
+        p.first_port.to_string(),
+        "--ports".into(),
+        p.ports.to_string(),
+        "--connections".into(),
+        p.connections.to_string(),
+        "--window".into(),
+        p.window.to_string(),
+        "--procs".into(),
+        "1".into(),
+        "--connect-timeout".into(),
+        ms(p.connect_timeout),
+        "--hold".into(),
+        p.hold.map(ms).unwrap_or_else(|| "forever".into()),
+        "--log-format".into(),
+        "json".into(),
+        "--shard-index".into(),
+        index.to_string(),
+        "--shards".into(),
+        count.to_string(),
+    ];
+    if let Some(r) = p.rate {
+        a.push("--rate".into());
+        a.push(format!("{r}"));
+    }
+    if let Some(s) = &req.sources_arg {
+        a.push("--sources".into());
+        a.push(s.clone());
+    }
+    if let Some(i) = p.message_interval {
+        a.push("--message-interval".into());
+        a.push(ms(i));
+    }
+    if req.format == LogFormat::Seed {
+        a.push("--seed-lines".into());
+    }
+    a.into_iter().map(OsString::from).collect()
+}
+
+fn run_parent(
+    req: &Request,
+    procs: u32,
+    budget: u64,
+    reporter: &mut Reporter,
+) -> anyhow::Result<ShardSummary> {
+    let mut pool = Pool::new()?;
+    let nofile = budget + FD_SLACK;
+    for i in 0..procs {
+        let mut spec = WorkerSpec::new(worker_args(req, i, procs));
+        spec.nofile = Some(nofile);
+        pool.spawn(spec)?;
+    }
+    let mut summaries: Vec<Option<ShardSummary>> = vec![None; procs as usize];
+    let mut running = procs as usize;
+    let mut next_tick = Instant::now() + Duration::from_secs(1);
+    let mut lost: Vec<String> = Vec::new();
+    let handle = |msg: WorkerMsg,
+                  reporter: &mut Reporter,
+                  summaries: &mut Vec<Option<ShardSummary>>,
+                  running: &mut usize,
+                  lost: &mut Vec<String>| match msg {
+        WorkerMsg::Line { index, line } => match report::parse_worker_line(&line) {
+            WorkerLine::Progress(snap) => reporter.update(index as u32, snap),
+            WorkerLine::Failure(note) => reporter.failure(Some(index as u32), &note),
+            WorkerLine::Summary(s) => summaries[index] = Some(*s),
+            WorkerLine::Raw => reporter.raw(&line),
+            WorkerLine::Other => {}
+        },
+        WorkerMsg::Exited { index, status } => {
+            *running = running.saturating_sub(1);
+            reporter.worker_exit(
+                index as u32,
+                &status.to_string(),
+                summaries[index].is_some(),
+            );
+            if summaries[index].is_none() {
+                lost.push(format!(
+                    "worker {index} exited ({status}) without a summary; its share is counted as not reached"
+                ));
+            }
+        }
+    };
+    let mut stop_deadline: Option<Instant> = None;
+    while running > 0 {
+        if signals::stop_requested() && stop_deadline.is_none() {
+            // Ask every worker to stop and keep reading: each writes its
+            // summary before it exits (closing ~20,000 sockets takes a
+            // moment). Workers still there after the grace are killed.
+            pool.signal_all(nix::sys::signal::Signal::SIGTERM);
+            stop_deadline = Some(Instant::now() + Duration::from_secs(30));
+        }
+        if stop_deadline.is_some_and(|d| Instant::now() >= d) {
+            pool.grace = Duration::from_secs(1);
+            for msg in pool.shutdown() {
+                handle(msg, reporter, &mut summaries, &mut running, &mut lost);
+            }
+            break;
+        }
+        let wait = next_tick
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(200));
+        if let Some(msg) = pool.recv_timeout(wait) {
+            handle(msg, reporter, &mut summaries, &mut running, &mut lost);
+        }
+        if Instant::now() >= next_tick {
+            reporter.tick();
+            next_tick += Duration::from_secs(1);
+        }
+    }
+    let mut total = ShardSummary::default();
+    for (i, s) in summaries.iter().enumerate() {
+        match s {
+            Some(s) => total.merge(s),
+            None => {
+                total.target += req.plan.shard(i as u32, procs).connections;
+            }
+        }
+    }
+    if signals::stop_requested() && total.verified < total.target {
+        total.interrupted = true;
+    }
+    total.stops.extend(lost);
+    Ok(total)
+}

@@ -1,0 +1,717 @@
+//! Everything flood shows: one [`Reporter`] takes the counters of one
+//! process or of many (merged per worker), and renders them as the human
+//! log (a progress bar on a terminal, otherwise a line per second), the
+//! seed's exact lines (`connections: N, sockfd:FD, time_used:MS` at every
+//! thousand verified connections, `connect: <strerror>` for failed
+//! connects), or `events::Record` JSON lines. Every line goes to stdout and
+//! to `--output` when given, and is flushed at once, so a killed run keeps
+//! its log. The run ends with a summary table (comfy-table).
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use comfy_table::{ContentArrangement, Table};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::stats::{FailureNote, Phase, ShardSummary, Sink, Snapshot, percentiles};
+use crate::events::{Counters, Event, Record, Role};
+use crate::util::thousands;
+
+/// The log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Seed,
+    Json,
+}
+
+/// Line output: stdout plus an optional file, flushed per line.
+struct Out {
+    file: Option<File>,
+}
+
+impl Out {
+    fn line(&mut self, text: &str) {
+        let mut so = std::io::stdout().lock();
+        let _ = so.write_all(text.as_bytes());
+        let _ = so.write_all(b"\n");
+        let _ = so.flush();
+        if let Some(f) = self.file.as_mut() {
+            let _ = f.write_all(text.as_bytes());
+            let _ = f.write_all(b"\n");
+            let _ = f.flush();
+        }
+    }
+}
+
+/// Renders a run's progress (see the module doc).
+pub struct Reporter {
+    format: LogFormat,
+    out: Out,
+    bar: Option<ProgressBar>,
+    workers: BTreeMap<u32, Snapshot>,
+    target: u64,
+    start: Instant,
+    seed_next: u64,
+    seed_at: Instant,
+    tick_at: Instant,
+    tick_verified: u64,
+    ticks: u64,
+    hold_announced: bool,
+    /// Verified per second over the last tick, for the progress bar.
+    bar_rate: u64,
+    /// How long the hold lasts, for the human log ("for 10s").
+    pub hold_text: String,
+    /// Processes whose counters are summed (the phase is "hold" only once
+    /// every one of them has reported it).
+    pub expected_workers: usize,
+}
+
+impl Reporter {
+    /// A reporter for `target` connections. `output` is opened (created or
+    /// truncated) here so a bad path fails before the run starts.
+    pub fn new(
+        format: LogFormat,
+        output: Option<&std::path::Path>,
+        target: u64,
+    ) -> anyhow::Result<Reporter> {
+        let file =
+            match output {
+                Some(p) => Some(File::create(p).map_err(|e| {
+                    anyhow::anyhow!("--output: cannot create '{}': {e}", p.display())
+                })?),
+                None => None,
+            };
+        let bar = if format == LogFormat::Human && std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(target);
+            let style = ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30.cyan/blue}] {human_pos}/{human_len} {msg}",
+            )
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style);
+            Some(bar)
+        } else {
+            None
+        };
+        let now = Instant::now();
+        Ok(Reporter {
+            format,
+            out: Out { file },
+            bar,
+            workers: BTreeMap::new(),
+            target,
+            start: now,
+            seed_next: 1000,
+            seed_at: now,
+            tick_at: now,
+            tick_verified: 0,
+            ticks: 0,
+            hold_announced: false,
+            bar_rate: 0,
+            hold_text: String::new(),
+            expected_workers: 1,
+        })
+    }
+
+    fn say(&mut self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| self.out.line(text)),
+            None => self.out.line(text),
+        }
+    }
+
+    fn emit(&mut self, worker: Option<u32>, event: Event) {
+        self.emit_with(worker, event, None);
+    }
+
+    fn emit_with(&mut self, worker: Option<u32>, event: Event, extra: Option<serde_json::Value>) {
+        let rec = Record::now(Role::Flood, worker, event);
+        let mut v = match serde_json::to_value(&rec) {
+            Ok(v) => v,
+            Err(_) => return,
+        };
+        if let (Some(serde_json::Value::Object(extra)), serde_json::Value::Object(m)) =
+            (extra, &mut v)
+        {
+            for (k, x) in extra {
+                m.entry(k).or_insert(x);
+            }
+        }
+        let line = v.to_string();
+        self.say(&line);
+    }
+
+    /// The run starts: settings as free-form JSON.
+    pub fn start(&mut self, settings: serde_json::Value, headline: &str) {
+        match self.format {
+            LogFormat::Json => self.emit(None, Event::Start { settings }),
+            LogFormat::Human => self.say(headline),
+            LogFormat::Seed => {}
+        }
+    }
+
+    /// Sum of every worker's counters.
+    pub fn totals(&self) -> (Counters, u64, Phase) {
+        let mut c = Counters::default();
+        let mut in_flight = 0;
+        let mut phase = Phase::Done;
+        let mut rss = 0;
+        for s in self.workers.values() {
+            let o = &s.counters;
+            c.connections += o.connections;
+            c.opened_total += o.opened_total;
+            c.closed_total += o.closed_total;
+            c.failed_total += o.failed_total;
+            c.bytes_in += o.bytes_in;
+            c.bytes_out += o.bytes_out;
+            rss += o.rss_bytes.unwrap_or(0);
+            for (k, v) in &o.errors {
+                *c.errors.entry(k.clone()).or_default() += v;
+            }
+            for (k, v) in &o.failures {
+                *c.failures.entry(*k).or_default() += v;
+            }
+            in_flight += s.in_flight;
+            phase = match (phase, s.phase) {
+                (Phase::Connect, _) | (_, Phase::Connect) => Phase::Connect,
+                (Phase::Hold, _) | (_, Phase::Hold) => Phase::Hold,
+                _ => Phase::Done,
+            };
+        }
+        if self.workers.len() < self.expected_workers.max(1) {
+            // a worker that has not reported yet is still connecting
+            phase = Phase::Connect;
+        }
+        c.rss_bytes = (rss > 0).then_some(rss);
+        (c, in_flight, phase)
+    }
+
+    /// New counters from process `worker` (0 for a single process).
+    pub fn update(&mut self, worker: u32, snap: Snapshot) {
+        let fd = snap.last_fd;
+        self.workers.insert(worker, snap);
+        let (c, in_flight, phase) = self.totals();
+        if self.format == LogFormat::Seed {
+            while c.opened_total >= self.seed_next {
+                let now = Instant::now();
+                let ms = now.duration_since(self.seed_at).as_millis();
+                self.seed_at = now;
+                let line = format!(
+                    "connections: {}, sockfd:{}, time_used:{}",
+                    self.seed_next,
+                    fd.unwrap_or(-1),
+                    ms
+                );
+                self.say(&line);
+                self.seed_next += 1000;
+            }
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_position(c.opened_total.min(self.target));
+            bar.set_message(if phase == Phase::Connect {
+                format!(
+                    "verified, {}/s, {} in flight, {} failed",
+                    thousands(self.bar_rate),
+                    thousands(in_flight),
+                    thousands(c.failed_total)
+                )
+            } else {
+                format!(
+                    "verified; holding {} open, {} lost",
+                    thousands(c.connections),
+                    thousands(c.closed_total)
+                )
+            });
+        }
+        if phase != Phase::Connect && !self.hold_announced {
+            self.hold_announced = true;
+            if self.format == LogFormat::Human {
+                let what = if c.opened_total >= self.target {
+                    "target reached"
+                } else {
+                    "target NOT reached (see the failures above)"
+                };
+                let text = format!(
+                    "[{:>7.1}s] connect phase over, {what}: {} of {} verified, {} open, {} failed attempts; holding {}",
+                    self.start.elapsed().as_secs_f64(),
+                    thousands(c.opened_total),
+                    thousands(self.target),
+                    thousands(c.connections),
+                    thousands(c.failed_total),
+                    self.hold_text
+                );
+                self.say(&text);
+            }
+        }
+    }
+
+    /// Failures of one class over one interval, from process `worker`.
+    pub fn failure(&mut self, worker: Option<u32>, note: &FailureNote) {
+        match self.format {
+            LogFormat::Json => {
+                if let Some(failure) = note.failure {
+                    let ev = Event::Failure {
+                        failure,
+                        call: note.call.clone(),
+                        errno: note.errno,
+                        count: note.count,
+                        detail: note.detail.clone(),
+                    };
+                    self.emit_with(worker, ev, Some(serde_json::json!({ "key": note.key })));
+                }
+            }
+            LogFormat::Seed => {
+                // The seed printed perror() after a failed connect: one line
+                // per class and interval here (the count is in the summary).
+                if matches!(note.call.as_str(), "connect" | "socket" | "bind")
+                    && let Some(e) = note.errno
+                {
+                    let line = format!("{}: {}", note.call, crate::util::errno_text(e));
+                    self.say(&line);
+                }
+            }
+            LogFormat::Human => {
+                let who = worker.map(|w| format!("worker {w}: ")).unwrap_or_default();
+                let id = note.failure.map(|f| f.as_str()).unwrap_or("failure");
+                let line = format!(
+                    "[{:>7.1}s] {who}{id} x{} ({} on {}): {}",
+                    self.start.elapsed().as_secs_f64(),
+                    thousands(note.count),
+                    note.key,
+                    note.call,
+                    note.detail
+                );
+                self.say(&line);
+            }
+        }
+    }
+
+    /// Worker `index` exited (`summary`: whether it reported one first).
+    pub fn worker_exit(&mut self, index: u32, status: &str, summary: bool) {
+        let detail = if summary {
+            format!("exited ({status})")
+        } else {
+            format!("exited ({status}) without a summary")
+        };
+        match self.format {
+            LogFormat::Json => self.emit(
+                None,
+                Event::Worker {
+                    index,
+                    action: "exited".into(),
+                    detail,
+                },
+            ),
+            LogFormat::Human if !summary => {
+                let line = format!(
+                    "[{:>7.1}s] worker {index} {detail}",
+                    self.start.elapsed().as_secs_f64()
+                );
+                self.say(&line);
+            }
+            _ => {}
+        }
+    }
+
+    /// A line a worker printed that is not JSON (seed per-connection lines).
+    pub fn raw(&mut self, line: &str) {
+        if self.format == LogFormat::Seed {
+            self.say(line);
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Once a second: the interval line.
+    pub fn tick(&mut self) {
+        let now = Instant::now();
+        let (c, in_flight, phase) = self.totals();
+        let dt = now.duration_since(self.tick_at).as_secs_f64().max(1e-6);
+        let rate = (c.opened_total.saturating_sub(self.tick_verified)) as f64 / dt;
+        self.tick_at = now;
+        self.tick_verified = c.opened_total;
+        self.ticks += 1;
+        self.bar_rate = rate.round() as u64;
+        match self.format {
+            LogFormat::Json => {
+                let ev = Event::Interval {
+                    counters: c,
+                    rate: (rate * 10.0).round() / 10.0,
+                    target: Some(self.target),
+                };
+                let phase = serde_json::to_value(phase).unwrap_or_default();
+                self.emit_with(
+                    None,
+                    ev,
+                    Some(serde_json::json!({ "in_flight": in_flight, "phase": phase })),
+                );
+            }
+            LogFormat::Human
+                if self.bar.is_none()
+                    && (phase == Phase::Connect || self.ticks.is_multiple_of(10)) =>
+            {
+                let what = if phase == Phase::Connect {
+                    "connecting"
+                } else {
+                    "holding"
+                };
+                let line = format!(
+                    "[{:>7.1}s] {what}: {}/{} verified, {} open, {} in flight, {} failed, {}/s",
+                    self.start.elapsed().as_secs_f64(),
+                    thousands(c.opened_total),
+                    thousands(self.target),
+                    thousands(c.connections),
+                    thousands(in_flight),
+                    thousands(c.failed_total),
+                    thousands(rate.round() as u64)
+                );
+                self.say(&line);
+            }
+            _ => {}
+        }
+    }
+
+    /// The end: the summary record or lines, then the table. Returns the
+    /// reason the run failed, if it did.
+    pub fn finish(&mut self, s: &ShardSummary) -> Option<String> {
+        if let Some(bar) = self.bar.take() {
+            bar.set_position(s.verified.min(self.target));
+            bar.finish_and_clear();
+        }
+        let reason = s.reason();
+        let lat = percentiles(&s.connect_latency_us);
+        let rtt = percentiles(&s.rtt_us);
+        match self.format {
+            LogFormat::Json => {
+                let mut plain = s.clone();
+                plain.connect_latency_us.clear();
+                plain.rtt_us.clear();
+                let mut details = serde_json::to_value(&plain).unwrap_or_default();
+                if let serde_json::Value::Object(m) = &mut details {
+                    m.remove("connect_latency_us");
+                    m.remove("rtt_us");
+                    m.insert("established".into(), s.open.into());
+                    m.insert("reached".into(), s.success().into());
+                    m.insert(
+                        "connect_rate".into(),
+                        ((s.connect_rate() * 10.0).round() / 10.0).into(),
+                    );
+                    m.insert(
+                        "failed_by_class".into(),
+                        serde_json::to_value(&s.errors).unwrap_or_default(),
+                    );
+                    m.insert(
+                        "connect_latency_ms".into(),
+                        serde_json::to_value(&lat).unwrap_or_default(),
+                    );
+                    m.insert(
+                        "rtt_ms".into(),
+                        serde_json::to_value(&rtt).unwrap_or_default(),
+                    );
+                    m.insert("reason".into(), reason.clone().into());
+                }
+                let counters = Counters {
+                    connections: s.open,
+                    opened_total: s.verified,
+                    closed_total: s.closed,
+                    failed_total: s.failed,
+                    bytes_in: s.bytes_in,
+                    bytes_out: s.bytes_out,
+                    errors: s.errors.clone(),
+                    failures: s.failures.clone(),
+                    rss_bytes: None,
+                };
+                self.emit(
+                    None,
+                    Event::Summary {
+                        counters,
+                        elapsed_s: s.elapsed_s,
+                        details,
+                    },
+                );
+            }
+            LogFormat::Human => {
+                let line = match &reason {
+                    None => format!(
+                        "done: {} of {} connections verified and held",
+                        thousands(s.open),
+                        thousands(s.target)
+                    ),
+                    Some(r) => format!("FAILED: {r}"),
+                };
+                self.say(&line);
+            }
+            LogFormat::Seed => {}
+        }
+        let table = summary_table(s, &lat, &rtt, reason.as_deref());
+        if self.format == LogFormat::Human {
+            self.say(&table);
+        } else {
+            eprintln!("{table}");
+        }
+        reason
+    }
+}
+
+/// The final table.
+pub fn summary_table(
+    s: &ShardSummary,
+    lat: &super::stats::Percentiles,
+    rtt: &super::stats::Percentiles,
+    reason: Option<&str>,
+) -> String {
+    let mut t = Table::new();
+    t.set_content_arrangement(ContentArrangement::Dynamic);
+    t.set_width(110);
+    t.set_header(vec!["c1m flood", "value"]);
+    let ms = |v: f64| format!("{v:.2} ms");
+    t.add_row(vec!["target".to_string(), thousands(s.target)]);
+    t.add_row(vec![
+        "verified (echo checked)".to_string(),
+        thousands(s.verified),
+    ]);
+    t.add_row(vec!["open at the end".to_string(), thousands(s.open)]);
+    t.add_row(vec!["connect attempts".to_string(), thousands(s.attempts)]);
+    t.add_row(vec!["failed attempts".to_string(), thousands(s.failed)]);
+    for (k, v) in &s.errors {
+        t.add_row(vec![format!("  by class: {k}"), thousands(*v)]);
+    }
+    for (k, v) in &s.failures {
+        t.add_row(vec![format!("  catalogue: {k}"), thousands(*v)]);
+    }
+    t.add_row(vec![
+        "connect rate".to_string(),
+        format!(
+            "{}/s over {:.2} s",
+            thousands(s.connect_rate().round() as u64),
+            s.connect_s
+        ),
+    ]);
+    t.add_row(vec![
+        "connect latency p50 / p99 / max".to_string(),
+        format!(
+            "{} / {} / {}",
+            ms(lat.p50_ms),
+            ms(lat.p99_ms),
+            ms(lat.max_ms)
+        ),
+    ]);
+    if rtt.count > 0 {
+        t.add_row(vec![
+            "message RTT p50 / p99 / max".to_string(),
+            format!(
+                "{} / {} / {} ({} answered of {} sent)",
+                ms(rtt.p50_ms),
+                ms(rtt.p99_ms),
+                ms(rtt.max_ms),
+                thousands(s.messages_answered),
+                thousands(s.messages_sent)
+            ),
+        ]);
+    }
+    t.add_row(vec![
+        "hold".to_string(),
+        format!(
+            "{:.1} s; lost {} (closed {}, reset {})",
+            s.hold_s,
+            thousands(s.hold_closed + s.hold_resets),
+            thousands(s.hold_closed),
+            thousands(s.hold_resets)
+        ),
+    ]);
+    t.add_row(vec!["elapsed".to_string(), format!("{:.2} s", s.elapsed_s)]);
+    t.add_row(vec![
+        "result".to_string(),
+        match reason {
+            None => "target reached and verified".to_string(),
+            Some(r) => r.to_string(),
+        },
+    ]);
+    t.to_string()
+}
+
+impl Sink for Reporter {
+    fn progress(&mut self, snap: &Snapshot, tick: bool) {
+        self.update(0, snap.clone());
+        if tick {
+            self.tick();
+        }
+    }
+
+    fn failure(&mut self, note: &FailureNote) {
+        Reporter::failure(self, None, note);
+    }
+
+    fn conn_line(&mut self, line: &str) {
+        if self.format == LogFormat::Seed {
+            self.say(line);
+        }
+    }
+}
+
+/// The sink of a worker process: JSON lines on stdout for the parent,
+/// with the snapshot fields `events::Record` has no place for added as
+/// extra keys (readers ignore them).
+pub struct WorkerSink {
+    pub index: u32,
+    pub seed_lines: bool,
+}
+
+impl WorkerSink {
+    fn write(&self, event: Event, extra: serde_json::Value) {
+        let rec = Record::now(Role::Flood, Some(self.index), event);
+        let mut v = match serde_json::to_value(&rec) {
+            Ok(v) => v,
+            Err(_) => return,
+        };
+        if let (serde_json::Value::Object(m), serde_json::Value::Object(x)) = (&mut v, extra) {
+            for (k, val) in x {
+                m.entry(k).or_insert(val);
+            }
+        }
+        let mut so = std::io::stdout().lock();
+        let _ = writeln!(so, "{v}");
+        let _ = so.flush();
+    }
+
+    pub fn summary(&self, s: &ShardSummary) {
+        let details = serde_json::to_value(s).unwrap_or_default();
+        let counters = Counters {
+            connections: s.open,
+            opened_total: s.verified,
+            closed_total: s.closed,
+            failed_total: s.failed,
+            bytes_in: s.bytes_in,
+            bytes_out: s.bytes_out,
+            errors: s.errors.clone(),
+            failures: s.failures.clone(),
+            rss_bytes: crate::util::rss_bytes(),
+        };
+        self.write(
+            Event::Summary {
+                counters,
+                elapsed_s: s.elapsed_s,
+                details,
+            },
+            serde_json::json!({}),
+        );
+    }
+}
+
+impl Sink for WorkerSink {
+    fn progress(&mut self, snap: &Snapshot, _tick: bool) {
+        let ev = Event::Interval {
+            counters: snap.counters.clone(),
+            rate: 0.0,
+            target: Some(snap.target),
+        };
+        self.write(
+            ev,
+            serde_json::json!({
+                "in_flight": snap.in_flight,
+                "attempts": snap.attempts,
+                "last_fd": snap.last_fd,
+                "phase": snap.phase,
+            }),
+        );
+    }
+
+    fn failure(&mut self, note: &FailureNote) {
+        // Classes without a catalogue id still reach the parent: it needs
+        // the key and count; the id is then a stand-in the parent drops.
+        let ev = Event::Failure {
+            failure: note
+                .failure
+                .unwrap_or(crate::diagnosis::FailureId::PeerDisconnect),
+            call: note.call.clone(),
+            errno: note.errno,
+            count: note.count,
+            detail: note.detail.clone(),
+        };
+        self.write(
+            ev,
+            serde_json::json!({ "key": note.key, "has_id": note.failure.is_some() }),
+        );
+    }
+
+    fn conn_line(&mut self, line: &str) {
+        if self.seed_lines {
+            let mut so = std::io::stdout().lock();
+            let _ = writeln!(so, "{line}");
+            let _ = so.flush();
+        }
+    }
+}
+
+/// Parse a worker's line back into what its sink was given.
+pub enum WorkerLine {
+    Progress(Snapshot),
+    Failure(FailureNote),
+    Summary(Box<ShardSummary>),
+    Other,
+    Raw,
+}
+
+pub fn parse_worker_line(line: &str) -> WorkerLine {
+    let t = line.trim();
+    if !t.starts_with('{') {
+        return WorkerLine::Raw;
+    }
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(t) else {
+        return WorkerLine::Raw;
+    };
+    let Some(rec) = Record::parse(t) else {
+        return WorkerLine::Raw;
+    };
+    match rec.event {
+        Event::Interval {
+            counters, target, ..
+        } => WorkerLine::Progress(Snapshot {
+            counters,
+            in_flight: v.get("in_flight").and_then(|x| x.as_u64()).unwrap_or(0),
+            attempts: v.get("attempts").and_then(|x| x.as_u64()).unwrap_or(0),
+            last_fd: v.get("last_fd").and_then(|x| x.as_i64()).map(|x| x as i32),
+            phase: v
+                .get("phase")
+                .and_then(|x| serde_json::from_value(x.clone()).ok())
+                .unwrap_or_default(),
+            target: target.unwrap_or(0),
+        }),
+        Event::Failure {
+            failure,
+            call,
+            errno,
+            count,
+            detail,
+        } => {
+            let has_id = v.get("has_id").and_then(|x| x.as_bool()).unwrap_or(true);
+            WorkerLine::Failure(FailureNote {
+                key: v
+                    .get("key")
+                    .and_then(|x| x.as_str())
+                    .unwrap_or(failure.as_str())
+                    .to_string(),
+                failure: has_id.then_some(failure),
+                call,
+                errno,
+                count,
+                detail,
+            })
+        }
+        Event::Summary { details, .. } => match serde_json::from_value::<ShardSummary>(details) {
+            Ok(s) => WorkerLine::Summary(Box::new(s)),
+            Err(_) => WorkerLine::Other,
+        },
+        _ => WorkerLine::Other,
+    }
+}
+
+/// Seconds as a human duration for headlines ("forever" for none).
+pub fn human_duration(d: Option<Duration>) -> String {
+    match d {
+        None => "until Ctrl-C".into(),
+        Some(d) => format!("for {}", humantime::format_duration(d)),
+    }
+}

@@ -1,0 +1,349 @@
+//! What one flood process measures and hands on: the live snapshot sent at
+//! every thousand verified connections and every second, the per-interval
+//! failure notes, and the final [`ShardSummary`] with its latency histograms
+//! in a mergeable form. Worker processes send these as JSON lines; the
+//! parent merges them with [`ShardSummary::merge`] so a sharded run reports
+//! exactly what one process would have.
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::diagnosis::FailureId;
+use crate::events::Counters;
+
+/// Where a flood process stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    #[default]
+    Connect,
+    Hold,
+    Done,
+}
+
+/// A snapshot of one process's counters (cumulative).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub counters: Counters,
+    pub in_flight: u64,
+    pub attempts: u64,
+    /// Descriptor of the connection verified last (the seed's `sockfd`).
+    pub last_fd: Option<i32>,
+    pub phase: Phase,
+    pub target: u64,
+}
+
+/// Failures of one class over one interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailureNote {
+    /// Class key: an errno name ("ECONNREFUSED") or one of flood's own
+    /// ("ECHO_TIMEOUT", "ECHO_MISMATCH", "EOF").
+    pub key: String,
+    pub failure: Option<FailureId>,
+    pub call: String,
+    pub errno: Option<i32>,
+    pub count: u64,
+    pub detail: String,
+}
+
+/// Receives what an engine reports while it runs.
+pub trait Sink {
+    /// Counters changed: `tick` is true once a second, false at each
+    /// thousandth verified connection.
+    fn progress(&mut self, snap: &Snapshot, tick: bool);
+    /// Failures of one class since the last tick.
+    fn failure(&mut self, note: &FailureNote);
+    /// A seed-format line about one connection (` Error clientfd:...`).
+    fn conn_line(&mut self, line: &str);
+}
+
+/// Histograms in microseconds, 1 us .. 1 hour, 3 significant digits.
+pub fn new_hist() -> Histogram<u64> {
+    // Constant bounds hdrhistogram accepts (low >= 1, high >= 2 x low,
+    // sigfig <= 5): this cannot fail at run time.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant histogram bounds are valid")
+}
+
+/// A histogram as (value, count) pairs, the form that crosses processes.
+pub fn hist_pairs(h: &Histogram<u64>) -> Vec<(u64, u64)> {
+    h.iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect()
+}
+
+/// Percentiles in milliseconds of a pairs list.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+pub fn percentiles(pairs: &[(u64, u64)]) -> Percentiles {
+    let mut h = new_hist();
+    for &(v, c) in pairs {
+        h.saturating_record_n(v.max(1), c);
+    }
+    if h.is_empty() {
+        return Percentiles::default();
+    }
+    let ms = |us: u64| us as f64 / 1000.0;
+    Percentiles {
+        count: h.len(),
+        p50_ms: ms(h.value_at_quantile(0.50)),
+        p90_ms: ms(h.value_at_quantile(0.90)),
+        p99_ms: ms(h.value_at_quantile(0.99)),
+        max_ms: ms(h.max()),
+    }
+}
+
+/// The final account of one process (or, merged, of a whole run).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardSummary {
+    pub target: u64,
+    /// Connections whose echo came back intact (ever).
+    pub verified: u64,
+    /// Verified connections still open at the end.
+    pub open: u64,
+    pub attempts: u64,
+    /// Failed attempts (before verification).
+    pub failed: u64,
+    /// Verified connections lost (closed or reset by the server).
+    pub closed: u64,
+    /// Of those: reset (ECONNRESET/EPIPE) and ended by EOF.
+    pub lost_resets: u64,
+    pub lost_eof: u64,
+    /// Failed attempts and losses by class key.
+    pub errors: BTreeMap<String, u64>,
+    /// The same by catalogue id.
+    pub failures: BTreeMap<FailureId, u64>,
+    /// Seconds from start to the end of the connect phase.
+    pub connect_s: f64,
+    pub elapsed_s: f64,
+    pub hold_s: f64,
+    /// Losses during the hold: EOF and resets.
+    pub hold_closed: u64,
+    pub hold_resets: u64,
+    pub messages_sent: u64,
+    pub messages_answered: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub interrupted: bool,
+    /// Why connecting stopped early (process-wide, e.g. fd limit), if so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stops: Vec<String>,
+    /// Paths given up, with the class and count reached on each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<Retired>,
+    /// Connect latency (connect() to handshake done), microseconds.
+    #[serde(default)]
+    pub connect_latency_us: Vec<(u64, u64)>,
+    /// Hold-message round trips, microseconds.
+    #[serde(default)]
+    pub rtt_us: Vec<(u64, u64)>,
+}
+
+/// A path the engine stopped using.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Retired {
+    pub path: String,
+    pub key: String,
+    pub failure: Option<FailureId>,
+    /// Verified connections the path carried when it was given up.
+    pub established: u64,
+    pub consecutive: u32,
+}
+
+impl ShardSummary {
+    /// Add another process's summary into this one.
+    pub fn merge(&mut self, o: &ShardSummary) {
+        self.target += o.target;
+        self.verified += o.verified;
+        self.open += o.open;
+        self.attempts += o.attempts;
+        self.failed += o.failed;
+        self.closed += o.closed;
+        self.lost_resets += o.lost_resets;
+        self.lost_eof += o.lost_eof;
+        for (k, v) in &o.errors {
+            *self.errors.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.failures {
+            *self.failures.entry(*k).or_default() += v;
+        }
+        self.connect_s = self.connect_s.max(o.connect_s);
+        self.elapsed_s = self.elapsed_s.max(o.elapsed_s);
+        self.hold_s = self.hold_s.max(o.hold_s);
+        self.hold_closed += o.hold_closed;
+        self.hold_resets += o.hold_resets;
+        self.messages_sent += o.messages_sent;
+        self.messages_answered += o.messages_answered;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.interrupted |= o.interrupted;
+        for s in &o.stops {
+            if !self.stops.contains(s) {
+                self.stops.push(s.clone());
+            }
+        }
+        self.retired.extend(o.retired.iter().cloned());
+        self.connect_latency_us = merge_pairs(&self.connect_latency_us, &o.connect_latency_us);
+        self.rtt_us = merge_pairs(&self.rtt_us, &o.rtt_us);
+    }
+
+    /// Verified connections per second over the connect phase.
+    pub fn connect_rate(&self) -> f64 {
+        if self.connect_s > 0.0 {
+            self.verified as f64 / self.connect_s
+        } else {
+            0.0
+        }
+    }
+
+    /// Did the run do what it was asked: every target connection verified
+    /// and still open at the end?
+    pub fn success(&self) -> bool {
+        self.target > 0 && self.verified >= self.target && self.open >= self.target
+    }
+
+    /// Why the run did not succeed, in one paragraph with the fix; `None`
+    /// on success.
+    pub fn reason(&self) -> Option<String> {
+        if self.success() {
+            return None;
+        }
+        let t = crate::util::thousands;
+        if self.verified < self.target {
+            let mut why = format!(
+                "reached {} of {} verified connections",
+                t(self.verified),
+                t(self.target)
+            );
+            if self.interrupted {
+                why.push_str("; interrupted by a signal before the target");
+            }
+            for s in &self.stops {
+                why.push_str("; ");
+                why.push_str(s);
+            }
+            why.push_str(&self.retired_text());
+            if !self.interrupted && self.stops.is_empty() && self.retired.is_empty() {
+                why.push_str("; a worker ended before reaching its share");
+            }
+            return Some(why);
+        }
+        Some(format!(
+            "the server closed {} of {} verified connections ({} reset, {} closed by EOF); {} open at the end",
+            t(self.closed),
+            t(self.verified),
+            t(self.lost_resets),
+            t(self.lost_eof),
+            t(self.open)
+        ))
+    }
+
+    /// Retired paths grouped by class, with the fix for each class.
+    pub fn retired_text(&self) -> String {
+        // (id, distinct paths, verified on them, examples); several
+        // processes may have given up the same path.
+        type Group<'a> = (Option<FailureId>, u64, u64, Vec<&'a str>);
+        let mut by: BTreeMap<&str, Group> = BTreeMap::new();
+        let mut seen: std::collections::BTreeSet<(&str, &str)> = Default::default();
+        for r in &self.retired {
+            let e = by.entry(&r.key).or_insert((r.failure, 0, 0, Vec::new()));
+            e.2 += r.established;
+            if seen.insert((&r.key, &r.path)) {
+                e.1 += 1;
+                if e.3.len() < 3 {
+                    e.3.push(&r.path);
+                }
+            }
+        }
+        let mut out = String::new();
+        for (key, (failure, paths, est, examples)) in by {
+            let name = failure.map(|f| f.as_str()).unwrap_or("failure");
+            out.push_str(&format!(
+                "; {name} ({key}): stopped using {paths} path(s) after {} verified connections on them (e.g. {})",
+                crate::util::thousands(est),
+                examples.join(", ")
+            ));
+            out.push_str(&format!("; fix: {}", fix_for(failure, key)));
+        }
+        out
+    }
+}
+
+/// The advice printed when a class of failure made flood give up paths.
+pub fn fix_for(failure: Option<FailureId>, key: &str) -> String {
+    match failure {
+        Some(FailureId::EphemeralPortsExhausted) => format!(
+            "add source addresses (--sources 127.0.0.2-127.0.0.40, bound with IP_BIND_ADDRESS_NO_PORT), connect to more server ports (--ports), or widen net.ipv4.ip_local_port_range (now {}); check with `c1m doctor --role client`",
+            local_port_range().unwrap_or_else(|| "unknown".into())
+        ),
+        Some(FailureId::ConnectionRefused) => {
+            "nothing listens on those ports: start the server on every port of PORT..PORT+--ports-1".into()
+        }
+        Some(FailureId::ConnectTimeout) => {
+            "the server's accept queue, conntrack table or accept loop dropped handshakes: see `c1m analyze` on the server's kernel log and counters, and `c1m doctor --role server`".into()
+        }
+        Some(FailureId::FdLimit) => {
+            "raise RLIMIT_NOFILE or use more processes (--procs auto)".into()
+        }
+        Some(f) => f.info().fix.to_string(),
+        None => format!("{key}: check that the server echoes every line it receives"),
+    }
+}
+
+/// This namespace's `net.ipv4.ip_local_port_range`, "low high".
+pub fn local_port_range() -> Option<String> {
+    let t = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    Some(t.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+fn merge_pairs(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut m: BTreeMap<u64, u64> = a.iter().copied().collect();
+    for &(v, c) in b {
+        *m.entry(v).or_default() += c;
+    }
+    m.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_summaries_add_counts_and_histograms() {
+        let mut h = new_hist();
+        for v in 1..=100u64 {
+            h.record(v * 1000).unwrap();
+        }
+        let a = ShardSummary {
+            target: 10,
+            verified: 10,
+            open: 10,
+            connect_s: 2.0,
+            connect_latency_us: hist_pairs(&h),
+            ..Default::default()
+        };
+        let mut b = a.clone();
+        b.open = 7;
+        b.closed = 3;
+        b.errors.insert("EOF".into(), 3);
+        let mut m = ShardSummary::default();
+        m.merge(&a);
+        m.merge(&b);
+        assert_eq!((m.target, m.verified, m.open), (20, 20, 17));
+        assert_eq!(m.connect_rate(), 10.0);
+        let p = percentiles(&m.connect_latency_us);
+        assert_eq!(p.count, 200);
+        assert!((p.p50_ms - 50.0).abs() < 0.1, "{p:?}");
+        assert!((p.max_ms - 100.0).abs() < 0.1, "{p:?}");
+        assert!(!m.success());
+        assert!(m.reason().unwrap().contains("closed 3 of 20"));
+        assert!(a.success() && a.reason().is_none());
+    }
+}

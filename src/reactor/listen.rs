@@ -1,0 +1,85 @@
+//! The listening sockets of `c1m serve`. The parent opens every port once
+//! (non-blocking, SO_REUSEADDR, backlog = the host's `net.core.somaxconn`),
+//! and clears close-on-exec so that the worker processes inherit the very
+//! same sockets and find them by fd number (`--listen-fds`). One accept queue
+//! per port, shared by all workers: a worker that stops accepting leaves its
+//! queued connections to the others instead of dropping them.
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+
+use anyhow::Context;
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// `net.core.somaxconn` of this network namespace (4096 if unreadable).
+pub fn somaxconn() -> i32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4096)
+}
+
+/// Open `count` listeners on `bind:first ..= bind:first+count-1`. Fails
+/// naming the first port that cannot be bound.
+pub fn open(bind: IpAddr, first: u16, count: u16) -> anyhow::Result<Vec<Socket>> {
+    let backlog = somaxconn();
+    let mut out = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let port = first
+            .checked_add(i)
+            .with_context(|| format!("port {first} + {i} is beyond 65535"))?;
+        let addr = SocketAddr::new(bind, port);
+        let domain = if bind.is_ipv4() {
+            Domain::IPV4
+        } else {
+            Domain::IPV6
+        };
+        let sock = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))
+            .with_context(|| format!("socket() for {addr}"))?;
+        sock.set_reuse_address(true)
+            .with_context(|| format!("SO_REUSEADDR on {addr}"))?;
+        sock.bind(&addr.into())
+            .with_context(|| format!("binding {addr}"))?;
+        sock.listen(backlog)
+            .with_context(|| format!("listen({addr}, {backlog})"))?;
+        sock.set_nonblocking(true)
+            .with_context(|| format!("O_NONBLOCK on {addr}"))?;
+        set_cloexec(&sock, false).with_context(|| format!("clearing FD_CLOEXEC on {addr}"))?;
+        out.push(sock);
+    }
+    Ok(out)
+}
+
+fn set_cloexec(sock: &Socket, on: bool) -> std::io::Result<()> {
+    let fd = sock.as_raw_fd();
+    // SAFETY: fcntl on an fd we own.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let new = if on {
+        flags | libc::FD_CLOEXEC
+    } else {
+        flags & !libc::FD_CLOEXEC
+    };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, new) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listeners_are_inheritable_and_a_taken_port_is_named() {
+        let socks = open("127.0.0.1".parse().unwrap(), 0, 1).unwrap();
+        let fd = socks[0].as_raw_fd();
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        assert_eq!(flags & libc::FD_CLOEXEC, 0);
+        let port = socks[0].local_addr().unwrap().as_socket().unwrap().port();
+        let err = open("127.0.0.1".parse().unwrap(), port, 1).unwrap_err();
+        assert!(format!("{err:#}").contains(&format!("127.0.0.1:{port}")));
+    }
+}

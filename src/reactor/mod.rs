@@ -1,0 +1,161 @@
+//! The `c1m serve` reactor: an epoll echo server on many ports, spread over
+//! as many worker processes as the per-process fd limit requires.
+//!
+//! * [`listen`] opens the ports (in the parent), [`worker`] is one event
+//!   loop (a worker process), [`supervisor`] starts, watches, restarts and
+//!   ends the workers and prints what they report.
+//!
+//! # How workers share the ports (decision and measurements)
+//!
+//! One process may hold ~20,000 fds here, so a million connections need ~51
+//! workers for 20 ports: ports cannot be owned one per worker. Two ways:
+//!
+//! 1. SO_REUSEPORT, one listener per (worker, port): the kernel hashes each
+//!    SYN's 4-tuple onto one listener. The spread is fixed by the hash, not
+//!    by what each worker can still hold, and a worker at its cap can only
+//!    stop taking connections by closing its listeners, which resets the
+//!    connections already queued on them (unless `tcp_migrate_req`, a
+//!    per-namespace sysctl we must not rely on, is set).
+//! 2. Shared listeners (chosen): the parent opens each port once and the
+//!    workers inherit the same sockets. There is one accept queue per port;
+//!    every worker polls every listener and removes them from its epoll set
+//!    while it is at its cap or pausing after EMFILE, so the others take the
+//!    load and nothing queued is lost. To avoid waking every worker for
+//!    every connection (thundering herd), listeners are registered with
+//!    EPOLLEXCLUSIVE through a raw `epoll_ctl` on mio's epoll fd (mio itself
+//!    has no flag for it); `--wake all` (hidden) keeps the plain herd
+//!    registration for comparison. With EPOLLEXCLUSIVE the kernel wakes the
+//!    first *idle* waiter, so under a steady trickle the spread is
+//!    fill-first rather than round-robin; the per-worker cap then hands over
+//!    to the next. A worker that stops accepting after being the one woken
+//!    would leave a queued connection waiting for the next arrival, so an
+//!    accepting worker also tries its listeners every 50 ms.
+//!
+//! Measured on this host (2 cores, loopback, shared with other load tests):
+//!
+//! * SO_REUSEPORT drop on close (a Python probe, 2 listeners on one port, 200
+//!   connections queued, `tcp_migrate_req` = 0): closing one listener reset
+//!   105 of them; the other listener held 95. Hash spread, and a full worker
+//!   cannot step aside without losing what is queued: rejected.
+//! * Shared listeners, `benches/serve.sh` (100,000 connections, 20 ports,
+//!   client-timed connect + echo, CPU = server user+system time):
+//!   - 6 workers (`--max-connections 100000`): EPOLLEXCLUSIVE 23,901 conn/s,
+//!     1.93 s CPU; herd (`--wake all`) 21,617 conn/s, 1.71 s CPU: within
+//!     the noise (an earlier run: herd 0.63x the rate, 1.23x the CPU).
+//!     Spread at the end: min 16,665, max 16,667 (every worker at its cap).
+//!   - 51 workers (the default plan for 1M): EPOLLEXCLUSIVE 25,826 conn/s,
+//!     3.00 s CPU; herd 8,512 conn/s, 12.77 s CPU (4.3x; an earlier run
+//!     4.8x). Spread with EPOLLEXCLUSIVE: min 87, max 17,643 (fill-first);
+//!     herd: min 533, max 12,374. Neither is even; only the cap matters for
+//!     capacity, and the herd's cost grows with the worker count, so
+//!     EPOLLEXCLUSIVE it is.
+//!   - The minimal C server with the same layout: 22,899 conn/s at 6
+//!     processes, 24,540 at 51: c1m is at its rate.
+pub mod listen;
+pub mod supervisor;
+pub mod worker;
+
+/// How a listener wakes the workers polling it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Wake {
+    /// EPOLLEXCLUSIVE: one (idle) worker per incoming connection.
+    One,
+    /// Every worker polling the listener (the thundering herd).
+    All,
+}
+
+impl Wake {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wake::One => "one",
+            Wake::All => "all",
+        }
+    }
+}
+
+/// Fds a worker needs besides its connections: the inherited listeners,
+/// epoll, stdio, and some margin.
+pub fn fd_slack(ports: u16) -> u64 {
+    ports as u64 + 32
+}
+
+/// The default `--max-connections`: what doctor's capacity estimate says
+/// this host can hold as a server (fd limit x processes, fs.file-max,
+/// memory...), capped at the C1M goal of one million. If the host cannot be
+/// read, half of `fs.file-max` (both ends of a loopback run share it).
+pub fn default_max_connections() -> u64 {
+    const GOAL: u64 = 1_000_000;
+    if let Ok(snap) = crate::tuning::snapshot() {
+        let plan = crate::tuning::Plan::new(crate::tuning::Role::Server, GOAL);
+        return crate::tuning::capacity::estimate(&snap, &plan).max_connections.clamp(1, GOAL);
+    }
+    let file_max = std::fs::read_to_string("/proc/sys/fs/file-max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(u64::MAX);
+    GOAL.min(file_max / 2).max(1)
+}
+
+/// How many workers and how many connections each may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    pub workers: u32,
+    /// Per-worker connection cap.
+    pub cap: u64,
+    /// Connections one worker can hold under its fd limit.
+    pub usable_fds: u64,
+}
+
+/// Plan the workers for `max_connections` given the per-process fd limit
+/// `nofile` and the number of ports. `workers = None` means auto: the fewest
+/// processes that each stay under their fd limit.
+pub fn plan(max_connections: u64, nofile: u64, ports: u16, workers: Option<u32>) -> Plan {
+    let usable = nofile.saturating_sub(fd_slack(ports)).max(1);
+    let w = match workers {
+        Some(n) => n.max(1),
+        None => max_connections.div_ceil(usable).max(1) as u32,
+    };
+    Plan {
+        workers: w,
+        cap: max_connections.div_ceil(w as u64).max(1),
+        usable_fds: usable,
+    }
+}
+
+/// Raise this process's soft RLIMIT_NOFILE to its hard limit (always
+/// allowed); returns the soft limit now in force.
+pub fn raise_nofile() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) => {
+            if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
+        }
+        Err(_) => 1024,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_plan_keeps_every_worker_under_its_fd_limit() {
+        let p = plan(1_000_000, 20_000, 20, None);
+        assert_eq!(p.workers, 51);
+        assert!(p.cap <= p.usable_fds);
+        assert!(p.cap * p.workers as u64 >= 1_000_000);
+        let p = plan(1000, 300, 20, None);
+        assert_eq!(p.usable_fds, 248);
+        assert_eq!(p.workers, 5);
+        assert_eq!(p.cap, 200);
+        let p = plan(100_000, 20_000, 20, None);
+        assert_eq!(p.workers, 6);
+        let p = plan(10, 20_000, 20, Some(3));
+        assert_eq!((p.workers, p.cap), (3, 4));
+        assert!(default_max_connections() >= 1);
+    }
+}

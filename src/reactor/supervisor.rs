@@ -1,0 +1,552 @@
+//! The parent process of `c1m serve`: opens the ports, starts the workers
+//! (this binary re-executed with hidden flags, see `commands::serve`) with
+//! the listening fds inherited, waits until all of them listen and says so,
+//! then reads their JSON lines from the pipes, sums their counters into one
+//! line per interval, restarts a worker that dies (and reports it), forwards
+//! SIGINT/SIGTERM, and prints the final summary.
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::events::{Counters, Event, Record, Role};
+use crate::harness::signals;
+use crate::harness::workers::{Pool, WorkerMsg, WorkerSpec};
+use crate::util::thousands;
+
+use super::{Plan, Wake};
+
+/// Output style of the parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One summed line per interval, failures and worker events as sentences.
+    Human,
+    /// The seed reactor-style progress line (`connections: N, sockfd:FD,
+    /// time_used:MS`), printed by each worker every 1000 of its accepts.
+    Seed,
+}
+
+/// What `c1m serve` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub bind: IpAddr,
+    pub port: u16,
+    pub ports: u16,
+    /// `None`: auto.
+    pub workers: Option<u32>,
+    pub max_connections: u64,
+    pub stats_interval: Duration,
+    pub json: bool,
+    pub log_format: LogFormat,
+    pub wake: Wake,
+}
+
+/// The latest state of one worker.
+#[derive(Default, Clone)]
+struct Slot {
+    latest: Counters,
+    baseline: Option<u64>,
+    pid: u32,
+    /// Restarts in the last 10 s (crash-loop guard).
+    recent: Vec<Instant>,
+}
+
+/// Totals of worker incarnations that ended (so restarts lose nothing).
+#[derive(Default)]
+struct Retired {
+    opened: u64,
+    closed: u64,
+    failed: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    errors: BTreeMap<String, u64>,
+    failures: BTreeMap<crate::diagnosis::FailureId, u64>,
+}
+
+struct Parent {
+    opts: ServeOptions,
+    plan: Plan,
+    slots: Vec<Slot>,
+    retired: Retired,
+    restarts: u64,
+    peak: u64,
+    peak_bytes_per_conn: Option<f64>,
+    peak_rss: u64,
+    started: Instant,
+}
+
+fn out_line(line: &str) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|_| out.flush());
+}
+
+fn emit(worker: Option<u32>, event: Event) {
+    let _ = Record::now(Role::Serve, worker, event).emit(&mut io::stdout().lock());
+}
+
+fn describe_status(status: &ExitStatus) -> String {
+    if let Some(sig) = status.signal() {
+        let name = nix::sys::signal::Signal::try_from(sig)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|_| format!("signal {sig}"));
+        format!("killed by {name}")
+    } else {
+        format!("exited with status {}", status.code().unwrap_or(-1))
+    }
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+impl Parent {
+    fn total(&self) -> Counters {
+        let mut c = Counters {
+            opened_total: self.retired.opened,
+            closed_total: self.retired.closed,
+            failed_total: self.retired.failed,
+            bytes_in: self.retired.bytes_in,
+            bytes_out: self.retired.bytes_out,
+            errors: self.retired.errors.clone(),
+            failures: self.retired.failures.clone(),
+            ..Default::default()
+        };
+        let mut rss = 0;
+        for s in &self.slots {
+            let l = &s.latest;
+            c.connections += l.connections;
+            c.opened_total += l.opened_total;
+            c.closed_total += l.closed_total;
+            c.failed_total += l.failed_total;
+            c.bytes_in += l.bytes_in;
+            c.bytes_out += l.bytes_out;
+            for (k, v) in &l.errors {
+                *c.errors.entry(k.clone()).or_default() += v;
+            }
+            for (k, v) in &l.failures {
+                *c.failures.entry(*k).or_default() += v;
+            }
+            rss += l.rss_bytes.unwrap_or(0);
+        }
+        c.rss_bytes = Some(rss);
+        c
+    }
+
+    /// User memory per connection: RSS of all workers minus their empty
+    /// baselines, over the connections they hold.
+    fn bytes_per_conn(&self) -> Option<f64> {
+        let mut grown: i64 = 0;
+        let mut conns = 0u64;
+        for s in &self.slots {
+            let (Some(base), Some(rss)) = (s.baseline, s.latest.rss_bytes) else {
+                continue;
+            };
+            grown += rss as i64 - base as i64;
+            conns += s.latest.connections;
+        }
+        (conns > 0).then(|| grown.max(0) as f64 / conns as f64)
+    }
+
+    fn min_max(&self) -> (u64, u64) {
+        let it = self.slots.iter().map(|s| s.latest.connections);
+        (it.clone().min().unwrap_or(0), it.max().unwrap_or(0))
+    }
+
+    fn retire(&mut self, i: usize) {
+        let s = std::mem::take(&mut self.slots[i].latest);
+        let r = &mut self.retired;
+        r.opened += s.opened_total;
+        // Whatever it held died with it.
+        r.closed += s.closed_total + s.connections;
+        r.failed += s.failed_total;
+        r.bytes_in += s.bytes_in;
+        r.bytes_out += s.bytes_out;
+        for (k, v) in s.errors {
+            *r.errors.entry(k).or_default() += v;
+        }
+        for (k, v) in s.failures {
+            *r.failures.entry(k).or_default() += v;
+        }
+        self.slots[i].baseline = None;
+    }
+
+    /// Take in one line from worker `i`. Returns true for its Start record.
+    fn on_line(&mut self, i: usize, line: &str) -> bool {
+        let Some(rec) = Record::parse(line) else {
+            // Seed-format progress lines (and anything else a worker
+            // prints) go through as they are.
+            if !self.opts.json || self.opts.log_format == LogFormat::Seed {
+                out_line(line);
+            }
+            return false;
+        };
+        match rec.event {
+            Event::Start { settings } => {
+                self.slots[i].baseline = settings.get("rss_baseline").and_then(|v| v.as_u64());
+                self.slots[i].pid = rec.pid;
+                return true;
+            }
+            Event::Interval { counters, .. } => {
+                self.slots[i].latest = counters;
+            }
+            Event::Failure {
+                failure, detail, ..
+            } => {
+                if self.opts.json {
+                    // As the worker wrote it: its pid and index stay.
+                    out_line(line.trim());
+                } else {
+                    out_line(&format!("worker {i}: {failure}: {detail}"));
+                }
+            }
+            Event::Summary { counters, .. } => self.slots[i].latest = counters,
+            Event::Worker { .. } => {}
+        }
+        false
+    }
+
+    fn tick(&mut self, rate: f64) {
+        let c = self.total();
+        self.peak = self.peak.max(c.connections);
+        self.peak_rss = self.peak_rss.max(c.rss_bytes.unwrap_or(0));
+        let per = self.bytes_per_conn();
+        if c.connections >= self.peak && per.is_some() {
+            self.peak_bytes_per_conn = per;
+        }
+        if self.opts.json {
+            emit(
+                None,
+                Event::Interval {
+                    counters: c,
+                    rate,
+                    target: None,
+                },
+            );
+            return;
+        }
+        if self.opts.log_format == LogFormat::Seed {
+            return;
+        }
+        let (min, max) = self.min_max();
+        let errors: Vec<String> = c.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let per = per.map(|b| format!(" ({b:.1} B/conn)")).unwrap_or_default();
+        out_line(&format!(
+            "connections {} (+{:.0}/s) closed {} in {} out {} rss {}{} workers {} min {} max {}{}",
+            thousands(c.connections),
+            rate,
+            thousands(c.closed_total),
+            bytes(c.bytes_in),
+            bytes(c.bytes_out),
+            bytes(c.rss_bytes.unwrap_or(0)),
+            per,
+            self.slots.len(),
+            thousands(min),
+            thousands(max),
+            if errors.is_empty() {
+                String::new()
+            } else {
+                format!(" errors {}", errors.join(" "))
+            }
+        ));
+    }
+
+    fn summary(&mut self) {
+        let c = self.total();
+        self.peak = self.peak.max(c.connections);
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let (min, max) = self.min_max();
+        let details = serde_json::json!({
+            "peak_connections": self.peak,
+            "workers": self.slots.len(),
+            "restarts": self.restarts,
+            "per_worker_min": min,
+            "per_worker_max": max,
+            "peak_rss_bytes": self.peak_rss,
+            "user_bytes_per_connection": self.peak_bytes_per_conn,
+            "max_connections": self.opts.max_connections,
+            "per_worker_cap": self.plan.cap,
+        });
+        if self.opts.json {
+            emit(
+                None,
+                Event::Summary {
+                    counters: c,
+                    elapsed_s: elapsed,
+                    details,
+                },
+            );
+            return;
+        }
+        let mut t = comfy_table::Table::new();
+        t.set_header(vec!["c1m serve", "value"]);
+        let rows: Vec<(&str, String)> = vec![
+            ("elapsed", format!("{elapsed:.1} s")),
+            (
+                "workers (restarts)",
+                format!("{} ({})", self.slots.len(), self.restarts),
+            ),
+            ("peak connections", thousands(self.peak)),
+            ("accepted", thousands(c.opened_total)),
+            ("closed", thousands(c.closed_total)),
+            ("accept failures", thousands(c.failed_total)),
+            (
+                "bytes in / out",
+                format!("{} / {}", bytes(c.bytes_in), bytes(c.bytes_out)),
+            ),
+            ("peak RSS (workers)", bytes(self.peak_rss)),
+            (
+                "user memory per connection",
+                self.peak_bytes_per_conn
+                    .map(|b| format!("{b:.1} B (at peak)"))
+                    .unwrap_or_else(|| "n/a (no connections)".into()),
+            ),
+        ];
+        for (k, v) in rows {
+            t.add_row(vec![k.to_string(), v]);
+        }
+        for (k, v) in &c.errors {
+            t.add_row(vec![format!("errors {k}"), thousands(*v)]);
+        }
+        for (k, v) in &c.failures {
+            t.add_row(vec![format!("failure {k}"), thousands(*v)]);
+        }
+        out_line(&t.to_string());
+    }
+}
+
+fn worker_spec(opts: &ServeOptions, plan: &Plan, index: u32, fds: &[i32]) -> WorkerSpec {
+    let fd_list: Vec<String> = fds.iter().map(|f| f.to_string()).collect();
+    let mut args: Vec<OsString> = vec![
+        "serve".into(),
+        "--worker-index".into(),
+        index.to_string().into(),
+        "--worker-of".into(),
+        plan.workers.to_string().into(),
+        "--listen-fds".into(),
+        fd_list.join(",").into(),
+        "--worker-cap".into(),
+        plan.cap.to_string().into(),
+        "--stats-interval".into(),
+        format!("{}ms", opts.stats_interval.as_millis()).into(),
+        "--wake".into(),
+        opts.wake.as_str().into(),
+        "--json".into(),
+    ];
+    if opts.log_format == LogFormat::Seed {
+        args.push("--log-format".into());
+        args.push("seed".into());
+    }
+    WorkerSpec::new(args)
+}
+
+/// Run the parent until SIGINT/SIGTERM. Returns the process exit status.
+pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
+    signals::install().context("installing signal handlers")?;
+    let nofile = super::raise_nofile();
+    let plan = super::plan(opts.max_connections, nofile, opts.ports, opts.workers);
+    let last = opts.port.checked_add(opts.ports - 1).with_context(|| {
+        format!(
+            "--port {} with --ports {} goes beyond 65535",
+            opts.port, opts.ports
+        )
+    })?;
+    if plan.cap > plan.usable_fds && !opts.json {
+        eprintln!(
+            "c1m serve: warning: each worker may hold {} connections but its fd limit ({nofile}) leaves room for about {}; expect fd_limit (EMFILE) failures",
+            thousands(plan.cap),
+            thousands(plan.usable_fds)
+        );
+    }
+    let listeners = super::listen::open(opts.bind, opts.port, opts.ports)?;
+    let fds: Vec<i32> = listeners.iter().map(|s| s.as_raw_fd()).collect();
+    let mut pool = Pool::new().context("preparing worker processes")?;
+    let mut parent = Parent {
+        opts: opts.clone(),
+        plan,
+        slots: vec![Slot::default(); plan.workers as usize],
+        retired: Retired::default(),
+        restarts: 0,
+        peak: 0,
+        peak_bytes_per_conn: None,
+        peak_rss: 0,
+        started: Instant::now(),
+    };
+    for i in 0..plan.workers {
+        pool.spawn(worker_spec(&opts, &plan, i, &fds))
+            .with_context(|| format!("starting worker {i}"))?;
+    }
+    // Ready: every worker has registered the listeners.
+    let mut ready = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ready < plan.workers {
+        if signals::stop_requested() {
+            pool.shutdown();
+            return Ok(0);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "only {ready} of {} workers started within 30 s",
+                plan.workers
+            );
+        }
+        match pool.recv_timeout(Duration::from_millis(100)) {
+            Some(WorkerMsg::Line { index, line }) if parent.on_line(index, &line) => {
+                ready += 1;
+            }
+            Some(WorkerMsg::Line { .. }) => {}
+            Some(WorkerMsg::Exited { index, status }) => {
+                bail!(
+                    "worker {index} {} before it was ready (see its error above)",
+                    describe_status(&status)
+                );
+            }
+            None => {}
+        }
+    }
+    let bind = opts.bind.to_string();
+    if opts.json {
+        emit(
+            None,
+            Event::Start {
+                settings: serde_json::json!({
+                    "bind": bind,
+                    "ports": [opts.port, last],
+                    "workers": plan.workers,
+                    "max_connections": opts.max_connections,
+                    "per_worker_cap": plan.cap,
+                    "nofile": nofile,
+                    "backlog": super::listen::somaxconn(),
+                    "wake": opts.wake.as_str(),
+                    "worker_pids": pool.pids(),
+                }),
+            },
+        );
+    } else {
+        out_line(&format!(
+            "listening on {bind}:{}-{last} ({} ports, {} workers)",
+            opts.port, opts.ports, plan.workers
+        ));
+    }
+    // Tick a little after the workers do, so that their lines for this
+    // interval are in when the sum is printed.
+    let lag = (opts.stats_interval / 5).min(Duration::from_millis(100));
+    let mut next_tick = Instant::now() + opts.stats_interval + lag;
+    let mut last_tick = Instant::now();
+    let mut last_opened = 0u64;
+    let mut status = 0u8;
+    while !signals::stop_requested() {
+        let wait = next_tick
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(100));
+        match pool.recv_timeout(wait) {
+            Some(WorkerMsg::Line { index, line }) => {
+                parent.on_line(index, &line);
+            }
+            Some(WorkerMsg::Exited { index, status: st }) => {
+                if st.success() && !signals::stop_requested() {
+                    // A worker exits 0 only on SIGINT/SIGTERM; Ctrl-C reaches
+                    // the whole process group, and ours may be a moment late.
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                if signals::stop_requested() {
+                    break;
+                }
+                parent.retire(index);
+                let now = Instant::now();
+                let slot = &mut parent.slots[index];
+                slot.recent
+                    .retain(|t| now.duration_since(*t) < Duration::from_secs(10));
+                let how = describe_status(&st);
+                if slot.recent.len() >= 5 {
+                    let detail = format!(
+                        "worker {index} (pid {}) {how}; it died 5 times within 10 s, giving up",
+                        slot.pid
+                    );
+                    if opts.json {
+                        emit(
+                            None,
+                            Event::Worker {
+                                index: index as u32,
+                                action: "gave_up".into(),
+                                detail: detail.clone(),
+                            },
+                        );
+                    } else {
+                        out_line(&detail);
+                    }
+                    status = 1;
+                    break;
+                }
+                slot.recent.push(now);
+                parent.restarts += 1;
+                let old_pid = slot.pid;
+                let res = pool.restart(index);
+                let detail = match &res {
+                    Ok(()) => format!(
+                        "worker {index} (pid {old_pid}) {how}; restarted as pid {}",
+                        pool.pid(index).unwrap_or(0)
+                    ),
+                    Err(e) => format!("worker {index} (pid {old_pid}) {how}; restart failed: {e}"),
+                };
+                if opts.json {
+                    emit(
+                        None,
+                        Event::Worker {
+                            index: index as u32,
+                            action: if res.is_ok() {
+                                "restarted"
+                            } else {
+                                "restart_failed"
+                            }
+                            .into(),
+                            detail,
+                        },
+                    );
+                } else {
+                    out_line(&detail);
+                }
+                if res.is_err() {
+                    status = 1;
+                    break;
+                }
+            }
+            None => {}
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            let opened = parent.total().opened_total;
+            let rate = opened.saturating_sub(last_opened) as f64
+                / now.duration_since(last_tick).as_secs_f64().max(1e-3);
+            last_opened = opened;
+            last_tick = now;
+            next_tick = now + opts.stats_interval;
+            parent.tick(rate);
+        }
+    }
+    // Stop: workers get SIGTERM, print their last counters, exit.
+    for msg in pool.shutdown() {
+        if let WorkerMsg::Line { index, line } = msg {
+            parent.on_line(index, &line);
+        }
+    }
+    drop(listeners);
+    parent.summary();
+    Ok(status)
+}

@@ -1,0 +1,593 @@
+//! One worker process of `c1m serve`: a single-threaded mio event loop that
+//! polls the listening sockets it inherited from the parent, accepts up to
+//! its own connection cap, and echoes. It owns the connection table and the
+//! one read buffer, and reports its counters to the parent as JSON lines on
+//! stdout (see `events`).
+//!
+//! Memory: the table is a `Vec<Option<TcpStream>>` indexed by file
+//! descriptor (the mio token *is* the fd), so there is no slab free list and
+//! no hashing: 4 bytes per slot (a mio `TcpStream` is an fd with a niche).
+//! Unsent echo bytes live in a small map keyed by fd, and only while that
+//! connection's socket is full (bounded by one read, 64 KiB; reading from it
+//! stops until they drain). Idle connections own nothing else. The vector's
+//! capacity is reserved once for the whole fd range, so growing it never
+//! copies and untouched pages are never resident.
+//!
+//! Interest: READABLE only (edge-triggered, mio's default); a connection is
+//! switched to WRITABLE only while it has unsent bytes, and back after, so an
+//! idle or echoing connection costs no writable wake-ups.
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::TcpListener as StdListener;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+
+use crate::diagnosis::FailureId;
+use crate::events::{Counters, Event, Record, Role};
+use crate::harness::signals;
+
+use super::Wake;
+
+/// Size of the read buffer shared by all connections of a worker, and the
+/// bound on the unsent bytes one connection may hold (it is never more than
+/// one read's worth, since reading stops while anything is pending).
+pub const BUF_SIZE: usize = 64 * 1024;
+
+/// Tokens at or above this are listeners (index = token - base); below it a
+/// token is the connection's fd.
+const LISTENER_BASE: usize = 1 << 40;
+
+/// How long accepting pauses after EMFILE/ENFILE (or ENOBUFS/ENOMEM).
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// How often a worker that is accepting tries its listeners even without an
+/// event: with EPOLLEXCLUSIVE the kernel wakes one worker per connection, and
+/// if that worker then stops accepting (cap, EMFILE) the connection would
+/// otherwise wait for the next arrival.
+const SWEEP: Duration = Duration::from_millis(50);
+
+/// Reads (or accepts) per event before yielding to other connections.
+const BUDGET: usize = 16;
+
+/// Everything a worker is told by the parent.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub index: u32,
+    pub listen_fds: Vec<RawFd>,
+    /// Stop accepting at this many open connections.
+    pub cap: u64,
+    pub stats_interval: Duration,
+    /// Print the seed's `connections: N, sockfd:FD, time_used:MS` line every
+    /// 1000 accepts.
+    pub seed_log: bool,
+    pub wake: Wake,
+}
+
+/// Unsent echo bytes of one connection, only while its socket is full.
+struct Pending {
+    data: Vec<u8>,
+    pos: usize,
+}
+
+#[derive(Default)]
+struct Stats {
+    open: u64,
+    opened: u64,
+    closed: u64,
+    failed: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    errors: std::collections::BTreeMap<String, u64>,
+    failures: std::collections::BTreeMap<FailureId, u64>,
+    /// accept errno -> count since the last interval line (for Failure lines).
+    accept_fail_window: std::collections::BTreeMap<i32, u64>,
+}
+
+impl Stats {
+    fn error(&mut self, errno: i32) {
+        *self
+            .errors
+            .entry(crate::util::errno_name(errno))
+            .or_default() += 1;
+    }
+}
+
+/// Does this fd refer to a listening socket? (So that a wrong `--listen-fds`
+/// gives an error instead of us adopting and later closing some other fd.)
+fn is_listening_socket(fd: RawFd) -> bool {
+    let mut val: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `val`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut val as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && val == 1
+}
+
+fn epoll_ctl(epfd: RawFd, op: libc::c_int, fd: RawFd, token: usize, wake: Wake) -> io::Result<()> {
+    let mut events = libc::EPOLLIN as u32;
+    if wake == Wake::One {
+        events |= libc::EPOLLEXCLUSIVE as u32;
+    }
+    let mut ev = libc::epoll_event {
+        events,
+        u64: token as u64,
+    };
+    // SAFETY: a plain epoll_ctl on fds we own; `ev` outlives the call.
+    if unsafe { libc::epoll_ctl(epfd, op, fd, &mut ev) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The soft RLIMIT_NOFILE of this process.
+pub fn nofile_soft() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| soft)
+        .unwrap_or(1024)
+}
+
+struct Worker {
+    cfg: WorkerConfig,
+    poll: Poll,
+    listeners: Vec<TcpListener>,
+    /// Are the listeners registered with epoll right now?
+    registered: bool,
+    /// Accepting paused (EMFILE...) until then.
+    paused_until: Option<Instant>,
+    conns: Vec<Option<TcpStream>>,
+    /// Unsent bytes of the connections whose socket is full, by fd.
+    pending: HashMap<usize, Pending>,
+    buf: Box<[u8]>,
+    /// Connections that used up their budget and still have data to read.
+    again: Vec<usize>,
+    stats: Stats,
+    seed_mark: Instant,
+    fd_soft: u64,
+    /// /proc/self/statm, opened once: at the fd limit it could not be
+    /// opened any more, and that is exactly when its figures matter.
+    statm: Option<std::fs::File>,
+    /// fs.file-max, read at start for the same reason.
+    file_max: String,
+}
+
+/// Run a worker until SIGTERM/SIGINT. Prints a `Start` record (with the
+/// worker's empty-baseline RSS) once it listens, then one `Interval` per
+/// stats interval, `Failure` lines for fd limits, and a last `Interval`.
+pub fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
+    signals::install().context("installing signal handlers")?;
+    if cfg.listen_fds.is_empty() {
+        bail!("--listen-fds: no listening socket given");
+    }
+    let mut listeners = Vec::new();
+    for &fd in &cfg.listen_fds {
+        if !is_listening_socket(fd) {
+            bail!("--listen-fds: fd {fd} is not a listening socket inherited from the parent");
+        }
+        // SAFETY: the fd is an open listening socket (checked above) that this
+        // process owns from now on.
+        let std = unsafe { StdListener::from_raw_fd(fd) };
+        std.set_nonblocking(true)
+            .with_context(|| format!("making listening fd {fd} non-blocking"))?;
+        listeners.push(TcpListener::from_std(std));
+    }
+    let poll = Poll::new().context("creating the epoll instance")?;
+    let fd_soft = nofile_soft();
+    let mut conns = Vec::new();
+    // One slot per possible fd; reserving does not touch the pages.
+    conns.reserve_exact(fd_soft as usize + 16);
+    let mut buf = vec![0u8; BUF_SIZE].into_boxed_slice();
+    // Touch the buffer now so that it counts in the empty baseline.
+    buf.iter_mut().step_by(1024).for_each(|b| *b = 1);
+    let mut w = Worker {
+        cfg,
+        poll,
+        listeners,
+        registered: false,
+        paused_until: None,
+        conns,
+        pending: HashMap::new(),
+        buf,
+        again: Vec::new(),
+        stats: Stats::default(),
+        seed_mark: Instant::now(),
+        fd_soft,
+        statm: std::fs::File::open("/proc/self/statm").ok(),
+        file_max: std::fs::read_to_string("/proc/sys/fs/file-max")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into()),
+    };
+    w.set_accepting(true)?;
+    w.main_loop()
+}
+
+impl Worker {
+    fn emit(&self, event: Event) -> anyhow::Result<()> {
+        let rec = Record::now(Role::Serve, Some(self.cfg.index), event);
+        rec.emit(&mut io::stdout().lock())
+            .context("writing to the parent (stdout)")
+    }
+
+    fn set_accepting(&mut self, on: bool) -> anyhow::Result<()> {
+        if on == self.registered {
+            return Ok(());
+        }
+        let epfd = self.poll.as_raw_fd();
+        let op = if on {
+            libc::EPOLL_CTL_ADD
+        } else {
+            libc::EPOLL_CTL_DEL
+        };
+        for (i, l) in self.listeners.iter().enumerate() {
+            epoll_ctl(epfd, op, l.as_raw_fd(), LISTENER_BASE + i, self.cfg.wake)
+                .with_context(|| format!("epoll_ctl on listening fd {}", l.as_raw_fd()))?;
+        }
+        self.registered = on;
+        Ok(())
+    }
+
+    /// Accept if below cap and not paused; keep registration in line.
+    fn want_accepting(&self) -> bool {
+        self.stats.open < self.cfg.cap && self.paused_until.is_none()
+    }
+
+    fn main_loop(&mut self) -> anyhow::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let baseline = self.rss().unwrap_or(0);
+        self.emit(Event::Start {
+            settings: serde_json::json!({
+                "worker": self.cfg.index,
+                "cap": self.cfg.cap,
+                "listeners": self.listeners.len(),
+                "nofile": self.fd_soft,
+                "rss_baseline": baseline,
+                "wake": self.cfg.wake.as_str(),
+            }),
+        })?;
+        let mut next_tick = Instant::now() + self.cfg.stats_interval;
+        let mut next_sweep = Instant::now() + SWEEP;
+        let mut last_opened = 0u64;
+        let mut last_tick = Instant::now();
+        loop {
+            if signals::stop_requested() {
+                break;
+            }
+            let now = Instant::now();
+            let mut deadline = next_tick.min(next_sweep);
+            if let Some(p) = self.paused_until {
+                deadline = deadline.min(p);
+            }
+            let timeout = if self.again.is_empty() {
+                deadline.saturating_duration_since(now)
+            } else {
+                Duration::ZERO
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).context("epoll_wait"),
+            }
+            for ev in events.iter() {
+                let t = ev.token().0;
+                if t >= LISTENER_BASE {
+                    self.accept(t - LISTENER_BASE)?;
+                } else {
+                    self.serve_conn(t);
+                }
+            }
+            let again = std::mem::take(&mut self.again);
+            for fd in again {
+                self.serve_conn(fd);
+            }
+            let now = Instant::now();
+            if let Some(p) = self.paused_until
+                && now >= p
+            {
+                self.paused_until = None;
+            }
+            let want = self.want_accepting();
+            self.set_accepting(want)?;
+            if now >= next_sweep {
+                next_sweep = now + SWEEP;
+                if want {
+                    for i in 0..self.listeners.len() {
+                        self.accept(i)?;
+                    }
+                }
+            }
+            if now >= next_tick {
+                let secs = now.duration_since(last_tick).as_secs_f64().max(1e-3);
+                let rate = (self.stats.opened - last_opened) as f64 / secs;
+                last_opened = self.stats.opened;
+                last_tick = now;
+                next_tick = now + self.cfg.stats_interval;
+                self.report(rate)?;
+            }
+        }
+        self.report(0.0)?;
+        Ok(())
+    }
+
+    /// Resident set size in bytes, from the statm file held open.
+    fn rss(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 128];
+        let n = self.statm.as_ref()?.read_at(&mut buf, 0).ok()?;
+        let text = std::str::from_utf8(&buf[..n]).ok()?;
+        let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .unwrap_or(4096) as u64;
+        Some(pages * page)
+    }
+
+    fn counters(&self) -> Counters {
+        Counters {
+            connections: self.stats.open,
+            opened_total: self.stats.opened,
+            closed_total: self.stats.closed,
+            failed_total: self.stats.failed,
+            bytes_in: self.stats.bytes_in,
+            bytes_out: self.stats.bytes_out,
+            errors: self.stats.errors.clone(),
+            failures: self.stats.failures.clone(),
+            rss_bytes: self.rss(),
+        }
+    }
+
+    fn report(&mut self, rate: f64) -> anyhow::Result<()> {
+        let window = std::mem::take(&mut self.stats.accept_fail_window);
+        for (errno, count) in window {
+            let Some(failure) = FailureId::from_errno("accept", errno) else {
+                continue;
+            };
+            let detail = match errno {
+                libc::EMFILE => format!(
+                    "accept failed with EMFILE {count} times: RLIMIT_NOFILE of this worker is {} and it holds {} connections; accepting paused {} ms each time",
+                    self.fd_soft,
+                    self.stats.open,
+                    ACCEPT_PAUSE.as_millis()
+                ),
+                libc::ENFILE => format!(
+                    "accept failed with ENFILE {count} times: the system-wide file table is full (fs.file-max {}); accepting paused {} ms each time",
+                    self.file_max,
+                    ACCEPT_PAUSE.as_millis()
+                ),
+                _ => format!(
+                    "accept failed with {} {count} times",
+                    crate::util::errno_name(errno)
+                ),
+            };
+            self.emit(Event::Failure {
+                failure,
+                call: "accept".into(),
+                errno: Some(errno),
+                count,
+                detail,
+            })?;
+        }
+        self.emit(Event::Interval {
+            counters: self.counters(),
+            rate,
+            target: None,
+        })
+    }
+
+    fn accept(&mut self, li: usize) -> anyhow::Result<()> {
+        for _ in 0..BUDGET * 4 {
+            if !self.want_accepting() {
+                return Ok(());
+            }
+            let res = self.listeners[li].accept();
+            match res {
+                Ok((stream, _)) => self.adopt(stream)?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => {
+                    let errno = e.raw_os_error().unwrap_or(0);
+                    match errno {
+                        libc::EINTR => continue,
+                        // The peer gave up before we accepted: not ours.
+                        libc::ECONNABORTED | libc::EPROTO | libc::EPERM => {
+                            self.stats.error(errno);
+                            continue;
+                        }
+                        _ => {
+                            // EMFILE, ENFILE, ENOBUFS, ENOMEM...: retrying now
+                            // would spin. Stop accepting for a moment; the
+                            // queued connections wait in the backlog (or other
+                            // workers take them).
+                            self.stats.error(errno);
+                            self.stats.failed += 1;
+                            if let Some(f) = FailureId::from_errno("accept", errno) {
+                                *self.stats.failures.entry(f).or_default() += 1;
+                            }
+                            *self.stats.accept_fail_window.entry(errno).or_default() += 1;
+                            self.paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                            self.set_accepting(false)?;
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn adopt(&mut self, mut stream: TcpStream) -> anyhow::Result<()> {
+        let fd = stream.as_raw_fd() as usize;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(fd), Interest::READABLE)
+        {
+            // ENOSPC: fs.epoll.max_user_watches. Drop this one connection.
+            let errno = e.raw_os_error().unwrap_or(0);
+            self.stats.error(errno);
+            self.stats.failed += 1;
+            if let Some(f) = FailureId::from_errno("epoll_ctl", errno) {
+                *self.stats.failures.entry(f).or_default() += 1;
+            }
+            return Ok(());
+        }
+        if self.conns.len() <= fd {
+            self.conns.resize_with(fd + 1, || None);
+        }
+        self.conns[fd] = Some(stream);
+        self.stats.open += 1;
+        self.stats.opened += 1;
+        if self.cfg.seed_log && self.stats.opened.is_multiple_of(1000) {
+            let now = Instant::now();
+            let ms = now.duration_since(self.seed_mark).as_millis();
+            self.seed_mark = now;
+            let mut out = io::stdout().lock();
+            writeln!(
+                out,
+                "connections: {}, sockfd:{}, time_used:{}",
+                self.stats.open, fd, ms
+            )
+            .and_then(|_| out.flush())
+            .context("writing to the parent (stdout)")?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, fd: usize, errno: Option<i32>) {
+        if let Some(e) = errno {
+            self.stats.error(e);
+        }
+        self.pending.remove(&fd);
+        if let Some(c) = self.conns.get_mut(fd)
+            && c.take().is_some()
+        {
+            self.stats.open -= 1;
+            self.stats.closed += 1;
+        }
+    }
+
+    /// Handle readiness on connection `fd`.
+    fn serve_conn(&mut self, fd: usize) {
+        let Some(Some(stream)) = self.conns.get_mut(fd) else {
+            return;
+        };
+        let was_blocked = self.pending.contains_key(&fd);
+        let out = echo(
+            fd,
+            stream,
+            &mut self.pending,
+            &mut self.buf,
+            &mut self.stats,
+        );
+        let blocked = self.pending.contains_key(&fd);
+        if !matches!(out, Outcome::Close(_)) && was_blocked != blocked {
+            let interest = if blocked {
+                Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if let Err(e) = self.poll.registry().reregister(stream, Token(fd), interest) {
+                self.close(fd, e.raw_os_error());
+                return;
+            }
+        }
+        match out {
+            Outcome::Wait => {}
+            Outcome::Again => self.again.push(fd),
+            Outcome::Close(errno) => self.close(fd, errno),
+        }
+    }
+}
+
+/// What became of a connection after [`echo`].
+enum Outcome {
+    /// Drained or blocked: the next edge brings it back.
+    Wait,
+    /// Budget spent with data possibly left: serve it again next round.
+    Again,
+    /// Closed by the peer (`None`) or by an error.
+    Close(Option<i32>),
+}
+
+/// Flush what is pending, then read and echo until the socket is drained, the
+/// write side blocks (the rest goes into `pending` and reading stops:
+/// backpressure), or the budget is spent.
+fn echo(
+    fd: usize,
+    stream: &mut TcpStream,
+    pending: &mut HashMap<usize, Pending>,
+    buf: &mut [u8],
+    stats: &mut Stats,
+) -> Outcome {
+    if let Some(p) = pending.get_mut(&fd) {
+        while p.pos < p.data.len() {
+            match stream.write(&p.data[p.pos..]) {
+                Ok(0) => return Outcome::Close(Some(libc::EPIPE)),
+                Ok(n) => {
+                    p.pos += n;
+                    stats.bytes_out += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Wait,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Outcome::Close(e.raw_os_error()),
+            }
+        }
+        pending.remove(&fd);
+    }
+    // Read until EAGAIN even after a short read: a short read can stop at a
+    // FIN whose edge was already consumed, and the EOF would never be seen.
+    for _ in 0..BUDGET {
+        let n = match stream.read(buf) {
+            // Orderly close or half-close: everything received was echoed
+            // already and nothing more can come.
+            Ok(0) => return Outcome::Close(None),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Wait,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Outcome::Close(e.raw_os_error()),
+        };
+        stats.bytes_in += n as u64;
+        let mut off = 0;
+        while off < n {
+            match stream.write(&buf[off..n]) {
+                Ok(0) => return Outcome::Close(Some(libc::EPIPE)),
+                Ok(m) => {
+                    off += m;
+                    stats.bytes_out += m as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    pending.insert(
+                        fd,
+                        Pending {
+                            data: buf[off..n].to_vec(),
+                            pos: 0,
+                        },
+                    );
+                    return Outcome::Wait;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Outcome::Close(e.raw_os_error()),
+            }
+        }
+    }
+    Outcome::Again
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_slot_is_4_bytes() {
+        assert_eq!(std::mem::size_of::<Option<TcpStream>>(), 4);
+    }
+}

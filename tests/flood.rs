@@ -1,0 +1,545 @@
+//! `c1m flood` against a real echo server on 127.0.0.1: verified
+//! connections over several ports, the seed's log format byte for byte,
+//! valid JSON lines, sharding under a lowered fd limit, refused ports,
+//! timeouts, a server killed during the hold, and bad input.
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn connections_across_several_ports_are_all_verified() {
+    let server = EchoServer::start(5);
+    let base = server.base.to_string();
+    let out = run_c1m(&[
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "5",
+        "--connections",
+        "2000",
+        "--hold",
+        "0s",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let recs = records(&out);
+    assert_eq!(recs[0]["event"], "start");
+    assert_eq!(recs[0]["settings"]["connections"], 2000);
+    let s = summary(&recs);
+    assert_eq!(s["opened_total"], 2000);
+    assert_eq!(s["details"]["verified"], 2000);
+    assert_eq!(s["details"]["reached"], true);
+    assert_eq!(s["details"]["reason"], serde_json::Value::Null);
+    // every byte sent came back: 2000 lines echoed
+    assert_eq!(s["bytes_in"], s["bytes_out"]);
+    assert!(s["details"]["connect_latency_ms"]["count"] == 2000);
+    assert_eq!(server.total_accepted(), 2000);
+    for (i, a) in server.accepted.iter().enumerate() {
+        let n = a.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(
+            n, 400,
+            "port {} got {n} connections, expected the cycle to spread them evenly",
+            i
+        );
+    }
+    for r in &recs {
+        if r["event"] == "interval" {
+            assert_eq!(r["target"], 2000);
+            assert!(r["ts"].as_f64().unwrap() > 1.6e9);
+        }
+    }
+}
+
+/// Parse one seed progress line exactly: `connections: N, sockfd:FD, time_used:MS`.
+fn parse_seed(line: &str) -> Option<(u64, i64, u64)> {
+    let rest = line.strip_prefix("connections: ")?;
+    let (n, rest) = rest.split_once(", sockfd:")?;
+    let (fd, ms) = rest.split_once(", time_used:")?;
+    let ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !ok(n) || !ok(fd) || !ok(ms) {
+        return None;
+    }
+    let line2 = format!("connections: {n}, sockfd:{fd}, time_used:{ms}");
+    (line2 == line).then(|| (n.parse().unwrap(), fd.parse().unwrap(), ms.parse().unwrap()))
+}
+
+#[test]
+fn seed_log_format_is_byte_exact() {
+    let server = EchoServer::start(3);
+    let base = server.base.to_string();
+    let out = run_c1m(&[
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "3",
+        "--connections",
+        "3000",
+        "--hold",
+        "0s",
+        "--log-format",
+        "seed",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout.clone()).expect("utf-8");
+    assert!(text.ends_with('\n'));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let mut total_ms = 0;
+    for (i, l) in lines.iter().enumerate() {
+        let (n, fd, ms) = parse_seed(l).unwrap_or_else(|| panic!("not a seed line: {l:?}"));
+        assert_eq!(n, 1000 * (i as u64 + 1));
+        assert!(fd > 2, "sockfd {fd}");
+        total_ms += ms;
+    }
+    assert!(total_ms < 30_000);
+    // the summary goes to stderr, so stdout stays comparable with old logs
+    assert!(stderr(&out).contains("target reached and verified"));
+}
+
+#[test]
+fn more_connections_than_one_process_may_hold_are_sharded() {
+    let server = EchoServer::start(4);
+    let base = server.base.to_string();
+    let mut cmd = c1m(&[
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "4",
+        "--connections",
+        "1000",
+        "--procs",
+        "auto",
+        "--hold",
+        "500ms",
+        "--json",
+    ]);
+    // SAFETY: setrlimit only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 300,
+                rlim_max: 300,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = wait_bounded(cmd.spawn().unwrap(), Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let recs = records(&out);
+    let procs = recs[0]["settings"]["procs"].as_u64().unwrap();
+    assert!(
+        procs >= 4,
+        "300 fds per process cannot hold 1000 sockets in {procs} processes"
+    );
+    let s = summary(&recs);
+    assert_eq!(s["details"]["verified"], 1000);
+    assert_eq!(s["details"]["established"], 1000);
+    assert_eq!(server.total_accepted(), 1000);
+}
+
+#[test]
+fn one_process_under_a_low_fd_limit_reports_fd_limit_with_the_count() {
+    let server = EchoServer::start(2);
+    let base = server.base.to_string();
+    let mut cmd = c1m(&[
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "2",
+        "--connections",
+        "1000",
+        "--procs",
+        "1",
+        "--hold",
+        "0s",
+        "--json",
+    ]);
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 200,
+                rlim_max: 200,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = wait_bounded(cmd.spawn().unwrap(), Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let recs = records(&out);
+    let s = summary(&recs);
+    let verified = s["details"]["verified"].as_u64().unwrap();
+    assert!((150..200).contains(&verified), "verified {verified}");
+    assert!(s["failures"]["fd_limit"].as_u64().unwrap() >= 1);
+    let reason = s["details"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("EMFILE") && reason.contains("RLIMIT_NOFILE 200"),
+        "{reason}"
+    );
+    assert!(
+        recs.iter()
+            .any(|r| r["event"] == "failure" && r["failure"] == "fd_limit")
+    );
+}
+
+#[test]
+fn refused_port_is_counted_retired_and_the_run_continues() {
+    let server = EchoServer::start_with(&[PortKind::Echo, PortKind::Echo, PortKind::Closed]);
+    let base = server.base.to_string();
+    let out = run_c1m(&[
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "3",
+        "--connections",
+        "600",
+        "--hold",
+        "0s",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let recs = records(&out);
+    let s = summary(&recs);
+    assert_eq!(s["details"]["verified"], 600);
+    let refused = s["failures"]["connection_refused"].as_u64().unwrap();
+    assert!(refused >= 8, "refused {refused}");
+    assert_eq!(s["errors"]["ECONNREFUSED"].as_u64().unwrap(), refused);
+    let retired = &s["details"]["retired"][0];
+    assert_eq!(retired["key"], "ECONNREFUSED");
+    assert!(
+        retired["path"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{}", server.base + 2))
+    );
+    let f = recs
+        .iter()
+        .find(|r| r["event"] == "failure" && r["failure"] == "connection_refused")
+        .expect("a failure line");
+    assert_eq!(f["call"], "connect");
+    assert_eq!(f["errno"], 111);
+    assert!(f["count"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn a_listener_that_never_accepts_gives_counted_timeouts() {
+    let server = EchoServer::start_with(&[PortKind::Echo, PortKind::NeverAccept]);
+    let base = server.base.to_string();
+    let started = Instant::now();
+    let out = run_c1m(&[
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "2",
+        "--connections",
+        "200",
+        "--window",
+        "40",
+        "--rate",
+        "400",
+        "--connect-timeout",
+        "300ms",
+        "--hold",
+        "0s",
+        "--json",
+    ]);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let recs = records(&out);
+    let s = summary(&recs);
+    assert_eq!(s["details"]["verified"], 200);
+    let timeouts = s["failures"]["connect_timeout"].as_u64().unwrap_or(0);
+    assert!(timeouts >= 5, "timeouts {timeouts}: {s}");
+    assert!(s["errors"]["ETIMEDOUT"].as_u64().unwrap_or(0) >= 1, "{s}");
+    assert!(recs.iter().any(|r| {
+        r["event"] == "failure"
+            && r["failure"] == "connect_timeout"
+            && r["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("within 0.3s"))
+    }));
+    assert_eq!(server.total_accepted(), 200);
+}
+
+#[test]
+fn a_server_killed_during_the_hold_gives_counted_resets_and_exit_1() {
+    let mut server = EchoServer::start(2);
+    let base = server.base.to_string();
+    let child = c1m(&[
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "2",
+        "--connections",
+        "500",
+        "--hold",
+        "20s",
+        "--json",
+    ])
+    .spawn()
+    .unwrap();
+    let child = KillOnDrop(Some(child));
+    let start = Instant::now();
+    while server.total_accepted() < 500 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    server.kill();
+    let out = wait_bounded(child.take(), Duration::from_secs(15));
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "the hold did not end when every connection was lost"
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let recs = records(&out);
+    let s = summary(&recs);
+    assert_eq!(s["details"]["verified"], 500);
+    assert_eq!(s["details"]["hold_resets"], 500, "{s}");
+    assert_eq!(s["details"]["established"], 0);
+    assert_eq!(s["failures"]["connection_reset"], 500);
+    let reason = s["details"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("closed 500 of 500") && reason.contains("500 reset"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn bad_input_names_the_argument_and_exits_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "flood",
+                "no-such-host.invalid",
+                "15000",
+                "--connections",
+                "1",
+            ],
+            "HOST",
+        ),
+        (
+            &[
+                "flood",
+                "127.0.0.1",
+                "65530",
+                "--ports",
+                "20",
+                "--connections",
+                "1",
+            ],
+            "--ports",
+        ),
+        (
+            &[
+                "flood",
+                "127.0.0.1",
+                "15000",
+                "--sources",
+                "192.0.2.7",
+                "--connections",
+                "1",
+            ],
+            "--sources",
+        ),
+        (
+            &[
+                "flood",
+                "127.0.0.1",
+                "15000",
+                "--sources",
+                "127.0.0.9-127.0.0.2",
+            ],
+            "--sources",
+        ),
+        (
+            &["flood", "127.0.0.1", "15000", "--connections", "0"],
+            "--connections",
+        ),
+        (&["flood", "127.0.0.1", "70000"], "PORT"),
+        (&["flood", "127.0.0.1", "15000", "--hold", "soon"], "--hold"),
+    ];
+    for (args, name) in cases {
+        let out = run_c1m(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let e = stderr(&out);
+        assert!(
+            e.contains(name),
+            "{args:?}: error does not name {name}: {e}"
+        );
+        assert!(!e.contains("panicked"), "{e}");
+    }
+}
+
+#[test]
+fn seed_lines_from_shards_and_output_file_match_stdout() {
+    let server = EchoServer::start(2);
+    let base = server.base.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flood.log");
+    let out = run_c1m(&[
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "2",
+        "--connections",
+        "2000",
+        "--procs",
+        "2",
+        "--hold",
+        "0s",
+        "--log-format",
+        "seed",
+        "--output",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    let ns: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            parse_seed(l)
+                .unwrap_or_else(|| panic!("not a seed line: {l:?}"))
+                .0
+        })
+        .collect();
+    assert_eq!(ns, [1000, 2000]);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        text,
+        "--output holds the same log"
+    );
+}
+
+#[test]
+fn human_log_without_a_terminal_has_lines_and_the_summary_table() {
+    let server = EchoServer::start(2);
+    let base = server.base.to_string();
+    let out = run_c1m(&[
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "2",
+        "--connections",
+        "500",
+        "--hold",
+        "1200ms",
+        "--message-interval",
+        "200ms",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(
+        text.starts_with("c1m flood: 500 connections to 127.0.0.1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("connect phase over, target reached: 500 of 500 verified"),
+        "{text}"
+    );
+    assert!(
+        text.contains("done: 500 of 500 connections verified and held"),
+        "{text}"
+    );
+    for row in [
+        "verified (echo checked)",
+        "connect latency p50 / p99 / max",
+        "message RTT p50 / p99 / max",
+        "target reached and verified",
+    ] {
+        assert!(text.contains(row), "table row {row} missing:\n{text}");
+    }
+}
+
+#[test]
+fn ctrl_c_during_the_hold_ends_every_worker_and_still_summarises() {
+    let server = EchoServer::start(3);
+    let base = server.base.to_string();
+    let child = c1m(&[
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        "3",
+        "--connections",
+        "900",
+        "--procs",
+        "3",
+        "--json",
+    ])
+    .spawn()
+    .unwrap();
+    let mut child = KillOnDrop(Some(child));
+    // read lines until every worker holds (default hold: until Ctrl-C)
+    let stdout = child.0.as_mut().unwrap().stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let start = Instant::now();
+    loop {
+        let l = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a line within 20s");
+        let holding = l.contains("\"phase\":\"hold\"");
+        lines.push(l);
+        if holding {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20));
+    }
+    let pid = nix::unistd::Pid::from_raw(child.0.as_ref().unwrap().id() as i32);
+    let workers: Vec<u32> = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    assert_eq!(workers.len(), 3, "three worker processes");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    while let Ok(l) = rx.recv_timeout(Duration::from_secs(20)) {
+        lines.push(l);
+    }
+    let status = child.take().wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "Ctrl-C after the target is a success"
+    );
+    let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(last["event"], "summary");
+    assert_eq!(last["details"]["verified"], 900);
+    assert_eq!(last["details"]["established"], 900);
+    for w in workers {
+        assert!(
+            std::fs::metadata(format!("/proc/{w}")).is_err(),
+            "worker {w} still exists after the parent ended"
+        );
+    }
+}
