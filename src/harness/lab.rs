@@ -101,8 +101,9 @@ pub struct LabReport {
     pub slab_bytes_per_connection: Option<f64>,
     pub memory_before: Memory,
     pub memory_peak: Memory,
-    pub rtt_us: BTreeMap<String, f64>,
-    pub connect_latency_us: BTreeMap<String, f64>,
+    /// Worst client's percentiles (p50_ms, p99_ms, max_ms...).
+    pub rtt_ms: BTreeMap<String, f64>,
+    pub connect_latency_ms: BTreeMap<String, f64>,
     pub clients: Vec<ClientResult>,
     pub failures: BTreeMap<String, u64>,
     pub counters: CounterSet,
@@ -116,6 +117,7 @@ pub struct LabReport {
 struct Live {
     connections: u64,
     opened_total: u64,
+    /// Highest RSS any interval reported.
     rss: Option<u64>,
     summary: Option<Record>,
     start: Option<Record>,
@@ -167,8 +169,9 @@ pub fn run(
         cfg.target.to_string(),
         "--json".into(),
     ];
-    pool.spawn(WorkerSpec::new(&serve_args))
-        .context("starting c1m serve")?;
+    let mut serve_spec = WorkerSpec::new(&serve_args);
+    serve_spec.stderr = Some(dir.join("serve.stderr.log"));
+    pool.spawn(serve_spec).context("starting c1m serve")?;
     logs.push(create_log(&dir, "serve.log")?);
     live.push(Live::default());
 
@@ -236,7 +239,9 @@ pub fn run(
             args.push("--message-interval".into());
             args.push(format!("{}ms", mi.as_millis()));
         }
-        pool.spawn(WorkerSpec::new(&args))
+        let mut spec = WorkerSpec::new(&args);
+        spec.stderr = Some(dir.join(format!("client-{k}.stderr.log")));
+        pool.spawn(spec)
             .with_context(|| format!("starting client {k}"))?;
         logs.push(create_log(&dir, &format!("client-{k}.log"))?);
         live.push(Live::default());
@@ -250,6 +255,7 @@ pub fn run(
 
     // Supervise until every client has exited.
     let run_start = Instant::now();
+    let run_start_ts = crate::util::unix_now();
     let mut last_print = Instant::now();
     let mut interrupted = false;
     let mut gave_up = false;
@@ -357,7 +363,7 @@ pub fn run(
     )
     .with_context(|| format!("writing {}", dir.join("kernel.log").display()))?;
 
-    summarize(&mut report, &live);
+    summarize(&mut report, &live, run_start_ts);
     write_reports(&dir, &report)?;
     Ok(report)
 }
@@ -367,8 +373,8 @@ fn absorb(live: &mut Live, rec: Record) {
         Event::Interval { counters, .. } => {
             live.connections = counters.connections;
             live.opened_total = counters.opened_total;
-            if counters.rss_bytes.is_some() {
-                live.rss = counters.rss_bytes;
+            if let Some(r) = counters.rss_bytes {
+                live.rss = Some(live.rss.unwrap_or(0).max(r));
             }
         }
         Event::Start { .. } => live.start = Some(rec),
@@ -384,7 +390,7 @@ fn absorb(live: &mut Live, rec: Record) {
 }
 
 /// Fill the derived fields from what the processes said.
-fn summarize(report: &mut LabReport, live: &[Live]) {
+fn summarize(report: &mut LabReport, live: &[Live], run_start_ts: f64) {
     let mut failures: BTreeMap<String, u64> = BTreeMap::new();
     for (i, client) in report.clients.iter_mut().enumerate() {
         let l = &live[i + 1];
@@ -432,6 +438,51 @@ fn summarize(report: &mut LabReport, live: &[Live]) {
     }
     report.failures = failures;
     report.verified = report.clients.iter().map(|c| c.established).sum();
+    // Time to target, precisely: each client's start plus the time it took
+    // to reach its share (its summary's connect_s); the last one sets it.
+    let reached_at: Option<Vec<f64>> = live[1..]
+        .iter()
+        .map(|l| {
+            let start = l.start.as_ref()?.ts;
+            let Some(Record {
+                event: Event::Summary { details, .. },
+                ..
+            }) = &l.summary
+            else {
+                return None;
+            };
+            if details.get("reached").and_then(|v| v.as_bool()) != Some(true) {
+                return None;
+            }
+            Some(start + details.get("connect_s")?.as_f64()?)
+        })
+        .collect();
+    if let Some(times) = reached_at
+        && let Some(last) = times.into_iter().reduce(f64::max)
+    {
+        report.time_to_target_s = Some((last - run_start_ts).max(0.0));
+    }
+    // The server's own account of its memory.
+    if let Some(Record {
+        event: Event::Summary { details, .. },
+        ..
+    }) = &live[0].summary
+    {
+        if let Some(v) = details.get("peak_rss_bytes").and_then(|v| v.as_u64()) {
+            report.server_rss_bytes = Some(v);
+        }
+        report.server_user_bytes_per_connection = details
+            .get("user_bytes_per_connection")
+            .and_then(|v| v.as_f64());
+        if let Some(p) = details.get("peak_connections").and_then(|v| v.as_u64()) {
+            report.server_peak_connections = report.server_peak_connections.max(p);
+        }
+    }
+    report.server_rss_bytes = report.server_rss_bytes.or(live[0].rss);
+    let client_rss: u64 = live[1..].iter().filter_map(|l| l.rss).sum();
+    if client_rss > 0 {
+        report.client_rss_bytes = Some(client_rss);
+    }
     report.reached = report.time_to_target_s.is_some() && report.verified >= report.target;
     if let Some(t) = report.time_to_target_s
         && t > 0.0
@@ -440,9 +491,6 @@ fn summarize(report: &mut LabReport, live: &[Live]) {
     }
     let peak = report.peak_connections.max(1) as f64;
     if report.peak_connections > 0 {
-        let server_conns = report.server_peak_connections.max(report.peak_connections) as f64;
-        report.server_user_bytes_per_connection =
-            report.server_rss_bytes.map(|b| b as f64 / server_conns);
         report.client_user_bytes_per_connection = report.client_rss_bytes.map(|b| b as f64 / peak);
         let before = report.memory_before;
         let at_peak = report.memory_peak;
@@ -461,11 +509,14 @@ fn summarize(report: &mut LabReport, live: &[Live]) {
     // Percentiles: take the worst (max) over clients for each key.
     for c in &report.clients {
         for (field, into) in [
-            ("rtt_us", &mut report.rtt_us),
-            ("connect_latency_us", &mut report.connect_latency_us),
+            ("rtt_ms", &mut report.rtt_ms),
+            ("connect_latency_ms", &mut report.connect_latency_ms),
         ] {
             if let Some(obj) = c.details.get(field).and_then(|v| v.as_object()) {
                 for (k, v) in obj {
+                    if k == "count" {
+                        continue;
+                    }
                     if let Some(x) = v.as_f64() {
                         let e = into.entry(k.clone()).or_insert(0.0);
                         *e = e.max(x);
@@ -571,11 +622,11 @@ pub fn markdown(r: &LabReport) -> String {
             thousands(r.server_peak_connections),
         ),
         (
-            "server user memory per connection",
+            "server user memory per connection (RSS above baseline)",
             opt(r.server_user_bytes_per_connection, " B"),
         ),
         (
-            "client user memory per connection",
+            "client RSS per connection (incl. process baselines)",
             opt(r.client_user_bytes_per_connection, " B"),
         ),
         (
@@ -593,13 +644,18 @@ pub fn markdown(r: &LabReport) -> String {
         s.push_str(&format!("| {k} | {v} |\n"));
     }
     for (title, map) in [
-        ("RTT during the hold (µs)", &r.rtt_us),
-        ("Connect latency (µs)", &r.connect_latency_us),
+        ("Echo round trip during the hold", &r.rtt_ms),
+        (
+            "Connect latency (connect + first echo)",
+            &r.connect_latency_ms,
+        ),
     ] {
         if !map.is_empty() {
-            s.push_str(&format!("\n## {title}\n\n| percentile | µs |\n|---|---|\n"));
+            s.push_str(&format!(
+                "\n## {title}, worst client\n\n| percentile | ms |\n|---|---|\n"
+            ));
             for (k, v) in map {
-                s.push_str(&format!("| {k} | {v:.0} |\n"));
+                s.push_str(&format!("| {} | {v:.2} |\n", k.trim_end_matches("_ms")));
             }
         }
     }
@@ -676,7 +732,6 @@ pub fn enter_netns(mode: NetnsMode) -> Result<(bool, Option<String>)> {
         },
     }
 }
-
 
 /// The lab profile applied for this run; rolled back on drop (normal end,
 /// error, Ctrl-C or panic), so the host is left as it was.
