@@ -5,5 +5,6 @@
 pub mod lab;
 pub mod netns;
 pub mod probe;
+pub mod scenarios;
 pub mod signals;
 pub mod workers;
