@@ -2,5 +2,7 @@
 //! prevents a failure) and `analyze` (which evidence shows it), plus the log
 //! parsers and the classifier that turn log lines into findings.
 pub mod catalogue;
+pub mod input;
+pub mod parse;
 
 pub use catalogue::{Failure, FailureId, Side};
