@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod analyze;
+
 /// Exit status for "the run or check did not pass".
 pub const EXIT_FAIL: u8 = 1;
 /// Exit status for usage and internal errors (clap uses 2 for usage too).
@@ -24,13 +26,18 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Explain every failure in C1M client and server logs.
+    Analyze(analyze::AnalyzeArgs),
+}
 
 /// Parse the process arguments, run the chosen command, map the outcome to
 /// an exit status. Errors are printed with their whole context chain.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<ExitCode> = match cli.command {};
+    let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Analyze(args) => analyze::run(args),
+    };
     match result {
         Ok(code) => code,
         Err(err) => {

@@ -128,9 +128,15 @@ fn walk(p: &Path, inputs: &mut Vec<Input>, errors: &mut Vec<InputError>) {
 pub struct LineReader<R> {
     inner: R,
     buf: Vec<u8>,
-    /// Bytes of the current line beyond MAX_LINE that were dropped.
+    meta: LineMeta,
+}
+
+/// Facts about the line just read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LineMeta {
+    /// Bytes of the line beyond MAX_LINE that were dropped.
     pub cut_bytes: u64,
-    /// True when the last line returned had no terminating newline.
+    /// The line had no terminating newline (the input ended).
     pub unterminated: bool,
 }
 
@@ -139,17 +145,15 @@ impl<R: BufRead> LineReader<R> {
         LineReader {
             inner,
             buf: Vec::with_capacity(256),
-            cut_bytes: 0,
-            unterminated: false,
+            meta: LineMeta::default(),
         }
     }
 
     /// The next line without its `\n` (a trailing `\r` is kept; parsers
     /// trim it). `Ok(None)` at the end.
-    pub fn next_line(&mut self) -> io::Result<Option<&[u8]>> {
+    pub fn next_line(&mut self) -> io::Result<Option<(&[u8], LineMeta)>> {
         self.buf.clear();
-        self.cut_bytes = 0;
-        self.unterminated = false;
+        self.meta = LineMeta::default();
         let mut any = false;
         loop {
             let chunk = match self.inner.fill_buf() {
@@ -161,8 +165,8 @@ impl<R: BufRead> LineReader<R> {
                 if !any {
                     return Ok(None);
                 }
-                self.unterminated = true;
-                return Ok(Some(&self.buf));
+                self.meta.unterminated = true;
+                return Ok(Some((&self.buf, self.meta)));
             }
             any = true;
             let (n, done) = match find_byte(b'\n', chunk) {
@@ -172,10 +176,10 @@ impl<R: BufRead> LineReader<R> {
             let room = MAX_LINE.saturating_sub(self.buf.len());
             let take = n.min(room);
             self.buf.extend_from_slice(&chunk[..take]);
-            self.cut_bytes += (n - take) as u64;
+            self.meta.cut_bytes += (n - take) as u64;
             self.inner.consume(if done { n + 1 } else { n });
             if done {
-                return Ok(Some(&self.buf));
+                return Ok(Some((&self.buf, self.meta)));
             }
         }
     }
@@ -226,13 +230,15 @@ mod tests {
         data.extend(std::iter::repeat_n(b'x', MAX_LINE + 10));
         data.extend_from_slice(b"\nlast");
         let mut r = LineReader::new(BufReader::with_capacity(7, &data[..]));
-        assert_eq!(r.next_line().unwrap(), Some(&b"one\r"[..]));
-        assert_eq!(r.next_line().unwrap(), Some(&b"two \xff\xfe"[..]));
-        let long = r.next_line().unwrap().unwrap().len();
-        assert_eq!(long, MAX_LINE);
-        assert_eq!(r.cut_bytes, 10);
-        assert_eq!(r.next_line().unwrap(), Some(&b"last"[..]));
-        assert!(r.unterminated);
+        let plain = LineMeta::default();
+        assert_eq!(r.next_line().unwrap(), Some((&b"one\r"[..], plain)));
+        assert_eq!(r.next_line().unwrap(), Some((&b"two \xff\xfe"[..], plain)));
+        let (long, meta) = r.next_line().unwrap().unwrap();
+        assert_eq!(long.len(), MAX_LINE);
+        assert_eq!(meta.cut_bytes, 10);
+        let (last, meta) = r.next_line().unwrap().unwrap();
+        assert_eq!(last, b"last");
+        assert!(meta.unterminated);
         assert_eq!(r.next_line().unwrap(), None);
     }
 
@@ -248,8 +254,8 @@ mod tests {
         std::fs::write(&path, enc.finish().unwrap()).unwrap();
         let mut r = LineReader::new(Input::File(path).open().unwrap());
         assert_eq!(
-            r.next_line().unwrap(),
-            Some(&b"connections: 999, sockfd:1002, time_used:1241"[..])
+            r.next_line().unwrap().unwrap().0,
+            &b"connections: 999, sockfd:1002, time_used:1241"[..]
         );
     }
 
