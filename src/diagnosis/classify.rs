@@ -526,6 +526,8 @@ fn plural(n: u64) -> &'static str {
 fn host_findings(sources: &[Source], findings: &mut Vec<Finding>) {
     for s in sources {
         let name = s.name();
+        // One finding per failure id, however many of its counters rose.
+        let mut by_id: BTreeMap<FailureId, (Finding, Vec<String>)> = BTreeMap::new();
         for (counter, t) in &s.counters {
             let ids: Vec<FailureId> = FailureId::all()
                 .filter(|id| id.info().counters.contains(counter))
@@ -544,13 +546,6 @@ fn host_findings(sources: &[Source], findings: &mut Vec<Finding>) {
                     (true, false, _) | (false, true, _) => Certainty::Likely,
                     (false, false, _) => Certainty::Possible,
                 };
-                let side = side_for(*id, "", true, Kind::Counters);
-                let mut f = Finding::new(*id, side, certainty, &name);
-                f.count = if rose { t.last - t.first } else { t.last };
-                f.evidence.push(t.first_evidence.clone());
-                if rose {
-                    f.evidence.push(t.last_evidence.clone());
-                }
                 let text = if rose {
                     format!(
                         "{counter} rose from {} to {} over {} snapshots",
@@ -564,8 +559,28 @@ fn host_findings(sources: &[Source], findings: &mut Vec<Finding>) {
                         thousands(t.last)
                     )
                 };
-                findings.push(f.detail(text));
+                let count = if rose { t.last - t.first } else { t.last };
+                let entry = by_id.entry(*id).or_insert_with(|| {
+                    let side = side_for(*id, "", true, Kind::Counters);
+                    (Finding::new(*id, side, certainty, &name), Vec::new())
+                });
+                let f = &mut entry.0;
+                f.certainty = f.certainty.min(certainty);
+                f.count = f.count.max(count);
+                for ev in [Some(&t.first_evidence), rose.then_some(&t.last_evidence)]
+                    .into_iter()
+                    .flatten()
+                {
+                    if f.evidence.len() < 4 && !f.evidence.contains(ev) {
+                        f.evidence.push(ev.clone());
+                    }
+                }
+                entry.1.push(text);
             }
+        }
+        for (_, (mut f, texts)) in by_id {
+            f.evidence.sort_by_key(|e| e.line);
+            findings.push(f.detail(texts.join("; ")));
         }
         let get = |k: SysctlKey| s.sysctl.get(&k).or_else(|| {
             sources.iter().find_map(|o| o.sysctl.get(&k))

@@ -386,7 +386,12 @@ impl Source {
             if self.corruption.evidence.len() < MAX_EVIDENCE {
                 self.corruption.evidence.push(ev());
             }
-        } else if non_ascii && !matches!(parsed.line, Line::Header { .. } | Line::Prompt { .. }) {
+        } else if non_ascii
+            && matches!(
+                parsed.line,
+                Line::Other | Line::Blank | Line::RecvBuffer { .. } | Line::Progress { .. }
+            )
+        {
             self.corruption.non_ascii += 1;
             if self.corruption.non_ascii_evidence.is_none() {
                 self.corruption.non_ascii_evidence = Some(ev());
