@@ -226,7 +226,7 @@ fn plot_draws_every_source_with_error_marks() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg"));
-    for name in ["客户端1", "客户端2", "客户端3", "115 error marks", "connections"] {
+    for name in ["client 1", "客户端1", "客户端2", "客户端3", "114 eagain_misuse", "connections"] {
         assert!(text.contains(name), "plot lacks {name}");
     }
     let unwritable = c1m()

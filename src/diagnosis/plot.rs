@@ -8,6 +8,9 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow};
 use plotters::prelude::*;
 
+use std::collections::BTreeMap;
+
+use super::catalogue::FailureId;
 use super::report::Series;
 use crate::util::thousands;
 
@@ -38,7 +41,7 @@ pub fn write_svg(path: &Path, series: &[Series]) -> Result<()> {
         let caption = if series.is_empty() {
             "no source printed connection counts".to_string()
         } else {
-            "connections over time (x: crosses mark error lines)".to_string()
+            "connections over time (crosses: client-bug error lines; dots: limits and failures)".to_string()
         };
         let mut chart = ChartBuilder::on(&root)
             .caption(caption, ("sans-serif", 22))
@@ -57,16 +60,18 @@ pub fn write_svg(path: &Path, series: &[Series]) -> Result<()> {
         for (i, s) in series.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             let peak = s.points.iter().map(|p| p.1).fold(0.0f64, f64::max);
+            let mut per_id: BTreeMap<FailureId, usize> = BTreeMap::new();
+            for m in &s.marks {
+                *per_id.entry(m.2).or_default() += 1;
+            }
+            let marks: Vec<String> = per_id.iter().map(|(id, n)| format!("{n} {id}")).collect();
             let label = format!(
-                "{} ({}, peak {}{})",
-                s.name,
+                "{} ({}, peak {}{}{})",
+                legend_name(&s.name),
                 s.kind.as_str(),
                 thousands(peak as u64),
-                if s.marks.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {} error marks", s.marks.len())
-                }
+                if marks.is_empty() { "" } else { "; marks: " },
+                marks.join(", ")
             );
             chart
                 .draw_series(LineSeries::new(
@@ -77,11 +82,30 @@ pub fn write_svg(path: &Path, series: &[Series]) -> Result<()> {
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
                 });
+            // Client bugs as small crosses; limits and symptoms as big dots
+            // with their id written next to the first one.
             chart.draw_series(
                 s.marks
                     .iter()
+                    .filter(|m| minor(m.2))
                     .map(move |&(x, y, _)| Cross::new((x, y), 5, color.stroke_width(2))),
             )?;
+            let mut labelled = Vec::new();
+            for &(x, y, id) in s.marks.iter().filter(|m| !minor(m.2)) {
+                chart.draw_series(std::iter::once(Circle::new((x, y), 7, color.filled())))?;
+                chart.draw_series(std::iter::once(Circle::new((x, y), 7, BLACK.stroke_width(1))))?;
+                if !labelled.contains(&id) {
+                    labelled.push(id);
+                    chart.draw_series(std::iter::once(
+                        EmptyElement::at((x, y))
+                            + Text::new(
+                                id.as_str().to_string(),
+                                (-150, -22),
+                                ("sans-serif", 15).into_font().color(&BLACK),
+                            ),
+                    ))?;
+                }
+            }
         }
         if !series.is_empty() {
             chart
@@ -98,4 +122,33 @@ pub fn write_svg(path: &Path, series: &[Series]) -> Result<()> {
     draw()
         .map_err(|e| anyhow!("{e}"))
         .with_context(|| format!("cannot write the plot {}", path.display()))
+}
+
+/// Marks drawn small: client bugs and consequences, frequent and minor.
+fn minor(id: FailureId) -> bool {
+    matches!(
+        id,
+        FailureId::EagainMisuse
+            | FailureId::WrongFd
+            | FailureId::UnterminatedBuffer
+            | FailureId::PeerDisconnect
+            | FailureId::LogCorrupted
+    )
+}
+
+/// A short legend name: the section (with the seed's Chinese headers also
+/// in English, since SVG viewers may lack CJK fonts), else the file name.
+fn legend_name(name: &str) -> String {
+    if let (Some(open), true) = (name.rfind(" ["), name.ends_with(']')) {
+        let section = &name[open + 2..name.len() - 1];
+        let english = section.replace("客户端", "client ").replace("服务器", "server");
+        if english != section {
+            return format!("{section} ({})", english.trim());
+        }
+        return section.to_string();
+    }
+    std::path::Path::new(name)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| name.to_string())
 }
