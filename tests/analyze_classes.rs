@@ -16,7 +16,10 @@ fn c1m() -> Command {
 }
 
 fn fixture(name: &str) -> String {
-    format!("{}/tests/fixtures/classes/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/tests/fixtures/classes/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 fn analyze_json(path: &str) -> Value {
@@ -32,38 +35,224 @@ fn analyze_json(path: &str) -> Value {
 
 /// (fixture, id, side, certainty, an evidence line number)
 const CASES: &[(&str, &str, &str, &str, u64)] = &[
-    ("fd_limit_server_perror.log", "fd_limit", "server", "certain", 4),
-    ("fd_limit_client_socket.log", "fd_limit", "client", "certain", 3),
-    ("fd_limit_nginx_error.log", "fd_limit", "server", "certain", 2),
-    ("fd_limit_rust_os_error.log", "fd_limit", "client", "certain", 2),
+    (
+        "fd_limit_server_perror.log",
+        "fd_limit",
+        "server",
+        "certain",
+        4,
+    ),
+    (
+        "fd_limit_client_socket.log",
+        "fd_limit",
+        "client",
+        "certain",
+        3,
+    ),
+    (
+        "fd_limit_nginx_error.log",
+        "fd_limit",
+        "server",
+        "certain",
+        2,
+    ),
+    (
+        "fd_limit_rust_os_error.log",
+        "fd_limit",
+        "client",
+        "certain",
+        2,
+    ),
     ("fd_limit_musl.log", "fd_limit", "client", "certain", 2),
-    ("system_fd_limit_dmesg.log", "system_fd_limit", "host", "certain", 1),
-    ("system_fd_limit_enfile.log", "system_fd_limit", "host", "certain", 1),
-    ("ephemeral_ports_go.log", "ephemeral_ports_exhausted", "client", "certain", 2),
-    ("accept_queue_dmesg.log", "accept_queue_overflow", "server", "certain", 2),
-    ("accept_queue_nstat_snapshots.txt", "accept_queue_overflow", "server", "certain", 5),
-    ("accept_queue_netstat_s.txt", "accept_queue_overflow", "server", "certain", 5),
-    ("conntrack_full_journald.log", "conntrack_full", "host", "certain", 2),
-    ("conntrack_full_dmesg_plain.log", "conntrack_full", "host", "certain", 1),
-    ("conntrack_full_sysctl.txt", "conntrack_full", "host", "certain", 1),
-    ("tcp_memory_pressure_dmesg.log", "tcp_memory_pressure", "host", "certain", 1),
-    ("tcp_memory_pressure_sockstat.txt", "tcp_memory_pressure", "host", "certain", 2),
-    ("orphan_sockets_dmesg.log", "orphan_sockets", "host", "certain", 1),
-    ("time_wait_overflow_dmesg.log", "time_wait_overflow", "client", "certain", 1),
-    ("time_wait_overflow_nstat.txt", "time_wait_overflow", "client", "certain", 2),
-    ("out_of_memory_dmesg.log", "out_of_memory", "host", "certain", 2),
-    ("out_of_memory_killed_zh.log", "out_of_memory", "client", "certain", 3),
-    ("epoll_watch_limit_perror.log", "epoll_watch_limit", "either", "certain", 1),
-    ("connect_timeout_seed_client2.txt", "connect_timeout", "seen_by_client", "certain", 18),
-    ("connect_timeout_musl.log", "connect_timeout", "seen_by_client", "certain", 2),
-    ("connection_refused_go.log", "connection_refused", "seen_by_client", "certain", 1),
-    ("connection_reset_client.log", "connection_reset", "client", "certain", 2),
-    ("peer_disconnect_server.log", "peer_disconnect", "either", "certain", 2),
-    ("eagain_misuse_seed_client2.txt", "eagain_misuse", "client_bug", "certain", 11),
-    ("wrong_fd_enotsock.log", "wrong_fd", "client_bug", "certain", 3),
-    ("client_cap_seed_client3.txt", "client_cap_reached", "client", "certain", 4),
-    ("unterminated_buffer_seed_client1.txt", "unterminated_buffer", "client_bug", "certain", 10),
-    ("log_corrupted_glued_cut.log", "log_corrupted", "log", "certain", 3),
+    (
+        "system_fd_limit_dmesg.log",
+        "system_fd_limit",
+        "host",
+        "certain",
+        1,
+    ),
+    (
+        "system_fd_limit_enfile.log",
+        "system_fd_limit",
+        "host",
+        "certain",
+        1,
+    ),
+    (
+        "ephemeral_ports_go.log",
+        "ephemeral_ports_exhausted",
+        "client",
+        "certain",
+        2,
+    ),
+    (
+        "accept_queue_dmesg.log",
+        "accept_queue_overflow",
+        "server",
+        "certain",
+        2,
+    ),
+    (
+        "accept_queue_nstat_snapshots.txt",
+        "accept_queue_overflow",
+        "server",
+        "certain",
+        5,
+    ),
+    (
+        "accept_queue_netstat_s.txt",
+        "accept_queue_overflow",
+        "server",
+        "certain",
+        5,
+    ),
+    (
+        "conntrack_full_journald.log",
+        "conntrack_full",
+        "host",
+        "certain",
+        2,
+    ),
+    (
+        "conntrack_full_dmesg_plain.log",
+        "conntrack_full",
+        "host",
+        "certain",
+        1,
+    ),
+    (
+        "conntrack_full_sysctl.txt",
+        "conntrack_full",
+        "host",
+        "certain",
+        1,
+    ),
+    (
+        "tcp_memory_pressure_dmesg.log",
+        "tcp_memory_pressure",
+        "host",
+        "certain",
+        1,
+    ),
+    (
+        "tcp_memory_pressure_sockstat.txt",
+        "tcp_memory_pressure",
+        "host",
+        "certain",
+        2,
+    ),
+    (
+        "orphan_sockets_dmesg.log",
+        "orphan_sockets",
+        "host",
+        "certain",
+        1,
+    ),
+    (
+        "time_wait_overflow_dmesg.log",
+        "time_wait_overflow",
+        "client",
+        "certain",
+        1,
+    ),
+    (
+        "time_wait_overflow_nstat.txt",
+        "time_wait_overflow",
+        "client",
+        "certain",
+        2,
+    ),
+    (
+        "out_of_memory_dmesg.log",
+        "out_of_memory",
+        "host",
+        "certain",
+        2,
+    ),
+    (
+        "out_of_memory_killed_zh.log",
+        "out_of_memory",
+        "client",
+        "certain",
+        3,
+    ),
+    (
+        "epoll_watch_limit_perror.log",
+        "epoll_watch_limit",
+        "either",
+        "certain",
+        1,
+    ),
+    (
+        "connect_timeout_seed_client2.txt",
+        "connect_timeout",
+        "seen_by_client",
+        "certain",
+        18,
+    ),
+    (
+        "connect_timeout_musl.log",
+        "connect_timeout",
+        "seen_by_client",
+        "certain",
+        2,
+    ),
+    (
+        "connection_refused_go.log",
+        "connection_refused",
+        "seen_by_client",
+        "certain",
+        1,
+    ),
+    (
+        "connection_reset_client.log",
+        "connection_reset",
+        "client",
+        "certain",
+        2,
+    ),
+    (
+        "peer_disconnect_server.log",
+        "peer_disconnect",
+        "either",
+        "certain",
+        2,
+    ),
+    (
+        "eagain_misuse_seed_client2.txt",
+        "eagain_misuse",
+        "client_bug",
+        "certain",
+        11,
+    ),
+    (
+        "wrong_fd_enotsock.log",
+        "wrong_fd",
+        "client_bug",
+        "certain",
+        3,
+    ),
+    (
+        "client_cap_seed_client3.txt",
+        "client_cap_reached",
+        "client",
+        "certain",
+        4,
+    ),
+    (
+        "unterminated_buffer_seed_client1.txt",
+        "unterminated_buffer",
+        "client_bug",
+        "certain",
+        10,
+    ),
+    (
+        "log_corrupted_glued_cut.log",
+        "log_corrupted",
+        "log",
+        "certain",
+        3,
+    ),
 ];
 
 #[test]
@@ -77,7 +266,12 @@ fn every_catalogue_class_has_a_fixture_that_classifies() {
             .iter()
             .filter(|f| f["id"] == *id)
             .collect();
-        assert_eq!(found.len(), 1, "{file}: expected one {id}, got {:#?}", r["findings"]);
+        assert_eq!(
+            found.len(),
+            1,
+            "{file}: expected one {id}, got {:#?}",
+            r["findings"]
+        );
         let f = found[0];
         assert_eq!(f["side"], *side, "{file}: side of {id}");
         assert_eq!(f["certainty"], *certainty, "{file}: certainty of {id}");
@@ -85,7 +279,12 @@ fn every_catalogue_class_has_a_fixture_that_classifies() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| (e["file"].as_str().unwrap().to_string(), e["line"].as_u64().unwrap()))
+            .map(|e| {
+                (
+                    e["file"].as_str().unwrap().to_string(),
+                    e["line"].as_u64().unwrap(),
+                )
+            })
             .collect();
         assert!(
             ev.iter().any(|(p, l)| p.ends_with(file) && l == line),
@@ -113,7 +312,12 @@ fn nothing_is_found_where_nothing_failed() {
     text.push_str("write: No space left on device\nfs.epoll.max_user_watches = 100\n");
     std::fs::write(&path, text).unwrap();
     let r = analyze_json(path.to_str().unwrap());
-    assert_eq!(r["findings"].as_array().unwrap().len(), 0, "{:#?}", r["findings"]);
+    assert_eq!(
+        r["findings"].as_array().unwrap().len(),
+        0,
+        "{:#?}",
+        r["findings"]
+    );
     assert_eq!(r["sources"][0]["connections_max"], 49_999);
     assert_eq!(r["sources"][0]["closed_by_client"], 0);
     let rate = r["sources"][0]["rate_per_s"].as_f64().unwrap();
@@ -125,7 +329,10 @@ fn a_connect_timeout_is_blamed_on_conntrack_when_the_kernel_says_so() {
     // A client log and the server's kernel log analyzed together.
     let client = fixture("connect_timeout_seed_client2.txt");
     let kernel = fixture("conntrack_full_journald.log");
-    let out = c1m().args(["analyze", "--json", &client, &kernel]).output().unwrap();
+    let out = c1m()
+        .args(["analyze", "--json", &client, &kernel])
+        .output()
+        .unwrap();
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     let f = r["findings"].as_array().unwrap();
     let timeout = f.iter().find(|f| f["id"] == "connect_timeout").unwrap();
@@ -154,7 +361,12 @@ fn flat_listen_overflows_rule_the_accept_queue_out() {
     let f = r["findings"].as_array().unwrap();
     let timeout = f.iter().find(|f| f["id"] == "connect_timeout").unwrap();
     assert_eq!(timeout["caused_by"], serde_json::json!(["conntrack_full"]));
-    assert!(timeout["explanation"].as_str().unwrap().contains("accept_queue_overflow ruled out"));
+    assert!(
+        timeout["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("accept_queue_overflow ruled out")
+    );
 }
 
 #[test]
@@ -166,7 +378,10 @@ fn bad_paths_are_named_exit_2_and_the_other_files_are_still_analyzed() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(missing) && err.contains("No such file"), "{err}");
+    assert!(
+        err.contains(missing) && err.contains("No such file"),
+        "{err}"
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("fd_limit [certain]"), "{text}");
 }
@@ -223,10 +438,22 @@ fn plot_draws_every_source_with_error_marks() {
         .args(["analyze", "--plot", svg.to_str().unwrap(), &seed])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg"));
-    for name in ["client 1", "客户端1", "客户端2", "客户端3", "114 eagain_misuse", "connections"] {
+    for name in [
+        "client 1",
+        "客户端1",
+        "客户端2",
+        "客户端3",
+        "114 eagain_misuse",
+        "connections",
+    ] {
         assert!(text.contains(name), "plot lacks {name}");
     }
     let unwritable = c1m()

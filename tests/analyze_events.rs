@@ -45,7 +45,12 @@ fn analyze(paths: &[&std::path::Path]) -> Value {
         cmd.arg(p);
     }
     let out = cmd.output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -54,7 +59,14 @@ fn flood_and_serve_json_lines_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = 1_764_385_200.0;
     let flood = vec![
-        rec(t0, Role::Flood, None, Event::Start { settings: json!({"connections": 10_000}) }),
+        rec(
+            t0,
+            Role::Flood,
+            None,
+            Event::Start {
+                settings: json!({"connections": 10_000}),
+            },
+        ),
         rec(t0 + 1.0, Role::Flood, Some(0), interval(1_000, 1_000)),
         rec(t0 + 1.0, Role::Flood, Some(1), interval(1_500, 1_500)),
         rec(t0 + 2.0, Role::Flood, Some(0), interval(2_000, 2_000)),
@@ -141,7 +153,11 @@ fn flood_and_serve_json_lines_round_trip() {
     assert_eq!(f["elapsed_s"], 4.0);
     assert_eq!(f["lines"]["recognized"], 9);
     assert_eq!(f["lines"]["corrupted"], 0);
-    assert!(f["notes"].to_string().contains("reached 4,500 of its target 10,000"));
+    assert!(
+        f["notes"]
+            .to_string()
+            .contains("reached 4,500 of its target 10,000")
+    );
     let s = &sources[1];
     assert_eq!(s["kind"], "server");
     assert_eq!(s["connections_max"], 4_000);
@@ -153,11 +169,19 @@ fn flood_and_serve_json_lines_round_trip() {
     let client_fd = fd.iter().find(|x| x["side"] == "client").unwrap();
     assert_eq!(client_fd["count"], 5);
     assert_eq!(client_fd["evidence"][0]["line"], 6);
-    assert!(client_fd["explanation"].as_str().unwrap().contains("RLIMIT_NOFILE 2600 reached"));
+    assert!(
+        client_fd["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("RLIMIT_NOFILE 2600 reached")
+    );
     let server_fd = fd.iter().find(|x| x["side"] == "server").unwrap();
     assert_eq!(server_fd["count"], 3);
     assert_eq!(server_fd["evidence"][0]["line"], 2);
-    let timeout = findings.iter().find(|x| x["id"] == "connect_timeout").unwrap();
+    let timeout = findings
+        .iter()
+        .find(|x| x["id"] == "connect_timeout")
+        .unwrap();
     assert_eq!(timeout["count"], 2);
     assert_eq!(timeout["evidence"][0]["line"], 7);
 }
@@ -167,8 +191,12 @@ fn a_cut_json_record_is_counted_corrupted_not_fatal() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flood.jsonl");
     let mut buf = Vec::new();
-    rec(1.0, Role::Flood, None, interval(10, 10)).emit(&mut buf).unwrap();
-    rec(2.0, Role::Flood, None, interval(20, 20)).emit(&mut buf).unwrap();
+    rec(1.0, Role::Flood, None, interval(10, 10))
+        .emit(&mut buf)
+        .unwrap();
+    rec(2.0, Role::Flood, None, interval(20, 20))
+        .emit(&mut buf)
+        .unwrap();
     buf.truncate(buf.len() - 20);
     std::fs::write(&path, buf).unwrap();
     let r = analyze(&[&path]);

@@ -18,7 +18,12 @@ const SEED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed.txt
 
 fn json_report() -> Value {
     let out = c1m().args(["analyze", "--json", SEED]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -36,7 +41,13 @@ fn findings<'a>(r: &'a Value, section: &str, id: &str) -> Vec<&'a Value> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|f| f["id"] == id && f["source"].as_str().unwrap().ends_with(&format!("[{section}]")))
+        .filter(|f| {
+            f["id"] == id
+                && f["source"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("[{section}]"))
+        })
         .collect()
 }
 
@@ -62,7 +73,10 @@ fn evidence_lines(f: &Value) -> Vec<u64> {
 fn seed_is_split_into_its_three_clients() {
     let r = json_report();
     let sources = r["sources"].as_array().unwrap();
-    let sections: Vec<&str> = sources.iter().map(|s| s["section"].as_str().unwrap()).collect();
+    let sections: Vec<&str> = sources
+        .iter()
+        .map(|s| s["section"].as_str().unwrap())
+        .collect();
     assert_eq!(sections, ["客户端1", "客户端2", "客户端3"]);
     assert!(sources.iter().all(|s| s["kind"] == "client"));
     assert_eq!(r["inputs"][0]["lines"], 1519);
@@ -92,7 +106,12 @@ fn client1_reached_its_cap_with_103_closed_before_the_visible_part_and_a_corrupt
     let rb = one(&r, "客户端1", "unterminated_buffer");
     assert_eq!(rb["side"], "client_bug");
     assert_eq!(evidence_lines(rb)[0], 21);
-    assert!(rb["evidence"][0]["text"].as_str().unwrap().starts_with("RecvBuffer:"));
+    assert!(
+        rb["evidence"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("RecvBuffer:")
+    );
 
     let log = one(&r, "客户端1", "log_corrupted");
     assert_eq!(log["side"], "log");
@@ -121,7 +140,10 @@ fn client2_died_on_a_connect_timeout_after_114_eagain_closes() {
     assert_eq!(eagain["count"], 114);
     assert_eq!(evidence_lines(eagain)[0], 1033);
     let text = eagain["explanation"].as_str().unwrap();
-    assert!(text.contains("+3 to -111") && text.contains("261,885"), "{text}");
+    assert!(
+        text.contains("+3 to -111") && text.contains("261,885"),
+        "{text}"
+    );
 
     let timeout = one(&r, "客户端2", "connect_timeout");
     assert_eq!(timeout["certainty"], "certain");
@@ -175,7 +197,10 @@ fn client3_stopped_at_exactly_its_cap_and_totals_match_the_author() {
     let mean = t["client_rate_mean_per_s"].as_f64().unwrap();
     assert!((460.0..=500.0).contains(&mean), "{mean}");
     let notes = t["notes"].to_string();
-    assert!(notes.contains("blocking connect()") && notes.contains("not the server"), "{notes}");
+    assert!(
+        notes.contains("blocking connect()") && notes.contains("not the server"),
+        "{notes}"
+    );
 }
 
 #[test]
@@ -189,7 +214,12 @@ fn findings_come_most_important_first() {
         .collect();
     assert_eq!(
         &ids[..4],
-        ["connect_timeout", "accept_queue_overflow", "conntrack_full", "eagain_misuse"]
+        [
+            "connect_timeout",
+            "accept_queue_overflow",
+            "conntrack_full",
+            "eagain_misuse"
+        ]
     );
     assert_eq!(ids.last(), Some(&"log_corrupted"));
 }

@@ -170,7 +170,11 @@ fn near_plateau(count: u64, plateau: u64) -> bool {
 }
 
 fn signed(n: i64) -> String {
-    if n > 0 { format!("+{n}") } else { n.to_string() }
+    if n > 0 {
+        format!("+{n}")
+    } else {
+        n.to_string()
+    }
 }
 
 /// The `sockfd - connections` of a healthy client at its start: the most
@@ -202,13 +206,13 @@ fn closed_of(s: &Source, healthy: i64) -> Option<Closed> {
     let fo = s.seed.first_offset?;
     let lo = s.seed.last_offset?;
     let before = if first.conns > SEED_STEP || first.fd == 0 {
-        (healthy - fo).max(0) as u64
+        healthy.saturating_sub(fo).max(0) as u64
     } else {
         0
     };
     Some(Closed {
         before,
-        visible: (fo - lo).max(0) as u64,
+        visible: fo.saturating_sub(lo).max(0) as u64,
     })
 }
 
@@ -257,7 +261,7 @@ pub fn classify(sources: &[Source]) -> Classified {
                     signed(fo),
                     signed(lo),
                     thousands(c.visible),
-                    thousands(max.conns.saturating_sub(c.visible + c.before)),
+                    thousands(max.conns.saturating_sub(c.visible.saturating_add(c.before))),
                     thousands(max.conns)
                 ));
                 if let Some(ev) = &s.seed.last_drop
@@ -272,7 +276,7 @@ pub fn classify(sources: &[Source]) -> Classified {
         // Closed connections without error lines: the offset alone.
         if !s.obs.contains_key(&FailureId::EagainMisuse)
             && let Some(c) = &closed
-            && c.before + c.visible > 0
+            && c.before.saturating_add(c.visible) > 0
             && let Some(ev) = s.seed.first_evidence.clone()
         {
             let mut f = Finding::new(
@@ -281,7 +285,7 @@ pub fn classify(sources: &[Source]) -> Classified {
                 Certainty::Likely,
                 &name,
             );
-            f.count = c.before + c.visible;
+            f.count = c.before.saturating_add(c.visible);
             f.evidence.push(ev);
             let mut text = String::new();
             if c.before > 0 {
@@ -290,7 +294,11 @@ pub fn classify(sources: &[Source]) -> Classified {
                     thousands(c.before),
                     signed(s.seed.first_offset.unwrap_or(0)),
                     signed(healthy),
-                    if learned { "" } else { " (fds 0-2 and the epoll fd come first)" }
+                    if learned {
+                        ""
+                    } else {
+                        " (fds 0-2 and the epoll fd come first)"
+                    }
                 );
             }
             if c.visible > 0 {
@@ -320,12 +328,12 @@ pub fn classify(sources: &[Source]) -> Classified {
                 },
                 &name,
             );
-            f.count = s.seed.cap_repeats + 1;
+            f.count = s.seed.cap_repeats.saturating_add(1);
             f.evidence.push(ev);
             findings.push(f.detail(format!(
                 "the count stopped at exactly {} and the line repeated {} times with sockfd:0{}",
                 thousands(cap),
-                thousands(s.seed.cap_repeats + 1),
+                thousands(s.seed.cap_repeats.saturating_add(1)),
                 if known {
                     " (the seed client's hard-coded cap)"
                 } else {
@@ -414,7 +422,12 @@ pub fn classify(sources: &[Source]) -> Classified {
             if c.unterminated_last {
                 parts.push("the last line is cut (no newline)".to_string());
             }
-            let mut f = Finding::new(FailureId::LogCorrupted, Side::Log, Certainty::Certain, &name);
+            let mut f = Finding::new(
+                FailureId::LogCorrupted,
+                Side::Log,
+                Certainty::Certain,
+                &name,
+            );
             f.count = s.lines.corrupted;
             f.evidence = c.evidence.clone();
             if let Some((ev, _, _)) = &s.seed.gap_evidence
@@ -472,7 +485,7 @@ pub fn classify(sources: &[Source]) -> Classified {
                 s.json.worker_events
             ));
         }
-        let closed_total = closed.as_ref().map(|c| c.before + c.visible);
+        let closed_total = closed.as_ref().map(|c| c.before.saturating_add(c.visible));
         let live = match (s.max_connections(), closed_total) {
             (Some(m), Some(c)) => Some(m.saturating_sub(c)),
             _ => None,
@@ -582,19 +595,26 @@ fn host_findings(sources: &[Source], findings: &mut Vec<Finding>) {
             f.evidence.sort_by_key(|e| e.line);
             findings.push(f.detail(texts.join("; ")));
         }
-        let get = |k: SysctlKey| s.sysctl.get(&k).or_else(|| {
-            sources.iter().find_map(|o| o.sysctl.get(&k))
-        });
-        if let (Some((count, ev)), Some((max, _))) =
-            (s.sysctl.get(&SysctlKey::ConntrackCount), get(SysctlKey::ConntrackMax))
-            && max[0] > 0
-            && count[0] * 100 >= max[0] * 95
+        let get = |k: SysctlKey| {
+            s.sysctl
+                .get(&k)
+                .or_else(|| sources.iter().find_map(|o| o.sysctl.get(&k)))
+        };
+        if let (Some((count, ev)), Some((max, _))) = (
+            s.sysctl.get(&SysctlKey::ConntrackCount),
+            get(SysctlKey::ConntrackMax),
+        ) && max[0] > 0
+            && (count[0] as u128) * 100 >= (max[0] as u128) * 95
         {
             let full = count[0] >= max[0];
             let mut f = Finding::new(
                 FailureId::ConntrackFull,
                 Side::Host,
-                if full { Certainty::Certain } else { Certainty::Likely },
+                if full {
+                    Certainty::Certain
+                } else {
+                    Certainty::Likely
+                },
                 &name,
             );
             f.count = count[0];
@@ -614,7 +634,11 @@ fn host_findings(sources: &[Source], findings: &mut Vec<Finding>) {
                 let mut f = Finding::new(
                     FailureId::TcpMemoryPressure,
                     Side::Host,
-                    if hard { Certainty::Certain } else { Certainty::Likely },
+                    if hard {
+                        Certainty::Certain
+                    } else {
+                        Certainty::Likely
+                    },
                     &name,
                 );
                 f.count = v[3];
@@ -629,7 +653,7 @@ fn host_findings(sources: &[Source], findings: &mut Vec<Finding>) {
             }
             if let Some((orph, _)) = get(SysctlKey::TcpMaxOrphans)
                 && orph[0] > 0
-                && v[1] * 10 >= orph[0] * 9
+                && (v[1] as u128) * 10 >= (orph[0] as u128) * 9
             {
                 let mut f = Finding::new(
                     FailureId::OrphanSockets,
@@ -653,8 +677,12 @@ fn host_findings(sources: &[Source], findings: &mut Vec<Finding>) {
         if let Some((nr, ev)) = s.sysctl.get(&SysctlKey::FileNr) {
             let max = get(SysctlKey::FileMax).map(|m| m.0[0]).unwrap_or(nr[2]);
             if max > 0 && nr[0] >= max {
-                let mut f =
-                    Finding::new(FailureId::SystemFdLimit, Side::Host, Certainty::Certain, &name);
+                let mut f = Finding::new(
+                    FailureId::SystemFdLimit,
+                    Side::Host,
+                    Certainty::Certain,
+                    &name,
+                );
                 f.count = nr[0];
                 f.evidence.push(ev.clone());
                 findings.push(f.detail(format!(
@@ -688,7 +716,7 @@ fn ruled_out(sources: &[Source], id: FailureId) -> Option<String> {
                     sources
                         .iter()
                         .find_map(|o| o.sysctl.get(&SysctlKey::ConntrackMax)),
-                ) && count[0] * 10 < max[0] * 9
+                ) && (count[0] as u128) * 10 < (max[0] as u128) * 9
                 {
                     return Some(format!(
                         "nf_conntrack_count peaked at {} of {} ({}:{})",
@@ -705,7 +733,8 @@ fn ruled_out(sources: &[Source], id: FailureId) -> Option<String> {
     None
 }
 
-const CAUSES_OF_TIMEOUT: [FailureId; 2] = [FailureId::AcceptQueueOverflow, FailureId::ConntrackFull];
+const CAUSES_OF_TIMEOUT: [FailureId; 2] =
+    [FailureId::AcceptQueueOverflow, FailureId::ConntrackFull];
 
 fn link_causes(sources: &[Source], findings: &mut Vec<Finding>, any_reactor: bool) {
     let symptoms: Vec<usize> = findings
@@ -736,7 +765,11 @@ fn link_causes(sources: &[Source], findings: &mut Vec<Finding>, any_reactor: boo
                     findings[si].caused_by.push(id);
                 }
             }
-            let blamed: Vec<&str> = findings[si].caused_by.iter().map(|id| id.as_str()).collect();
+            let blamed: Vec<&str> = findings[si]
+                .caused_by
+                .iter()
+                .map(|id| id.as_str())
+                .collect();
             findings[si].explanation = format!(
                 "{} Blamed on {} (shown by the evidence of the finding{} below).",
                 findings[si].explanation,
@@ -888,8 +921,16 @@ fn class(id: FailureId) -> u8 {
     use FailureId::*;
     match id {
         ConnectTimeout | ConnectionRefused | ConnectionReset => 0,
-        FdLimit | SystemFdLimit | EphemeralPortsExhausted | AcceptQueueOverflow | ConntrackFull
-        | TcpMemoryPressure | OrphanSockets | TimeWaitOverflow | OutOfMemory | EpollWatchLimit => 0,
+        FdLimit
+        | SystemFdLimit
+        | EphemeralPortsExhausted
+        | AcceptQueueOverflow
+        | ConntrackFull
+        | TcpMemoryPressure
+        | OrphanSockets
+        | TimeWaitOverflow
+        | OutOfMemory
+        | EpollWatchLimit => 0,
         EagainMisuse => 1,
         ClientCapReached => 2,
         WrongFd => 3,
@@ -902,7 +943,9 @@ fn class(id: FailureId) -> u8 {
 /// Most important first; causes right after the symptom they explain.
 fn order(findings: Vec<Finding>) -> Vec<Finding> {
     let n = findings.len();
-    let mut idx: Vec<usize> = (0..n).filter(|&i| findings[i].linked_to.is_none()).collect();
+    let mut idx: Vec<usize> = (0..n)
+        .filter(|&i| findings[i].linked_to.is_none())
+        .collect();
     // Findings were made source by source: the first index of a source is
     // its position among the inputs.
     let mut source_pos: Vec<String> = Vec::new();
@@ -919,7 +962,9 @@ fn order(findings: Vec<Finding>) -> Vec<Finding> {
     let mut out_idx = Vec::with_capacity(n);
     for i in idx {
         out_idx.push(i);
-        let mut linked: Vec<usize> = (0..n).filter(|&j| findings[j].linked_to == Some(i)).collect();
+        let mut linked: Vec<usize> = (0..n)
+            .filter(|&j| findings[j].linked_to == Some(i))
+            .collect();
         linked.sort_by_key(|&j| (findings[j].certainty, j));
         out_idx.extend(linked);
     }
@@ -942,17 +987,17 @@ fn totals(summaries: &[SourceSummary], sources: &[Source]) -> Totals {
             Kind::Client => {
                 t.clients += 1;
                 let printed = s.connections_max.unwrap_or(0);
-                t.client_connections_printed += printed;
-                match s.closed_by_client {
-                    Some(c) => {
-                        t.client_closed_by_client += c;
-                        t.client_connections_live_estimate += printed.saturating_sub(c);
-                    }
+                t.client_connections_printed = t.client_connections_printed.saturating_add(printed);
+                let (closed, live) = match s.closed_by_client {
+                    Some(c) => (c, printed.saturating_sub(c)),
                     None => {
                         t.live_estimate_exact = false;
-                        t.client_connections_live_estimate += printed;
+                        (0, printed)
                     }
-                }
+                };
+                t.client_closed_by_client = t.client_closed_by_client.saturating_add(closed);
+                t.client_connections_live_estimate =
+                    t.client_connections_live_estimate.saturating_add(live);
                 if let Some(r) = s.rate_per_s {
                     rates.push(r);
                 }
@@ -962,7 +1007,9 @@ fn totals(summaries: &[SourceSummary], sources: &[Source]) -> Totals {
             }
             Kind::Server => {
                 t.servers += 1;
-                t.server_connections += s.connections_max.unwrap_or(0);
+                t.server_connections = t
+                    .server_connections
+                    .saturating_add(s.connections_max.unwrap_or(0));
             }
             _ => {}
         }
@@ -982,7 +1029,11 @@ fn totals(summaries: &[SourceSummary], sources: &[Source]) -> Totals {
         t.notes.push(format!(
             "{} connections printed, {} {}: the clients closed {} themselves{}",
             thousands(t.client_connections_printed),
-            if t.live_estimate_exact { "alive" } else { "alive at most" },
+            if t.live_estimate_exact {
+                "alive"
+            } else {
+                "alive at most"
+            },
             thousands(t.client_connections_live_estimate),
             thousands(t.client_closed_by_client),
             if t.live_estimate_exact {

@@ -247,8 +247,7 @@ mod tests {
         use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.gz");
-        let mut enc =
-            flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         enc.write_all(b"connections: 999, sockfd:1002, time_used:1241\n")
             .unwrap();
         std::fs::write(&path, enc.finish().unwrap()).unwrap();

@@ -358,7 +358,10 @@ fn classify_slow<'a>(t: &'a [u8], scratch: &mut Scratch, bytes: Bytes) -> Line<'
 /// `net.netfilter.nf_conntrack_count = 262144` and friends.
 fn sysctl<'a>(t: &[u8], lower: &[u8]) -> Option<Line<'a>> {
     const KEYS: &[(&[u8], SysctlKey)] = &[
-        (b"net.netfilter.nf_conntrack_count", SysctlKey::ConntrackCount),
+        (
+            b"net.netfilter.nf_conntrack_count",
+            SysctlKey::ConntrackCount,
+        ),
         (b"net.netfilter.nf_conntrack_max", SysctlKey::ConntrackMax),
         (b"net.nf_conntrack_max", SysctlKey::ConntrackMax),
         (b"net.ipv4.tcp_mem", SysctlKey::TcpMem),
@@ -380,7 +383,10 @@ fn sysctl<'a>(t: &[u8], lower: &[u8]) -> Option<Line<'a>> {
     };
     let mut values = [0u64; 3];
     let mut n = 0;
-    for tok in t[eq + 1..].split(|&b| is_space(b)).filter(|w| !w.is_empty()) {
+    for tok in t[eq + 1..]
+        .split(|&b| is_space(b))
+        .filter(|w| !w.is_empty())
+    {
         if n == 3 {
             break;
         }
@@ -478,10 +484,7 @@ fn counter<'a>(t: &[u8], lower: &[u8]) -> Option<Line<'a>> {
             return None;
         }
         let rest = trim(&lower[lower.len() - trim_start_len(t, first)..]);
-        let name = NETSTAT_PHRASES
-            .iter()
-            .find(|(p, _)| rest.starts_with(p))?
-            .1;
+        let name = NETSTAT_PHRASES.iter().find(|(p, _)| rest.starts_with(p))?.1;
         return Some(Line::Counter { name, value });
     }
     None
@@ -730,7 +733,10 @@ fn shell_killed<'a>(t: &[u8]) -> Option<Line<'a>> {
     let s = if t[0] == b'[' {
         let close = super::input::find_byte(b']', t)?;
         let s = &t[close + 1..];
-        let s = s.strip_prefix(b"+").or_else(|| s.strip_prefix(b"-")).unwrap_or(s);
+        let s = s
+            .strip_prefix(b"+")
+            .or_else(|| s.strip_prefix(b"-"))
+            .unwrap_or(s);
         trim(s)
     } else {
         t
@@ -904,6 +910,9 @@ mod tests {
             }
         );
         assert_eq!(p(b"fs.epoll.max_user_watches = 100"), Line::Other);
-        assert_eq!(id_of("[1]+  Killed                  ./client"), Some((FailureId::OutOfMemory, "")));
+        assert_eq!(
+            id_of("[1]+  Killed                  ./client"),
+            Some((FailureId::OutOfMemory, ""))
+        );
     }
 }

@@ -41,7 +41,8 @@ pub fn write_svg(path: &Path, series: &[Series]) -> Result<()> {
         let caption = if series.is_empty() {
             "no source printed connection counts".to_string()
         } else {
-            "connections over time (crosses: client-bug error lines; dots: limits and failures)".to_string()
+            "connections over time (crosses: client-bug error lines; dots: limits and failures)"
+                .to_string()
         };
         let mut chart = ChartBuilder::on(&root)
             .caption(caption, ("sans-serif", 22))
@@ -93,7 +94,11 @@ pub fn write_svg(path: &Path, series: &[Series]) -> Result<()> {
             let mut labelled = Vec::new();
             for &(x, y, id) in s.marks.iter().filter(|m| !minor(m.2)) {
                 chart.draw_series(std::iter::once(Circle::new((x, y), 7, color.filled())))?;
-                chart.draw_series(std::iter::once(Circle::new((x, y), 7, BLACK.stroke_width(1))))?;
+                chart.draw_series(std::iter::once(Circle::new(
+                    (x, y),
+                    7,
+                    BLACK.stroke_width(1),
+                )))?;
                 if !labelled.contains(&id) {
                     labelled.push(id);
                     chart.draw_series(std::iter::once(
@@ -141,7 +146,9 @@ fn minor(id: FailureId) -> bool {
 fn legend_name(name: &str) -> String {
     if let (Some(open), true) = (name.rfind(" ["), name.ends_with(']')) {
         let section = &name[open + 2..name.len() - 1];
-        let english = section.replace("客户端", "client ").replace("服务器", "server");
+        let english = section
+            .replace("客户端", "client ")
+            .replace("服务器", "server");
         if english != section {
             return format!("{section} ({})", english.trim());
         }

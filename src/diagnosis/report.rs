@@ -86,7 +86,11 @@ pub fn analyze(paths: &[PathBuf]) -> Report {
 }
 
 /// Classify already-read sources into a report.
-pub fn from_sources(sources: Vec<Source>, inputs: Vec<FileStat>, errors: Vec<InputProblem>) -> Report {
+pub fn from_sources(
+    sources: Vec<Source>,
+    inputs: Vec<FileStat>,
+    errors: Vec<InputProblem>,
+) -> Report {
     let c = classify::classify(&sources);
     let series = sources
         .iter()
@@ -155,8 +159,16 @@ impl Report {
             .set_content_arrangement(ContentArrangement::Dynamic)
             .set_width(150)
             .set_header(vec![
-                "source", "kind", "last", "highest", "live (est.)", "closed", "conn/s", "time",
-                "errors", "lines read/skip/bad",
+                "source",
+                "kind",
+                "last",
+                "highest",
+                "live (est.)",
+                "closed",
+                "conn/s",
+                "time",
+                "errors",
+                "lines read/skip/bad",
             ]);
         for s in &self.sources {
             let errors: Vec<String> = s
@@ -202,7 +214,8 @@ impl Report {
                 Cell::new(format!("all {} clients", t.clients)),
                 Cell::new("total"),
                 Cell::new(""),
-                Cell::new(thousands(t.client_connections_printed)).set_alignment(CellAlignment::Right),
+                Cell::new(thousands(t.client_connections_printed))
+                    .set_alignment(CellAlignment::Right),
                 Cell::new(format!(
                     "{}{}",
                     if t.live_estimate_exact { "" } else { "≤ " },
@@ -271,11 +284,23 @@ impl Report {
                 "{pad}what: {}",
                 wrap(&f.explanation, 96, &format!("{pad}      "))
             );
-            let _ = writeln!(out, "{pad}fix:  {}", wrap(&f.fix, 96, &format!("{pad}      ")));
+            let _ = writeln!(
+                out,
+                "{pad}fix:  {}",
+                wrap(&f.fix, 96, &format!("{pad}      "))
+            );
             // A symptom's causes follow it, each with what to collect.
-            let collect: &[String] = if f.caused_by.is_empty() { &f.collect } else { &[] };
+            let collect: &[String] = if f.caused_by.is_empty() {
+                &f.collect
+            } else {
+                &[]
+            };
             for c in collect {
-                let _ = writeln!(out, "{pad}collect: {}", wrap(c, 96, &format!("{pad}      ")));
+                let _ = writeln!(
+                    out,
+                    "{pad}collect: {}",
+                    wrap(c, 96, &format!("{pad}      "))
+                );
             }
         }
         out

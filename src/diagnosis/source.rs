@@ -98,7 +98,7 @@ pub struct Obs {
 
 impl Obs {
     fn add(&mut self, n: u64, ev: impl FnOnce() -> Evidence) {
-        self.count += n;
+        self.count = self.count.saturating_add(n);
         if self.evidence.len() < MAX_EVIDENCE {
             self.evidence.push(ev());
         }
@@ -346,10 +346,7 @@ impl Source {
 
     fn mark(&mut self, id: FailureId) {
         if self.marks.len() < MAX_MARKS {
-            let y = self
-                .last_point
-                .map(|p| p.1)
-                .unwrap_or(0.0);
+            let y = self.last_point.map(|p| p.1).unwrap_or(0.0);
             self.marks.push((self.x, y, id));
         }
     }
@@ -405,9 +402,7 @@ impl Source {
                 if self.seed.recv_evidence.len() < MAX_EVIDENCE {
                     self.seed.recv_evidence.push(rb);
                 }
-            } else if left > 1
-                && matches!(parsed.line, Line::Other | Line::Blank)
-            {
+            } else if left > 1 && matches!(parsed.line, Line::Other | Line::Blank) {
                 self.seed.open_recv = Some((rb, left - 1));
             }
         }
@@ -427,9 +422,7 @@ impl Source {
                     self.mentions_reactor = true;
                 }
             }
-            Line::Progress {
-                conns, fd, ms, ..
-            } => {
+            Line::Progress { conns, fd, ms, .. } => {
                 self.lines.recognized += 1;
                 self.program_lines += 1;
                 self.progress(
@@ -564,15 +557,15 @@ impl Source {
     fn progress(&mut self, p: Progress, ev: &dyn Fn() -> Evidence) {
         let s = &mut self.seed;
         s.progress_lines += 1;
-        s.total_ms += p.ms;
+        s.total_ms = s.total_ms.saturating_add(p.ms);
         if s.first.is_none() {
             s.first = Some(p);
             s.first_evidence = Some(ev());
             // A log that starts at the beginning: its first line covers the
             // first connections.
             if p.conns <= SEED_STEP && p.fd != 0 {
-                s.rate_conns += p.conns;
-                s.rate_ms += p.ms;
+                s.rate_conns = s.rate_conns.saturating_add(p.conns);
+                s.rate_ms = s.rate_ms.saturating_add(p.ms);
             }
         }
         if p.fd == 0 {
@@ -592,19 +585,19 @@ impl Source {
                 let d = p.conns - last.conns;
                 let step = s.step.map_or(d, |st| st.min(d));
                 s.step = Some(step);
-                if d * 2 <= step * 3 {
-                    s.rate_conns += d;
-                    s.rate_ms += p.ms;
+                if d.saturating_mul(2) <= step.saturating_mul(3) {
+                    s.rate_conns = s.rate_conns.saturating_add(d);
+                    s.rate_ms = s.rate_ms.saturating_add(p.ms);
                     // Whole extra seconds over the recent floor: connects
                     // that waited for a SYN retransmission (1 s, then 3 s).
                     if s.window.len() >= 3
                         && let Some(&floor) = s.window.iter().min()
                     {
                         let excess = p.ms.saturating_sub(floor);
-                        let k = (excess + 300) / 1000;
-                        if k >= 1 && excess.abs_diff(k * 1000) <= 300 {
+                        let k = excess.saturating_add(300) / 1000;
+                        if k >= 1 && excess.abs_diff(k.saturating_mul(1000)) <= 300 {
                             s.retrans_intervals += 1;
-                            s.retrans_waits += k;
+                            s.retrans_waits = s.retrans_waits.saturating_add(k);
                             if s.retrans_evidence.is_none() {
                                 s.retrans_evidence = Some(ev());
                                 s.retrans_first_conns = p.conns;
@@ -617,7 +610,7 @@ impl Source {
                     s.window.push_back(p.ms);
                 } else {
                     s.gaps += 1;
-                    s.missing_lines += (d - 1) / step;
+                    s.missing_lines = s.missing_lines.saturating_add((d - 1) / step.max(1));
                     if s.gap_evidence.is_none() {
                         s.gap_evidence = Some((ev(), last.conns, p.conns));
                     }
@@ -628,7 +621,8 @@ impl Source {
             }
         }
         if p.fd != 0 {
-            let off = p.fd as i64 - p.conns as i64;
+            let off = (p.fd as i128 - p.conns as i128)
+                .clamp(i64::MIN as i128 / 4, i64::MAX as i128 / 4) as i64;
             match s.last_offset {
                 None => s.first_offset = Some(off),
                 Some(prev) if off < prev => {
@@ -688,7 +682,7 @@ impl Source {
                 }
                 j.current = match j.parent {
                     Some(p) => p,
-                    None => j.workers.values().sum(),
+                    None => j.workers.values().fold(0u64, |a, b| a.saturating_add(*b)),
                 };
                 if j.current > j.max || j.max_evidence.is_none() {
                     j.max = j.current;
@@ -737,11 +731,13 @@ impl Source {
                 elapsed_s,
                 ..
             } => {
-                *j.summary_connections.get_or_insert(0) += counters.connections;
-                j.summary_opened += counters.opened_total;
+                let sc = j.summary_connections.get_or_insert(0);
+                *sc = sc.saturating_add(counters.connections);
+                j.summary_opened = j.summary_opened.saturating_add(counters.opened_total);
                 j.summary_elapsed = j.summary_elapsed.max(elapsed_s);
                 for (id, n) in counters.failures {
-                    *j.summary_failures.entry(id).or_default() += n;
+                    let e = j.summary_failures.entry(id).or_default();
+                    *e = e.saturating_add(n);
                 }
                 if counters.connections > j.max {
                     j.max = counters.connections;
@@ -919,7 +915,9 @@ pub fn read_input(name: &str, reader: impl BufRead) -> (Vec<Source>, FileStat) {
             }
         };
         no += 1;
-        stat.bytes += line.len() as u64 + 1 + meta.cut_bytes;
+        stat.bytes = stat
+            .bytes
+            .saturating_add(line.len() as u64 + 1 + meta.cut_bytes);
         let cut = meta.cut_bytes > 0 || line.len() >= MAX_LINE;
         last_unterminated = meta.unterminated;
         let parsed = parse::parse_line(line, &mut scratch);
