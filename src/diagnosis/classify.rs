@@ -496,7 +496,7 @@ pub fn classify(sources: &[Source]) -> Classified {
         }
         summaries.push(SourceSummary {
             name: name.clone(),
-            file: s.file.clone(),
+            file: s.file.to_string(),
             section: s.section.clone(),
             kind,
             command: s.command.clone(),

@@ -124,11 +124,13 @@ fn walk(p: &Path, inputs: &mut Vec<Input>, errors: &mut Vec<InputError>) {
     }
 }
 
-/// Reads lines as byte slices from a buffered reader, reusing one buffer.
+/// Reads lines as byte slices straight out of the reader's buffer; only a
+/// line that spans two reads is copied (into one reused buffer).
 pub struct LineReader<R> {
     inner: R,
-    buf: Vec<u8>,
-    meta: LineMeta,
+    carry: Vec<u8>,
+    carrying: bool,
+    carry_cut: u64,
 }
 
 /// Facts about the line just read.
@@ -144,17 +146,15 @@ impl<R: BufRead> LineReader<R> {
     pub fn new(inner: R) -> Self {
         LineReader {
             inner,
-            buf: Vec::with_capacity(256),
-            meta: LineMeta::default(),
+            carry: Vec::with_capacity(256),
+            carrying: false,
+            carry_cut: 0,
         }
     }
 
-    /// The next line without its `\n` (a trailing `\r` is kept; parsers
-    /// trim it). `Ok(None)` at the end.
-    pub fn next_line(&mut self) -> io::Result<Option<(&[u8], LineMeta)>> {
-        self.buf.clear();
-        self.meta = LineMeta::default();
-        let mut any = false;
+    /// Call `f` with every line (without its `\n`; a trailing `\r` is
+    /// kept, parsers trim it) until the end of the input or a read error.
+    pub fn for_each_line(&mut self, mut f: impl FnMut(&[u8], LineMeta)) -> io::Result<()> {
         loop {
             let chunk = match self.inner.fill_buf() {
                 Ok(c) => c,
@@ -162,25 +162,55 @@ impl<R: BufRead> LineReader<R> {
                 Err(e) => return Err(e),
             };
             if chunk.is_empty() {
-                if !any {
-                    return Ok(None);
+                if self.carrying {
+                    let meta = LineMeta {
+                        cut_bytes: self.carry_cut,
+                        unterminated: true,
+                    };
+                    f(&self.carry, meta);
+                    self.carry.clear();
+                    self.carrying = false;
+                    self.carry_cut = 0;
                 }
-                self.meta.unterminated = true;
-                return Ok(Some((&self.buf, self.meta)));
+                return Ok(());
             }
-            any = true;
-            let (n, done) = match find_byte(b'\n', chunk) {
-                Some(i) => (i, true),
-                None => (chunk.len(), false),
-            };
-            let room = MAX_LINE.saturating_sub(self.buf.len());
-            let take = n.min(room);
-            self.buf.extend_from_slice(&chunk[..take]);
-            self.meta.cut_bytes += (n - take) as u64;
-            self.inner.consume(if done { n + 1 } else { n });
-            if done {
-                return Ok(Some((&self.buf, self.meta)));
+            let n = chunk.len();
+            let mut start = 0;
+            while let Some(i) = find_byte(b'\n', &chunk[start..]) {
+                let end = start + i;
+                let piece = &chunk[start..end];
+                if self.carrying {
+                    let room = MAX_LINE.saturating_sub(self.carry.len());
+                    let take = piece.len().min(room);
+                    self.carry.extend_from_slice(&piece[..take]);
+                    let meta = LineMeta {
+                        cut_bytes: self.carry_cut + (piece.len() - take) as u64,
+                        unterminated: false,
+                    };
+                    f(&self.carry, meta);
+                    self.carry.clear();
+                    self.carrying = false;
+                    self.carry_cut = 0;
+                } else if piece.len() > MAX_LINE {
+                    let meta = LineMeta {
+                        cut_bytes: (piece.len() - MAX_LINE) as u64,
+                        unterminated: false,
+                    };
+                    f(&piece[..MAX_LINE], meta);
+                } else {
+                    f(piece, LineMeta::default());
+                }
+                start = end + 1;
             }
+            if start < n {
+                let piece = &chunk[start..];
+                let room = MAX_LINE.saturating_sub(self.carry.len());
+                let take = piece.len().min(room);
+                self.carry.extend_from_slice(&piece[..take]);
+                self.carry_cut += (piece.len() - take) as u64;
+                self.carrying = true;
+            }
+            self.inner.consume(n);
         }
     }
 }
@@ -188,6 +218,7 @@ impl<R: BufRead> LineReader<R> {
 /// Position of `needle` in `hay`: a word-at-a-time scan (the classic
 /// "has zero byte" trick), several times faster than a byte loop and
 /// without an extra crate.
+#[inline]
 pub fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
@@ -224,22 +255,33 @@ mod tests {
         }
     }
 
+    fn lines(data: &[u8], cap: usize) -> Vec<(Vec<u8>, LineMeta)> {
+        let mut out = Vec::new();
+        LineReader::new(BufReader::with_capacity(cap, data))
+            .for_each_line(|l, m| out.push((l.to_vec(), m)))
+            .unwrap();
+        out
+    }
+
     #[test]
     fn lines_are_bytes_cut_long_and_flag_the_unterminated_last() {
         let mut data = b"one\r\ntwo \xff\xfe\n".to_vec();
         data.extend(std::iter::repeat_n(b'x', MAX_LINE + 10));
-        data.extend_from_slice(b"\nlast");
-        let mut r = LineReader::new(BufReader::with_capacity(7, &data[..]));
-        let plain = LineMeta::default();
-        assert_eq!(r.next_line().unwrap(), Some((&b"one\r"[..], plain)));
-        assert_eq!(r.next_line().unwrap(), Some((&b"two \xff\xfe"[..], plain)));
-        let (long, meta) = r.next_line().unwrap().unwrap();
-        assert_eq!(long.len(), MAX_LINE);
-        assert_eq!(meta.cut_bytes, 10);
-        let (last, meta) = r.next_line().unwrap().unwrap();
-        assert_eq!(last, b"last");
-        assert!(meta.unterminated);
-        assert_eq!(r.next_line().unwrap(), None);
+        data.extend_from_slice(b"\n\nlast");
+        for cap in [7, 100, 1 << 20] {
+            let got = lines(&data, cap);
+            assert_eq!(got.len(), 5, "cap {cap}");
+            let plain = LineMeta::default();
+            assert_eq!(got[0], (b"one\r".to_vec(), plain));
+            assert_eq!(got[1], (b"two \xff\xfe".to_vec(), plain));
+            assert_eq!(got[2].0.len(), MAX_LINE);
+            assert_eq!(got[2].1.cut_bytes, 10);
+            assert_eq!(got[3], (Vec::new(), plain));
+            assert_eq!(got[4].0, b"last");
+            assert!(got[4].1.unterminated);
+        }
+        assert!(lines(b"", 8).is_empty());
+        assert_eq!(lines(b"\n", 8), vec![(Vec::new(), LineMeta::default())]);
     }
 
     #[test]
@@ -251,11 +293,11 @@ mod tests {
         enc.write_all(b"connections: 999, sockfd:1002, time_used:1241\n")
             .unwrap();
         std::fs::write(&path, enc.finish().unwrap()).unwrap();
-        let mut r = LineReader::new(Input::File(path).open().unwrap());
-        assert_eq!(
-            r.next_line().unwrap().unwrap().0,
-            &b"connections: 999, sockfd:1002, time_used:1241"[..]
-        );
+        let mut got = Vec::new();
+        LineReader::new(Input::File(path).open().unwrap())
+            .for_each_line(|l, _| got.push(l.to_vec()))
+            .unwrap();
+        assert_eq!(got, vec![b"connections: 999, sockfd:1002, time_used:1241".to_vec()]);
     }
 
     #[test]

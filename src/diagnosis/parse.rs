@@ -16,6 +16,7 @@
 use std::sync::OnceLock;
 
 use super::catalogue::{CATALOGUE, FailureId};
+use super::input::find_byte;
 
 /// What one line is.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,11 +133,13 @@ pub struct Scratch {
     lower: Vec<u8>,
 }
 
+#[inline]
 fn is_space(b: u8) -> bool {
     b == b' ' || b == b'\t' || b == b'\r' || b == b'\x0b' || b == b'\x0c'
 }
 
 /// Trim ASCII whitespace at both ends.
+#[inline]
 pub fn trim(mut s: &[u8]) -> &[u8] {
     while let [first, rest @ ..] = s {
         if is_space(*first) {
@@ -156,6 +159,7 @@ pub fn trim(mut s: &[u8]) -> &[u8] {
 }
 
 /// Parse leading decimal digits: value and how many bytes were used.
+#[inline]
 fn digits(s: &[u8]) -> Option<(u64, usize)> {
     let mut v: u64 = 0;
     let mut n = 0;
@@ -169,6 +173,7 @@ fn digits(s: &[u8]) -> Option<(u64, usize)> {
     if n == 0 { None } else { Some((v, n)) }
 }
 
+#[inline]
 fn skip_spaces(s: &[u8]) -> &[u8] {
     let n = s.iter().take_while(|&&b| b == b' ').count();
     &s[n..]
@@ -186,7 +191,7 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     let last_start = hay.len() - needle.len();
     let mut i = 0;
     while i <= last_start {
-        match super::input::find_byte(first, &hay[i..=last_start]) {
+        match find_byte(first, &hay[i..=last_start]) {
             None => return None,
             Some(p) => {
                 let at = i + p;
@@ -200,6 +205,7 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     None
 }
 
+#[inline]
 fn byte_facts(s: &[u8]) -> Bytes {
     let mut b = Bytes::default();
     for &c in s {
@@ -218,6 +224,7 @@ fn byte_facts(s: &[u8]) -> Bytes {
 
 /// `connections: N, sockfd:N, time_used:N` at the start of `s`; returns the
 /// numbers and the unparsed rest.
+#[inline]
 fn progress(s: &[u8]) -> Option<((u64, u64, u64), &[u8])> {
     let s = s.strip_prefix(b"connections:")?;
     let s = skip_spaces(s);
@@ -232,6 +239,7 @@ fn progress(s: &[u8]) -> Option<((u64, u64, u64), &[u8])> {
 }
 
 /// `clientfd:N, errno:N` at the start of `s`.
+#[inline]
 fn clientfd_errno(s: &[u8]) -> Option<(u64, i32)> {
     let s = skip_spaces(s.strip_prefix(b"clientfd:")?);
     let (fd, n) = digits(s)?;
@@ -331,8 +339,33 @@ fn classify_slow<'a>(t: &'a [u8], scratch: &mut Scratch, bytes: Bytes) -> Line<'
             command: trim(&t[close + 3..]),
         };
     }
+    // Error, kernel, sysctl and sockstat lines all hold ':', '(' or '=';
+    // other lines can only be counters, a shell's "Killed", or a bare errno
+    // name. Checking that first keeps program chatter cheap.
+    let punct = find_byte(b':', t).is_some()
+        || find_byte(b'(', t).is_some()
+        || find_byte(b'=', t).is_some();
     let lower = &mut scratch.lower;
     lower.clear();
+    if !punct {
+        if t[0].is_ascii_digit() || t[0].is_ascii_uppercase() {
+            lower.extend(t.iter().map(|b| b.to_ascii_lowercase()));
+            if let Some(line) = counter(t, lower) {
+                return line;
+            }
+        }
+        if let Some(line) = shell_killed(t) {
+            return line;
+        }
+        if find_byte(b'E', t).is_some() {
+            lower.clear();
+            lower.extend(t.iter().map(|b| b.to_ascii_lowercase()));
+            if let Some(line) = error_line(t, lower) {
+                return line;
+            }
+        }
+        return Line::Other;
+    }
     lower.extend(t.iter().map(|b| b.to_ascii_lowercase()));
     if let Some(line) = sysctl(t, lower) {
         return line;
@@ -372,7 +405,7 @@ fn sysctl<'a>(t: &[u8], lower: &[u8]) -> Option<Line<'a>> {
     if !lower.starts_with(b"net.") && !lower.starts_with(b"fs.") {
         return None;
     }
-    let eq = super::input::find_byte(b'=', t)?;
+    let eq = find_byte(b'=', t)?;
     let key_text = trim(&lower[..eq]);
     if key_text.contains(&b' ') {
         return None;
@@ -731,7 +764,7 @@ fn error_line<'a>(t: &[u8], lower: &[u8]) -> Option<Line<'a>> {
 /// `已杀死` (zh_CN).
 fn shell_killed<'a>(t: &[u8]) -> Option<Line<'a>> {
     let s = if t[0] == b'[' {
-        let close = super::input::find_byte(b']', t)?;
+        let close = find_byte(b']', t)?;
         let s = &t[close + 1..];
         let s = s
             .strip_prefix(b"+")

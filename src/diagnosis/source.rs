@@ -15,7 +15,7 @@ use std::io::BufRead;
 use serde::Serialize;
 
 use super::catalogue::FailureId;
-use super::input::{LineReader, MAX_LINE};
+use super::input::LineReader;
 use super::parse::{self, Bytes, Detail, Line, Scratch, SysctlKey};
 use crate::events::{Event, Record, Role};
 
@@ -83,6 +83,29 @@ impl Evidence {
     }
 }
 
+/// A line kept as bytes (in a reused buffer) until the end, for evidence
+/// that changes on most lines (the highest count, the last offset drop):
+/// building the text only once keeps the per-line cost flat.
+#[derive(Debug, Clone, Default)]
+pub struct Lazy {
+    line: u64,
+    raw: Vec<u8>,
+    set: bool,
+}
+
+impl Lazy {
+    fn set(&mut self, line: u64, raw: &[u8]) {
+        self.line = line;
+        self.raw.clear();
+        self.raw.extend_from_slice(&raw[..raw.len().min(512)]);
+        self.set = true;
+    }
+
+    fn get(&self, file: &str) -> Option<Evidence> {
+        self.set.then(|| Evidence::new(file, self.line, &self.raw))
+    }
+}
+
 /// Everything seen of one failure class in one source.
 #[derive(Debug, Clone, Default)]
 pub struct Obs {
@@ -122,6 +145,7 @@ pub struct SeedState {
     pub last: Option<Progress>,
     pub max: Option<Progress>,
     pub max_evidence: Option<Evidence>,
+    max_lazy: Lazy,
     pub first_evidence: Option<Evidence>,
     /// Smallest positive step between progress lines.
     pub step: Option<u64>,
@@ -134,6 +158,7 @@ pub struct SeedState {
     pub last_offset: Option<i64>,
     pub first_drop: Option<Evidence>,
     pub last_drop: Option<Evidence>,
+    drop_lazy: Lazy,
     pub zero_fd_lines: u64,
     pub zero_fd_evidence: Option<Evidence>,
     /// Repeats of the same count with `sockfd:0`: the client's cap.
@@ -151,11 +176,15 @@ pub struct SeedState {
     pub retrans_waits: u64,
     pub retrans_evidence: Option<Evidence>,
     pub retrans_first_conns: u64,
-    window: VecDeque<u64>,
+    /// (index, ms) with increasing ms: the minimum of the last 32 regular
+    /// intervals is at the front (a monotonic queue, O(1) per line).
+    window: VecDeque<(u64, u64)>,
+    window_seen: u64,
     pub recv_buffers: u64,
     pub recv_garbage: u64,
     pub recv_evidence: Vec<Evidence>,
-    open_recv: Option<(Evidence, u32)>,
+    open_recv: Option<u32>,
+    recv_lazy: Lazy,
     pub seed_errors: u64,
 }
 
@@ -182,6 +211,7 @@ pub struct JsonState {
     pub max: u64,
     pub max_ts: f64,
     pub max_evidence: Option<Evidence>,
+    max_lazy: Lazy,
     pub target: Option<u64>,
     pub summary_connections: Option<u64>,
     pub summary_opened: u64,
@@ -223,7 +253,8 @@ pub struct Corruption {
 /// One source being read.
 #[derive(Debug, Clone)]
 pub struct Source {
-    pub file: String,
+    /// Shared with every evidence closure, so feeding a line never copies it.
+    pub file: std::rc::Rc<str>,
     pub section: Option<String>,
     kind_hint: Option<Kind>,
     pub command: Option<String>,
@@ -256,7 +287,7 @@ impl Source {
     pub fn new(file: &str, section: Option<String>) -> Source {
         let kind_hint = section.as_deref().and_then(kind_from_title);
         Source {
-            file: file.to_string(),
+            file: std::rc::Rc::from(file),
             section,
             kind_hint,
             command: None,
@@ -288,7 +319,7 @@ impl Source {
     pub fn name(&self) -> String {
         match &self.section {
             Some(s) => format!("{} [{}]", self.file, s),
-            None => self.file.clone(),
+            None => self.file.to_string(),
         }
     }
 
@@ -358,10 +389,16 @@ impl Source {
     }
 
     /// Feed one line.
-    pub fn feed(&mut self, no: u64, raw: &[u8], parsed: &parse::Parsed<'_>, cut: bool) {
+    pub fn feed(
+        &mut self,
+        file: &str,
+        no: u64,
+        raw: &[u8],
+        parsed: &parse::Parsed<'_>,
+        cut: bool,
+    ) {
         self.lines.read += 1;
-        let file = self.file.clone();
-        let ev = || Evidence::new(&file, no, raw);
+        let ev = || Evidence::new(file, no, raw);
         let Bytes {
             control,
             invalid_utf8,
@@ -396,14 +433,16 @@ impl Source {
         }
         // An open ` RecvBuffer:` spills over the next lines until its 128
         // bytes end; garbage there means the buffer was not terminated.
-        if let Some((rb, left)) = self.seed.open_recv.take() {
+        if let Some(left) = self.seed.open_recv.take() {
             if non_ascii || control {
                 self.seed.recv_garbage += 1;
-                if self.seed.recv_evidence.len() < MAX_EVIDENCE {
+                if self.seed.recv_evidence.len() < MAX_EVIDENCE
+                    && let Some(rb) = self.seed.recv_lazy.get(file)
+                {
                     self.seed.recv_evidence.push(rb);
                 }
             } else if left > 1 && matches!(parsed.line, Line::Other | Line::Blank) {
-                self.seed.open_recv = Some((rb, left - 1));
+                self.seed.open_recv = Some(left - 1);
             }
         }
         match &parsed.line {
@@ -432,6 +471,7 @@ impl Source {
                         fd: *fd,
                         ms: *ms,
                     },
+                    raw,
                     &ev,
                 );
             }
@@ -455,7 +495,8 @@ impl Source {
                         self.seed.recv_evidence.push(ev());
                     }
                 } else {
-                    self.seed.open_recv = Some((ev(), 12));
+                    self.seed.open_recv = Some(12);
+                    self.seed.recv_lazy.set(no, raw);
                 }
             }
             Line::Disconnect { .. } => {
@@ -554,7 +595,7 @@ impl Source {
         }
     }
 
-    fn progress(&mut self, p: Progress, ev: &dyn Fn() -> Evidence) {
+    fn progress(&mut self, p: Progress, raw: &[u8], ev: &dyn Fn() -> Evidence) {
         let s = &mut self.seed;
         s.progress_lines += 1;
         s.total_ms = s.total_ms.saturating_add(p.ms);
@@ -590,8 +631,8 @@ impl Source {
                     s.rate_ms = s.rate_ms.saturating_add(p.ms);
                     // Whole extra seconds over the recent floor: connects
                     // that waited for a SYN retransmission (1 s, then 3 s).
-                    if s.window.len() >= 3
-                        && let Some(&floor) = s.window.iter().min()
+                    if s.window_seen >= 3
+                        && let Some(&(_, floor)) = s.window.front()
                     {
                         let excess = p.ms.saturating_sub(floor);
                         let k = excess.saturating_add(300) / 1000;
@@ -604,10 +645,14 @@ impl Source {
                             }
                         }
                     }
-                    if s.window.len() == 32 {
+                    while s.window.back().is_some_and(|&(_, v)| v >= p.ms) {
+                        s.window.pop_back();
+                    }
+                    s.window.push_back((s.window_seen, p.ms));
+                    s.window_seen += 1;
+                    while s.window.front().is_some_and(|&(i, _)| i + 32 < s.window_seen) {
                         s.window.pop_front();
                     }
-                    s.window.push_back(p.ms);
                 } else {
                     s.gaps += 1;
                     s.missing_lines = s.missing_lines.saturating_add((d - 1) / step.max(1));
@@ -618,6 +663,7 @@ impl Source {
             } else if p.conns < last.conns {
                 s.restarts += 1;
                 s.window.clear();
+                s.window_seen = 0;
             }
         }
         if p.fd != 0 {
@@ -629,7 +675,7 @@ impl Source {
                     if s.first_drop.is_none() {
                         s.first_drop = Some(ev());
                     }
-                    s.last_drop = Some(ev());
+                    s.drop_lazy.set(p.line, raw);
                 }
                 _ => {}
             }
@@ -637,7 +683,7 @@ impl Source {
         }
         if s.max.is_none_or(|m| p.conns > m.conns) {
             s.max = Some(p);
-            s.max_evidence = Some(ev());
+            s.max_lazy.set(p.line, raw);
         }
         s.last = Some(p);
         self.x += p.ms as f64 / 1000.0;
@@ -659,7 +705,6 @@ impl Source {
             }
             return;
         };
-        let _ = no;
         self.lines.recognized += 1;
         self.program_lines += 1;
         let j = &mut self.json;
@@ -684,10 +729,10 @@ impl Source {
                     Some(p) => p,
                     None => j.workers.values().fold(0u64, |a, b| a.saturating_add(*b)),
                 };
-                if j.current > j.max || j.max_evidence.is_none() {
+                if j.current > j.max || !j.max_lazy.set {
                     j.max = j.current;
                     j.max_ts = r.ts - t0;
-                    j.max_evidence = Some(ev());
+                    j.max_lazy.set(no, raw);
                 }
                 if target.is_some() {
                     j.target = target;
@@ -739,10 +784,10 @@ impl Source {
                     let e = j.summary_failures.entry(id).or_default();
                     *e = e.saturating_add(n);
                 }
-                if counters.connections > j.max {
+                if counters.connections > j.max || !j.max_lazy.set {
                     j.max = counters.connections;
                     j.max_ts = r.ts - t0;
-                    j.max_evidence = Some(ev());
+                    j.max_lazy.set(no, raw);
                 }
                 j.summary_evidence = Some(ev());
             }
@@ -761,6 +806,9 @@ impl Source {
     /// Close what is still open at the end of the input.
     pub fn finish(&mut self, unterminated_last: bool) {
         self.seed.open_recv = None;
+        self.seed.max_evidence = self.seed.max_lazy.get(&self.file);
+        self.seed.last_drop = self.seed.drop_lazy.get(&self.file);
+        self.json.max_evidence = self.json.max_lazy.get(&self.file);
         if unterminated_last {
             self.corruption.unterminated_last = true;
         }
@@ -791,7 +839,7 @@ impl Source {
 
     /// Highest connection count the source printed.
     pub fn max_connections(&self) -> Option<u64> {
-        if self.json.records > 0 && (self.json.max_evidence.is_some()) {
+        if self.json.records > 0 && self.json.max_lazy.set {
             return Some(self.json.max);
         }
         self.seed.max.map(|p| p.conns)
@@ -799,7 +847,7 @@ impl Source {
 
     /// Last connection count the source printed.
     pub fn last_connections(&self) -> Option<u64> {
-        if self.json.records > 0 && self.json.max_evidence.is_some() {
+        if self.json.records > 0 && self.json.max_lazy.set {
             return Some(self.json.summary_connections.unwrap_or(self.json.current));
         }
         self.seed.last.map(|p| p.conns)
@@ -905,20 +953,12 @@ pub fn read_input(name: &str, reader: impl BufRead) -> (Vec<Source>, FileStat) {
     };
     let mut no: u64 = 0;
     let mut last_unterminated = false;
-    loop {
-        let (line, meta) = match lr.next_line() {
-            Ok(Some(l)) => l,
-            Ok(None) => break,
-            Err(e) => {
-                stat.error = Some(format!("read error after line {no}: {e}"));
-                break;
-            }
-        };
+    let result = lr.for_each_line(|line, meta| {
         no += 1;
         stat.bytes = stat
             .bytes
             .saturating_add(line.len() as u64 + 1 + meta.cut_bytes);
-        let cut = meta.cut_bytes > 0 || line.len() >= MAX_LINE;
+        let cut = meta.cut_bytes > 0;
         last_unterminated = meta.unterminated;
         let parsed = parse::parse_line(line, &mut scratch);
         if let Line::Header { level: 2, title } = parsed.line {
@@ -934,7 +974,10 @@ pub fn read_input(name: &str, reader: impl BufRead) -> (Vec<Source>, FileStat) {
                 }
             };
         }
-        sections[current].feed(no, line, &parsed, cut);
+        sections[current].feed(name, no, line, &parsed, cut);
+    });
+    if let Err(e) = result {
+        stat.error = Some(format!("read error after line {no}: {e}"));
     }
     if last_unterminated {
         stat.bytes = stat.bytes.saturating_sub(1);
