@@ -36,8 +36,8 @@ impl Input {
     }
 
     /// Open for reading, transparently gunzipping.
-    pub fn open(&self) -> io::Result<Box<dyn BufRead>> {
-        let raw: Box<dyn Read> = match self {
+    pub fn open(&self) -> io::Result<Box<dyn BufRead + Send>> {
+        let raw: Box<dyn Read + Send> = match self {
             Input::Stdin => Box::new(io::stdin()),
             Input::File(p) => Box::new(File::open(p)?),
         };

@@ -161,16 +161,50 @@ pub fn trim(mut s: &[u8]) -> &[u8] {
 /// Parse leading decimal digits: value and how many bytes were used.
 #[inline]
 fn digits(s: &[u8]) -> Option<(u64, usize)> {
+    // Eight bytes at a time when there are eight (the SWAR digit parse:
+    // find the first non-digit with carry-free byte arithmetic, then fold
+    // the digits pairwise with three multiplications).
+    if s.len() >= 8 {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&s[..8]);
+        let chunk = u64::from_le_bytes(word);
+        let sub = chunk.wrapping_sub(0x3030_3030_3030_3030);
+        let bad = (sub.wrapping_add(0x7676_7676_7676_7676) | sub) & 0x8080_8080_8080_8080;
+        let len = if bad == 0 {
+            8
+        } else {
+            (bad.trailing_zeros() / 8) as usize
+        };
+        if len == 0 {
+            return None;
+        }
+        if len < 8 {
+            let mut v = sub << (8 * (8 - len));
+            v = (v.wrapping_mul(10)).wrapping_add(v >> 8) & 0x00FF_00FF_00FF_00FF;
+            v = (v.wrapping_mul(100)).wrapping_add(v >> 16) & 0x0000_FFFF_0000_FFFF;
+            v = (v.wrapping_mul(10000)).wrapping_add(v >> 32) & 0x0000_0000_FFFF_FFFF;
+            return Some((v, len));
+        }
+    }
     let mut v: u64 = 0;
     let mut n = 0;
-    for &b in s {
-        if !b.is_ascii_digit() {
+    // 19 digits always fit in a u64: no overflow checks on the way.
+    while n < s.len() && n < 19 {
+        let d = s[n].wrapping_sub(b'0');
+        if d > 9 {
             break;
         }
-        v = v.checked_mul(10)?.checked_add((b - b'0') as u64)?;
+        v = v * 10 + d as u64;
         n += 1;
     }
-    if n == 0 { None } else { Some((v, n)) }
+    if n == 0 {
+        return None;
+    }
+    while n < s.len() && s[n].is_ascii_digit() {
+        v = v.checked_mul(10)?.checked_add((s[n] - b'0') as u64)?;
+        n += 1;
+    }
+    Some((v, n))
 }
 
 #[inline]
@@ -205,17 +239,89 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     None
 }
 
-#[inline]
-fn byte_facts(s: &[u8]) -> Bytes {
-    let mut b = Bytes::default();
-    for &c in s {
+/// Per byte: 1 = a control byte (not tab, CR or ESC) or DEL, 2 = >= 0x80,
+/// 4 = ':', '(' or '=' (every error, kernel and setting line has one),
+/// 8 = 'E' (an errno name may follow).
+const BYTE_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
         if (c < 0x20 && c != b'\t' && c != b'\r' && c != 0x1b) || c == 0x7f {
-            b.control = true;
+            t[i] = 1;
         }
         if c >= 0x80 {
-            b.non_ascii = true;
+            t[i] = 2;
         }
+        if c == b':' || c == b'(' || c == b'=' {
+            t[i] = 4;
+        }
+        if c == b'E' {
+            t[i] = 8;
+        }
+        i += 1;
     }
+    t
+};
+
+#[inline]
+fn classes(s: &[u8]) -> u8 {
+    let mut acc = 0u8;
+    for &c in s {
+        acc |= BYTE_CLASS[c as usize];
+    }
+    acc
+}
+
+/// A clean record of the seed client's two most frequent kinds, parsed
+/// without the general classifier: what the streaming loop tries first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fast {
+    Progress { conns: u64, fd: u64, ms: u64 },
+    SeedError { fd: u64, errno: i32 },
+}
+
+#[inline]
+fn only_blanks(s: &[u8]) -> bool {
+    s.iter().all(|&b| b == b' ' || b == b'\t' || b == b'\r')
+}
+
+/// `connections: N, sockfd:N, time_used:N` or ` Error clientfd:N,
+/// errno:N`, alone on the line (leading tabs and spaces allowed).
+#[inline]
+pub fn fast_record(raw: &[u8]) -> Option<Fast> {
+    let lead = raw
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    let t = &raw[lead..];
+    match t.first() {
+        Some(b'c') => {
+            let ((conns, fd, ms), rest) = progress(t)?;
+            only_blanks(rest).then_some(Fast::Progress { conns, fd, ms })
+        }
+        Some(b'E') => {
+            let s = t.strip_prefix(b"Error clientfd:")?;
+            let (fd, n) = digits(skip_spaces(s))?;
+            let s = skip_spaces(s);
+            let s = skip_spaces(s[n..].strip_prefix(b",")?);
+            let s = skip_spaces(s.strip_prefix(b"errno:")?);
+            let (errno, n) = digits(s)?;
+            let errno = i32::try_from(errno).ok()?;
+            only_blanks(&s[n..]).then_some(Fast::SeedError { fd, errno })
+        }
+        _ => None,
+    }
+}
+
+#[inline]
+fn byte_facts(s: &[u8]) -> Bytes {
+    let acc = classes(s);
+    let mut b = Bytes {
+        control: acc & 1 != 0,
+        non_ascii: acc & 2 != 0,
+        invalid_utf8: false,
+    };
     if b.non_ascii {
         b.invalid_utf8 = std::str::from_utf8(s).is_err();
     }
@@ -342,9 +448,8 @@ fn classify_slow<'a>(t: &'a [u8], scratch: &mut Scratch, bytes: Bytes) -> Line<'
     // Error, kernel, sysctl and sockstat lines all hold ':', '(' or '=';
     // other lines can only be counters, a shell's "Killed", or a bare errno
     // name. Checking that first keeps program chatter cheap.
-    let punct = find_byte(b':', t).is_some()
-        || find_byte(b'(', t).is_some()
-        || find_byte(b'=', t).is_some();
+    let class = classes(t);
+    let punct = class & 4 != 0;
     let lower = &mut scratch.lower;
     lower.clear();
     if !punct {
@@ -357,7 +462,7 @@ fn classify_slow<'a>(t: &'a [u8], scratch: &mut Scratch, bytes: Bytes) -> Line<'
         if let Some(line) = shell_killed(t) {
             return line;
         }
-        if find_byte(b'E', t).is_some() {
+        if class & 8 != 0 {
             lower.clear();
             lower.extend(t.iter().map(|b| b.to_ascii_lowercase()));
             if let Some(line) = error_line(t, lower) {
@@ -798,6 +903,28 @@ mod tests {
             Line::Error { id, call, .. } => Some((id, call)),
             Line::Evidence { id, .. } => Some((id, "")),
             _ => None,
+        }
+    }
+
+    #[test]
+    fn digits_agree_with_str_parse() {
+        let cases: &[&[u8]] = &[
+            b"0", b"7,", b"12345678", b"1234567x", b"99999999999", b"1", b"0012, sockfd",
+            b"18446744073709551615", b"18446744073709551616", b"x1", b"", b"999, sockfd:1002",
+            b"1234567", b"123456789012345678901234",
+        ];
+        for c in cases {
+            let n = c.iter().take_while(|b| b.is_ascii_digit()).count();
+            let want = std::str::from_utf8(&c[..n])
+                .ok()
+                .and_then(|t| t.parse::<u64>().ok())
+                .map(|v| (v, n));
+            assert_eq!(digits(c), want, "{:?}", String::from_utf8_lossy(c));
+        }
+        for v in [0u64, 9, 10, 99, 100, 1_000_000, 12_345_678, 987_654_321] {
+            let mut text = v.to_string().into_bytes();
+            text.extend_from_slice(b", sockfd:1");
+            assert_eq!(digits(&text), Some((v, v.to_string().len())));
         }
     }
 

@@ -15,7 +15,7 @@ use std::io::BufRead;
 use serde::Serialize;
 
 use super::catalogue::FailureId;
-use super::input::LineReader;
+use super::input::{LineMeta, LineReader};
 use super::parse::{self, Bytes, Detail, Line, Scratch, SysctlKey};
 use crate::events::{Event, Record, Role};
 
@@ -448,7 +448,11 @@ impl Source {
         match &parsed.line {
             Line::Blank | Line::Header { .. } | Line::Fence | Line::Other => {
                 self.lines.skipped += 1;
-                if matches!(parsed.line, Line::Other) && parse::find(raw, b"reactor").is_some() {
+                let t = parse::trim(raw);
+                if matches!(parsed.line, Line::Other)
+                    && matches!(t.first(), Some(b'#') | Some(b'.'))
+                    && parse::find(t, b"reactor").is_some()
+                {
                     self.mentions_reactor = true;
                 }
             }
@@ -595,6 +599,38 @@ impl Source {
         }
     }
 
+    /// Feed a clean seed record recognised by the fast path: the same
+    /// effect as `feed` with its parsed line, without the general checks.
+    pub fn feed_fast(&mut self, file: &str, no: u64, raw: &[u8], fast: parse::Fast) {
+        self.lines.read += 1;
+        self.lines.recognized += 1;
+        self.program_lines += 1;
+        // A record ends an open ` RecvBuffer:` (it was clean ASCII).
+        self.seed.open_recv = None;
+        let ev = || Evidence::new(file, no, raw);
+        match fast {
+            parse::Fast::Progress { conns, fd, ms } => {
+                self.progress(
+                    Progress {
+                        line: no,
+                        conns,
+                        fd,
+                        ms,
+                    },
+                    raw,
+                    &ev,
+                );
+            }
+            parse::Fast::SeedError { errno, .. } => {
+                self.seed.seed_errors += 1;
+                if let Some(id) = FailureId::from_errno("recv", errno) {
+                    self.observe(id, 1, ev).errno = Some(errno);
+                    self.mark(id);
+                }
+            }
+        }
+    }
+
     fn progress(&mut self, p: Progress, raw: &[u8], ev: &dyn Fn() -> Evidence) {
         let s = &mut self.seed;
         s.progress_lines += 1;
@@ -686,7 +722,7 @@ impl Source {
             s.max_lazy.set(p.line, raw);
         }
         s.last = Some(p);
-        self.x += p.ms as f64 / 1000.0;
+        self.x += p.ms as f64 * 0.001;
         let x = self.x;
         self.point(x, p.conns as f64);
     }
@@ -942,8 +978,22 @@ pub struct FileStat {
 
 /// Read one input to its end, splitting it into sources. An I/O error
 /// midway keeps what was read and is returned in the stat.
-pub fn read_input(name: &str, reader: impl BufRead) -> (Vec<Source>, FileStat) {
-    let mut lr = LineReader::new(reader);
+/// Lines handed from the reading thread to the analyzing one: the bytes of
+/// whole lines back to back, where each ends, and the fast-path record.
+struct Batch {
+    data: Vec<u8>,
+    spans: Vec<Span>,
+}
+
+struct Span {
+    end: usize,
+    meta: LineMeta,
+    fast: Option<parse::Fast>,
+}
+
+const BATCH_BYTES: usize = 1 << 20;
+
+pub fn read_input(name: &str, reader: impl BufRead + Send) -> (Vec<Source>, FileStat) {
     let mut scratch = Scratch::default();
     let mut sections: Vec<Source> = vec![Source::new(name, None)];
     let mut current = 0usize;
@@ -953,28 +1003,84 @@ pub fn read_input(name: &str, reader: impl BufRead) -> (Vec<Source>, FileStat) {
     };
     let mut no: u64 = 0;
     let mut last_unterminated = false;
-    let result = lr.for_each_line(|line, meta| {
-        no += 1;
-        stat.bytes = stat
-            .bytes
-            .saturating_add(line.len() as u64 + 1 + meta.cut_bytes);
-        let cut = meta.cut_bytes > 0;
-        last_unterminated = meta.unterminated;
-        let parsed = parse::parse_line(line, &mut scratch);
-        if let Line::Header { level: 2, title } = parsed.line {
-            let title = String::from_utf8_lossy(title).into_owned();
-            current = match sections
-                .iter()
-                .position(|s| s.section.as_deref() == Some(title.as_str()))
-            {
-                Some(i) => i,
-                None => {
-                    sections.push(Source::new(name, Some(title)));
-                    sections.len() - 1
-                }
+    // Two stages on two threads: one reads, splits lines and parses the
+    // frequent records; this one keeps the state. A bounded channel keeps
+    // memory flat (a few batches of 1 MiB in flight).
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
+    let result = std::thread::scope(|scope| {
+        let reading = scope.spawn(move || {
+            let mut lr = LineReader::new(reader);
+            let mut batch = Batch {
+                data: Vec::with_capacity(BATCH_BYTES + 4096),
+                spans: Vec::with_capacity(BATCH_BYTES / 16),
             };
+            let mut receiver_gone = false;
+            let r = lr.for_each_line(|line, meta| {
+                if receiver_gone {
+                    return;
+                }
+                let fast = if meta.cut_bytes == 0 {
+                    parse::fast_record(line)
+                } else {
+                    None
+                };
+                batch.data.extend_from_slice(line);
+                batch.spans.push(Span {
+                    end: batch.data.len(),
+                    meta,
+                    fast,
+                });
+                if batch.data.len() >= BATCH_BYTES {
+                    let full = std::mem::replace(
+                        &mut batch,
+                        Batch {
+                            data: Vec::with_capacity(BATCH_BYTES + 4096),
+                            spans: Vec::with_capacity(BATCH_BYTES / 16),
+                        },
+                    );
+                    receiver_gone = tx.send(full).is_err();
+                }
+            });
+            if !batch.spans.is_empty() {
+                let _ = tx.send(batch);
+            }
+            r
+        });
+        for batch in rx {
+            let mut start = 0;
+            for span in &batch.spans {
+                let line = &batch.data[start..span.end];
+                start = span.end;
+                let meta = span.meta;
+                no += 1;
+                stat.bytes = stat
+                    .bytes
+                    .saturating_add(line.len() as u64 + 1 + meta.cut_bytes);
+                last_unterminated = meta.unterminated;
+                if let Some(fast) = span.fast {
+                    sections[current].feed_fast(name, no, line, fast);
+                    continue;
+                }
+                let parsed = parse::parse_line(line, &mut scratch);
+                if let Line::Header { level: 2, title } = parsed.line {
+                    let title = String::from_utf8_lossy(title).into_owned();
+                    current = match sections
+                        .iter()
+                        .position(|s| s.section.as_deref() == Some(title.as_str()))
+                    {
+                        Some(i) => i,
+                        None => {
+                            sections.push(Source::new(name, Some(title)));
+                            sections.len() - 1
+                        }
+                    };
+                }
+                sections[current].feed(name, no, line, &parsed, meta.cut_bytes > 0);
+            }
         }
-        sections[current].feed(name, no, line, &parsed, cut);
+        reading
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the reading thread panicked")))
     });
     if let Err(e) = result {
         stat.error = Some(format!("read error after line {no}: {e}"));
