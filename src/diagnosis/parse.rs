@@ -279,6 +279,10 @@ fn classes(s: &[u8]) -> u8 {
 pub enum Fast {
     Progress { conns: u64, fd: u64, ms: u64 },
     SeedError { fd: u64, errno: i32 },
+    /// Plain program chatter (`data from 4`): printable ASCII starting with
+    /// a lowercase letter and no `:`, `(`, `=` or `E`, so no parser of this
+    /// module can match it; counted as skipped.
+    Chatter,
 }
 
 #[inline]
@@ -310,6 +314,7 @@ pub fn fast_record(raw: &[u8]) -> Option<Fast> {
             let errno = i32::try_from(errno).ok()?;
             only_blanks(&s[n..]).then_some(Fast::SeedError { fd, errno })
         }
+        Some(b'a'..=b'z') => (classes(t) == 0).then_some(Fast::Chatter),
         _ => None,
     }
 }
@@ -904,6 +909,25 @@ mod tests {
             Line::Evidence { id, .. } => Some((id, "")),
             _ => None,
         }
+    }
+
+    #[test]
+    fn chatter_is_only_what_no_parser_matches() {
+        assert_eq!(fast_record(b"\tdata from 4"), Some(Fast::Chatter));
+        for line in [
+            &b"data from 1\xf3\x87\xb9\x9e"[..],
+            b"connect: Connection timed out",
+            b"epoll_ctl failed with ENOSPC",
+            b"net.ipv4.tcp_mem = 1 2 3",
+            b"Killed",
+            b"{\"ts\":1}",
+        ] {
+            assert_ne!(fast_record(line), Some(Fast::Chatter), "{:?}", String::from_utf8_lossy(line));
+            let mut scratch = Scratch::default();
+            let _ = parse_line(line, &mut scratch);
+        }
+        let mut scratch = Scratch::default();
+        assert_eq!(parse_line(b"data from 4", &mut scratch).line, Line::Other);
     }
 
     #[test]

@@ -603,6 +603,13 @@ impl Source {
     /// effect as `feed` with its parsed line, without the general checks.
     pub fn feed_fast(&mut self, file: &str, no: u64, raw: &[u8], fast: parse::Fast) {
         self.lines.read += 1;
+        if fast == parse::Fast::Chatter {
+            // Clean ASCII that is no record: a RecvBuffer spill-over line
+            // keeps its window open, like `feed` does for `Line::Other`.
+            self.lines.skipped += 1;
+            self.seed.open_recv = self.seed.open_recv.and_then(|left| left.checked_sub(1)).filter(|&l| l > 0);
+            return;
+        }
         self.lines.recognized += 1;
         self.program_lines += 1;
         // A record ends an open ` RecvBuffer:` (it was clean ASCII).
@@ -621,6 +628,7 @@ impl Source {
                     &ev,
                 );
             }
+            parse::Fast::Chatter => {}
             parse::Fast::SeedError { errno, .. } => {
                 self.seed.seed_errors += 1;
                 if let Some(id) = FailureId::from_errno("recv", errno) {
@@ -1007,13 +1015,19 @@ pub fn read_input(name: &str, reader: impl BufRead + Send) -> (Vec<Source>, File
     // frequent records; this one keeps the state. A bounded channel keeps
     // memory flat (a few batches of 1 MiB in flight).
     let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
+    // Emptied batches go back to the reader, so the buffers are reused
+    // instead of faulted in afresh.
+    let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Batch>(8);
     let result = std::thread::scope(|scope| {
         let reading = scope.spawn(move || {
             let mut lr = LineReader::new(reader);
-            let mut batch = Batch {
-                data: Vec::with_capacity(BATCH_BYTES + 4096),
-                spans: Vec::with_capacity(BATCH_BYTES / 16),
+            let fresh = |back: &std::sync::mpsc::Receiver<Batch>| {
+                back.try_recv().unwrap_or_else(|_| Batch {
+                    data: Vec::with_capacity(BATCH_BYTES + 4096),
+                    spans: Vec::with_capacity(BATCH_BYTES / 16),
+                })
             };
+            let mut batch = fresh(&back_rx);
             let mut receiver_gone = false;
             let r = lr.for_each_line(|line, meta| {
                 if receiver_gone {
@@ -1031,13 +1045,7 @@ pub fn read_input(name: &str, reader: impl BufRead + Send) -> (Vec<Source>, File
                     fast,
                 });
                 if batch.data.len() >= BATCH_BYTES {
-                    let full = std::mem::replace(
-                        &mut batch,
-                        Batch {
-                            data: Vec::with_capacity(BATCH_BYTES + 4096),
-                            spans: Vec::with_capacity(BATCH_BYTES / 16),
-                        },
-                    );
+                    let full = std::mem::replace(&mut batch, fresh(&back_rx));
                     receiver_gone = tx.send(full).is_err();
                 }
             });
@@ -1077,6 +1085,10 @@ pub fn read_input(name: &str, reader: impl BufRead + Send) -> (Vec<Source>, File
                 }
                 sections[current].feed(name, no, line, &parsed, meta.cut_bytes > 0);
             }
+            let mut batch = batch;
+            batch.data.clear();
+            batch.spans.clear();
+            let _ = back_tx.try_send(batch);
         }
         reading
             .join()
