@@ -297,7 +297,10 @@ mod tests {
         LineReader::new(Input::File(path).open().unwrap())
             .for_each_line(|l, _| got.push(l.to_vec()))
             .unwrap();
-        assert_eq!(got, vec![b"connections: 999, sockfd:1002, time_used:1241".to_vec()]);
+        assert_eq!(
+            got,
+            vec![b"connections: 999, sockfd:1002, time_used:1241".to_vec()]
+        );
     }
 
     #[test]

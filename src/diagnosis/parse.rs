@@ -277,8 +277,15 @@ fn classes(s: &[u8]) -> u8 {
 /// without the general classifier: what the streaming loop tries first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fast {
-    Progress { conns: u64, fd: u64, ms: u64 },
-    SeedError { fd: u64, errno: i32 },
+    Progress {
+        conns: u64,
+        fd: u64,
+        ms: u64,
+    },
+    SeedError {
+        fd: u64,
+        errno: i32,
+    },
     /// Plain program chatter (`data from 4`): printable ASCII starting with
     /// a lowercase letter and no `:`, `(`, `=` or `E`, so no parser of this
     /// module can match it; counted as skipped.
@@ -294,10 +301,7 @@ fn only_blanks(s: &[u8]) -> bool {
 /// errno:N`, alone on the line (leading tabs and spaces allowed).
 #[inline]
 pub fn fast_record(raw: &[u8]) -> Option<Fast> {
-    let lead = raw
-        .iter()
-        .take_while(|&&b| b == b' ' || b == b'\t')
-        .count();
+    let lead = raw.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
     let t = &raw[lead..];
     match t.first() {
         Some(b'c') => {
@@ -335,8 +339,10 @@ fn byte_facts(s: &[u8]) -> Bytes {
 
 /// `connections: N, sockfd:N, time_used:N` at the start of `s`; returns the
 /// numbers and the unparsed rest.
+type Numbers<'a> = ((u64, u64, u64), &'a [u8]);
+
 #[inline]
-fn progress(s: &[u8]) -> Option<((u64, u64, u64), &[u8])> {
+fn progress(s: &[u8]) -> Option<Numbers<'_>> {
     let s = s.strip_prefix(b"connections:")?;
     let s = skip_spaces(s);
     let (conns, n) = digits(s)?;
@@ -655,7 +661,7 @@ fn evidence_needles() -> &'static [Needle] {
         for f in CATALOGUE {
             for text in f.texts {
                 let lower = text.to_lowercase().into_bytes();
-                let is_errno = errno_texts.iter().any(|e| *e == lower.as_slice());
+                let is_errno = errno_texts.contains(&lower.as_slice());
                 // Seed records have their own parsers.
                 let seed = matches!(
                     f.id,
@@ -787,10 +793,10 @@ const CALLS: &[(&[u8], &str)] = &[
 fn errno_number(lower: &[u8]) -> Option<i32> {
     const MARKS: &[&[u8]] = &[b"errno:", b"errno=", b"errno ", b"os error ", b"code: "];
     for m in MARKS {
-        if let Some(at) = find(lower, m) {
-            if let Some((v, _)) = digits(skip_spaces(&lower[at + m.len()..])) {
-                return i32::try_from(v).ok().filter(|&e| e > 0);
-            }
+        if let Some(at) = find(lower, m)
+            && let Some((v, _)) = digits(skip_spaces(&lower[at + m.len()..]))
+        {
+            return i32::try_from(v).ok().filter(|&e| e > 0);
         }
     }
     // nginx: `accept4() failed (24: Too many open files)`
@@ -922,7 +928,12 @@ mod tests {
             b"Killed",
             b"{\"ts\":1}",
         ] {
-            assert_ne!(fast_record(line), Some(Fast::Chatter), "{:?}", String::from_utf8_lossy(line));
+            assert_ne!(
+                fast_record(line),
+                Some(Fast::Chatter),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
             let mut scratch = Scratch::default();
             let _ = parse_line(line, &mut scratch);
         }
@@ -933,9 +944,20 @@ mod tests {
     #[test]
     fn digits_agree_with_str_parse() {
         let cases: &[&[u8]] = &[
-            b"0", b"7,", b"12345678", b"1234567x", b"99999999999", b"1", b"0012, sockfd",
-            b"18446744073709551615", b"18446744073709551616", b"x1", b"", b"999, sockfd:1002",
-            b"1234567", b"123456789012345678901234",
+            b"0",
+            b"7,",
+            b"12345678",
+            b"1234567x",
+            b"99999999999",
+            b"1",
+            b"0012, sockfd",
+            b"18446744073709551615",
+            b"18446744073709551616",
+            b"x1",
+            b"",
+            b"999, sockfd:1002",
+            b"1234567",
+            b"123456789012345678901234",
         ];
         for c in cases {
             let n = c.iter().take_while(|b| b.is_ascii_digit()).count();

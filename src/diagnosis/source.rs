@@ -15,7 +15,7 @@ use std::io::BufRead;
 use serde::Serialize;
 
 use super::catalogue::FailureId;
-use super::input::{LineMeta, LineReader};
+use super::input::{LineMeta, LineReader, MAX_LINE};
 use super::parse::{self, Bytes, Detail, Line, Scratch, SysctlKey};
 use crate::events::{Event, Record, Role};
 
@@ -361,7 +361,7 @@ impl Source {
     fn point(&mut self, x: f64, y: f64) {
         self.last_point = Some((x, y));
         self.seen_points += 1;
-        if (self.seen_points - 1) % self.stride != 0 {
+        if !(self.seen_points - 1).is_multiple_of(self.stride) {
             return;
         }
         if self.points.len() >= MAX_POINTS {
@@ -389,14 +389,7 @@ impl Source {
     }
 
     /// Feed one line.
-    pub fn feed(
-        &mut self,
-        file: &str,
-        no: u64,
-        raw: &[u8],
-        parsed: &parse::Parsed<'_>,
-        cut: bool,
-    ) {
+    pub fn feed(&mut self, file: &str, no: u64, raw: &[u8], parsed: &parse::Parsed<'_>, cut: bool) {
         self.lines.read += 1;
         let ev = || Evidence::new(file, no, raw);
         let Bytes {
@@ -607,7 +600,11 @@ impl Source {
             // Clean ASCII that is no record: a RecvBuffer spill-over line
             // keeps its window open, like `feed` does for `Line::Other`.
             self.lines.skipped += 1;
-            self.seed.open_recv = self.seed.open_recv.and_then(|left| left.checked_sub(1)).filter(|&l| l > 0);
+            self.seed.open_recv = self
+                .seed
+                .open_recv
+                .and_then(|left| left.checked_sub(1))
+                .filter(|&l| l > 0);
             return;
         }
         self.lines.recognized += 1;
@@ -694,7 +691,11 @@ impl Source {
                     }
                     s.window.push_back((s.window_seen, p.ms));
                     s.window_seen += 1;
-                    while s.window.front().is_some_and(|&(i, _)| i + 32 < s.window_seen) {
+                    while s
+                        .window
+                        .front()
+                        .is_some_and(|&(i, _)| i + 32 < s.window_seen)
+                    {
                         s.window.pop_front();
                     }
                 } else {
@@ -991,11 +992,12 @@ pub struct FileStat {
 struct Batch {
     data: Vec<u8>,
     spans: Vec<Span>,
+    /// The few lines that were cut or unterminated: (index, meta).
+    metas: Vec<(usize, LineMeta)>,
 }
 
 struct Span {
-    end: usize,
-    meta: LineMeta,
+    end: u32,
     fast: Option<parse::Fast>,
 }
 
@@ -1023,8 +1025,9 @@ pub fn read_input(name: &str, reader: impl BufRead + Send) -> (Vec<Source>, File
             let mut lr = LineReader::new(reader);
             let fresh = |back: &std::sync::mpsc::Receiver<Batch>| {
                 back.try_recv().unwrap_or_else(|_| Batch {
-                    data: Vec::with_capacity(BATCH_BYTES + 4096),
+                    data: Vec::with_capacity(BATCH_BYTES + MAX_LINE),
                     spans: Vec::with_capacity(BATCH_BYTES / 16),
+                    metas: Vec::new(),
                 })
             };
             let mut batch = fresh(&back_rx);
@@ -1038,10 +1041,13 @@ pub fn read_input(name: &str, reader: impl BufRead + Send) -> (Vec<Source>, File
                 } else {
                     None
                 };
+                if meta != LineMeta::default() {
+                    batch.metas.push((batch.spans.len(), meta));
+                }
                 batch.data.extend_from_slice(line);
                 batch.spans.push(Span {
-                    end: batch.data.len(),
-                    meta,
+                    // A batch holds at most BATCH_BYTES + MAX_LINE bytes.
+                    end: batch.data.len() as u32,
                     fast,
                 });
                 if batch.data.len() >= BATCH_BYTES {
@@ -1056,10 +1062,18 @@ pub fn read_input(name: &str, reader: impl BufRead + Send) -> (Vec<Source>, File
         });
         for batch in rx {
             let mut start = 0;
-            for span in &batch.spans {
-                let line = &batch.data[start..span.end];
-                start = span.end;
-                let meta = span.meta;
+            let mut metas = batch.metas.iter().peekable();
+            for (i, span) in batch.spans.iter().enumerate() {
+                let end = span.end as usize;
+                let line = &batch.data[start..end];
+                start = end;
+                let meta = match metas.peek() {
+                    Some(&&(at, m)) if at == i => {
+                        metas.next();
+                        m
+                    }
+                    _ => LineMeta::default(),
+                };
                 no += 1;
                 stat.bytes = stat
                     .bytes
@@ -1088,6 +1102,7 @@ pub fn read_input(name: &str, reader: impl BufRead + Send) -> (Vec<Source>, File
             let mut batch = batch;
             batch.data.clear();
             batch.spans.clear();
+            batch.metas.clear();
             let _ = back_tx.try_send(batch);
         }
         reading
