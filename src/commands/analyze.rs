@@ -44,10 +44,10 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.plot {
         plot::write_svg(path, &report.series)?;
     }
-    for e in &report.errors {
+    for e in &report.input_errors {
         eprintln!("c1m: error: {}: {}", e.path, e.error);
     }
-    if !report.errors.is_empty() {
+    if !report.input_errors.is_empty() {
         return Ok(ExitCode::from(EXIT_ERROR));
     }
     if args.fail_on_findings

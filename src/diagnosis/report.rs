@@ -41,7 +41,7 @@ pub struct Report {
     pub totals: Totals,
     pub findings: Vec<Finding>,
     /// Inputs that could not be opened or read to the end.
-    pub errors: Vec<InputProblem>,
+    pub input_errors: Vec<InputProblem>,
     #[serde(skip)]
     pub series: Vec<Series>,
 }
@@ -109,7 +109,7 @@ pub fn from_sources(
         sources: c.sources,
         totals: c.totals,
         findings: c.findings,
-        errors,
+        input_errors: errors,
         series,
     }
 }
@@ -243,7 +243,7 @@ impl Report {
         for n in &t.notes {
             let _ = writeln!(out, "  total: {}", wrap(n, 100, "      "));
         }
-        for e in &self.errors {
+        for e in &self.input_errors {
             let _ = writeln!(out, "  error: {}: {}", e.path, e.error);
         }
         let _ = writeln!(out);
