@@ -1130,3 +1130,33 @@ pub fn read_input(name: &str, reader: impl BufRead + Send) -> (Vec<Source>, File
     stat.sources = out.len();
     (out, stat)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evidence_is_trimmed_cut_and_shows_control_bytes() {
+        let e = Evidence::new("f.log", 7, b"\t connections: 1\x01\x02, x \xff");
+        assert_eq!(e.line, 7);
+        assert_eq!(e.text, "connections: 1··, x \u{fffd}");
+        let long = vec![b'a'; 500];
+        let e = Evidence::new("f.log", 1, &long);
+        assert_eq!(e.text.chars().count(), EVIDENCE_CHARS + 1);
+        assert!(e.text.ends_with('…'));
+    }
+
+    #[test]
+    fn repeated_headers_continue_a_source_and_prose_sections_are_dropped() {
+        let text = "## 客户端1\nconnections: 999, sockfd:1002, time_used:1\n\
+                    ## notes\nsome prose\n\
+                    ## 客户端1\nconnections: 1999, sockfd:2002, time_used:1\n";
+        let (sources, stat) = read_input("t.md", std::io::Cursor::new(text.as_bytes()));
+        assert_eq!(sources.len(), 1);
+        assert_eq!(sources[0].section.as_deref(), Some("客户端1"));
+        assert_eq!(sources[0].seed.progress_lines, 2);
+        assert_eq!(sources[0].kind(), Kind::Client);
+        assert_eq!(stat.lines, 6);
+        assert_eq!(stat.lines_without_records, 2);
+    }
+}
