@@ -215,6 +215,138 @@ impl<R: BufRead> LineReader<R> {
     }
 }
 
+/// Whole lines read straight into one buffer (newlines included), where
+/// each line ends, and a tag per line computed by the reading thread.
+pub struct Batch<T> {
+    pub data: Vec<u8>,
+    /// End of each line in `data` (its `\n`, or the end for the last line
+    /// of the input); a line starts one byte after the previous end.
+    pub spans: Vec<(u32, T)>,
+    /// The few lines that were cut or unterminated: (index, meta).
+    pub metas: Vec<(usize, LineMeta)>,
+}
+
+impl<T> Batch<T> {
+    pub fn with_capacity(bytes: usize) -> Batch<T> {
+        Batch {
+            data: Vec::with_capacity(bytes + MAX_LINE),
+            spans: Vec::with_capacity(bytes / 16),
+            metas: Vec::new(),
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.spans.clear();
+        self.metas.clear();
+    }
+
+    /// Every line with its meta and tag.
+    pub fn for_each(&self, mut f: impl FnMut(&[u8], LineMeta, &T)) {
+        let mut start = 0usize;
+        let mut metas = self.metas.iter().peekable();
+        for (i, (end, tag)) in self.spans.iter().enumerate() {
+            let end = *end as usize;
+            let meta = match metas.peek() {
+                Some(&&(at, m)) if at == i => {
+                    metas.next();
+                    m
+                }
+                _ => LineMeta::default(),
+            };
+            f(&self.data[start..end], meta, tag);
+            start = end + 1;
+        }
+    }
+}
+
+/// Read `reader` in blocks of `block` bytes straight into batch buffers (one
+/// copy from the kernel, none per line), split them into lines, tag each
+/// line with `tag`, and hand each full batch to `send` (which returns false
+/// to stop). `fresh` supplies empty batches (recycled ones, ideally). Lines
+/// longer than MAX_LINE are cut there, the rest counted in their meta.
+pub fn read_batches<R: Read, T>(
+    mut reader: R,
+    block: usize,
+    tag: impl Fn(&[u8], &LineMeta) -> T,
+    mut fresh: impl FnMut() -> Batch<T>,
+    mut send: impl FnMut(Batch<T>) -> bool,
+) -> io::Result<()> {
+    let mut batch = fresh();
+    // Start of the current, not yet terminated line in batch.data.
+    let mut line_start = 0usize;
+    // Bytes of an over-long line dropped so far (its kept part is in data).
+    let mut dropped: u64 = 0;
+    loop {
+        let before = batch.data.len();
+        let n = match (&mut reader)
+            .take(block as u64)
+            .read_to_end(&mut batch.data)
+        {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            // End of input: a last line without newline.
+            if batch.data.len() > line_start || dropped > 0 {
+                let meta = LineMeta {
+                    cut_bytes: dropped,
+                    unterminated: true,
+                };
+                let end = batch.data.len();
+                let t = tag(&batch.data[line_start..end], &meta);
+                batch.metas.push((batch.spans.len(), meta));
+                batch.spans.push((end as u32, t));
+            }
+            if !batch.spans.is_empty() {
+                send(batch);
+            }
+            return Ok(());
+        }
+        let mut pos = before;
+        while let Some(i) = find_byte(b'\n', &batch.data[pos..]) {
+            let mut nl = pos + i;
+            if nl - line_start > MAX_LINE {
+                // The end of an over-long line: drop what exceeds MAX_LINE.
+                let excess = nl - line_start - MAX_LINE;
+                batch.data.drain(line_start + MAX_LINE..nl);
+                dropped += excess as u64;
+                nl -= excess;
+            }
+            let meta = LineMeta {
+                cut_bytes: dropped,
+                unterminated: false,
+            };
+            let t = tag(&batch.data[line_start..nl], &meta);
+            if dropped > 0 {
+                batch.metas.push((batch.spans.len(), meta));
+                dropped = 0;
+            }
+            batch.spans.push((nl as u32, t));
+            pos = nl + 1;
+            line_start = pos;
+        }
+        // An over-long partial line: keep MAX_LINE bytes, drop the rest.
+        let partial = batch.data.len() - line_start;
+        if partial > MAX_LINE {
+            dropped += (partial - MAX_LINE) as u64;
+            batch.data.truncate(line_start + MAX_LINE);
+        }
+        if batch.data.len() >= block {
+            // Hand over the complete lines; carry the partial one over.
+            let mut next = fresh();
+            next.data.extend_from_slice(&batch.data[line_start..]);
+            batch.data.truncate(line_start);
+            let full = std::mem::replace(&mut batch, next);
+            line_start = 0;
+            if !full.spans.is_empty() && !send(full) {
+                return Ok(());
+            }
+        }
+    }
+}
+
 /// Position of `needle` in `hay`: a word-at-a-time scan (the classic
 /// "has zero byte" trick), several times faster than a byte loop and
 /// without an extra crate.
@@ -225,6 +357,25 @@ pub fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
     let pattern = LO.wrapping_mul(needle as u64);
     let mut i = 0;
     let n = hay.len();
+    // Sixteen bytes per round: one branch for two words.
+    while i + 16 <= n {
+        let mut a = [0u8; 8];
+        let mut b = [0u8; 8];
+        a.copy_from_slice(&hay[i..i + 8]);
+        b.copy_from_slice(&hay[i + 8..i + 16]);
+        let xa = u64::from_le_bytes(a) ^ pattern;
+        let xb = u64::from_le_bytes(b) ^ pattern;
+        let fa = xa.wrapping_sub(LO) & !xa & HI;
+        let fb = xb.wrapping_sub(LO) & !xb & HI;
+        if fa | fb != 0 {
+            return Some(if fa != 0 {
+                i + (fa.trailing_zeros() / 8) as usize
+            } else {
+                i + 8 + (fb.trailing_zeros() / 8) as usize
+            });
+        }
+        i += 16;
+    }
     while i + 8 <= n {
         let mut word = [0u8; 8];
         word.copy_from_slice(&hay[i..i + 8]);
@@ -282,6 +433,53 @@ mod tests {
         }
         assert!(lines(b"", 8).is_empty());
         assert_eq!(lines(b"\n", 8), vec![(Vec::new(), LineMeta::default())]);
+    }
+
+    #[test]
+    fn batches_hold_the_same_lines_as_the_line_reader() {
+        let mut data = b"one\r\ntwo \xff\xfe\n\n".to_vec();
+        data.extend(std::iter::repeat_n(b'x', MAX_LINE + 10));
+        data.extend_from_slice(b"\nmid\n");
+        data.extend(std::iter::repeat_n(b'y', 3 * MAX_LINE));
+        data.extend_from_slice(b"\nlast");
+        for block in [1, 5, 64, 4096, MAX_LINE + 3, 1 << 20] {
+            let mut got = Vec::new();
+            read_batches(
+                &data[..],
+                block,
+                |l, _| l.len(),
+                || Batch::with_capacity(block),
+                |b| {
+                    b.for_each(|l, m, t| {
+                        assert_eq!(*t, l.len());
+                        got.push((l.to_vec(), m));
+                    });
+                    true
+                },
+            )
+            .unwrap();
+            let want = lines(&data, 1000);
+            let shape = |v: &Vec<(Vec<u8>, LineMeta)>| {
+                v.iter()
+                    .map(|(l, m)| (l.len(), l.first().copied(), *m))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(shape(&got), shape(&want), "block {block}");
+            assert!(got == want, "block {block}: same shape, different bytes");
+        }
+        let mut none = 0;
+        read_batches(
+            &b""[..],
+            8,
+            |_, _| (),
+            || Batch::with_capacity(8),
+            |_| {
+                none += 1;
+                true
+            },
+        )
+        .unwrap();
+        assert_eq!(none, 0);
     }
 
     #[test]

@@ -10,12 +10,12 @@
 //! a single record (prose, the author's notes) are read and counted but do
 //! not become sources.
 use std::collections::{BTreeMap, VecDeque};
-use std::io::BufRead;
+use std::io::Read;
 
 use serde::Serialize;
 
 use super::catalogue::FailureId;
-use super::input::{LineMeta, LineReader, MAX_LINE};
+use super::input::{Batch, read_batches};
 use super::parse::{self, Bytes, Detail, Line, Scratch, SysctlKey};
 use crate::events::{Event, Record, Role};
 
@@ -987,23 +987,25 @@ pub struct FileStat {
 
 /// Read one input to its end, splitting it into sources. An I/O error
 /// midway keeps what was read and is returned in the stat.
-/// Lines handed from the reading thread to the analyzing one: the bytes of
-/// whole lines back to back, where each ends, and the fast-path record.
-struct Batch {
-    data: Vec<u8>,
-    spans: Vec<Span>,
-    /// The few lines that were cut or unterminated: (index, meta).
-    metas: Vec<(usize, LineMeta)>,
-}
-
-struct Span {
-    end: u32,
-    fast: Option<parse::Fast>,
-}
-
 const BATCH_BYTES: usize = 1 << 20;
 
-pub fn read_input(name: &str, reader: impl BufRead + Send) -> (Vec<Source>, FileStat) {
+/// What the reading thread found out about a line.
+#[derive(Clone, Copy)]
+enum Tag {
+    /// A fast record, parsed.
+    Fast(parse::Fast),
+    /// Not a fast record (or cut): the general classifier.
+    Slow,
+    /// Not looked at: try the fast records first.
+    Unknown,
+}
+
+/// Read one input to its end, splitting it into sources. Two stages on two
+/// threads: one reads blocks, splits lines and parses the frequent records
+/// (`parse::fast_record`); this one keeps the state. A bounded channel keeps
+/// memory flat (a few batches of 1 MiB in flight). An I/O error midway
+/// keeps what was read and is returned in the stat.
+pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileStat) {
     let mut scratch = Scratch::default();
     let mut sections: Vec<Source> = vec![Source::new(name, None)];
     let mut current = 0usize;
@@ -1013,75 +1015,51 @@ pub fn read_input(name: &str, reader: impl BufRead + Send) -> (Vec<Source>, File
     };
     let mut no: u64 = 0;
     let mut last_unterminated = false;
-    // Two stages on two threads: one reads, splits lines and parses the
-    // frequent records; this one keeps the state. A bounded channel keeps
-    // memory flat (a few batches of 1 MiB in flight).
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<Tag>>(4);
     // Emptied batches go back to the reader, so the buffers are reused
     // instead of faulted in afresh.
-    let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Batch>(8);
+    let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Batch<Tag>>(8);
     let result = std::thread::scope(|scope| {
         let reading = scope.spawn(move || {
-            let mut lr = LineReader::new(reader);
-            let fresh = |back: &std::sync::mpsc::Receiver<Batch>| {
-                back.try_recv().unwrap_or_else(|_| Batch {
-                    data: Vec::with_capacity(BATCH_BYTES + MAX_LINE),
-                    spans: Vec::with_capacity(BATCH_BYTES / 16),
-                    metas: Vec::new(),
-                })
-            };
-            let mut batch = fresh(&back_rx);
-            let mut receiver_gone = false;
-            let r = lr.for_each_line(|line, meta| {
-                if receiver_gone {
-                    return;
-                }
-                let fast = if meta.cut_bytes == 0 {
-                    parse::fast_record(line)
-                } else {
-                    None
-                };
-                if meta != LineMeta::default() {
-                    batch.metas.push((batch.spans.len(), meta));
-                }
-                batch.data.extend_from_slice(line);
-                batch.spans.push(Span {
-                    // A batch holds at most BATCH_BYTES + MAX_LINE bytes.
-                    end: batch.data.len() as u32,
-                    fast,
-                });
-                if batch.data.len() >= BATCH_BYTES {
-                    let full = std::mem::replace(&mut batch, fresh(&back_rx));
-                    receiver_gone = tx.send(full).is_err();
-                }
-            });
-            if !batch.spans.is_empty() {
-                let _ = tx.send(batch);
-            }
-            r
-        });
-        for batch in rx {
-            let mut start = 0;
-            let mut metas = batch.metas.iter().peekable();
-            for (i, span) in batch.spans.iter().enumerate() {
-                let end = span.end as usize;
-                let line = &batch.data[start..end];
-                start = end;
-                let meta = match metas.peek() {
-                    Some(&&(at, m)) if at == i => {
-                        metas.next();
-                        m
+            read_batches(
+                reader,
+                BATCH_BYTES,
+                // Progress lines are parsed here; the other fast records on
+                // the analyzing thread, which balances the two.
+                |line, meta| {
+                    let first = line.iter().find(|&&b| b != b' ' && b != b'\t');
+                    match (meta.cut_bytes, first) {
+                        (0, Some(b'c')) => match parse::fast_record(line) {
+                            Some(f) => Tag::Fast(f),
+                            None => Tag::Slow,
+                        },
+                        (0, _) => Tag::Unknown,
+                        _ => Tag::Slow,
                     }
-                    _ => LineMeta::default(),
-                };
+                },
+                || {
+                    back_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| Batch::with_capacity(BATCH_BYTES))
+                },
+                |batch| tx.send(batch).is_ok(),
+            )
+        });
+        for mut batch in rx {
+            batch.for_each(|line, meta, fast| {
                 no += 1;
                 stat.bytes = stat
                     .bytes
                     .saturating_add(line.len() as u64 + 1 + meta.cut_bytes);
                 last_unterminated = meta.unterminated;
-                if let Some(fast) = span.fast {
+                let fast = match *fast {
+                    Tag::Fast(f) => Some(f),
+                    Tag::Unknown => parse::fast_record(line),
+                    Tag::Slow => None,
+                };
+                if let Some(fast) = fast {
                     sections[current].feed_fast(name, no, line, fast);
-                    continue;
+                    return;
                 }
                 let parsed = parse::parse_line(line, &mut scratch);
                 if let Line::Header { level: 2, title } = parsed.line {
@@ -1098,11 +1076,8 @@ pub fn read_input(name: &str, reader: impl BufRead + Send) -> (Vec<Source>, File
                     };
                 }
                 sections[current].feed(name, no, line, &parsed, meta.cut_bytes > 0);
-            }
-            let mut batch = batch;
-            batch.data.clear();
-            batch.spans.clear();
-            batch.metas.clear();
+            });
+            batch.clear();
             let _ = back_tx.try_send(batch);
         }
         reading
