@@ -124,7 +124,9 @@ fn walk(p: &Path, inputs: &mut Vec<Input>, errors: &mut Vec<InputError>) {
     }
 }
 
-/// Reads lines as byte slices straight out of the reader's buffer; only a
+/// The simple line reader (one line at a time through a callback), kept as
+/// the reference `read_batches` is tested against. Reads lines as byte
+/// slices straight out of the reader's buffer; only a
 /// line that spans two reads is copied (into one reused buffer).
 pub struct LineReader<R> {
     inner: R,
