@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 pub mod doctor;
 pub mod serve;
 pub mod flood;
+pub mod analyze;
 
 /// Exit status for "the run or check did not pass".
 pub const EXIT_FAIL: u8 = 1;
@@ -36,6 +37,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Open, verify and hold many TCP connections (the multi-port client).
     Flood(flood::FloodArgs),
+    /// Explain every failure in C1M client and server logs.
+    Analyze(analyze::AnalyzeArgs),
 }
 
 /// Parse the process arguments, run the chosen command, map the outcome to
@@ -46,6 +49,7 @@ pub fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Flood(args) => flood::run(args),
+        Command::Analyze(args) => analyze::run(args),
     };
     match result {
         Ok(code) => code,
