@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod flood;
 pub mod lab;
 pub mod serve;
+pub mod analyze;
 
 /// Exit status for "the run or check did not pass".
 pub const EXIT_FAIL: u8 = 1;
@@ -39,6 +40,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Open, verify and hold many TCP connections (the multi-port client).
     Flood(flood::FloodArgs),
+    /// Explain every failure in C1M client and server logs.
+    Analyze(analyze::AnalyzeArgs),
 }
 
 /// Parse the process arguments, run the chosen command, map the outcome to
@@ -50,6 +53,7 @@ pub fn main() -> ExitCode {
         Command::Lab(args) => lab::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Flood(args) => flood::run(args),
+        Command::Analyze(args) => analyze::run(args),
     };
     match result {
         Ok(code) => code,

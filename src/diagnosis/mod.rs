@@ -2,5 +2,11 @@
 //! prevents a failure) and `analyze` (which evidence shows it), plus the log
 //! parsers and the classifier that turn log lines into findings.
 pub mod catalogue;
+pub mod classify;
+pub mod input;
+pub mod parse;
+pub mod plot;
+pub mod report;
+pub mod source;
 
 pub use catalogue::{Failure, FailureId, Side};

@@ -1,0 +1,521 @@
+//! Inputs of `c1m analyze`: turn the paths on the command line (files,
+//! directories walked recursively in name order, `-` for stdin) into byte
+//! streams, decompressing gzip when the file starts with its magic bytes,
+//! and read them line by line without ever decoding them as UTF-8. Logs are
+//! bytes: a terminal capture can hold anything, and a parser that insists on
+//! text gives up exactly where the interesting part starts.
+//!
+//! The line reader reuses one buffer, so memory stays flat whatever the file
+//! size; a line longer than [`MAX_LINE`] is cut there (the rest is counted,
+//! not kept), so a file without newlines cannot grow memory either.
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use flate2::read::MultiGzDecoder;
+
+/// The longest line kept; longer lines are cut (and counted as corrupted).
+pub const MAX_LINE: usize = 64 * 1024;
+
+const READ_BUF: usize = 256 * 1024;
+
+/// One input to analyze: a display name and how to open it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Stdin,
+    File(PathBuf),
+}
+
+impl Input {
+    /// The name used in evidence (`file:line`).
+    pub fn name(&self) -> String {
+        match self {
+            Input::Stdin => "-".to_string(),
+            Input::File(p) => p.display().to_string(),
+        }
+    }
+
+    /// Open for reading, transparently gunzipping.
+    pub fn open(&self) -> io::Result<Box<dyn BufRead + Send>> {
+        let raw: Box<dyn Read + Send> = match self {
+            Input::Stdin => Box::new(io::stdin()),
+            Input::File(p) => Box::new(File::open(p)?),
+        };
+        let mut reader = BufReader::with_capacity(READ_BUF, raw);
+        let head = reader.fill_buf()?;
+        if head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b {
+            Ok(Box::new(BufReader::with_capacity(
+                READ_BUF,
+                MultiGzDecoder::new(reader),
+            )))
+        } else {
+            Ok(Box::new(reader))
+        }
+    }
+}
+
+/// An input that could not be used, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputError {
+    pub path: String,
+    pub error: String,
+}
+
+/// Expand the command-line paths: `-` is stdin, a directory is walked
+/// recursively (entries sorted by name, hidden files skipped), a file is
+/// itself. Paths that do not exist or cannot be listed become errors; the
+/// others are still returned.
+pub fn expand(paths: &[PathBuf]) -> (Vec<Input>, Vec<InputError>) {
+    let mut inputs = Vec::new();
+    let mut errors = Vec::new();
+    for p in paths {
+        if p.as_os_str() == "-" {
+            inputs.push(Input::Stdin);
+            continue;
+        }
+        walk(p, &mut inputs, &mut errors);
+    }
+    (inputs, errors)
+}
+
+fn walk(p: &Path, inputs: &mut Vec<Input>, errors: &mut Vec<InputError>) {
+    let meta = match std::fs::metadata(p) {
+        Ok(m) => m,
+        Err(e) => {
+            errors.push(InputError {
+                path: p.display().to_string(),
+                error: e.to_string(),
+            });
+            return;
+        }
+    };
+    if !meta.is_dir() {
+        inputs.push(Input::File(p.to_path_buf()));
+        return;
+    }
+    let entries = match std::fs::read_dir(p) {
+        Ok(rd) => rd,
+        Err(e) => {
+            errors.push(InputError {
+                path: p.display().to_string(),
+                error: format!("cannot list directory: {e}"),
+            });
+            return;
+        }
+    };
+    let mut children: Vec<PathBuf> = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(e) => {
+                let name = e.file_name();
+                if !name.to_string_lossy().starts_with('.') {
+                    children.push(e.path());
+                }
+            }
+            Err(e) => errors.push(InputError {
+                path: p.display().to_string(),
+                error: format!("cannot list directory: {e}"),
+            }),
+        }
+    }
+    children.sort();
+    for c in children {
+        walk(&c, inputs, errors);
+    }
+}
+
+/// The simple line reader (one line at a time through a callback), kept as
+/// the reference `read_batches` is tested against. Reads lines as byte
+/// slices straight out of the reader's buffer; only a
+/// line that spans two reads is copied (into one reused buffer).
+pub struct LineReader<R> {
+    inner: R,
+    carry: Vec<u8>,
+    carrying: bool,
+    carry_cut: u64,
+}
+
+/// Facts about the line just read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LineMeta {
+    /// Bytes of the line beyond MAX_LINE that were dropped.
+    pub cut_bytes: u64,
+    /// The line had no terminating newline (the input ended).
+    pub unterminated: bool,
+}
+
+impl<R: BufRead> LineReader<R> {
+    pub fn new(inner: R) -> Self {
+        LineReader {
+            inner,
+            carry: Vec::with_capacity(256),
+            carrying: false,
+            carry_cut: 0,
+        }
+    }
+
+    /// Call `f` with every line (without its `\n`; a trailing `\r` is
+    /// kept, parsers trim it) until the end of the input or a read error.
+    pub fn for_each_line(&mut self, mut f: impl FnMut(&[u8], LineMeta)) -> io::Result<()> {
+        loop {
+            let chunk = match self.inner.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if chunk.is_empty() {
+                if self.carrying {
+                    let meta = LineMeta {
+                        cut_bytes: self.carry_cut,
+                        unterminated: true,
+                    };
+                    f(&self.carry, meta);
+                    self.carry.clear();
+                    self.carrying = false;
+                    self.carry_cut = 0;
+                }
+                return Ok(());
+            }
+            let n = chunk.len();
+            let mut start = 0;
+            while let Some(i) = find_byte(b'\n', &chunk[start..]) {
+                let end = start + i;
+                let piece = &chunk[start..end];
+                if self.carrying {
+                    let room = MAX_LINE.saturating_sub(self.carry.len());
+                    let take = piece.len().min(room);
+                    self.carry.extend_from_slice(&piece[..take]);
+                    let meta = LineMeta {
+                        cut_bytes: self.carry_cut + (piece.len() - take) as u64,
+                        unterminated: false,
+                    };
+                    f(&self.carry, meta);
+                    self.carry.clear();
+                    self.carrying = false;
+                    self.carry_cut = 0;
+                } else if piece.len() > MAX_LINE {
+                    let meta = LineMeta {
+                        cut_bytes: (piece.len() - MAX_LINE) as u64,
+                        unterminated: false,
+                    };
+                    f(&piece[..MAX_LINE], meta);
+                } else {
+                    f(piece, LineMeta::default());
+                }
+                start = end + 1;
+            }
+            if start < n {
+                let piece = &chunk[start..];
+                let room = MAX_LINE.saturating_sub(self.carry.len());
+                let take = piece.len().min(room);
+                self.carry.extend_from_slice(&piece[..take]);
+                self.carry_cut += (piece.len() - take) as u64;
+                self.carrying = true;
+            }
+            self.inner.consume(n);
+        }
+    }
+}
+
+/// Whole lines read straight into one buffer (newlines included), where
+/// each line ends, and a tag per line computed by the reading thread.
+pub struct Batch<T> {
+    pub data: Vec<u8>,
+    /// End of each line in `data` (its `\n`, or the end for the last line
+    /// of the input); a line starts one byte after the previous end.
+    pub spans: Vec<(u32, T)>,
+    /// The few lines that were cut or unterminated: (index, meta).
+    pub metas: Vec<(usize, LineMeta)>,
+}
+
+impl<T> Batch<T> {
+    pub fn with_capacity(bytes: usize) -> Batch<T> {
+        Batch {
+            data: Vec::with_capacity(bytes + MAX_LINE),
+            spans: Vec::with_capacity(bytes / 16),
+            metas: Vec::new(),
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.spans.clear();
+        self.metas.clear();
+    }
+
+    /// Every line with its meta and tag.
+    pub fn for_each(&self, mut f: impl FnMut(&[u8], LineMeta, &T)) {
+        let mut start = 0usize;
+        let mut metas = self.metas.iter().peekable();
+        for (i, (end, tag)) in self.spans.iter().enumerate() {
+            let end = *end as usize;
+            let meta = match metas.peek() {
+                Some(&&(at, m)) if at == i => {
+                    metas.next();
+                    m
+                }
+                _ => LineMeta::default(),
+            };
+            f(&self.data[start..end], meta, tag);
+            start = end + 1;
+        }
+    }
+}
+
+/// Read `reader` in blocks of `block` bytes straight into batch buffers (one
+/// copy from the kernel, none per line), split them into lines, tag each
+/// line with `tag`, and hand each full batch to `send` (which returns false
+/// to stop). `fresh` supplies empty batches (recycled ones, ideally). Lines
+/// longer than MAX_LINE are cut there, the rest counted in their meta.
+pub fn read_batches<R: Read, T>(
+    mut reader: R,
+    block: usize,
+    tag: impl Fn(&[u8], &LineMeta) -> T,
+    mut fresh: impl FnMut() -> Batch<T>,
+    mut send: impl FnMut(Batch<T>) -> bool,
+) -> io::Result<()> {
+    let mut batch = fresh();
+    // Start of the current, not yet terminated line in batch.data.
+    let mut line_start = 0usize;
+    // Bytes of an over-long line dropped so far (its kept part is in data).
+    let mut dropped: u64 = 0;
+    loop {
+        let before = batch.data.len();
+        let n = match (&mut reader)
+            .take(block as u64)
+            .read_to_end(&mut batch.data)
+        {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            // End of input: a last line without newline.
+            if batch.data.len() > line_start || dropped > 0 {
+                let meta = LineMeta {
+                    cut_bytes: dropped,
+                    unterminated: true,
+                };
+                let end = batch.data.len();
+                let t = tag(&batch.data[line_start..end], &meta);
+                batch.metas.push((batch.spans.len(), meta));
+                batch.spans.push((end as u32, t));
+            }
+            if !batch.spans.is_empty() {
+                send(batch);
+            }
+            return Ok(());
+        }
+        let mut pos = before;
+        while let Some(i) = find_byte(b'\n', &batch.data[pos..]) {
+            let mut nl = pos + i;
+            if nl - line_start > MAX_LINE {
+                // The end of an over-long line: drop what exceeds MAX_LINE.
+                let excess = nl - line_start - MAX_LINE;
+                batch.data.drain(line_start + MAX_LINE..nl);
+                dropped += excess as u64;
+                nl -= excess;
+            }
+            let meta = LineMeta {
+                cut_bytes: dropped,
+                unterminated: false,
+            };
+            let t = tag(&batch.data[line_start..nl], &meta);
+            if dropped > 0 {
+                batch.metas.push((batch.spans.len(), meta));
+                dropped = 0;
+            }
+            batch.spans.push((nl as u32, t));
+            pos = nl + 1;
+            line_start = pos;
+        }
+        // An over-long partial line: keep MAX_LINE bytes, drop the rest.
+        let partial = batch.data.len() - line_start;
+        if partial > MAX_LINE {
+            dropped += (partial - MAX_LINE) as u64;
+            batch.data.truncate(line_start + MAX_LINE);
+        }
+        if batch.data.len() >= block {
+            // Hand over the complete lines; carry the partial one over.
+            let mut next = fresh();
+            next.data.extend_from_slice(&batch.data[line_start..]);
+            batch.data.truncate(line_start);
+            let full = std::mem::replace(&mut batch, next);
+            line_start = 0;
+            if !full.spans.is_empty() && !send(full) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Position of `needle` in `hay`: a word-at-a-time scan (the classic
+/// "has zero byte" trick), several times faster than a byte loop and
+/// without an extra crate.
+#[inline]
+pub fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO.wrapping_mul(needle as u64);
+    let mut i = 0;
+    let n = hay.len();
+    // Sixteen bytes per round: one branch for two words.
+    while i + 16 <= n {
+        let mut a = [0u8; 8];
+        let mut b = [0u8; 8];
+        a.copy_from_slice(&hay[i..i + 8]);
+        b.copy_from_slice(&hay[i + 8..i + 16]);
+        let xa = u64::from_le_bytes(a) ^ pattern;
+        let xb = u64::from_le_bytes(b) ^ pattern;
+        let fa = xa.wrapping_sub(LO) & !xa & HI;
+        let fb = xb.wrapping_sub(LO) & !xb & HI;
+        if fa | fb != 0 {
+            return Some(if fa != 0 {
+                i + (fa.trailing_zeros() / 8) as usize
+            } else {
+                i + 8 + (fb.trailing_zeros() / 8) as usize
+            });
+        }
+        i += 16;
+    }
+    while i + 8 <= n {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&hay[i..i + 8]);
+        let x = u64::from_le_bytes(word) ^ pattern;
+        let found = x.wrapping_sub(LO) & !x & HI;
+        if found != 0 {
+            return Some(i + (found.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    hay[i..].iter().position(|&b| b == needle).map(|p| p + i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_byte_matches_a_plain_search() {
+        let hay: Vec<u8> = (0..300u32).map(|i| (i * 7 % 251) as u8).collect();
+        for needle in 0..=255u8 {
+            for start in 0..20 {
+                assert_eq!(
+                    find_byte(needle, &hay[start..]),
+                    hay[start..].iter().position(|&b| b == needle)
+                );
+            }
+        }
+    }
+
+    fn lines(data: &[u8], cap: usize) -> Vec<(Vec<u8>, LineMeta)> {
+        let mut out = Vec::new();
+        LineReader::new(BufReader::with_capacity(cap, data))
+            .for_each_line(|l, m| out.push((l.to_vec(), m)))
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn lines_are_bytes_cut_long_and_flag_the_unterminated_last() {
+        let mut data = b"one\r\ntwo \xff\xfe\n".to_vec();
+        data.extend(std::iter::repeat_n(b'x', MAX_LINE + 10));
+        data.extend_from_slice(b"\n\nlast");
+        for cap in [7, 100, 1 << 20] {
+            let got = lines(&data, cap);
+            assert_eq!(got.len(), 5, "cap {cap}");
+            let plain = LineMeta::default();
+            assert_eq!(got[0], (b"one\r".to_vec(), plain));
+            assert_eq!(got[1], (b"two \xff\xfe".to_vec(), plain));
+            assert_eq!(got[2].0.len(), MAX_LINE);
+            assert_eq!(got[2].1.cut_bytes, 10);
+            assert_eq!(got[3], (Vec::new(), plain));
+            assert_eq!(got[4].0, b"last");
+            assert!(got[4].1.unterminated);
+        }
+        assert!(lines(b"", 8).is_empty());
+        assert_eq!(lines(b"\n", 8), vec![(Vec::new(), LineMeta::default())]);
+    }
+
+    #[test]
+    fn batches_hold_the_same_lines_as_the_line_reader() {
+        let mut data = b"one\r\ntwo \xff\xfe\n\n".to_vec();
+        data.extend(std::iter::repeat_n(b'x', MAX_LINE + 10));
+        data.extend_from_slice(b"\nmid\n");
+        data.extend(std::iter::repeat_n(b'y', 3 * MAX_LINE));
+        data.extend_from_slice(b"\nlast");
+        for block in [1, 5, 64, 4096, MAX_LINE + 3, 1 << 20] {
+            let mut got = Vec::new();
+            read_batches(
+                &data[..],
+                block,
+                |l, _| l.len(),
+                || Batch::with_capacity(block),
+                |b| {
+                    b.for_each(|l, m, t| {
+                        assert_eq!(*t, l.len());
+                        got.push((l.to_vec(), m));
+                    });
+                    true
+                },
+            )
+            .unwrap();
+            let want = lines(&data, 1000);
+            let shape = |v: &Vec<(Vec<u8>, LineMeta)>| {
+                v.iter()
+                    .map(|(l, m)| (l.len(), l.first().copied(), *m))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(shape(&got), shape(&want), "block {block}");
+            assert!(got == want, "block {block}: same shape, different bytes");
+        }
+        let mut none = 0;
+        read_batches(
+            &b""[..],
+            8,
+            |_, _| (),
+            || Batch::with_capacity(8),
+            |_| {
+                none += 1;
+                true
+            },
+        )
+        .unwrap();
+        assert_eq!(none, 0);
+    }
+
+    #[test]
+    fn gzip_is_detected_by_magic() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(b"connections: 999, sockfd:1002, time_used:1241\n")
+            .unwrap();
+        std::fs::write(&path, enc.finish().unwrap()).unwrap();
+        let mut got = Vec::new();
+        LineReader::new(Input::File(path).open().unwrap())
+            .for_each_line(|l, _| got.push(l.to_vec()))
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![b"connections: 999, sockfd:1002, time_used:1241".to_vec()]
+        );
+    }
+
+    #[test]
+    fn missing_paths_are_errors_and_directories_are_walked_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("b.log"), "x").unwrap();
+        std::fs::write(dir.path().join("sub/a.log"), "x").unwrap();
+        std::fs::write(dir.path().join(".hidden"), "x").unwrap();
+        let missing = dir.path().join("nope.log");
+        let (inputs, errors) = expand(&[dir.path().to_path_buf(), missing.clone()]);
+        let names: Vec<String> = inputs.iter().map(|i| i.name()).collect();
+        assert_eq!(names.len(), 2);
+        assert!(names[0].ends_with("b.log") && names[1].ends_with("sub/a.log"));
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].path, missing.display().to_string());
+    }
+}

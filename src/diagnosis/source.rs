@@ -1,0 +1,1137 @@
+//! Per-source state: everything `analyze` learns from one client's, one
+//! server's, one kernel's or one counter snapshot's lines, kept in a fixed
+//! amount of memory whatever the log size (counts, first/last/max records,
+//! the first few evidence lines per failure, a decimated plot series).
+//!
+//! A file is one source, except when it holds several programs' outputs
+//! under Markdown level-2 headers, as the seed does (`## 客户端1`,
+//! `## 客户端2`...): then each section is its own source, named after its
+//! header, and repeated headers continue the same source. Sections without
+//! a single record (prose, the author's notes) are read and counted but do
+//! not become sources.
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Read;
+
+use serde::Serialize;
+
+use super::catalogue::FailureId;
+use super::input::{Batch, read_batches};
+use super::parse::{self, Bytes, Detail, Line, Scratch, SysctlKey};
+use crate::events::{Event, Record, Role};
+
+/// How many evidence lines a finding keeps.
+pub const MAX_EVIDENCE: usize = 3;
+/// Plot points kept per source (older points are thinned, not dropped).
+pub const MAX_POINTS: usize = 2048;
+/// Error marks kept per source for the plot.
+pub const MAX_MARKS: usize = 400;
+/// The seed client prints a progress line every this many connections.
+pub const SEED_STEP: u64 = 1000;
+/// Evidence lines are cut to this many characters.
+pub const EVIDENCE_CHARS: usize = 110;
+
+/// What kind of program or file a source is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Client,
+    Server,
+    Kernel,
+    Counters,
+    Log,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Client => "client",
+            Kind::Server => "server",
+            Kind::Kernel => "kernel",
+            Kind::Counters => "counters",
+            Kind::Log => "log",
+        }
+    }
+}
+
+/// One line quoted as evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Evidence {
+    pub file: String,
+    pub line: u64,
+    /// The line, decoded lossily, control bytes shown as `·`, cut to a
+    /// readable length.
+    pub text: String,
+}
+
+impl Evidence {
+    pub fn new(file: &str, line: u64, raw: &[u8]) -> Evidence {
+        let t = parse::trim(raw);
+        let lossy = String::from_utf8_lossy(t);
+        let mut text = String::new();
+        for (n, c) in lossy.chars().enumerate() {
+            if n == EVIDENCE_CHARS {
+                text.push('…');
+                break;
+            }
+            text.push(if c.is_control() && c != '\t' { '·' } else { c });
+        }
+        Evidence {
+            file: file.to_string(),
+            line,
+            text,
+        }
+    }
+}
+
+/// A line kept as bytes (in a reused buffer) until the end, for evidence
+/// that changes on most lines (the highest count, the last offset drop):
+/// building the text only once keeps the per-line cost flat.
+#[derive(Debug, Clone, Default)]
+pub struct Lazy {
+    line: u64,
+    raw: Vec<u8>,
+    set: bool,
+}
+
+impl Lazy {
+    fn set(&mut self, line: u64, raw: &[u8]) {
+        self.line = line;
+        self.raw.clear();
+        self.raw.extend_from_slice(&raw[..raw.len().min(512)]);
+        self.set = true;
+    }
+
+    fn get(&self, file: &str) -> Option<Evidence> {
+        self.set.then(|| Evidence::new(file, self.line, &self.raw))
+    }
+}
+
+/// Everything seen of one failure class in one source.
+#[derive(Debug, Clone, Default)]
+pub struct Obs {
+    pub count: u64,
+    pub evidence: Vec<Evidence>,
+    /// The first call named ("connect", "accept"...), empty if none.
+    pub call: &'static str,
+    pub errno: Option<i32>,
+    /// Seen in a kernel line.
+    pub kernel: bool,
+    pub detail: Option<String>,
+}
+
+impl Obs {
+    fn add(&mut self, n: u64, ev: impl FnOnce() -> Evidence) {
+        self.count = self.count.saturating_add(n);
+        if self.evidence.len() < MAX_EVIDENCE {
+            self.evidence.push(ev());
+        }
+    }
+}
+
+/// A progress record of the seed format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub line: u64,
+    pub conns: u64,
+    pub fd: u64,
+    pub ms: u64,
+}
+
+/// What the seed client's progress lines tell.
+#[derive(Debug, Clone, Default)]
+pub struct SeedState {
+    pub progress_lines: u64,
+    pub first: Option<Progress>,
+    pub last: Option<Progress>,
+    pub max: Option<Progress>,
+    pub max_evidence: Option<Evidence>,
+    max_lazy: Lazy,
+    pub first_evidence: Option<Evidence>,
+    /// Smallest positive step between progress lines.
+    pub step: Option<u64>,
+    /// Connections and milliseconds over regular intervals (for the rate).
+    pub rate_conns: u64,
+    pub rate_ms: u64,
+    pub total_ms: u64,
+    /// `sockfd - connections` on the first line with a real fd, and last.
+    pub first_offset: Option<i64>,
+    pub last_offset: Option<i64>,
+    pub first_drop: Option<Evidence>,
+    pub last_drop: Option<Evidence>,
+    drop_lazy: Lazy,
+    pub zero_fd_lines: u64,
+    pub zero_fd_evidence: Option<Evidence>,
+    /// Repeats of the same count with `sockfd:0`: the client's cap.
+    pub cap_repeats: u64,
+    pub cap_value: Option<u64>,
+    pub cap_evidence: Option<Evidence>,
+    /// Jumps larger than one step: progress lines missing from the log.
+    pub gaps: u64,
+    pub missing_lines: u64,
+    pub gap_evidence: Option<(Evidence, u64, u64)>,
+    /// Count went down: a restarted client in the same log.
+    pub restarts: u64,
+    /// Intervals that took whole extra seconds (SYN retransmissions).
+    pub retrans_intervals: u64,
+    pub retrans_waits: u64,
+    pub retrans_evidence: Option<Evidence>,
+    pub retrans_first_conns: u64,
+    /// (index, ms) with increasing ms: the minimum of the last 32 regular
+    /// intervals is at the front (a monotonic queue, O(1) per line).
+    window: VecDeque<(u64, u64)>,
+    window_seen: u64,
+    pub recv_buffers: u64,
+    pub recv_garbage: u64,
+    pub recv_evidence: Vec<Evidence>,
+    open_recv: Option<u32>,
+    recv_lazy: Lazy,
+    pub seed_errors: u64,
+}
+
+/// A counter followed through the snapshots of a source.
+#[derive(Debug, Clone)]
+pub struct CounterTrack {
+    pub first: u64,
+    pub last: u64,
+    pub snapshots: u64,
+    pub first_evidence: Evidence,
+    pub last_evidence: Evidence,
+}
+
+/// c1m's own JSON lines.
+#[derive(Debug, Clone, Default)]
+pub struct JsonState {
+    pub records: u64,
+    pub role: Option<Role>,
+    pub first_ts: Option<f64>,
+    pub last_ts: Option<f64>,
+    parent: Option<u64>,
+    workers: BTreeMap<u64, u64>,
+    pub current: u64,
+    pub max: u64,
+    pub max_ts: f64,
+    pub max_evidence: Option<Evidence>,
+    max_lazy: Lazy,
+    pub target: Option<u64>,
+    pub summary_connections: Option<u64>,
+    pub summary_opened: u64,
+    pub summary_elapsed: f64,
+    pub summary_failures: BTreeMap<FailureId, u64>,
+    pub summary_evidence: Option<Evidence>,
+    pub worker_events: u64,
+    pub worker_evidence: Option<Evidence>,
+    pub failure_records: u64,
+}
+
+/// Line accounting for a source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LineCounts {
+    pub read: u64,
+    /// Lines that carried a record (progress, error, kernel, counter, JSON).
+    pub recognized: u64,
+    /// Lines with nothing to use (prose, blank, Markdown, unknown output).
+    pub skipped: u64,
+    /// Lines with broken bytes, glued records, or cut.
+    pub corrupted: u64,
+}
+
+/// Kinds of corruption, counted separately.
+#[derive(Debug, Clone, Default)]
+pub struct Corruption {
+    pub control_or_invalid: u64,
+    pub glued: u64,
+    pub cut_long: u64,
+    pub bad_json: u64,
+    /// Non-ASCII bytes in a program's ASCII output (counted as corrupted
+    /// only in sources of the seed format).
+    pub non_ascii: u64,
+    pub unterminated_last: bool,
+    pub evidence: Vec<Evidence>,
+    pub non_ascii_evidence: Option<Evidence>,
+}
+
+/// One source being read.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Shared with every evidence closure, so feeding a line never copies it.
+    pub file: std::rc::Rc<str>,
+    pub section: Option<String>,
+    kind_hint: Option<Kind>,
+    pub command: Option<String>,
+    pub lines: LineCounts,
+    pub seed: SeedState,
+    pub json: JsonState,
+    pub obs: BTreeMap<FailureId, Obs>,
+    pub counters: BTreeMap<&'static str, CounterTrack>,
+    pub sysctl: BTreeMap<SysctlKey, ([u64; 3], Evidence)>,
+    pub sockstat: Option<([u64; 4], Evidence)>,
+    pub corruption: Corruption,
+    /// Lines per source category, to decide the kind.
+    pub program_lines: u64,
+    pub kernel_lines: u64,
+    pub counter_lines: u64,
+    accept_errors: u64,
+    connect_errors: u64,
+    pub mentions_reactor: bool,
+    last_error: Option<(u64, i32)>,
+    /// Plot: (seconds, connections), thinned to MAX_POINTS.
+    pub points: Vec<(f64, f64)>,
+    stride: u64,
+    seen_points: u64,
+    last_point: Option<(f64, f64)>,
+    pub marks: Vec<(f64, f64, FailureId)>,
+    x: f64,
+}
+
+impl Source {
+    pub fn new(file: &str, section: Option<String>) -> Source {
+        let kind_hint = section.as_deref().and_then(kind_from_title);
+        Source {
+            file: std::rc::Rc::from(file),
+            section,
+            kind_hint,
+            command: None,
+            lines: LineCounts::default(),
+            seed: SeedState::default(),
+            json: JsonState::default(),
+            obs: BTreeMap::new(),
+            counters: BTreeMap::new(),
+            sysctl: BTreeMap::new(),
+            sockstat: None,
+            corruption: Corruption::default(),
+            program_lines: 0,
+            kernel_lines: 0,
+            counter_lines: 0,
+            accept_errors: 0,
+            connect_errors: 0,
+            mentions_reactor: false,
+            last_error: None,
+            points: Vec::new(),
+            stride: 1,
+            seen_points: 0,
+            last_point: None,
+            marks: Vec::new(),
+            x: 0.0,
+        }
+    }
+
+    /// The name shown in tables: the file, and the section if any.
+    pub fn name(&self) -> String {
+        match &self.section {
+            Some(s) => format!("{} [{}]", self.file, s),
+            None => self.file.to_string(),
+        }
+    }
+
+    /// Whether the source holds the seed client's records.
+    pub fn is_seed_format(&self) -> bool {
+        self.seed.progress_lines > 0 || self.seed.seed_errors > 0 || self.seed.recv_buffers > 0
+    }
+
+    /// What the source is: from its header, its JSON role, or its lines.
+    pub fn kind(&self) -> Kind {
+        if let Some(k) = self.kind_hint {
+            return k;
+        }
+        match self.json.role {
+            Some(Role::Serve) => return Kind::Server,
+            Some(Role::Flood) => return Kind::Client,
+            _ => {}
+        }
+        if self.seed.progress_lines > 0 || self.connect_errors > 0 {
+            return Kind::Client;
+        }
+        if self.accept_errors > 0 {
+            return Kind::Server;
+        }
+        if self.kernel_lines > 0 && self.kernel_lines >= self.program_lines {
+            return Kind::Kernel;
+        }
+        if self.counter_lines > 0 && self.program_lines == 0 {
+            return Kind::Counters;
+        }
+        Kind::Log
+    }
+
+    /// True when the source holds anything worth reporting.
+    pub fn has_records(&self) -> bool {
+        self.lines.recognized > 0
+    }
+
+    fn point(&mut self, x: f64, y: f64) {
+        self.last_point = Some((x, y));
+        self.seen_points += 1;
+        if !(self.seen_points - 1).is_multiple_of(self.stride) {
+            return;
+        }
+        if self.points.len() >= MAX_POINTS {
+            let mut i = 0;
+            self.points.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+            self.stride *= 2;
+        }
+        self.points.push((x, y));
+    }
+
+    fn mark(&mut self, id: FailureId) {
+        if self.marks.len() < MAX_MARKS {
+            let y = self.last_point.map(|p| p.1).unwrap_or(0.0);
+            self.marks.push((self.x, y, id));
+        }
+    }
+
+    fn observe(&mut self, id: FailureId, n: u64, ev: impl FnOnce() -> Evidence) -> &mut Obs {
+        let o = self.obs.entry(id).or_default();
+        o.add(n, ev);
+        o
+    }
+
+    /// Feed one line.
+    pub fn feed(&mut self, file: &str, no: u64, raw: &[u8], parsed: &parse::Parsed<'_>, cut: bool) {
+        self.lines.read += 1;
+        let ev = || Evidence::new(file, no, raw);
+        let Bytes {
+            control,
+            invalid_utf8,
+            non_ascii,
+        } = parsed.bytes;
+        let glued = matches!(parsed.line, Line::Progress { glued: true, .. });
+        let hard = control || invalid_utf8 || glued || cut;
+        if hard {
+            self.lines.corrupted += 1;
+            if control || invalid_utf8 {
+                self.corruption.control_or_invalid += 1;
+            }
+            if glued {
+                self.corruption.glued += 1;
+            }
+            if cut {
+                self.corruption.cut_long += 1;
+            }
+            if self.corruption.evidence.len() < MAX_EVIDENCE {
+                self.corruption.evidence.push(ev());
+            }
+        } else if non_ascii
+            && matches!(
+                parsed.line,
+                Line::Other | Line::Blank | Line::RecvBuffer { .. } | Line::Progress { .. }
+            )
+        {
+            self.corruption.non_ascii += 1;
+            if self.corruption.non_ascii_evidence.is_none() {
+                self.corruption.non_ascii_evidence = Some(ev());
+            }
+        }
+        // An open ` RecvBuffer:` spills over the next lines until its 128
+        // bytes end; garbage there means the buffer was not terminated.
+        if let Some(left) = self.seed.open_recv.take() {
+            if non_ascii || control {
+                self.seed.recv_garbage += 1;
+                if self.seed.recv_evidence.len() < MAX_EVIDENCE
+                    && let Some(rb) = self.seed.recv_lazy.get(file)
+                {
+                    self.seed.recv_evidence.push(rb);
+                }
+            } else if left > 1 && matches!(parsed.line, Line::Other | Line::Blank) {
+                self.seed.open_recv = Some(left - 1);
+            }
+        }
+        match &parsed.line {
+            Line::Blank | Line::Header { .. } | Line::Fence | Line::Other => {
+                self.lines.skipped += 1;
+                let t = parse::trim(raw);
+                if matches!(parsed.line, Line::Other)
+                    && matches!(t.first(), Some(b'#') | Some(b'.'))
+                    && parse::find(t, b"reactor").is_some()
+                {
+                    self.mentions_reactor = true;
+                }
+            }
+            Line::Prompt { command } => {
+                self.lines.skipped += 1;
+                if self.command.is_none() {
+                    self.command = Some(String::from_utf8_lossy(command).into_owned());
+                }
+                if parse::find(command, b"reactor").is_some() {
+                    self.mentions_reactor = true;
+                }
+            }
+            Line::Progress { conns, fd, ms, .. } => {
+                self.lines.recognized += 1;
+                self.program_lines += 1;
+                self.progress(
+                    Progress {
+                        line: no,
+                        conns: *conns,
+                        fd: *fd,
+                        ms: *ms,
+                    },
+                    raw,
+                    &ev,
+                );
+            }
+            Line::SeedError { errno, .. } => {
+                self.lines.recognized += 1;
+                self.program_lines += 1;
+                self.seed.seed_errors += 1;
+                // The seed prints it when recv() fails in its event loop.
+                if let Some(id) = FailureId::from_errno("recv", *errno) {
+                    self.observe(id, 1, ev).errno = Some(*errno);
+                    self.mark(id);
+                }
+            }
+            Line::RecvBuffer { garbage } => {
+                self.lines.recognized += 1;
+                self.program_lines += 1;
+                self.seed.recv_buffers += 1;
+                if *garbage {
+                    self.seed.recv_garbage += 1;
+                    if self.seed.recv_evidence.len() < MAX_EVIDENCE {
+                        self.seed.recv_evidence.push(ev());
+                    }
+                } else {
+                    self.seed.open_recv = Some(12);
+                    self.seed.recv_lazy.set(no, raw);
+                }
+            }
+            Line::Disconnect { .. } => {
+                self.lines.recognized += 1;
+                self.program_lines += 1;
+                self.observe(FailureId::PeerDisconnect, 1, ev);
+            }
+            Line::Error { id, call, errno } => {
+                self.lines.recognized += 1;
+                self.program_lines += 1;
+                match *call {
+                    "accept" => self.accept_errors += 1,
+                    "connect" => self.connect_errors += 1,
+                    _ => {}
+                }
+                // `connect: X` then `error : X`: one failure, two lines.
+                let cont = matches!((self.last_error, errno), (Some((l, e)), Some(e2)) if no <= l + 2 && e == *e2 && call.is_empty());
+                let o = self.obs.entry(*id).or_default();
+                if cont {
+                    if o.evidence.len() < MAX_EVIDENCE {
+                        o.evidence.push(ev());
+                    }
+                } else {
+                    o.add(1, ev);
+                    if o.call.is_empty() {
+                        o.call = call;
+                    }
+                    o.errno = o.errno.or(*errno);
+                    self.mark(*id);
+                }
+                if let Some(e) = errno {
+                    self.last_error = Some((no, *e));
+                }
+            }
+            Line::Evidence { id, kernel, detail } => {
+                self.lines.recognized += 1;
+                if *kernel {
+                    self.kernel_lines += 1;
+                } else {
+                    self.program_lines += 1;
+                }
+                let text = describe(*id, detail);
+                let o = self.observe(*id, 1, ev);
+                o.kernel |= *kernel;
+                if o.detail.is_none() {
+                    o.detail = text;
+                }
+                self.mark(*id);
+            }
+            Line::Counter { name, value } => {
+                self.lines.recognized += 1;
+                self.counter_lines += 1;
+                let e = ev();
+                self.counters
+                    .entry(name)
+                    .and_modify(|c| {
+                        c.last = *value;
+                        c.snapshots += 1;
+                        c.last_evidence = e.clone();
+                    })
+                    .or_insert_with(|| CounterTrack {
+                        first: *value,
+                        last: *value,
+                        snapshots: 1,
+                        first_evidence: e.clone(),
+                        last_evidence: e,
+                    });
+            }
+            Line::Sockstat {
+                inuse,
+                orphan,
+                tw,
+                mem,
+            } => {
+                self.lines.recognized += 1;
+                self.counter_lines += 1;
+                let v = [*inuse, *orphan, *tw, *mem];
+                // Keep the snapshot with the most memory in use.
+                if self.sockstat.as_ref().is_none_or(|(old, _)| v[3] >= old[3]) {
+                    self.sockstat = Some((v, ev()));
+                }
+            }
+            Line::Sysctl { key, values } => {
+                self.lines.recognized += 1;
+                self.counter_lines += 1;
+                let keep_max = matches!(key, SysctlKey::ConntrackCount | SysctlKey::FileNr);
+                let replace = match self.sysctl.get(key) {
+                    Some((old, _)) if keep_max => values[0] >= old[0],
+                    _ => true,
+                };
+                if replace {
+                    self.sysctl.insert(*key, (*values, ev()));
+                }
+            }
+            Line::Json => self.json_line(no, raw, &ev),
+        }
+    }
+
+    /// Feed a clean seed record recognised by the fast path: the same
+    /// effect as `feed` with its parsed line, without the general checks.
+    pub fn feed_fast(&mut self, file: &str, no: u64, raw: &[u8], fast: parse::Fast) {
+        self.lines.read += 1;
+        if fast == parse::Fast::Chatter {
+            // Clean ASCII that is no record: a RecvBuffer spill-over line
+            // keeps its window open, like `feed` does for `Line::Other`.
+            self.lines.skipped += 1;
+            self.seed.open_recv = self
+                .seed
+                .open_recv
+                .and_then(|left| left.checked_sub(1))
+                .filter(|&l| l > 0);
+            return;
+        }
+        self.lines.recognized += 1;
+        self.program_lines += 1;
+        // A record ends an open ` RecvBuffer:` (it was clean ASCII).
+        self.seed.open_recv = None;
+        let ev = || Evidence::new(file, no, raw);
+        match fast {
+            parse::Fast::Progress { conns, fd, ms } => {
+                self.progress(
+                    Progress {
+                        line: no,
+                        conns,
+                        fd,
+                        ms,
+                    },
+                    raw,
+                    &ev,
+                );
+            }
+            parse::Fast::Chatter => {}
+            parse::Fast::SeedError { errno, .. } => {
+                self.seed.seed_errors += 1;
+                if let Some(id) = FailureId::from_errno("recv", errno) {
+                    self.observe(id, 1, ev).errno = Some(errno);
+                    self.mark(id);
+                }
+            }
+        }
+    }
+
+    fn progress(&mut self, p: Progress, raw: &[u8], ev: &dyn Fn() -> Evidence) {
+        let s = &mut self.seed;
+        s.progress_lines += 1;
+        s.total_ms = s.total_ms.saturating_add(p.ms);
+        if s.first.is_none() {
+            s.first = Some(p);
+            s.first_evidence = Some(ev());
+            // A log that starts at the beginning: its first line covers the
+            // first connections.
+            if p.conns <= SEED_STEP && p.fd != 0 {
+                s.rate_conns = s.rate_conns.saturating_add(p.conns);
+                s.rate_ms = s.rate_ms.saturating_add(p.ms);
+            }
+        }
+        if p.fd == 0 {
+            s.zero_fd_lines += 1;
+            if s.zero_fd_evidence.is_none() {
+                s.zero_fd_evidence = Some(ev());
+            }
+        }
+        if let Some(last) = s.last {
+            if p.conns == last.conns && p.fd == 0 {
+                s.cap_repeats += 1;
+                if s.cap_value != Some(p.conns) {
+                    s.cap_value = Some(p.conns);
+                    s.cap_evidence = Some(ev());
+                }
+            } else if p.conns > last.conns {
+                let d = p.conns - last.conns;
+                let step = s.step.map_or(d, |st| st.min(d));
+                s.step = Some(step);
+                if d.saturating_mul(2) <= step.saturating_mul(3) {
+                    s.rate_conns = s.rate_conns.saturating_add(d);
+                    s.rate_ms = s.rate_ms.saturating_add(p.ms);
+                    // Whole extra seconds over the recent floor: connects
+                    // that waited for a SYN retransmission (1 s, then 3 s).
+                    if s.window_seen >= 3
+                        && let Some(&(_, floor)) = s.window.front()
+                    {
+                        let excess = p.ms.saturating_sub(floor);
+                        let k = excess.saturating_add(300) / 1000;
+                        if k >= 1 && excess.abs_diff(k.saturating_mul(1000)) <= 300 {
+                            s.retrans_intervals += 1;
+                            s.retrans_waits = s.retrans_waits.saturating_add(k);
+                            if s.retrans_evidence.is_none() {
+                                s.retrans_evidence = Some(ev());
+                                s.retrans_first_conns = p.conns;
+                            }
+                        }
+                    }
+                    while s.window.back().is_some_and(|&(_, v)| v >= p.ms) {
+                        s.window.pop_back();
+                    }
+                    s.window.push_back((s.window_seen, p.ms));
+                    s.window_seen += 1;
+                    while s
+                        .window
+                        .front()
+                        .is_some_and(|&(i, _)| i + 32 < s.window_seen)
+                    {
+                        s.window.pop_front();
+                    }
+                } else {
+                    s.gaps += 1;
+                    s.missing_lines = s.missing_lines.saturating_add((d - 1) / step.max(1));
+                    if s.gap_evidence.is_none() {
+                        s.gap_evidence = Some((ev(), last.conns, p.conns));
+                    }
+                }
+            } else if p.conns < last.conns {
+                s.restarts += 1;
+                s.window.clear();
+                s.window_seen = 0;
+            }
+        }
+        if p.fd != 0 {
+            let off = (p.fd as i128 - p.conns as i128)
+                .clamp(i64::MIN as i128 / 4, i64::MAX as i128 / 4) as i64;
+            match s.last_offset {
+                None => s.first_offset = Some(off),
+                Some(prev) if off < prev => {
+                    if s.first_drop.is_none() {
+                        s.first_drop = Some(ev());
+                    }
+                    s.drop_lazy.set(p.line, raw);
+                }
+                _ => {}
+            }
+            s.last_offset = Some(off);
+        }
+        if s.max.is_none_or(|m| p.conns > m.conns) {
+            s.max = Some(p);
+            s.max_lazy.set(p.line, raw);
+        }
+        s.last = Some(p);
+        self.x += p.ms as f64 * 0.001;
+        let x = self.x;
+        self.point(x, p.conns as f64);
+    }
+
+    fn json_line(&mut self, no: u64, raw: &[u8], ev: &dyn Fn() -> Evidence) {
+        let record = std::str::from_utf8(raw).ok().and_then(Record::parse);
+        let Some(r) = record else {
+            if parse::find(raw, b"\"event\"").is_some() {
+                self.lines.corrupted += 1;
+                self.corruption.bad_json += 1;
+                if self.corruption.evidence.len() < MAX_EVIDENCE {
+                    self.corruption.evidence.push(ev());
+                }
+            } else {
+                self.lines.skipped += 1;
+            }
+            return;
+        };
+        self.lines.recognized += 1;
+        self.program_lines += 1;
+        let j = &mut self.json;
+        j.records += 1;
+        if j.role.is_none() || r.role != Role::Lab {
+            j.role = Some(r.role);
+        }
+        let t0 = *j.first_ts.get_or_insert(r.ts);
+        j.last_ts = Some(r.ts);
+        self.x = (r.ts - t0).max(0.0);
+        match r.event {
+            Event::Interval {
+                counters, target, ..
+            } => {
+                match r.worker {
+                    Some(w) => {
+                        j.workers.insert(w as u64, counters.connections);
+                    }
+                    None => j.parent = Some(counters.connections),
+                }
+                j.current = match j.parent {
+                    Some(p) => p,
+                    None => j.workers.values().fold(0u64, |a, b| a.saturating_add(*b)),
+                };
+                if j.current > j.max || !j.max_lazy.set {
+                    j.max = j.current;
+                    j.max_ts = r.ts - t0;
+                    j.max_lazy.set(no, raw);
+                }
+                if target.is_some() {
+                    j.target = target;
+                }
+                let (x, y) = (self.x, j.current as f64);
+                self.point(x, y);
+            }
+            Event::Failure {
+                failure,
+                call,
+                errno,
+                count,
+                detail,
+            } => {
+                j.failure_records += 1;
+                if call == "accept" {
+                    self.accept_errors += 1;
+                }
+                if call == "connect" {
+                    self.connect_errors += 1;
+                }
+                let o = self.obs.entry(failure).or_default();
+                o.add(count, ev);
+                if o.call.is_empty() {
+                    o.call = static_call(&call);
+                }
+                o.errno = o.errno.or(errno);
+                if o.detail.is_none() && !detail.is_empty() {
+                    o.detail = Some(detail);
+                }
+                self.mark(failure);
+            }
+            Event::Worker { .. } => {
+                j.worker_events += 1;
+                if j.worker_evidence.is_none() {
+                    j.worker_evidence = Some(ev());
+                }
+            }
+            Event::Summary {
+                counters,
+                elapsed_s,
+                ..
+            } => {
+                let sc = j.summary_connections.get_or_insert(0);
+                *sc = sc.saturating_add(counters.connections);
+                j.summary_opened = j.summary_opened.saturating_add(counters.opened_total);
+                j.summary_elapsed = j.summary_elapsed.max(elapsed_s);
+                for (id, n) in counters.failures {
+                    let e = j.summary_failures.entry(id).or_default();
+                    *e = e.saturating_add(n);
+                }
+                if counters.connections > j.max || !j.max_lazy.set {
+                    j.max = counters.connections;
+                    j.max_ts = r.ts - t0;
+                    j.max_lazy.set(no, raw);
+                }
+                j.summary_evidence = Some(ev());
+            }
+            Event::Start { settings } => {
+                if let Some(t) = settings
+                    .get("connections")
+                    .or_else(|| settings.get("target"))
+                    .and_then(|v| v.as_u64())
+                {
+                    j.target = Some(t);
+                }
+            }
+        }
+    }
+
+    /// Close what is still open at the end of the input.
+    pub fn finish(&mut self, unterminated_last: bool) {
+        self.seed.open_recv = None;
+        self.seed.max_evidence = self.seed.max_lazy.get(&self.file);
+        self.seed.last_drop = self.seed.drop_lazy.get(&self.file);
+        self.json.max_evidence = self.json.max_lazy.get(&self.file);
+        if unterminated_last {
+            self.corruption.unterminated_last = true;
+        }
+        // Failures only the summary counted (no failure lines).
+        if self.json.failure_records == 0
+            && let Some(ev) = self.json.summary_evidence.clone()
+        {
+            for (id, n) in self.json.summary_failures.clone() {
+                let o = self.obs.entry(id).or_default();
+                o.add(n, || ev.clone());
+            }
+        }
+        if self.is_seed_format() && self.corruption.non_ascii > 0 {
+            self.lines.corrupted += self.corruption.non_ascii;
+            if let Some(e) = self.corruption.non_ascii_evidence.clone()
+                && self.corruption.evidence.len() < MAX_EVIDENCE
+            {
+                self.corruption.evidence.push(e);
+                self.corruption.evidence.sort_by_key(|e| e.line);
+            }
+        }
+        if let Some(p) = self.last_point
+            && self.points.last() != Some(&p)
+        {
+            self.points.push(p);
+        }
+    }
+
+    /// Highest connection count the source printed.
+    pub fn max_connections(&self) -> Option<u64> {
+        if self.json.records > 0 && self.json.max_lazy.set {
+            return Some(self.json.max);
+        }
+        self.seed.max.map(|p| p.conns)
+    }
+
+    /// Last connection count the source printed.
+    pub fn last_connections(&self) -> Option<u64> {
+        if self.json.records > 0 && self.json.max_lazy.set {
+            return Some(self.json.summary_connections.unwrap_or(self.json.current));
+        }
+        self.seed.last.map(|p| p.conns)
+    }
+
+    /// Connections per second: from `time_used` over regular intervals, or
+    /// from the JSON timestamps.
+    pub fn rate(&self) -> Option<f64> {
+        if self.seed.rate_ms > 0 && self.seed.rate_conns > 0 {
+            return Some(self.seed.rate_conns as f64 * 1000.0 / self.seed.rate_ms as f64);
+        }
+        let j = &self.json;
+        if j.summary_elapsed > 0.0 && j.summary_opened > 0 {
+            return Some(j.summary_opened as f64 / j.summary_elapsed);
+        }
+        if j.max_ts > 0.0 && j.max > 0 {
+            return Some(j.max as f64 / j.max_ts);
+        }
+        None
+    }
+
+    /// Seconds the source covers (summed `time_used`, or timestamps).
+    pub fn elapsed(&self) -> Option<f64> {
+        if self.seed.total_ms > 0 {
+            return Some(self.seed.total_ms as f64 / 1000.0);
+        }
+        match (self.json.first_ts, self.json.last_ts) {
+            (Some(a), Some(b)) if b > a => Some(b - a),
+            _ => None,
+        }
+    }
+}
+
+fn kind_from_title(title: &str) -> Option<Kind> {
+    let t = title.to_lowercase();
+    if t.contains("客户端") || t.contains("client") {
+        Some(Kind::Client)
+    } else if t.contains("服务器") || t.contains("服务端") || t.contains("server") {
+        Some(Kind::Server)
+    } else {
+        None
+    }
+}
+
+fn static_call(call: &str) -> &'static str {
+    match call {
+        "connect" => "connect",
+        "accept" | "accept4" => "accept",
+        "socket" => "socket",
+        "bind" => "bind",
+        "send" => "send",
+        "recv" => "recv",
+        "epoll_ctl" => "epoll_ctl",
+        "" => "",
+        _ => "other",
+    }
+}
+
+fn describe(id: FailureId, d: &Detail) -> Option<String> {
+    match id {
+        FailureId::AcceptQueueOverflow => d.port.map(|p| format!("SYNs dropped on port {p}")),
+        FailureId::OutOfMemory => match (d.pid, d.anon_rss_kb) {
+            (Some(pid), Some(kb)) => Some(format!(
+                "pid {pid} killed with {} MiB of anon-rss ({})",
+                kb / 1024,
+                if kb >= 1024 * 1024 {
+                    "large: application buffers"
+                } else {
+                    "small: the memory was kernel socket buffers"
+                }
+            )),
+            (Some(pid), None) => Some(format!("pid {pid} killed")),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Per-file accounting.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FileStat {
+    pub path: String,
+    pub lines: u64,
+    pub bytes: u64,
+    /// Sources the file was split into.
+    pub sources: usize,
+    /// Lines outside any source (sections with no records).
+    pub lines_without_records: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Read one input to its end, splitting it into sources. An I/O error
+/// midway keeps what was read and is returned in the stat.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// What the reading thread found out about a line.
+#[derive(Clone, Copy)]
+enum Tag {
+    /// A fast record, parsed.
+    Fast(parse::Fast),
+    /// Not a fast record (or cut): the general classifier.
+    Slow,
+    /// Not looked at: try the fast records first.
+    Unknown,
+}
+
+/// Read one input to its end, splitting it into sources. Two stages on two
+/// threads: one reads blocks, splits lines and parses the frequent records
+/// (`parse::fast_record`); this one keeps the state. A bounded channel keeps
+/// memory flat (a few batches of 1 MiB in flight). An I/O error midway
+/// keeps what was read and is returned in the stat.
+pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileStat) {
+    let mut scratch = Scratch::default();
+    let mut sections: Vec<Source> = vec![Source::new(name, None)];
+    let mut current = 0usize;
+    let mut stat = FileStat {
+        path: name.to_string(),
+        ..Default::default()
+    };
+    let mut no: u64 = 0;
+    let mut last_unterminated = false;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<Tag>>(4);
+    // Emptied batches go back to the reader, so the buffers are reused
+    // instead of faulted in afresh.
+    let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Batch<Tag>>(8);
+    let result = std::thread::scope(|scope| {
+        let reading = scope.spawn(move || {
+            read_batches(
+                reader,
+                BATCH_BYTES,
+                // Progress lines are parsed here; the other fast records on
+                // the analyzing thread, which balances the two.
+                |line, meta| {
+                    let first = line.iter().find(|&&b| b != b' ' && b != b'\t');
+                    match (meta.cut_bytes, first) {
+                        (0, Some(b'c')) => match parse::fast_record(line) {
+                            Some(f) => Tag::Fast(f),
+                            None => Tag::Slow,
+                        },
+                        (0, _) => Tag::Unknown,
+                        _ => Tag::Slow,
+                    }
+                },
+                || {
+                    back_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| Batch::with_capacity(BATCH_BYTES))
+                },
+                |batch| tx.send(batch).is_ok(),
+            )
+        });
+        for mut batch in rx {
+            batch.for_each(|line, meta, fast| {
+                no += 1;
+                stat.bytes = stat
+                    .bytes
+                    .saturating_add(line.len() as u64 + 1 + meta.cut_bytes);
+                last_unterminated = meta.unterminated;
+                let fast = match *fast {
+                    Tag::Fast(f) => Some(f),
+                    Tag::Unknown => parse::fast_record(line),
+                    Tag::Slow => None,
+                };
+                if let Some(fast) = fast {
+                    sections[current].feed_fast(name, no, line, fast);
+                    return;
+                }
+                let parsed = parse::parse_line(line, &mut scratch);
+                if let Line::Header { level: 2, title } = parsed.line {
+                    let title = String::from_utf8_lossy(title).into_owned();
+                    current = match sections
+                        .iter()
+                        .position(|s| s.section.as_deref() == Some(title.as_str()))
+                    {
+                        Some(i) => i,
+                        None => {
+                            sections.push(Source::new(name, Some(title)));
+                            sections.len() - 1
+                        }
+                    };
+                }
+                sections[current].feed(name, no, line, &parsed, meta.cut_bytes > 0);
+            });
+            batch.clear();
+            let _ = back_tx.try_send(batch);
+        }
+        reading
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the reading thread panicked")))
+    });
+    if let Err(e) = result {
+        stat.error = Some(format!("read error after line {no}: {e}"));
+    }
+    if last_unterminated {
+        stat.bytes = stat.bytes.saturating_sub(1);
+    }
+    stat.lines = no;
+    let reactor = sections.iter().any(|s| s.mentions_reactor);
+    let mut out = Vec::new();
+    for (i, mut s) in sections.into_iter().enumerate() {
+        s.finish(last_unterminated && i == current);
+        s.mentions_reactor |= reactor;
+        if s.has_records() {
+            out.push(s);
+        } else {
+            stat.lines_without_records += s.lines.read;
+        }
+    }
+    stat.sources = out.len();
+    (out, stat)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evidence_is_trimmed_cut_and_shows_control_bytes() {
+        let e = Evidence::new("f.log", 7, b"\t connections: 1\x01\x02, x \xff");
+        assert_eq!(e.line, 7);
+        assert_eq!(e.text, "connections: 1··, x \u{fffd}");
+        let long = vec![b'a'; 500];
+        let e = Evidence::new("f.log", 1, &long);
+        assert_eq!(e.text.chars().count(), EVIDENCE_CHARS + 1);
+        assert!(e.text.ends_with('…'));
+    }
+
+    #[test]
+    fn repeated_headers_continue_a_source_and_prose_sections_are_dropped() {
+        let text = "## 客户端1\nconnections: 999, sockfd:1002, time_used:1\n\
+                    ## notes\nsome prose\n\
+                    ## 客户端1\nconnections: 1999, sockfd:2002, time_used:1\n";
+        let (sources, stat) = read_input("t.md", std::io::Cursor::new(text.as_bytes()));
+        assert_eq!(sources.len(), 1);
+        assert_eq!(sources[0].section.as_deref(), Some("客户端1"));
+        assert_eq!(sources[0].seed.progress_lines, 2);
+        assert_eq!(sources[0].kind(), Kind::Client);
+        assert_eq!(stat.lines, 6);
+        assert_eq!(stat.lines_without_records, 2);
+    }
+}
