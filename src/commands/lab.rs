@@ -8,6 +8,8 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::harness::lab::{self, LabConfig, NetnsMode};
+use crate::harness::scenarios::{self, Scenario};
+
 use crate::harness::signals;
 use crate::util::{parse_count, parse_duration, thousands};
 
@@ -56,12 +58,97 @@ pub struct LabArgs {
     /// Progress as JSON lines.
     #[arg(long)]
     pub json: bool,
+    /// Provoke one failure for real and check that analyze names it
+    /// ("all" runs every scenario).
+    #[arg(long, value_name = "NAME")]
+    pub scenario: Option<ScenarioChoice>,
+}
+
+/// `--scenario` values: one scenario, or all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScenarioChoice {
+    FdLimit,
+    Ports,
+    Refused,
+    Backlog,
+    Cap,
+    All,
+}
+
+impl ScenarioChoice {
+    fn scenarios(self) -> Vec<Scenario> {
+        match self {
+            ScenarioChoice::FdLimit => vec![Scenario::FdLimit],
+            ScenarioChoice::Ports => vec![Scenario::Ports],
+            ScenarioChoice::Refused => vec![Scenario::Refused],
+            ScenarioChoice::Backlog => vec![Scenario::Backlog],
+            ScenarioChoice::Cap => vec![Scenario::Cap],
+            ScenarioChoice::All => Scenario::all().to_vec(),
+        }
+    }
+}
+
+/// Run scenarios: each in its own folder, each checked against analyze.
+fn run_scenarios(
+    choice: ScenarioChoice,
+    private: bool,
+    root: &std::path::Path,
+    json: bool,
+) -> Result<ExitCode> {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .trim_end_matches('Z')
+        .replace(':', "-");
+    let base = root.join(format!("{stamp}-scenarios"));
+    let mut all_named = true;
+    for sc in choice.scenarios() {
+        let out = scenarios::run(sc, &base.join(sc.name()), private)?;
+        if json {
+            println!("{}", serde_json::to_string(&out)?);
+        } else if let Some(why) = &out.skipped {
+            println!("scenario {}: SKIPPED: {why}", sc.name());
+        } else {
+            println!(
+                "scenario {}: {}\n  analyze {} {} (found: {}); logs and analysis in {}",
+                sc.name(),
+                out.story,
+                if out.named { "named" } else { "did NOT name" },
+                out.expected,
+                out.found
+                    .iter()
+                    .map(|f| f.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                out.dir
+            );
+        }
+        if out.skipped.is_none() && !out.named {
+            all_named = false;
+            if !json {
+                println!("{}", out.analysis);
+            }
+        }
+        if signals::stop_requested() {
+            break;
+        }
+    }
+    Ok(if all_named {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::EXIT_FAIL)
+    })
 }
 
 pub fn run(args: LabArgs) -> Result<ExitCode> {
     signals::install()?;
     // First, before any thread exists: the namespace is per thread.
     let (private, note) = lab::enter_netns(args.netns)?;
+    if let Some(choice) = args.scenario {
+        if let Some(note) = note {
+            println!("lab: {note}");
+        }
+        return run_scenarios(choice, private, &args.report, args.json);
+    }
     let message_interval = match args.message_interval.as_str() {
         "off" | "0" | "none" => None,
         s => Some(parse_duration(s).map_err(|e| anyhow::anyhow!("--message-interval: {e}"))?),
@@ -110,6 +197,9 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         }
     }
     let report = result?;
+    if !args.json {
+        println!("{}", report.analysis);
+    }
     println!(
         "lab: target {} {}: verified {}, time to target {}, report in {}",
         thousands(report.target),

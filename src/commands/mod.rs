@@ -7,11 +7,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod analyze;
 pub mod doctor;
 pub mod flood;
 pub mod lab;
 pub mod serve;
-pub mod analyze;
 
 /// Exit status for "the run or check did not pass".
 pub const EXIT_FAIL: u8 = 1;

@@ -110,6 +110,11 @@ pub struct LabReport {
     pub kernel_lines: Vec<String>,
     pub notes: Vec<String>,
     pub applied_profile: bool,
+    /// What `c1m analyze` found in the run's logs (logs/).
+    pub findings: Vec<crate::diagnosis::classify::Finding>,
+    /// analyze's human report, printed by the command.
+    #[serde(skip)]
+    pub analysis: String,
 }
 
 /// Per-process state while the run goes on.
@@ -169,10 +174,15 @@ pub fn run(
         cfg.target.to_string(),
         "--json".into(),
     ];
+    let logs_dir = dir.join("logs");
+    let stderr_dir = dir.join("stderr");
+    for d in [&logs_dir, &stderr_dir] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
     let mut serve_spec = WorkerSpec::new(&serve_args);
-    serve_spec.stderr = Some(dir.join("serve.stderr.log"));
+    serve_spec.stderr = Some(stderr_dir.join("serve.txt"));
     pool.spawn(serve_spec).context("starting c1m serve")?;
-    logs.push(create_log(&dir, "serve.log")?);
+    logs.push(create_log(&logs_dir, "serve.log")?);
     live.push(Live::default());
 
     // Wait for the server to listen.
@@ -240,10 +250,10 @@ pub fn run(
             args.push(format!("{}ms", mi.as_millis()));
         }
         let mut spec = WorkerSpec::new(&args);
-        spec.stderr = Some(dir.join(format!("client-{k}.stderr.log")));
+        spec.stderr = Some(stderr_dir.join(format!("client-{k}.txt")));
         pool.spawn(spec)
             .with_context(|| format!("starting client {k}"))?;
-        logs.push(create_log(&dir, &format!("client-{k}.log"))?);
+        logs.push(create_log(&logs_dir, &format!("client-{k}.log"))?);
         live.push(Live::default());
         report.clients.push(ClientResult {
             index: k as u32,
@@ -256,6 +266,7 @@ pub fn run(
     // Supervise until every client has exited.
     let run_start = Instant::now();
     let run_start_ts = crate::util::unix_now();
+    let mut sysctl_at_peak = None;
     let mut last_print = Instant::now();
     let mut interrupted = false;
     let mut gave_up = false;
@@ -307,6 +318,7 @@ pub fn run(
         if report.time_to_target_s.is_none() && established >= cfg.target {
             report.time_to_target_s = Some(run_start.elapsed().as_secs_f64());
             report.memory_peak = probe::memory().unwrap_or_default();
+            sysctl_at_peak = Some(probe::sysctl_text());
             report.server_rss_bytes = live[0].rss;
             report.client_rss_bytes = Some(live[1..].iter().filter_map(|l| l.rss).sum());
         }
@@ -351,19 +363,34 @@ pub fn run(
     // Kernel side.
     let counters_after = probe::counters().context("reading TCP counters after the run")?;
     report.counters = probe::delta(&counters_before, &counters_after);
+    let nstat_path = logs_dir.join("counters.nstat");
     std::fs::write(
-        dir.join("counters.nstat"),
-        probe::nstat_text(&report.counters),
+        &nstat_path,
+        probe::nstat_snapshots(&counters_before, &counters_after),
     )
-    .with_context(|| format!("writing {}", dir.join("counters.nstat").display()))?;
+    .with_context(|| format!("writing {}", nstat_path.display()))?;
     report.kernel_lines = kmsg.read_new();
+    let sysctl_path = logs_dir.join("sysctl.txt");
     std::fs::write(
-        dir.join("kernel.log"),
-        report.kernel_lines.join("\n") + "\n",
+        &sysctl_path,
+        sysctl_at_peak.unwrap_or_else(probe::sysctl_text),
     )
-    .with_context(|| format!("writing {}", dir.join("kernel.log").display()))?;
+    .with_context(|| format!("writing {}", sysctl_path.display()))?;
+    let kernel_path = logs_dir.join("kernel.log");
+
+    std::fs::write(&kernel_path, report.kernel_lines.join("\n") + "\n")
+        .with_context(|| format!("writing {}", kernel_path.display()))?;
 
     summarize(&mut report, &live, run_start_ts);
+
+    // The analysis of everything the run logged, and its chart.
+    let analysis = crate::diagnosis::report::analyze(std::slice::from_ref(&logs_dir));
+    let svg = dir.join("connections.svg");
+    if let Err(e) = crate::diagnosis::plot::write_svg(&svg, &analysis.series) {
+        report.notes.push(format!("no chart: {e:#}"));
+    }
+    report.findings = analysis.findings.clone();
+    report.analysis = analysis.render();
     write_reports(&dir, &report)?;
     Ok(report)
 }
@@ -701,8 +728,24 @@ pub fn markdown(r: &LabReport) -> String {
         }
         s.push_str("```\n");
     }
+    s.push_str("\n## Findings (`c1m analyze logs/`)\n\n");
+    if r.findings.is_empty() {
+        s.push_str("None: no failure shows in the logs or counters.\n");
+    }
+    for f in &r.findings {
+        s.push_str(&format!(
+            "- **{}** [{}], {}, {}: {}. Fix: {}\n",
+            f.id,
+            f.certainty.as_str(),
+            f.side,
+            f.source,
+            f.explanation.trim_end_matches('.'),
+            f.fix
+        ));
+    }
     if !r.notes.is_empty() {
         s.push_str("\n## Notes\n\n");
+
         for n in &r.notes {
             s.push_str(&format!("- {n}\n"));
         }

@@ -63,7 +63,64 @@ pub fn nstat_text(set: &CounterSet) -> String {
     out
 }
 
+/// Two snapshots in `nstat -a`'s text format, `before` then `after`, with
+/// absolute values and only the counters that moved: a reader (analyze)
+/// sees each counter rise between them, as with two `nstat -az` runs.
+pub fn nstat_snapshots(before: &CounterSet, after: &CounterSet) -> String {
+    // The counters the failure catalogue reads are always written, moved
+    // or not: a flat ListenOverflows is evidence too (it rules a cause out).
+    let watched = |name: &str| {
+        crate::diagnosis::catalogue::CATALOGUE
+            .iter()
+            .flat_map(|f| f.counters.iter())
+            .any(|c| {
+                name.strip_suffix(c)
+                    .is_some_and(|p| p == "TcpExt" || p == "Tcp")
+            })
+    };
+    let mut keys: Vec<&String> = after.keys().filter(|k| watched(k)).collect();
+    let moved = delta(before, after);
+    keys.extend(moved.keys());
+    keys.sort();
+    keys.dedup();
+    let mut out = String::new();
+    for snap in [before, after] {
+        let only: CounterSet = keys
+            .iter()
+            .copied()
+            .map(|k| (k.clone(), snap.get(k).copied().unwrap_or(0)))
+            .collect();
+        out.push_str(&nstat_text(&only));
+    }
+    out
+}
+
+/// The kernel tables a run can fill, as `sysctl` prints them
+/// (`key = value`), read in this thread's network namespace: conntrack
+/// count and max (when the module is loaded), file-nr and file-max, tcp_mem.
+pub fn sysctl_text() -> String {
+    let mut out = String::new();
+    for key in [
+        "net.netfilter.nf_conntrack_count",
+        "net.netfilter.nf_conntrack_max",
+        "fs.file-nr",
+        "fs.file-max",
+        "net.ipv4.tcp_mem",
+        "net.ipv4.tcp_max_orphans",
+    ] {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        if let Ok(v) = std::fs::read_to_string(&path) {
+            out.push_str(&format!(
+                "{key} = {}\n",
+                v.split_whitespace().collect::<Vec<_>>().join("\t")
+            ));
+        }
+    }
+    out
+}
+
 /// The fields of /proc/meminfo the lab reports, in KiB.
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Memory {
     pub mem_available_kib: u64,

@@ -42,7 +42,13 @@ pub enum Scenario {
 
 impl Scenario {
     pub fn all() -> [Scenario; 5] {
-        [Scenario::FdLimit, Scenario::Ports, Scenario::Refused, Scenario::Backlog, Scenario::Cap]
+        [
+            Scenario::FdLimit,
+            Scenario::Ports,
+            Scenario::Refused,
+            Scenario::Backlog,
+            Scenario::Cap,
+        ]
     }
 
     pub fn name(self) -> &'static str {
@@ -91,8 +97,26 @@ pub struct Outcome {
     pub analysis: String,
 }
 
-/// Run one scenario, writing its logs under `dir`.
+/// Run one scenario, writing its logs under `dir`. With `private_netns`
+/// the scenario gets a fresh network namespace of its own (on a thread of
+/// its own: the namespace is per thread), so a sysctl one scenario sets or
+/// the TIME-WAIT sockets it leaves never reach the next.
 pub fn run(scenario: Scenario, dir: &Path, private_netns: bool) -> Result<Outcome> {
+    let dir = dir.to_path_buf();
+    std::thread::Builder::new()
+        .name(format!("scenario-{}", scenario.name()))
+        .spawn(move || {
+            if private_netns {
+                netns::enter_private()?;
+            }
+            run_here(scenario, &dir, private_netns)
+        })
+        .context("starting the scenario thread")?
+        .join()
+        .map_err(|_| anyhow::anyhow!("the {} scenario panicked", scenario.name()))?
+}
+
+fn run_here(scenario: Scenario, dir: &Path, private_netns: bool) -> Result<Outcome> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut outcome = Outcome {
         scenario,
@@ -111,7 +135,9 @@ pub fn run(scenario: Scenario, dir: &Path, private_netns: bool) -> Result<Outcom
         ));
         return Ok(outcome);
     }
-    let base = free_port_base(8888, 1)?;
+    let base = free_port_base(8888, 4)?;
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let counters_before = probe::counters().ok();
     outcome.story = match scenario {
         Scenario::FdLimit => fd_limit(dir, base)?,
@@ -120,12 +146,16 @@ pub fn run(scenario: Scenario, dir: &Path, private_netns: bool) -> Result<Outcom
         Scenario::Backlog => backlog(dir, base)?,
         Scenario::Cap => cap(dir, base)?,
     };
+    std::fs::write(logs.join("sysctl.txt"), probe::sysctl_text())
+        .with_context(|| format!("writing {}/sysctl.txt", logs.display()))?;
     if let (Some(before), Ok(after)) = (counters_before, probe::counters()) {
-        let delta = probe::delta(&before, &after);
-        std::fs::write(dir.join("counters.nstat"), probe::nstat_text(&delta))
-            .with_context(|| format!("writing {}/counters.nstat", dir.display()))?;
+        std::fs::write(
+            logs.join("counters.nstat"),
+            probe::nstat_snapshots(&before, &after),
+        )
+        .with_context(|| format!("writing {}/counters.nstat", logs.display()))?;
     }
-    let report = crate::diagnosis::report::analyze(&[dir.to_path_buf()]);
+    let report = crate::diagnosis::report::analyze(&[logs]);
     outcome.found = report.findings.iter().map(|f| f.id).collect();
     outcome.named = outcome.found.contains(&scenario.expected());
     outcome.analysis = report.render();
@@ -159,9 +189,15 @@ impl Procs {
     fn spawn(&mut self, name: &str, args: &[String], nofile: Option<u64>) -> Result<usize> {
         let mut spec = WorkerSpec::new(args);
         spec.nofile = nofile;
-        spec.stderr = Some(self.dir.join(format!("{name}.stderr.log")));
-        let i = self.pool.spawn(spec).with_context(|| format!("starting {name}"))?;
-        let path = self.dir.join(format!("{name}.log"));
+        let stderr_dir = self.dir.join("stderr");
+        std::fs::create_dir_all(&stderr_dir)
+            .with_context(|| format!("creating {}", stderr_dir.display()))?;
+        spec.stderr = Some(stderr_dir.join(format!("{name}.txt")));
+        let i = self
+            .pool
+            .spawn(spec)
+            .with_context(|| format!("starting {name}"))?;
+        let path = self.dir.join("logs").join(format!("{name}.log"));
         self.logs.push(BufWriter::new(
             File::create(&path).with_context(|| format!("creating {}", path.display()))?,
         ));
@@ -201,8 +237,14 @@ impl Procs {
     }
 
     fn wait_ready(&mut self, index: usize) -> Result<()> {
-        if !self.pump(Duration::from_secs(30), |p| p.starts[index] || p.exits[index].is_some()) || !self.starts[index] {
-            bail!("process {index} did not start listening (see the logs in {})", self.dir.display());
+        if !self.pump(Duration::from_secs(30), |p| {
+            p.starts[index] || p.exits[index].is_some()
+        }) || !self.starts[index]
+        {
+            bail!(
+                "process {index} did not start listening (see the logs in {})",
+                self.dir.display()
+            );
         }
         Ok(())
     }
@@ -229,7 +271,16 @@ fn s(v: impl ToString) -> String {
 }
 
 fn serve_args(base: u16, ports: u16, extra: &[&str]) -> Vec<String> {
-    let mut a = vec![s("serve"), s("--bind"), s("127.0.0.1"), s("--port"), s(base), s("--ports"), s(ports), s("--json")];
+    let mut a = vec![
+        s("serve"),
+        s("--bind"),
+        s("127.0.0.1"),
+        s("--port"),
+        s(base),
+        s("--ports"),
+        s(ports),
+        s("--json"),
+    ];
     a.extend(extra.iter().map(s));
     a
 }
@@ -254,29 +305,61 @@ fn fd_limit(dir: &Path, base: u16) -> Result<String> {
     let mut p = Procs::new(dir)?;
     let srv = p.spawn(
         "serve",
-        &serve_args(base, 1, &["--workers", "1", "--max-connections", "1000", "--stats-interval", "500ms"]),
+        &serve_args(
+            base,
+            1,
+            &[
+                "--workers",
+                "1",
+                "--max-connections",
+                "1000",
+                "--stats-interval",
+                "500ms",
+            ],
+        ),
         Some(128),
     )?;
     p.wait_ready(srv)?;
     let cli = p.spawn(
         "client-1",
-        &flood_args(base, 1, 400, &["--procs", "1", "--connect-timeout", "2s", "--hold", "1s"]),
+        &flood_args(
+            base,
+            1,
+            400,
+            &["--procs", "1", "--connect-timeout", "2s", "--hold", "1s"],
+        ),
         None,
     )?;
     p.wait_exit(cli, Duration::from_secs(30));
     // Let the server report its interval with the EMFILE count.
     p.pump(Duration::from_millis(700), |_| false);
     p.finish();
-    Ok("c1m serve ran one worker with RLIMIT_NOFILE 128; c1m flood opened 400 connections to it".into())
+    Ok(
+        "c1m serve ran one worker with RLIMIT_NOFILE 128; c1m flood opened 400 connections to it"
+            .into(),
+    )
 }
 
 /// A 200-port ephemeral range, one source, one destination port.
 fn ports(dir: &Path, base: u16) -> Result<String> {
     netns::write_sysctl("net.ipv4.ip_local_port_range", "40000 40199")?;
     let mut p = Procs::new(dir)?;
-    let srv = p.spawn("serve", &serve_args(base, 1, &["--workers", "1", "--max-connections", "2000"]), None)?;
+    let srv = p.spawn(
+        "serve",
+        &serve_args(base, 1, &["--workers", "1", "--max-connections", "2000"]),
+        None,
+    )?;
     p.wait_ready(srv)?;
-    let cli = p.spawn("client-1", &flood_args(base, 1, 500, &["--procs", "1", "--connect-timeout", "2s", "--hold", "1s"]), None)?;
+    let cli = p.spawn(
+        "client-1",
+        &flood_args(
+            base,
+            1,
+            500,
+            &["--procs", "1", "--connect-timeout", "2s", "--hold", "1s"],
+        ),
+        None,
+    )?;
     p.wait_exit(cli, Duration::from_secs(30));
     p.finish();
     Ok("in a private network namespace with ip_local_port_range 40000 40199, c1m flood opened 500 connections from one source to one port".into())
@@ -285,28 +368,58 @@ fn ports(dir: &Path, base: u16) -> Result<String> {
 /// Nothing listens on the port.
 fn refused(dir: &Path, base: u16) -> Result<String> {
     let mut p = Procs::new(dir)?;
-    let cli = p.spawn("client-1", &flood_args(base, 1, 100, &["--procs", "1", "--connect-timeout", "2s", "--hold", "1s"]), None)?;
+    let cli = p.spawn(
+        "client-1",
+        &flood_args(
+            base,
+            1,
+            100,
+            &["--procs", "1", "--connect-timeout", "2s", "--hold", "1s"],
+        ),
+        None,
+    )?;
     p.wait_exit(cli, Duration::from_secs(30));
     p.finish();
-    Ok(format!("c1m flood opened 100 connections to 127.0.0.1:{base}, where nothing listens"))
+    Ok(format!(
+        "c1m flood opened 100 connections to 127.0.0.1:{base}, where nothing listens"
+    ))
 }
 
 /// A listener with backlog 1 that never accepts.
 fn backlog(dir: &Path, base: u16) -> Result<String> {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).context("creating the listener")?;
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .context("creating the listener")?;
     let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, base);
-    sock.bind(&addr.into()).with_context(|| format!("binding {addr}"))?;
-    sock.listen(1).with_context(|| format!("listening on {addr}"))?;
+    sock.bind(&addr.into())
+        .with_context(|| format!("binding {addr}"))?;
+    sock.listen(1)
+        .with_context(|| format!("listening on {addr}"))?;
     let mut p = Procs::new(dir)?;
     let cli = p.spawn(
         "client-1",
-        &flood_args(base, 1, 100, &["--procs", "1", "--connect-timeout", "2s", "--window", "100", "--hold", "1s"]),
+        &flood_args(
+            base,
+            1,
+            100,
+            &[
+                "--procs",
+                "1",
+                "--connect-timeout",
+                "2s",
+                "--window",
+                "100",
+                "--hold",
+                "1s",
+            ],
+        ),
         None,
     )?;
     p.wait_exit(cli, Duration::from_secs(40));
     p.finish();
     drop(sock);
-    Ok(format!("a listener on {addr} with backlog 1 never accepted; c1m flood opened 100 connections with a 2 s connect timeout"))
+    Ok(format!(
+        "a listener on {addr} with backlog 1 never accepted; c1m flood opened 100 connections with a 2 s connect timeout"
+    ))
 }
 
 /// The seed client's cap, scaled down from 340,000 to 3,400.
@@ -319,10 +432,21 @@ pub const SCALED_CAP: u64 = 3_400;
 fn cap(dir: &Path, base: u16) -> Result<String> {
     let ports: u16 = 4;
     let mut p = Procs::new(dir)?;
-    let srv = p.spawn("serve", &serve_args(base, ports, &["--workers", "1", "--max-connections", "10000"]), None)?;
+    let srv = p.spawn(
+        "serve",
+        &serve_args(
+            base,
+            ports,
+            &["--workers", "1", "--max-connections", "10000"],
+        ),
+        None,
+    )?;
     p.wait_ready(srv)?;
-    let path = dir.join("client-1.log");
-    let mut log = BufWriter::new(File::create(&path).with_context(|| format!("creating {}", path.display()))?);
+    let path = dir.join("logs").join("client-1.log");
+
+    let mut log = BufWriter::new(
+        File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+    );
     let mut held = Vec::with_capacity(SCALED_CAP as usize);
     let mut last = Instant::now();
     for k in 0..SCALED_CAP {
@@ -335,7 +459,11 @@ fn cap(dir: &Path, base: u16) -> Result<String> {
         if k % 1000 == 999 {
             use std::os::fd::AsRawFd;
             let fd = held.last().map(|c| c.as_raw_fd()).unwrap_or(0);
-            writeln!(log, "connections: {k}, sockfd:{fd}, time_used:{}", last.elapsed().as_millis())?;
+            writeln!(
+                log,
+                "connections: {k}, sockfd:{fd}, time_used:{}",
+                last.elapsed().as_millis()
+            )?;
 
             last = Instant::now();
         }
@@ -343,7 +471,11 @@ fn cap(dir: &Path, base: u16) -> Result<String> {
     // At the cap the seed's loop keeps printing with sockfd 0.
     for _ in 0..5 {
         std::thread::sleep(Duration::from_millis(100));
-        writeln!(log, "connections: {SCALED_CAP}, sockfd:0, time_used:{}", last.elapsed().as_millis())?;
+        writeln!(
+            log,
+            "connections: {SCALED_CAP}, sockfd:0, time_used:{}",
+            last.elapsed().as_millis()
+        )?;
         last = Instant::now();
     }
     log.flush()?;
