@@ -121,7 +121,6 @@ fn last_event(log: &Path, event: &str) -> Value {
         .rev()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|v| v["event"] == event)
-
         .unwrap_or_else(|| panic!("no {event} record in {}", log.display()))
 }
 

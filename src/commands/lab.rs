@@ -31,8 +31,9 @@ pub struct LabArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub hold: Duration,
     /// Echo a message on every connection at this interval during the hold
-    /// ("off" for none).
-    #[arg(long, default_value = "5s")]
+    /// ("off" for none; "auto": about 10,000 messages a second in all, so
+    /// the echoes measure round trips without saturating a small host).
+    #[arg(long, default_value = "auto")]
     pub message_interval: String,
     /// Source addresses per client (127.0.K.1 - 127.0.K.N).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=254))]
@@ -151,6 +152,8 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     }
     let message_interval = match args.message_interval.as_str() {
         "off" | "0" | "none" => None,
+        "auto" => Some(lab::auto_message_interval(args.target)),
+
         s => Some(parse_duration(s).map_err(|e| anyhow::anyhow!("--message-interval: {e}"))?),
     };
     let cfg = LabConfig {

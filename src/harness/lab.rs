@@ -106,7 +106,11 @@ pub struct LabReport {
     pub connect_latency_ms: BTreeMap<String, f64>,
     pub clients: Vec<ClientResult>,
     pub failures: BTreeMap<String, u64>,
+    /// Counters that moved from the start to the end of the hold.
     pub counters: CounterSet,
+    /// Counters that moved while the clients closed everything (after the
+    /// hold): kept apart, since a mass close is not the run.
+    pub teardown_counters: CounterSet,
     pub kernel_lines: Vec<String>,
     pub notes: Vec<String>,
     pub applied_profile: bool,
@@ -171,7 +175,7 @@ pub fn run(
         "--workers".into(),
         "auto".into(),
         "--max-connections".into(),
-        cfg.target.to_string(),
+        server_capacity(cfg.target).to_string(),
         "--json".into(),
     ];
     let logs_dir = dir.join("logs");
@@ -242,7 +246,10 @@ pub fn run(
             "--procs".into(),
             "auto".into(),
             "--hold".into(),
-            format!("{}ms", cfg.hold.as_millis()),
+            // The lab ends the hold itself (so that it can read the
+            // counters before the teardown); this is only a backstop for a
+            // client that never reaches its share.
+            format!("{}ms", (cfg.hold + CLIENT_HOLD_MARGIN).as_millis()),
             "--json".into(),
         ];
         if let Some(mi) = cfg.message_interval {
@@ -270,7 +277,29 @@ pub fn run(
     let mut last_print = Instant::now();
     let mut interrupted = false;
     let mut gave_up = false;
+    let mut hold_started: Option<Instant> = None;
+    let mut counters_end_of_hold: Option<CounterSet> = None;
+    let stop_clients = |pool: &Pool| {
+        for i in 1..=cfg.clients as usize {
+            if let Some(pid) = pool.pid(i) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+    };
     while live[1..].iter().any(|l| l.exit.is_none()) {
+        if let Some(t) = hold_started
+            && counters_end_of_hold.is_none()
+            && t.elapsed() >= cfg.hold
+        {
+            // The hold is over: read the counters of the run, then end the
+            // clients (their closing is the teardown, counted apart).
+            counters_end_of_hold =
+                Some(probe::counters().context("reading TCP counters at the end of the hold")?);
+            stop_clients(&pool);
+        }
         if signals::stop_requested() && !interrupted {
             interrupted = true;
             report
@@ -284,14 +313,7 @@ pub fn run(
                 "target not reached within {:?}: clients stopped",
                 cfg.deadline
             ));
-            for i in 1..live.len() {
-                if let Some(pid) = pool.pid(i) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid as i32),
-                        nix::sys::signal::Signal::SIGTERM,
-                    );
-                }
-            }
+            stop_clients(&pool);
         }
         match pool.recv_timeout(Duration::from_millis(100)) {
             Some(WorkerMsg::Line { index, line }) => {
@@ -317,6 +339,7 @@ pub fn run(
         report.server_peak_connections = report.server_peak_connections.max(live[0].connections);
         if report.time_to_target_s.is_none() && established >= cfg.target {
             report.time_to_target_s = Some(run_start.elapsed().as_secs_f64());
+            hold_started = Some(Instant::now());
             report.memory_peak = probe::memory().unwrap_or_default();
             sysctl_at_peak = Some(probe::sysctl_text());
             report.server_rss_bytes = live[0].rss;
@@ -362,11 +385,13 @@ pub fn run(
 
     // Kernel side.
     let counters_after = probe::counters().context("reading TCP counters after the run")?;
-    report.counters = probe::delta(&counters_before, &counters_after);
+    let counters_run = counters_end_of_hold.unwrap_or_else(|| counters_after.clone());
+    report.counters = probe::delta(&counters_before, &counters_run);
+    report.teardown_counters = probe::delta(&counters_run, &counters_after);
     let nstat_path = logs_dir.join("counters.nstat");
     std::fs::write(
         &nstat_path,
-        probe::nstat_snapshots(&counters_before, &counters_after),
+        probe::nstat_snapshots(&counters_before, &counters_run),
     )
     .with_context(|| format!("writing {}", nstat_path.display()))?;
     report.kernel_lines = kmsg.read_new();
@@ -581,6 +606,26 @@ fn progress(cfg: &LabConfig, report: &LabReport, established: u64, server: u64, 
     let _ = out.flush();
 }
 
+/// Messages per second the whole lab aims at during the hold by default.
+pub const AUTO_MESSAGES_PER_S: u64 = 10_000;
+
+/// The default message interval: every connection once per interval, about
+/// [`AUTO_MESSAGES_PER_S`] messages a second in all, never more often than
+/// once a second per connection.
+pub fn auto_message_interval(target: u64) -> Duration {
+    Duration::from_secs((target / AUTO_MESSAGES_PER_S).max(1))
+}
+
+/// The server's connection limit for a lab target: 5% above the target, so
+/// that connections a client gave up on but the server has not yet reaped
+/// never keep the last clients out.
+pub fn server_capacity(target: u64) -> u64 {
+    target + target.div_ceil(20)
+}
+
+/// How much longer than the lab's hold a client would hold on its own.
+const CLIENT_HOLD_MARGIN: Duration = Duration::from_secs(60);
+
 /// Split `total` into `parts` nearly equal shares.
 pub fn split(total: u64, parts: u32) -> Vec<u64> {
     let parts = parts.max(1) as u64;
@@ -706,14 +751,28 @@ pub fn markdown(r: &LabReport) -> String {
             s.push_str(&format!("| {k} | {} |\n", thousands(*v)));
         }
     }
-    if !r.counters.is_empty() {
+    // The run's counters next to the teardown's: a mass close moves its own.
+    let mut names: Vec<&String> = r
+        .counters
+        .keys()
+        .chain(r.teardown_counters.keys())
+        .collect();
+    names.sort();
+    names.dedup();
+    if !names.is_empty() {
         s.push_str(
-            "\n## Kernel counters that moved (nstat deltas)\n\n| counter | delta |\n|---|---|\n",
+            "\n## Kernel counters that moved (nstat deltas)\n\n| counter | start to end of hold | teardown |\n|---|---|---|\n",
         );
-        for (k, v) in &r.counters {
-            s.push_str(&format!("| {k} | {} |\n", thousands(*v)));
+        let cell = |m: &CounterSet, k: &String| m.get(k).map(|v| thousands(*v)).unwrap_or_default();
+        for k in names {
+            s.push_str(&format!(
+                "| {k} | {} | {} |\n",
+                cell(&r.counters, k),
+                cell(&r.teardown_counters, k)
+            ));
         }
     }
+
     s.push_str(&format!(
         "\n## Kernel log\n\n{} new line(s)",
         r.kernel_lines.len()
