@@ -7,10 +7,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub mod doctor;
-pub mod serve;
-pub mod flood;
 pub mod analyze;
+pub mod doctor;
+pub mod flood;
+pub mod lab;
+pub mod serve;
 
 /// Exit status for "the run or check did not pass".
 pub const EXIT_FAIL: u8 = 1;
@@ -33,6 +34,8 @@ pub enum Command {
     /// Check this host for a C1M run: limits, kernel settings, capacity;
     /// apply, persist or roll back a tuning profile.
     Doctor(doctor::DoctorArgs),
+    /// Run the whole C1M experiment on this machine and write a report.
+    Lab(lab::LabArgs),
     /// Multi-port, multi-process epoll echo server for a million connections.
     Serve(serve::ServeArgs),
     /// Open, verify and hold many TCP connections (the multi-port client).
@@ -47,6 +50,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Doctor(args) => doctor::run(args),
+        Command::Lab(args) => lab::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Flood(args) => flood::run(args),
         Command::Analyze(args) => analyze::run(args),

@@ -27,6 +27,8 @@ pub struct WorkerSpec {
     pub nofile: Option<u64>,
     /// Extra environment variables.
     pub env: Vec<(OsString, OsString)>,
+    /// Append the worker's stderr to this file instead of sharing ours.
+    pub stderr: Option<PathBuf>,
 }
 
 impl WorkerSpec {
@@ -39,6 +41,7 @@ impl WorkerSpec {
             args: args.into_iter().map(Into::into).collect(),
             nofile: None,
             env: Vec::new(),
+            stderr: None,
         }
     }
 }
@@ -124,11 +127,28 @@ impl Pool {
         let slot = &mut self.slots[index];
         slot.generation += 1;
         let generation = slot.generation;
+        let stderr = match &slot.spec.stderr {
+            Some(path) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map(Stdio::from)
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "opening {} for worker {index}'s stderr: {e}",
+                            path.display()
+                        ),
+                    )
+                })?,
+            None => Stdio::inherit(),
+        };
         let mut cmd = Command::new(&self.program);
         cmd.args(&slot.spec.args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in &slot.spec.env {
             cmd.env(k, v);
         }

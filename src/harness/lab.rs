@@ -1,0 +1,987 @@
+//! `c1m lab`: the seed's whole experiment (one server, several clients, a
+//! hold with echo traffic, then the analysis) on one machine, with a report.
+//!
+//! The lab is a supervisor. It checks the host with doctor's capacity
+//! estimate, optionally applies the lab profile (and always rolls it back),
+//! starts `c1m serve` and `--clients` copies of `c1m flood` as worker
+//! processes of this binary (each client with its own block of source
+//! addresses, 127.0.K.x, so the logs read like separate hosts), tees every
+//! line they print into the report folder, and samples the kernel (counters,
+//! memory, new kernel log lines) before, at the peak and after. When the
+//! clients have held their connections it stops the server, writes
+//! `report.json` and `report.md`, and hands the folder to `analyze`.
+//!
+//! By default the lab runs inside a private network namespace when it can
+//! (root): `net.*` sysctls, loopback, TCP counters and conntrack are then the
+//! lab's own, so `--apply` never touches the host's network settings and the
+//! counters show only the lab's traffic. `fs.*` keys are global either way.
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::events::{Event, Record};
+use crate::harness::probe::{self, CounterSet, KmsgTail, Memory};
+use crate::harness::workers::{Pool, WorkerMsg, WorkerSpec};
+use crate::harness::{netns, signals};
+use crate::util::thousands;
+
+/// Whether to run in a private network namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetnsMode {
+    /// A private namespace when this process may create one, else the host's.
+    Auto,
+    /// A private namespace, or fail.
+    On,
+    /// The host's network namespace.
+    Off,
+}
+
+/// What the user asked of the lab.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabConfig {
+    pub target: u64,
+    pub clients: u32,
+    pub ports: u16,
+    pub base_port: u16,
+    pub hold: Duration,
+    pub message_interval: Option<Duration>,
+    pub sources_per_client: u32,
+    pub apply: bool,
+    pub force: bool,
+    pub netns: NetnsMode,
+    pub report_root: PathBuf,
+    /// Give up when the target is not reached within this time.
+    pub deadline: Duration,
+    /// Print JSON lines of progress instead of human lines.
+    pub json: bool,
+}
+
+/// One client's outcome, from its summary line.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClientResult {
+    pub index: u32,
+    pub sources: String,
+    pub target: u64,
+    pub established: u64,
+    pub peak_connections: u64,
+    pub failed: u64,
+    pub failures: BTreeMap<String, u64>,
+    pub exit_code: Option<i32>,
+    pub rss_bytes: Option<u64>,
+    /// Everything else the client's summary said (latency, RTT...).
+    pub details: serde_json::Value,
+}
+
+/// Everything the lab measured. Field names are stable (report.json).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LabReport {
+    pub started: String,
+    pub report_dir: String,
+    pub private_netns: bool,
+    pub target: u64,
+    pub reached: bool,
+    pub verified: u64,
+    pub peak_connections: u64,
+    pub time_to_target_s: Option<f64>,
+    pub connect_rate_per_s: Option<f64>,
+    pub elapsed_s: f64,
+    pub server_workers: u64,
+    pub server_peak_connections: u64,
+    pub server_rss_bytes: Option<u64>,
+    pub server_user_bytes_per_connection: Option<f64>,
+    pub client_rss_bytes: Option<u64>,
+    pub client_user_bytes_per_connection: Option<f64>,
+    pub kernel_bytes_per_connection: Option<f64>,
+    pub slab_bytes_per_connection: Option<f64>,
+    pub memory_before: Memory,
+    pub memory_peak: Memory,
+    /// Worst client's percentiles (p50_ms, p99_ms, max_ms...).
+    pub rtt_ms: BTreeMap<String, f64>,
+    pub connect_latency_ms: BTreeMap<String, f64>,
+    pub clients: Vec<ClientResult>,
+    pub failures: BTreeMap<String, u64>,
+    /// Counters that moved from the start to the end of the hold.
+    pub counters: CounterSet,
+    /// Counters that moved while the clients closed everything (after the
+    /// hold): kept apart, since a mass close is not the run.
+    pub teardown_counters: CounterSet,
+    pub kernel_lines: Vec<String>,
+    pub notes: Vec<String>,
+    pub applied_profile: bool,
+    /// What `c1m analyze` found in the run's logs (logs/).
+    pub findings: Vec<crate::diagnosis::classify::Finding>,
+    /// analyze's human report, printed by the command.
+    #[serde(skip)]
+    pub analysis: String,
+}
+
+/// Per-process state while the run goes on.
+#[derive(Default)]
+struct Live {
+    connections: u64,
+    opened_total: u64,
+    /// Highest RSS any interval reported.
+    rss: Option<u64>,
+    summary: Option<Record>,
+    start: Option<Record>,
+    exit: Option<i32>,
+}
+
+/// Run the lab: the caller has already checked capacity and applied the
+/// profile if asked. Returns the report (also written to disk).
+pub fn run(
+    cfg: &LabConfig,
+    private_netns: bool,
+    applied_profile: bool,
+    notes: Vec<String>,
+) -> Result<LabReport> {
+    let started_wall = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let dir = report_dir(&cfg.report_root, &started_wall)?;
+    let mut report = LabReport {
+        started: started_wall,
+        report_dir: dir.display().to_string(),
+        private_netns,
+        applied_profile,
+        target: cfg.target,
+        notes,
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    let counters_before = probe::counters().context("reading TCP counters before the run")?;
+    let mut kmsg = KmsgTail::open();
+    if let Some(why) = &kmsg.unavailable {
+        report.notes.push(format!("kernel log not read: {why}"));
+    }
+    report.memory_before = probe::memory().context("reading /proc/meminfo before the run")?;
+
+    // Server: 0; clients: 1..=clients.
+    let mut pool = Pool::new().context("preparing worker processes")?;
+    let mut logs: Vec<BufWriter<File>> = Vec::new();
+    let mut live: Vec<Live> = Vec::new();
+    let serve_args = vec![
+        "serve".to_string(),
+        "--bind".into(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        cfg.base_port.to_string(),
+        "--ports".into(),
+        cfg.ports.to_string(),
+        "--workers".into(),
+        "auto".into(),
+        "--max-connections".into(),
+        server_capacity(cfg.target).to_string(),
+        "--json".into(),
+    ];
+    let logs_dir = dir.join("logs");
+    let stderr_dir = dir.join("stderr");
+    for d in [&logs_dir, &stderr_dir] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let mut serve_spec = WorkerSpec::new(&serve_args);
+    serve_spec.stderr = Some(stderr_dir.join("serve.txt"));
+    pool.spawn(serve_spec).context("starting c1m serve")?;
+    logs.push(create_log(&logs_dir, "serve.log")?);
+    live.push(Live::default());
+
+    // Wait for the server to listen.
+    let ready_deadline = Instant::now() + Duration::from_secs(60);
+    let mut server_ready = false;
+    while !server_ready {
+        if signals::stop_requested() {
+            bail!("interrupted while the server was starting");
+        }
+        if Instant::now() > ready_deadline {
+            bail!(
+                "c1m serve did not report listening within 60 s (see {}/serve.log)",
+                dir.display()
+            );
+        }
+        match pool.recv_timeout(Duration::from_millis(200)) {
+            Some(WorkerMsg::Line { index, line }) => {
+                record_line(&mut logs[index], &line);
+                if let Some(rec) = Record::parse(&line) {
+                    if matches!(rec.event, Event::Start { .. }) {
+                        server_ready = true;
+                    }
+                    absorb(&mut live[index], rec);
+                }
+            }
+            Some(WorkerMsg::Exited { status, .. }) => {
+                bail!(
+                    "c1m serve exited before listening ({status}); see {}/serve.log",
+                    dir.display()
+                )
+            }
+            None => {}
+        }
+    }
+    if let Some(Event::Start { settings }) = live[0].start.as_ref().map(|r| &r.event) {
+        report.server_workers = settings
+            .get("workers")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+    }
+
+    // Clients.
+    let shares = split(cfg.target, cfg.clients);
+    for (i, share) in shares.iter().enumerate() {
+        let k = i + 1;
+        let sources = format!("127.0.{k}.1-127.0.{k}.{}", cfg.sources_per_client);
+        let mut args = vec![
+            "flood".to_string(),
+            "127.0.0.1".into(),
+            cfg.base_port.to_string(),
+            "--ports".into(),
+            cfg.ports.to_string(),
+            "--connections".into(),
+            share.to_string(),
+            "--sources".into(),
+            sources.clone(),
+            "--procs".into(),
+            "auto".into(),
+            "--hold".into(),
+            // The lab ends the hold itself (so that it can read the
+            // counters before the teardown); this is only a backstop for a
+            // client that never reaches its share.
+            format!("{}ms", (cfg.hold + CLIENT_HOLD_MARGIN).as_millis()),
+            "--json".into(),
+        ];
+        if let Some(mi) = cfg.message_interval {
+            args.push("--message-interval".into());
+            args.push(format!("{}ms", mi.as_millis()));
+        }
+        let mut spec = WorkerSpec::new(&args);
+        spec.stderr = Some(stderr_dir.join(format!("client-{k}.txt")));
+        pool.spawn(spec)
+            .with_context(|| format!("starting client {k}"))?;
+        logs.push(create_log(&logs_dir, &format!("client-{k}.log"))?);
+        live.push(Live::default());
+        report.clients.push(ClientResult {
+            index: k as u32,
+            sources,
+            target: *share,
+            ..Default::default()
+        });
+    }
+
+    // Supervise until every client has exited.
+    let run_start = Instant::now();
+    let run_start_ts = crate::util::unix_now();
+    let mut sysctl_at_peak = None;
+    let mut last_print = Instant::now();
+    let mut interrupted = false;
+    let mut gave_up = false;
+    let mut hold_started: Option<Instant> = None;
+    let mut counters_end_of_hold: Option<CounterSet> = None;
+    let stop_clients = |pool: &Pool| {
+        for i in 1..=cfg.clients as usize {
+            if let Some(pid) = pool.pid(i) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+    };
+    while live[1..].iter().any(|l| l.exit.is_none()) {
+        if let Some(t) = hold_started
+            && counters_end_of_hold.is_none()
+            && t.elapsed() >= cfg.hold
+        {
+            // The hold is over: read the counters of the run, then end the
+            // clients (their closing is the teardown, counted apart).
+            counters_end_of_hold =
+                Some(probe::counters().context("reading TCP counters at the end of the hold")?);
+            stop_clients(&pool);
+        }
+        if signals::stop_requested() && !interrupted {
+            interrupted = true;
+            report
+                .notes
+                .push("interrupted (SIGINT/SIGTERM): all processes stopped".into());
+            pool.signal_all(nix::sys::signal::Signal::SIGTERM);
+        }
+        if !gave_up && report.time_to_target_s.is_none() && run_start.elapsed() > cfg.deadline {
+            gave_up = true;
+            report.notes.push(format!(
+                "target not reached within {:?}: clients stopped",
+                cfg.deadline
+            ));
+            stop_clients(&pool);
+        }
+        match pool.recv_timeout(Duration::from_millis(100)) {
+            Some(WorkerMsg::Line { index, line }) => {
+                record_line(&mut logs[index], &line);
+                if let Some(rec) = Record::parse(&line) {
+                    absorb(&mut live[index], rec);
+                }
+            }
+            Some(WorkerMsg::Exited { index, status }) => {
+                live[index].exit = Some(status.code().unwrap_or(
+                    128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0),
+                ));
+                if index == 0 && live[1..].iter().any(|l| l.exit.is_none()) {
+                    report
+                        .notes
+                        .push(format!("c1m serve exited during the run ({status})"));
+                }
+            }
+            None => {}
+        }
+        let established: u64 = live[1..].iter().map(|l| l.connections).sum();
+        report.peak_connections = report.peak_connections.max(established);
+        report.server_peak_connections = report.server_peak_connections.max(live[0].connections);
+        if report.time_to_target_s.is_none() && established >= cfg.target {
+            report.time_to_target_s = Some(run_start.elapsed().as_secs_f64());
+            hold_started = Some(Instant::now());
+            report.memory_peak = probe::memory().unwrap_or_default();
+            sysctl_at_peak = Some(probe::sysctl_text());
+            report.server_rss_bytes = live[0].rss;
+            report.client_rss_bytes = Some(live[1..].iter().filter_map(|l| l.rss).sum());
+        }
+        if last_print.elapsed() >= Duration::from_secs(1) {
+            last_print = Instant::now();
+            progress(
+                cfg,
+                &report,
+                established,
+                live[0].connections,
+                run_start.elapsed(),
+            );
+        }
+    }
+    if report.time_to_target_s.is_none() {
+        // Peak memory: sample now, with whatever is open.
+        report.memory_peak = probe::memory().unwrap_or_default();
+        report.server_rss_bytes = live[0].rss;
+        report.client_rss_bytes = Some(live[1..].iter().filter_map(|l| l.rss).sum());
+    }
+
+    // Stop the server and collect its summary.
+    if live[0].exit.is_none() {
+        pool.signal_all(nix::sys::signal::Signal::SIGTERM);
+        for msg in pool.shutdown() {
+            match msg {
+                WorkerMsg::Line { index, line } => {
+                    record_line(&mut logs[index], &line);
+                    if let Some(rec) = Record::parse(&line) {
+                        absorb(&mut live[index], rec);
+                    }
+                }
+                WorkerMsg::Exited { index, status } => live[index].exit = status.code(),
+            }
+        }
+    }
+    for log in &mut logs {
+        let _ = log.flush();
+    }
+    report.elapsed_s = t0.elapsed().as_secs_f64();
+
+    // Kernel side.
+    let counters_after = probe::counters().context("reading TCP counters after the run")?;
+    let counters_run = counters_end_of_hold.unwrap_or_else(|| counters_after.clone());
+    report.counters = probe::delta(&counters_before, &counters_run);
+    report.teardown_counters = probe::delta(&counters_run, &counters_after);
+    let nstat_path = logs_dir.join("counters.nstat");
+    std::fs::write(
+        &nstat_path,
+        probe::nstat_snapshots(&counters_before, &counters_run),
+    )
+    .with_context(|| format!("writing {}", nstat_path.display()))?;
+    report.kernel_lines = kmsg.read_new();
+    let sysctl_path = logs_dir.join("sysctl.txt");
+    std::fs::write(
+        &sysctl_path,
+        sysctl_at_peak.unwrap_or_else(probe::sysctl_text),
+    )
+    .with_context(|| format!("writing {}", sysctl_path.display()))?;
+    let kernel_path = logs_dir.join("kernel.log");
+
+    std::fs::write(&kernel_path, report.kernel_lines.join("\n") + "\n")
+        .with_context(|| format!("writing {}", kernel_path.display()))?;
+
+    summarize(&mut report, &live, run_start_ts);
+
+    // The analysis of everything the run logged, and its chart.
+    let analysis = crate::diagnosis::report::analyze(std::slice::from_ref(&logs_dir));
+    let svg = dir.join("connections.svg");
+    if let Err(e) = crate::diagnosis::plot::write_svg(&svg, &analysis.series) {
+        report.notes.push(format!("no chart: {e:#}"));
+    }
+    report.findings = analysis.findings.clone();
+    report.analysis = analysis.render();
+    write_reports(&dir, &report)?;
+    Ok(report)
+}
+
+fn absorb(live: &mut Live, rec: Record) {
+    match &rec.event {
+        Event::Interval { counters, .. } => {
+            live.connections = counters.connections;
+            live.opened_total = counters.opened_total;
+            if let Some(r) = counters.rss_bytes {
+                live.rss = Some(live.rss.unwrap_or(0).max(r));
+            }
+        }
+        Event::Start { .. } => live.start = Some(rec),
+        Event::Summary { counters, .. } => {
+            live.opened_total = counters.opened_total;
+            if counters.rss_bytes.is_some() && live.rss.is_none() {
+                live.rss = counters.rss_bytes;
+            }
+            live.summary = Some(rec);
+        }
+        _ => {}
+    }
+}
+
+/// Fill the derived fields from what the processes said.
+fn summarize(report: &mut LabReport, live: &[Live], run_start_ts: f64) {
+    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
+    for (i, client) in report.clients.iter_mut().enumerate() {
+        let l = &live[i + 1];
+        client.exit_code = l.exit;
+        client.rss_bytes = l.rss;
+        if let Some(Record {
+            event: Event::Summary {
+                counters, details, ..
+            },
+            ..
+        }) = &l.summary
+        {
+            client.established = counters.opened_total.max(counters.connections);
+            client.failed = counters.failed_total;
+            client.failures = counters
+                .failures
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect();
+            client.details = details.clone();
+            for key in ["peak_connections", "established", "verified"] {
+                if let Some(v) = details.get(key).and_then(|v| v.as_u64()) {
+                    if key == "peak_connections" {
+                        client.peak_connections = v;
+                    } else {
+                        client.established = client.established.max(v);
+                    }
+                }
+            }
+        } else {
+            client.established = l.opened_total;
+        }
+        for (k, v) in &client.failures {
+            *failures.entry(k.clone()).or_default() += v;
+        }
+    }
+    if let Some(Record {
+        event: Event::Summary { counters, .. },
+        ..
+    }) = &live[0].summary
+    {
+        for (k, v) in &counters.failures {
+            *failures.entry(format!("server:{k}")).or_default() += v;
+        }
+    }
+    report.failures = failures;
+    report.verified = report.clients.iter().map(|c| c.established).sum();
+    // Time to target, precisely: each client's start plus the time it took
+    // to reach its share (its summary's connect_s); the last one sets it.
+    let reached_at: Option<Vec<f64>> = live[1..]
+        .iter()
+        .map(|l| {
+            let start = l.start.as_ref()?.ts;
+            let Some(Record {
+                event: Event::Summary { details, .. },
+                ..
+            }) = &l.summary
+            else {
+                return None;
+            };
+            if details.get("reached").and_then(|v| v.as_bool()) != Some(true) {
+                return None;
+            }
+            Some(start + details.get("connect_s")?.as_f64()?)
+        })
+        .collect();
+    if let Some(times) = reached_at
+        && let Some(last) = times.into_iter().reduce(f64::max)
+    {
+        report.time_to_target_s = Some((last - run_start_ts).max(0.0));
+    }
+    // The server's own account of its memory.
+    if let Some(Record {
+        event: Event::Summary { details, .. },
+        ..
+    }) = &live[0].summary
+    {
+        if let Some(v) = details.get("peak_rss_bytes").and_then(|v| v.as_u64()) {
+            report.server_rss_bytes = Some(v);
+        }
+        report.server_user_bytes_per_connection = details
+            .get("user_bytes_per_connection")
+            .and_then(|v| v.as_f64());
+        if let Some(p) = details.get("peak_connections").and_then(|v| v.as_u64()) {
+            report.server_peak_connections = report.server_peak_connections.max(p);
+        }
+    }
+    report.server_rss_bytes = report.server_rss_bytes.or(live[0].rss);
+    let client_rss: u64 = live[1..].iter().filter_map(|l| l.rss).sum();
+    if client_rss > 0 {
+        report.client_rss_bytes = Some(client_rss);
+    }
+    report.reached = report.time_to_target_s.is_some() && report.verified >= report.target;
+    if let Some(t) = report.time_to_target_s
+        && t > 0.0
+    {
+        report.connect_rate_per_s = Some(report.target as f64 / t);
+    }
+    let peak = report.peak_connections.max(1) as f64;
+    if report.peak_connections > 0 {
+        report.client_user_bytes_per_connection = report.client_rss_bytes.map(|b| b as f64 / peak);
+        let before = report.memory_before;
+        let at_peak = report.memory_peak;
+        if at_peak.mem_available_kib > 0 {
+            let used_kib = before
+                .mem_available_kib
+                .saturating_sub(at_peak.mem_available_kib) as f64;
+            // MemAvailable also drops by the processes' RSS; take that out.
+            let user = (report.server_rss_bytes.unwrap_or(0) + report.client_rss_bytes.unwrap_or(0))
+                as f64;
+            report.kernel_bytes_per_connection = Some(((used_kib * 1024.0 - user).max(0.0)) / peak);
+            report.slab_bytes_per_connection =
+                Some(at_peak.slab_kib.saturating_sub(before.slab_kib) as f64 * 1024.0 / peak);
+        }
+    }
+    // Percentiles: take the worst (max) over clients for each key.
+    for c in &report.clients {
+        for (field, into) in [
+            ("rtt_ms", &mut report.rtt_ms),
+            ("connect_latency_ms", &mut report.connect_latency_ms),
+        ] {
+            if let Some(obj) = c.details.get(field).and_then(|v| v.as_object()) {
+                for (k, v) in obj {
+                    if k == "count" {
+                        continue;
+                    }
+                    if let Some(x) = v.as_f64() {
+                        let e = into.entry(k.clone()).or_insert(0.0);
+                        *e = e.max(x);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn progress(cfg: &LabConfig, report: &LabReport, established: u64, server: u64, elapsed: Duration) {
+    let mut out = std::io::stdout().lock();
+    if cfg.json {
+        let line = serde_json::json!({
+            "ts": crate::util::unix_now(), "role": "lab", "pid": std::process::id(),
+            "event": "interval", "connections": established, "server_connections": server,
+            "target": cfg.target, "elapsed_s": elapsed.as_secs_f64(),
+        });
+        let _ = writeln!(out, "{line}");
+    } else {
+        let phase = if report.time_to_target_s.is_some() {
+            "holding"
+        } else {
+            "connecting"
+        };
+        let _ = writeln!(
+            out,
+            "lab: {phase}: clients {} / {} verified, server holds {}, {:.0}s",
+            thousands(established),
+            thousands(cfg.target),
+            thousands(server),
+            elapsed.as_secs_f64()
+        );
+    }
+    let _ = out.flush();
+}
+
+/// Messages per second the whole lab aims at during the hold by default.
+pub const AUTO_MESSAGES_PER_S: u64 = 10_000;
+
+/// The default message interval: every connection once per interval, about
+/// [`AUTO_MESSAGES_PER_S`] messages a second in all, never more often than
+/// once a second per connection.
+pub fn auto_message_interval(target: u64) -> Duration {
+    Duration::from_secs((target / AUTO_MESSAGES_PER_S).max(1))
+}
+
+/// The server's connection limit for a lab target: 5% above the target, so
+/// that connections a client gave up on but the server has not yet reaped
+/// never keep the last clients out.
+pub fn server_capacity(target: u64) -> u64 {
+    target + target.div_ceil(20)
+}
+
+/// How much longer than the lab's hold a client would hold on its own.
+const CLIENT_HOLD_MARGIN: Duration = Duration::from_secs(60);
+
+/// Split `total` into `parts` nearly equal shares.
+pub fn split(total: u64, parts: u32) -> Vec<u64> {
+    let parts = parts.max(1) as u64;
+    (0..parts)
+        .map(|i| total / parts + u64::from(i < total % parts))
+        .collect()
+}
+
+fn report_dir(root: &Path, started: &str) -> Result<PathBuf> {
+    let name = started.trim_end_matches('Z').replace(':', "-");
+    let mut dir = root.join(&name);
+    let mut n = 1;
+    while dir.exists() {
+        n += 1;
+        dir = root.join(format!("{name}-{n}"));
+    }
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating report folder {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn create_log(dir: &Path, name: &str) -> Result<BufWriter<File>> {
+    let path = dir.join(name);
+    let f = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    Ok(BufWriter::new(f))
+}
+
+fn record_line(log: &mut BufWriter<File>, line: &str) {
+    let _ = log.write_all(line.as_bytes());
+    let _ = log.write_all(b"\n");
+}
+
+fn write_reports(dir: &Path, report: &LabReport) -> Result<()> {
+    let json = serde_json::to_string_pretty(report).context("encoding report.json")?;
+    std::fs::write(dir.join("report.json"), json + "\n")
+        .with_context(|| format!("writing {}/report.json", dir.display()))?;
+    std::fs::write(dir.join("report.md"), markdown(report))
+        .with_context(|| format!("writing {}/report.md", dir.display()))?;
+    Ok(())
+}
+
+fn opt(v: Option<f64>, unit: &str) -> String {
+    v.map(|x| format!("{x:.1}{unit}"))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+/// report.md: the same numbers as tables.
+pub fn markdown(r: &LabReport) -> String {
+    let mut s = String::new();
+    s.push_str(&format!("# c1m lab report, {}\n\n", r.started));
+    s.push_str(&format!(
+        "Target **{}** connections: **{}**. Verified {}, peak {}.\n\n",
+        thousands(r.target),
+        if r.reached { "reached" } else { "not reached" },
+        thousands(r.verified),
+        thousands(r.peak_connections)
+    ));
+    s.push_str("| measure | value |\n|---|---|\n");
+    let rows: Vec<(&str, String)> = vec![
+        ("time to target", opt(r.time_to_target_s, " s")),
+        ("connect rate", opt(r.connect_rate_per_s, " /s")),
+        ("elapsed", format!("{:.1} s", r.elapsed_s)),
+        ("server workers", r.server_workers.to_string()),
+        (
+            "server peak connections",
+            thousands(r.server_peak_connections),
+        ),
+        (
+            "server user memory per connection (RSS above baseline)",
+            opt(r.server_user_bytes_per_connection, " B"),
+        ),
+        (
+            "client RSS per connection (incl. process baselines)",
+            opt(r.client_user_bytes_per_connection, " B"),
+        ),
+        (
+            "kernel memory per connection (MemAvailable)",
+            opt(r.kernel_bytes_per_connection, " B"),
+        ),
+        (
+            "slab per connection",
+            opt(r.slab_bytes_per_connection, " B"),
+        ),
+        ("private network namespace", r.private_netns.to_string()),
+        ("lab profile applied", r.applied_profile.to_string()),
+    ];
+    for (k, v) in rows {
+        s.push_str(&format!("| {k} | {v} |\n"));
+    }
+    for (title, map) in [
+        ("Echo round trip during the hold", &r.rtt_ms),
+        (
+            "Connect latency (connect + first echo)",
+            &r.connect_latency_ms,
+        ),
+    ] {
+        if !map.is_empty() {
+            s.push_str(&format!(
+                "\n## {title}, worst client\n\n| percentile | ms |\n|---|---|\n"
+            ));
+            for (k, v) in map {
+                s.push_str(&format!("| {} | {v:.2} |\n", k.trim_end_matches("_ms")));
+            }
+        }
+    }
+    s.push_str("\n## Clients\n\n| client | sources | target | verified | failed | exit |\n|---|---|---|---|---|---|\n");
+    for c in &r.clients {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            c.index,
+            c.sources,
+            thousands(c.target),
+            thousands(c.established),
+            thousands(c.failed),
+            c.exit_code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into())
+        ));
+    }
+    if !r.failures.is_empty() {
+        s.push_str("\n## Failures by class\n\n| class | count |\n|---|---|\n");
+        for (k, v) in &r.failures {
+            s.push_str(&format!("| {k} | {} |\n", thousands(*v)));
+        }
+    }
+    // The run's counters next to the teardown's: a mass close moves its own.
+    let mut names: Vec<&String> = r
+        .counters
+        .keys()
+        .chain(r.teardown_counters.keys())
+        .collect();
+    names.sort();
+    names.dedup();
+    if !names.is_empty() {
+        s.push_str(
+            "\n## Kernel counters that moved (nstat deltas)\n\n| counter | start to end of hold | teardown |\n|---|---|---|\n",
+        );
+        let cell = |m: &CounterSet, k: &String| m.get(k).map(|v| thousands(*v)).unwrap_or_default();
+        for k in names {
+            s.push_str(&format!(
+                "| {k} | {} | {} |\n",
+                cell(&r.counters, k),
+                cell(&r.teardown_counters, k)
+            ));
+        }
+    }
+
+    s.push_str(&format!(
+        "\n## Kernel log\n\n{} new line(s)",
+        r.kernel_lines.len()
+    ));
+    if r.kernel_lines.is_empty() {
+        s.push_str(".\n");
+    } else {
+        s.push_str(":\n\n```\n");
+        for l in r.kernel_lines.iter().take(50) {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s.push_str("```\n");
+    }
+    s.push_str("\n## Findings (`c1m analyze logs/`)\n\n");
+    if r.findings.is_empty() {
+        s.push_str("None: no failure shows in the logs or counters.\n");
+    }
+    for f in &r.findings {
+        s.push_str(&format!(
+            "- **{}** [{}], {}, {}: {}. Fix: {}\n",
+            f.id,
+            f.certainty.as_str(),
+            f.side,
+            f.source,
+            f.explanation.trim_end_matches('.'),
+            f.fix
+        ));
+    }
+    if !r.notes.is_empty() {
+        s.push_str("\n## Notes\n\n");
+
+        for n in &r.notes {
+            s.push_str(&format!("- {n}\n"));
+        }
+    }
+    s.push_str("\n![connections over time](connections.svg)\n");
+    s
+}
+
+/// Enter a private network namespace according to `mode`. Returns whether
+/// the lab now runs in one, and a note for the report.
+pub fn enter_netns(mode: NetnsMode) -> Result<(bool, Option<String>)> {
+    match mode {
+        NetnsMode::Off => Ok((
+            false,
+            Some("ran in the host's network namespace (--netns off)".into()),
+        )),
+        NetnsMode::On => {
+            netns::enter_private()?;
+            Ok((true, None))
+        }
+        NetnsMode::Auto => match netns::enter_private() {
+            Ok(()) => Ok((true, None)),
+            Err(e) => Ok((
+                false,
+                Some(format!("ran in the host's network namespace: {e}")),
+            )),
+        },
+    }
+}
+
+/// The lab profile applied for this run; rolled back on drop (normal end,
+/// error, Ctrl-C or panic), so the host is left as it was.
+pub struct AppliedProfile {
+    sysctl: crate::tuning::sysctl::Sysctl,
+    state_path: PathBuf,
+    rolled_back: bool,
+    /// What apply did, for the report.
+    pub report: crate::tuning::apply::ApplyReport,
+}
+
+impl AppliedProfile {
+    /// Restore every saved value now; returns what rollback said.
+    pub fn rollback(&mut self) -> Result<crate::tuning::apply::RollbackReport> {
+        self.rolled_back = true;
+        let dirs = crate::tuning::apply::PersistDirs::from_env();
+        crate::tuning::apply::rollback(&self.sysctl, &self.state_path, &dirs)
+    }
+}
+
+impl Drop for AppliedProfile {
+    fn drop(&mut self) {
+        if !self.rolled_back {
+            match self.rollback() {
+                Ok(r) if r.ok() => {}
+                Ok(r) => eprintln!(
+                    "c1m lab: rollback left errors: {}; state kept in {}",
+                    r.errors.join("; "),
+                    self.state_path.display()
+                ),
+                Err(e) => eprintln!(
+                    "c1m lab: rollback failed: {e:#}; state kept in {}",
+                    self.state_path.display()
+                ),
+            }
+        }
+    }
+}
+
+/// What the lab learned before starting anything.
+pub struct Preflight {
+    pub capacity: crate::tuning::Capacity,
+    pub applied: Option<AppliedProfile>,
+    pub notes: Vec<String>,
+}
+
+/// Check the host with doctor's code: apply the lab profile when asked
+/// (`profile`: a name in profiles/ or a file), then estimate the capacity
+/// and refuse a target that does not fit unless `force`.
+pub fn preflight(cfg: &LabConfig, profile_name: &str) -> Result<Preflight> {
+    use crate::tuning::{self, Plan, Role, apply, check, profile, snapshot};
+    let sysctl = tuning::sysctl::Sysctl::from_env();
+    let plan = Plan {
+        sources: u64::from(cfg.clients) * u64::from(cfg.sources_per_client),
+        server_ports: u64::from(cfg.ports),
+        ..Plan::new(Role::Lab, cfg.target)
+    };
+    let mut notes = Vec::new();
+    let mut applied = None;
+    if cfg.apply {
+        if !nix::unistd::geteuid().is_root() {
+            bail!("--apply needs root: it writes kernel settings under /proc/sys");
+        }
+        let prof = profile::load(profile_name, &profile::ProfileSource::default_source())
+            .with_context(|| format!("loading profile {profile_name}"))?;
+        let snap = snapshot::take(&sysctl, tuning::limits::Target::This)?;
+        let rows = check::check(&sysctl, &snap, &prof, &plan)?;
+        let state_path =
+            std::env::temp_dir().join(format!("c1m-lab-{}.state.json", std::process::id()));
+        let rep = apply::apply(
+            &sysctl,
+            &state_path,
+            &rows.rows,
+            apply::ApplyOptions {
+                netns_only: false,
+                raise_own_nofile: true,
+            },
+        )?;
+        let written: Vec<String> = rep
+            .keys
+            .iter()
+            .filter(|k| k.status == apply::KeyStatus::Applied)
+            .map(|k| {
+                format!(
+                    "{} {} -> {}",
+                    k.key,
+                    k.before.as_deref().unwrap_or("?"),
+                    k.after.as_deref().unwrap_or("?")
+                )
+            })
+            .collect();
+        let failed: Vec<String> = rep
+            .keys
+            .iter()
+            .filter(|k| k.status == apply::KeyStatus::Failed)
+            .map(|k| format!("{}: {}", k.key, k.reason.as_deref().unwrap_or("failed")))
+            .collect();
+        notes.push(format!(
+            "applied profile {profile_name} (rolled back at the end): {}",
+            if written.is_empty() {
+                "nothing needed changing".to_string()
+            } else {
+                written.join(", ")
+            }
+        ));
+        if !failed.is_empty() {
+            notes.push(format!("could not apply: {}", failed.join("; ")));
+        }
+        if let Some(why) = &rep.aborted {
+            notes.push(format!("apply aborted and restored: {why}"));
+        }
+        applied = Some(AppliedProfile {
+            sysctl: sysctl.clone(),
+            state_path,
+            rolled_back: false,
+            report: rep,
+        });
+    }
+    let snap = snapshot::take(&sysctl, tuning::limits::Target::This)?;
+    let capacity = tuning::capacity::estimate(&snap, &plan);
+    if !capacity.fits {
+        if !cfg.force {
+            bail!(
+                "the target of {} connections does not fit this host:\n  {}\n(use --apply to tune the host for the lab, a smaller --target, or --force to run anyway)",
+                thousands(cfg.target),
+                capacity.sentences().join("\n  ")
+            );
+        }
+        notes.push(format!(
+            "--force: capacity estimate said {} connections at most",
+            thousands(capacity.max_connections)
+        ));
+    }
+    Ok(Preflight {
+        capacity,
+        applied,
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up() {
+        assert_eq!(split(10, 3), vec![4, 3, 3]);
+        assert_eq!(split(100_000, 3).iter().sum::<u64>(), 100_000);
+        assert_eq!(split(5, 1), vec![5]);
+    }
+}

@@ -1,0 +1,344 @@
+//! `c1m lab` end to end: every failure scenario provoked for real and named
+//! by analyze, a small lab run whose report agrees with what its processes
+//! printed, and Ctrl-C leaving no process and no applied setting behind.
+//! Everything runs on loopback inside the private network namespace the lab
+//! makes for itself (a scenario that needs one says SKIPPED without it).
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const C1M: &str = env!("CARGO_BIN_EXE_c1m");
+
+fn scenario(name: &str, expected: &str) -> Option<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(C1M)
+        .args(["lab", "--scenario", name, "--json", "--report"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| {
+            panic!(
+                "no outcome line; stdout: {stdout}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let v: Value = serde_json::from_str(line).unwrap();
+    if let Some(why) = v["skipped"].as_str() {
+        eprintln!("SKIPPED scenario {name}: {why}");
+        assert_eq!(out.status.code(), Some(0));
+        return None;
+    }
+    assert_eq!(v["expected"], expected);
+    let found: Vec<&str> = v["found"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(
+        found.contains(&expected),
+        "{name}: analyze found {found:?}, not {expected}"
+    );
+    assert_eq!(v["named"], true);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    // The evidence is on disk: logs and analyze's JSON.
+    let analysis: Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(v["dir"].as_str().unwrap()).join("analysis.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let finding = analysis["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == expected)
+        .expect("the finding in analysis.json");
+    assert!(
+        !finding["evidence"].as_array().unwrap().is_empty(),
+        "{finding}"
+    );
+    Some(analysis)
+}
+
+#[test]
+fn scenario_fd_limit_is_named_fd_limit_and_blamed_for_the_timeouts() {
+    if let Some(analysis) = scenario("fd-limit", "fd_limit") {
+        let timeouts = analysis["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == "connect_timeout")
+            .expect("the clients' echoes timed out while the server could not accept");
+        assert_eq!(
+            timeouts["caused_by"],
+            serde_json::json!(["fd_limit"]),
+            "{timeouts}"
+        );
+    }
+}
+
+#[test]
+fn scenario_ports_is_named_ephemeral_ports_exhausted() {
+    scenario("ports", "ephemeral_ports_exhausted");
+}
+
+#[test]
+fn scenario_refused_is_named_connection_refused() {
+    scenario("refused", "connection_refused");
+}
+
+#[test]
+fn scenario_backlog_is_named_accept_queue_overflow() {
+    scenario("backlog", "accept_queue_overflow");
+}
+
+#[test]
+fn scenario_cap_is_named_client_cap_reached() {
+    scenario("cap", "client_cap_reached");
+}
+
+fn only_dir(root: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].clone()
+}
+
+/// The last JSON record of `event` type in a log.
+fn last_event(log: &Path, event: &str) -> Value {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == event)
+        .unwrap_or_else(|| panic!("no {event} record in {}", log.display()))
+}
+
+#[test]
+fn small_lab_reaches_its_target_and_the_report_matches_the_processes() {
+    let root = tempfile::tempdir().unwrap();
+    let out = Command::new(C1M)
+        .args([
+            "lab",
+            "--target",
+            "5000",
+            "--clients",
+            "2",
+            "--ports",
+            "4",
+            "--hold",
+            "2s",
+            "--message-interval",
+            "1s",
+        ])
+        .arg("--report")
+        .arg(root.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = only_dir(root.path());
+    assert!(
+        stdout.contains(&dir.display().to_string()),
+        "the report's path is printed"
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["target"], 5000);
+    assert_eq!(report["reached"], true);
+    assert_eq!(report["verified"], 5000);
+    // Each client's figures are the ones its own summary line printed.
+    let clients = report["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 2);
+    let mut sum = 0;
+    for c in clients {
+        let k = c["index"].as_u64().unwrap();
+        let summary = last_event(&dir.join("logs").join(format!("client-{k}.log")), "summary");
+        assert_eq!(
+            c["established"], summary["details"]["verified"],
+            "client {k}"
+        );
+        assert_eq!(c["target"], 2500);
+        sum += c["established"].as_u64().unwrap();
+    }
+    assert_eq!(sum, 5000);
+    // The server's peak is what serve itself said.
+    let serve = last_event(&dir.join("logs/serve.log"), "summary");
+    assert_eq!(
+        report["server_peak_connections"],
+        serve["details"]["peak_connections"]
+    );
+    assert_eq!(report["server_peak_connections"], 5000);
+    let t = report["time_to_target_s"].as_f64().unwrap();
+    assert!(t > 0.0 && t < 60.0, "{t}");
+    let rate = report["connect_rate_per_s"].as_f64().unwrap();
+    assert!((rate - 5000.0 / t).abs() < 1.0, "{rate} vs {t}");
+    assert!(
+        report["rtt_ms"]["p50_ms"].as_f64().is_some(),
+        "echoes were timed during the hold"
+    );
+    // Both ends' sockets moved the namespace's counters.
+    assert!(report["counters"]["TcpPassiveOpens"].as_u64().unwrap() >= 5000);
+    // A healthy run: analyze finds nothing certain.
+    for f in report["findings"].as_array().unwrap() {
+        assert_ne!(f["certainty"], "certain", "{f}");
+    }
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("| time to target |") && md.contains("reached"));
+    let svg = std::fs::read_to_string(dir.join("connections.svg")).unwrap();
+    assert!(
+        svg.contains("<svg") && svg.contains("client-1"),
+        "the chart names the clients"
+    );
+}
+
+/// Every process whose parent chain leads to `root`.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent = std::collections::HashMap::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(after) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let ppid: u32 = after
+            .1
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        parent.insert(pid, ppid);
+    }
+    parent
+        .keys()
+        .copied()
+        .filter(|&p| {
+            let mut cur = p;
+            for _ in 0..64 {
+                match parent.get(&cur) {
+                    Some(&pp) if pp == root => return true,
+                    Some(&pp) if pp > 1 => cur = pp,
+                    _ => return false,
+                }
+            }
+            false
+        })
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn ctrl_c_leaves_no_process_and_no_applied_setting() {
+    let root = tempfile::tempdir().unwrap();
+    let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab-netns-only.conf");
+    let host_somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
+    let mut child = Command::new(C1M)
+        .args([
+            "lab",
+            "--target",
+            "60000",
+            "--clients",
+            "2",
+            "--hold",
+            "30s",
+            "--apply",
+            "--profile",
+        ])
+        .arg(&profile)
+        .arg("--report")
+        .arg(root.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Wait until the clients are running, then interrupt.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut kids = Vec::new();
+    while Instant::now() < deadline {
+        kids = descendants(pid);
+        if kids.len() >= 3 && root.path().read_dir().unwrap().count() == 1 {
+            let dir = only_dir(root.path());
+            if dir
+                .join("logs/client-2.log")
+                .metadata()
+                .map(|m| m.len() > 0)
+                .unwrap_or(false)
+            {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(kids.len() >= 3, "serve and two clients started: {kids:?}");
+    kids = descendants(pid); // the workers too
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "lab did not end after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.code().is_some(),
+        "exited, not killed by the signal: {status:?}"
+    );
+    assert!(stdout.contains("profile rolled back"), "{stdout}");
+    std::thread::sleep(Duration::from_millis(200));
+    let left: Vec<u32> = kids.into_iter().filter(|&p| alive(p)).collect();
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    let state = std::env::temp_dir().join(format!("c1m-lab-{pid}.state.json"));
+    assert!(!state.exists(), "state file removed after rollback");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap(),
+        host_somaxconn
+    );
+    // The interrupted run still wrote its report.
+    let dir = only_dir(root.path());
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["applied_profile"], true);
+    assert!(
+        report["notes"].to_string().contains("interrupted"),
+        "{}",
+        report["notes"]
+    );
+}
