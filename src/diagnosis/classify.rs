@@ -885,7 +885,10 @@ fn link_causes(sources: &[Source], findings: &mut Vec<Finding>, any_reactor: boo
         }
         findings[si].explanation = text;
     }
-    // Plateaus of sources without a timeout: possible limits.
+    // Plateaus of sources without a timeout: possible limits. Only for
+    // logs that do not name their failures: c1m's own JSON lines report
+    // every failure as a record, and their counts are sums over worker
+    // processes, so a round target (20,000) is no per-process plateau.
     for s in sources {
         let name = s.name();
         if plateau_used.contains(&name) || s.seed.cap_value.is_some() {
@@ -894,12 +897,10 @@ fn link_causes(sources: &[Source], findings: &mut Vec<Finding>, any_reactor: boo
         let Some(max) = s.max_connections() else {
             continue;
         };
-        let ev = s
-            .seed
-            .max_evidence
-            .clone()
-            .or_else(|| s.json.max_evidence.clone());
-        let Some(ev) = ev else { continue };
+        let Some(ev) = s.seed.max_evidence.clone() else {
+            continue;
+        };
+
         for info in super::catalogue::CATALOGUE {
             if info.id == FailureId::ClientCapReached
                 || findings.iter().any(|f| f.id == info.id && f.source == name)
