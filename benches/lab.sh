@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): the whole C1M experiment on this machine.
+#  1. `c1m lab --target N` (serve + 3 flood clients + analyze, in a private
+#     network namespace): time to target, connect rate, memory per connection,
+#     from its report.json.
+#  2. The same experiment with minimal C programs at the same process counts:
+#     benches/c/echo_server.c with as many processes as c1m serve had
+#     workers, and benches/c/idle_client.c with as many processes as the
+#     flood clients had shards (each with its own source address), also in a
+#     private network namespace. Time to target is wall time from starting
+#     the clients to the last client's "done"; memory is sampled then.
+#  Prints both and the ratios, from this one run.
+#
+#   benches/lab.sh                 # N=1000000
+#   N=100000 benches/lab.sh
+#   N=1500000 benches/lab.sh       # needs the lab profile: applies it (fs.file-max...)
+#                                  # for both runs and rolls it back on exit
+#
+# Loopback only, inside throwaway network namespaces; every process started
+# here is ended here; anything applied is rolled back on exit.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+
+# --- the C run, inside its own network namespace (re-executed by unshare) ---
+if [ "${1:-}" = "--c-run" ]; then
+    shift
+    work=$1 n=$2 ports=$3 base=$4 srv_procs=$5 cli_procs=$6
+    ip link set lo up
+    pids=()
+    cleanup_c() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+    trap cleanup_c EXIT
+    cap=$(( (n + n / 20 + srv_procs - 1) / srv_procs ))
+    "$work/echo_server" 127.0.0.1 "$base" "$ports" "$srv_procs" "$cap" > "$work/c_server.out" 2>&1 &
+    spid=$!; pids+=("$spid")
+    sleep 1
+    avail() { awk '/^MemAvailable:/ {print $2}' /proc/meminfo; }
+    mem0=$(avail)
+    t0=$(date +%s.%N)
+    left=$n
+    for i in $(seq 0 $(( cli_procs - 1 ))); do
+        per=$(( (left + cli_procs - i - 1) / (cli_procs - i) )); left=$(( left - per ))
+        src="127.0.$(( 1 + i / 250 )).$(( 1 + i % 250 ))"
+        "$work/idle_client" 127.0.0.1 "$base" "$ports" "$per" "$src" 600 > "$work/c_client$i.out" 2>&1 &
+        pids+=("$!")
+    done
+    deadline=$(( $(date +%s) + 900 ))
+    while :; do
+        done_n=$(cat "$work"/c_client*.out 2>/dev/null | grep -c '^done' || true)
+        [ "$done_n" -ge "$cli_procs" ] && break
+        [ "$(date +%s)" -gt "$deadline" ] && { echo "C clients did not finish" >&2; exit 1; }
+        sleep 0.05
+    done
+    t1=$(date +%s.%N)
+    mem1=$(avail)
+    rss=0
+    for p in $spid $(pgrep -P "$spid" || true); do
+        rss=$(( rss + $(awk '{print $2}' "/proc/$p/statm" 2>/dev/null || echo 0) * 4096 ))
+    done
+    crss=0
+    for p in "${pids[@]:1}"; do
+        crss=$(( crss + $(awk '{print $2}' "/proc/$p/statm" 2>/dev/null || echo 0) * 4096 ))
+    done
+    verified=$(cat "$work"/c_client*.out | grep '^done' | sed 's/.*verified=\([0-9]*\).*/\1/' | awk '{s+=$1} END {print s+0}')
+    echo "c_result $verified $t0 $t1 $mem0 $mem1 $rss $crss"
+    exit 0
+fi
+
+N=${N:-1000000}
+PORTS=20
+BASE=8888
+CLIENTS=3
+work=$(mktemp -d /tmp/c1m-lab-bench.XXXXXX)
+C1M="$root/target/release/c1m"
+state="$work/doctor.state.json"
+applied=0
+cleanup() {
+    if [ "$applied" = 1 ]; then
+        "$C1M" doctor --rollback --state "$state" > "$work/rollback.out" 2>&1 || cat "$work/rollback.out" >&2
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+(cd "$root" && cargo build --release --quiet)
+gcc -O2 -Wall -o "$work/echo_server" "$here/c/echo_server.c"
+gcc -O2 -Wall -o "$work/idle_client" "$here/c/idle_client.c"
+
+echo "# $(date -u +%FT%TZ) $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), fd hard limit $(ulimit -Hn)"
+# doctor exits 1 when any check fails; only the capacity verdict matters here.
+"$C1M" doctor --role lab --target "$N" --server-ports "$PORTS" --sources 30 --json > "$work/doctor.json" 2>/dev/null || true
+if ! python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d['capacity']['fits'] else 1)" "$work/doctor.json"; then
+    echo "# target $N does not fit this host as it is: applying the lab profile (rolled back on exit)"
+    "$C1M" doctor --role lab --target "$N" --apply --state "$state" > "$work/apply.out" 2>&1 || true
+    applied=1
+    grep -E 'applied|failed' "$work/apply.out" | head -20 | sed 's/^/#   /' || true
+fi
+
+# 1. c1m lab
+"$C1M" lab --target "$N" --clients "$CLIENTS" --ports "$PORTS" --port "$BASE" --hold 5s \
+    --report "$work/reports" > "$work/lab.out" 2>&1 || true
+
+report=$(ls -d "$work"/reports/*/ | head -1)report.json
+[ -f "$report" ] || { echo "c1m lab wrote no report:" >&2; tail -20 "$work/lab.out" >&2; exit 1; }
+read -r srv_procs cli_procs < <(python3 - "$report" <<'PY'
+import json, math, sys
+r = json.load(open(sys.argv[1]))
+per = 20000 - 64  # what flood --procs auto uses per process here
+print(r["server_workers"], sum(math.ceil(c["target"] / per) for c in r["clients"]))
+PY
+)
+
+# 2. the C programs, same process counts
+c_line=$(unshare -n "$0" --c-run "$work" "$N" "$PORTS" "$BASE" "$srv_procs" "$cli_procs" | grep '^c_result')
+
+python3 - "$report" "$N" "$srv_procs" "$cli_procs" "$c_line" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+n, srv, cli = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+_, verified, t0, t1, mem0, mem1, rss, crss = sys.argv[5].split()
+verified, t = int(verified), float(t1) - float(t0)
+c_kernel = max(0.0, (int(mem0) - int(mem1)) * 1024 - int(rss) - int(crss)) / max(verified, 1)
+c = {"time": t, "rate": verified / t, "kernel": c_kernel, "srv_user": int(rss) / max(verified, 1), "verified": verified}
+m = {"time": r["time_to_target_s"], "rate": r["connect_rate_per_s"], "kernel": r["kernel_bytes_per_connection"],
+     "srv_user": r["server_user_bytes_per_connection"], "verified": r["verified"]}
+print(f"\n{n:,} concurrent connections on loopback, {srv} server processes, {cli} client processes, {r['clients'].__len__()} clients x 20 ports")
+print(f"{'':<36}{'c1m lab':>14}{'C programs':>14}{'c1m / C':>10}")
+def row(name, a, b, fmt, ratio=True):
+    ra = f"{a / b:.2f}x" if (ratio and a is not None and b) else ""
+    fa = fmt(a) if a is not None else "n/a"
+    print(f"{name:<36}{fa:>14}{fmt(b):>14}{ra:>10}")
+row("verified connections", m["verified"], c["verified"], lambda v: f"{v:,}", False)
+row("time to target (s)", m["time"], c["time"], lambda v: f"{v:.1f}")
+row("connect rate (/s)", m["rate"], c["rate"], lambda v: f"{v:,.0f}")
+row("kernel memory per connection (B)", m["kernel"], c["kernel"], lambda v: f"{v:,.0f}")
+row("server RSS per connection (B)", m["srv_user"], c["srv_user"], lambda v: f"{v:.1f}", False)
+print("(c1m: server RSS above its empty baseline; C server: whole RSS, it keeps nothing per connection)")
+print(f"c1m lab: {'reached' if r['reached'] else 'NOT reached'}; findings: {', '.join(f['id'] for f in r['findings']) or 'none'}")
+PY
