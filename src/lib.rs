@@ -9,6 +9,6 @@ pub mod diagnosis;
 pub mod events;
 pub mod flood;
 pub mod harness;
-pub mod tuning;
 pub mod reactor;
+pub mod tuning;
 pub mod util;

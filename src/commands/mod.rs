@@ -7,10 +7,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub mod doctor;
-pub mod serve;
-pub mod flood;
 pub mod analyze;
+pub mod doctor;
+pub mod flood;
+pub mod serve;
 
 /// Exit status for "the run or check did not pass".
 pub const EXIT_FAIL: u8 = 1;

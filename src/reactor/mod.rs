@@ -87,7 +87,9 @@ pub fn default_max_connections() -> u64 {
     const GOAL: u64 = 1_000_000;
     if let Ok(snap) = crate::tuning::snapshot() {
         let plan = crate::tuning::Plan::new(crate::tuning::Role::Server, GOAL);
-        return crate::tuning::capacity::estimate(&snap, &plan).max_connections.clamp(1, GOAL);
+        return crate::tuning::capacity::estimate(&snap, &plan)
+            .max_connections
+            .clamp(1, GOAL);
     }
     let file_max = std::fs::read_to_string("/proc/sys/fs/file-max")
         .ok()
