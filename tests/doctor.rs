@@ -13,8 +13,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_c1m");
 fn doctor(args: &[&str], env: &[(&str, &Path)]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.arg("doctor").args(args);
-    // Never let a test fall back to the host's state dir or /etc.
+    // Never let a test fall back to the host's state dir or /etc: the
+    // defaults point at a directory that does not exist (a test that needs
+    // them gives its own).
     cmd.env_remove("C1M_SYSCTL_ROOT");
+    let nowhere = std::env::temp_dir().join("c1m-doctor-test-no-such-dir");
+    for k in ["C1M_STATE_DIR", "C1M_SYSCTL_D", "C1M_LIMITS_D"] {
+        cmd.env(k, nowhere.join(k));
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -661,6 +667,9 @@ fn netns_round_trip(role: &str, keys: &[(&str, &str)]) {
     let o = Command::new("unshare")
         .args(["-n", "sh", "-c", &script])
         .env_remove("C1M_SYSCTL_ROOT")
+        // --rollback also removes c1m's persisted files: never the host's.
+        .env("C1M_SYSCTL_D", dir.path().join("sysctl.d"))
+        .env("C1M_LIMITS_D", dir.path().join("limits.d"))
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout).to_string();
