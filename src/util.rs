@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
 
-/// The symbolic name of an errno value ("EAGAIN"), or "E<n>" if unknown.
+/// The symbolic name of an errno value ("EAGAIN"), or `E<n>` if unknown.
 pub fn errno_name(errno: i32) -> String {
     let e = Errno::from_raw(errno);
     if e == Errno::UnknownErrno {
