@@ -2,6 +2,7 @@
 //! counts from the command line, wall-clock timestamps, and this process's
 //! resident memory. Kept here so that `serve`, `flood`, `analyze` and `lab`
 //! name things the same way.
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
@@ -89,6 +90,14 @@ pub fn rss_of(pid: &str) -> Option<u64> {
         .flatten()
         .unwrap_or(4096) as u64;
     Some(pages * page)
+}
+
+/// Add every count of `from` into `into` (errors by errno name, failures by
+/// catalogue id...): how the counters of several processes are summed.
+pub fn add_counts<K: Ord + Clone>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K, u64>) {
+    for (k, v) in from {
+        *into.entry(k.clone()).or_default() += v;
+    }
 }
 
 /// Format a number with thousands separators: 1234567 -> "1,234,567".

@@ -157,22 +157,8 @@ impl Reporter {
         let mut c = Counters::default();
         let mut in_flight = 0;
         let mut phase = Phase::Done;
-        let mut rss = 0;
         for s in self.workers.values() {
-            let o = &s.counters;
-            c.connections += o.connections;
-            c.opened_total += o.opened_total;
-            c.closed_total += o.closed_total;
-            c.failed_total += o.failed_total;
-            c.bytes_in += o.bytes_in;
-            c.bytes_out += o.bytes_out;
-            rss += o.rss_bytes.unwrap_or(0);
-            for (k, v) in &o.errors {
-                *c.errors.entry(k.clone()).or_default() += v;
-            }
-            for (k, v) in &o.failures {
-                *c.failures.entry(*k).or_default() += v;
-            }
+            c.add(&s.counters);
             in_flight += s.in_flight;
             phase = match (phase, s.phase) {
                 (Phase::Connect, _) | (_, Phase::Connect) => Phase::Connect,
@@ -184,7 +170,7 @@ impl Reporter {
             // a worker that has not reported yet is still connecting
             phase = Phase::Connect;
         }
-        c.rss_bytes = (rss > 0).then_some(rss);
+        c.rss_bytes = c.rss_bytes.filter(|&rss| rss > 0);
         (c, in_flight, phase)
     }
 

@@ -168,12 +168,8 @@ impl ShardSummary {
         self.closed += o.closed;
         self.lost_resets += o.lost_resets;
         self.lost_eof += o.lost_eof;
-        for (k, v) in &o.errors {
-            *self.errors.entry(k.clone()).or_default() += v;
-        }
-        for (k, v) in &o.failures {
-            *self.failures.entry(*k).or_default() += v;
-        }
+        crate::util::add_counts(&mut self.errors, &o.errors);
+        crate::util::add_counts(&mut self.failures, &o.failures);
         self.connect_s = self.connect_s.max(o.connect_s);
         self.elapsed_s = self.elapsed_s.max(o.elapsed_s);
         self.hold_s = self.hold_s.max(o.hold_s);
