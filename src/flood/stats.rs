@@ -190,6 +190,22 @@ impl ShardSummary {
         self.rtt_us = merge_pairs(&self.rtt_us, &o.rtt_us);
     }
 
+    /// The summary as the `events` counters (`connections` = open at the
+    /// end, `opened_total` = verified), with the writer's RSS.
+    pub fn counters(&self, rss_bytes: Option<u64>) -> Counters {
+        Counters {
+            connections: self.open,
+            opened_total: self.verified,
+            closed_total: self.closed,
+            failed_total: self.failed,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            errors: self.errors.clone(),
+            failures: self.failures.clone(),
+            rss_bytes,
+        }
+    }
+
     /// Verified connections per second over the connect phase.
     pub fn connect_rate(&self) -> f64 {
         if self.connect_s > 0.0 {
