@@ -83,13 +83,23 @@ pub fn rss_bytes() -> Option<u64> {
 
 /// Resident set size of process `pid` ("self" or a number) in bytes.
 pub fn rss_of(pid: &str) -> Option<u64> {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    statm_rss(&std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?)
+}
+
+/// Resident bytes from the text of a `/proc/PID/statm` (its second field,
+/// in pages).
+pub fn statm_rss(statm: &str) -> Option<u64> {
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+    Some(pages * page_size())
+}
+
+/// The page size in bytes (4096 if sysconf cannot say).
+pub fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
         .ok()
         .flatten()
-        .unwrap_or(4096) as u64;
-    Some(pages * page)
+        .map(|p| p as u64)
+        .unwrap_or(4096)
 }
 
 /// Add every count of `from` into `into` (errors by errno name, failures by
