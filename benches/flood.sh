@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Connections per second to one server: `c1m flood` against a minimal C
-# non-blocking epoll client (benches/c/epoll_client.c) doing the same work
-# (connect, send the line, read and compare the echo, keep it open), same
-# process count, one run each, as a ratio; plus the seed-style blocking
+# non-blocking epoll client (benches/c/epoll_client.c, also serve.sh's
+# client) doing the same work (connect, send the line, read and compare the
+# echo, keep it open), same process count, one run each, as a ratio; plus
+# the seed-style blocking
 # client (connect + usleep(500), one process) for the before/after.
 # The server is benches/c/echo_server.c on 127.0.0.1, 20 ports, sharded over
 # processes (shared listeners, EPOLLEXCLUSIVE, at most 19,000 each) because

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): N idle connections to `c1m serve` and to a minimal
 # C epoll echo server (benches/c/echo_server.c), same ports, same number of
-# processes, same client (benches/c/idle_client.c, which checks one echo on
-# every connection and then holds it idle). Prints, for each server, the
+# processes, same client (benches/c/epoll_client.c with a source address
+# and a hold: it checks one echo on every connection and then holds it
+# idle; flood.sh's baseline is the same client). Prints, for each server, the
 # user memory per idle connection (RSS of the server's processes after the
 # connections, minus before, divided by N), the accept rate (connections
 # established and echoed per second, timed by the clients), and the CPU time
@@ -36,7 +37,7 @@ trap cleanup EXIT
 (cd "$root" && cargo build --release --quiet)
 C1M="$root/target/release/c1m"
 gcc -O2 -Wall -o "$work/echo_server" "$here/c/echo_server.c"
-gcc -O2 -Wall -o "$work/idle_client" "$here/c/idle_client.c"
+gcc -O2 -Wall -o "$work/epoll_client" "$here/c/epoll_client.c"
 
 # every port of the range must be free
 python3 - "$PORT" "$PORTS" <<'PY'
@@ -71,7 +72,8 @@ run_one() {
     local cpids=() left=$N
     for i in $(seq 0 $(( clients - 1 ))); do
         local c=$(( left < PER_CLIENT ? left : PER_CLIENT )); left=$(( left - c ))
-        "$work/idle_client" 127.0.0.1 "$PORT" "$PORTS" "$c" "127.0.0.$(( 10 + i ))" 600 > "$work/$name.client$i" 2>&1 &
+        # one process, window 1000, its own source address, held 600 s at most
+        "$work/epoll_client" 127.0.0.1 "$PORT" "$PORTS" "$c" 1000 1 "127.0.0.$(( 10 + i ))" 600 > "$work/$name.client$i" 2>&1 &
         cpids+=("$!"); pids_to_kill+=("$!")
     done
     for i in $(seq 0 $(( clients - 1 ))); do wait_line "$work/$name.client$i" "^done" 300; done
@@ -81,7 +83,8 @@ run_one() {
     local ms=0 ver=0
     for i in $(seq 0 $(( clients - 1 ))); do
         local l; l=$(grep '^done' "$work/$name.client$i")
-        local m=${l##*ms=}; local v=${l#*verified=}; v=${v%% *}
+        # done verified=V of N failed=F ms=T: R/s
+        local m=${l#*ms=}; m=${m%%:*}; local v=${l#*verified=}; v=${v%% *}
         (( m > ms )) && ms=$m; ver=$(( ver + v ))
     done
     grep -E '^connections' "$work/$name.out" | tail -1 | sed "s/^/  $name says: /" >&2 || true

@@ -64,6 +64,25 @@ pub struct Counters {
     pub rss_bytes: Option<u64>,
 }
 
+impl Counters {
+    /// Add another process's counters into these (a parent summing its
+    /// workers). RSS adds up where either side has it.
+    pub fn add(&mut self, o: &Counters) {
+        self.connections += o.connections;
+        self.opened_total += o.opened_total;
+        self.closed_total += o.closed_total;
+        self.failed_total += o.failed_total;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        crate::util::add_counts(&mut self.errors, &o.errors);
+        crate::util::add_counts(&mut self.failures, &o.failures);
+        self.rss_bytes = match (self.rss_bytes, o.rss_bytes) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+    }
+}
+
 /// The event a line carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -191,5 +210,30 @@ mod tests {
             Record::parse("connections: 999, sockfd:1002, time_used:1241"),
             None
         );
+    }
+
+    #[test]
+    fn counters_of_several_processes_add_up() {
+        let mut a = Counters {
+            connections: 3,
+            opened_total: 5,
+            bytes_in: 10,
+            ..Default::default()
+        };
+        a.errors.insert("EMFILE".into(), 2);
+        let mut b = a.clone();
+        b.failures.insert(FailureId::FdLimit, 1);
+        b.rss_bytes = Some(4096);
+        let mut sum = Counters::default();
+        sum.add(&a);
+        assert_eq!(sum.rss_bytes, None, "no process reported memory");
+        sum.add(&b);
+        assert_eq!(
+            (sum.connections, sum.opened_total, sum.bytes_in),
+            (6, 10, 20)
+        );
+        assert_eq!(sum.errors["EMFILE"], 4);
+        assert_eq!(sum.failures[&FailureId::FdLimit], 1);
+        assert_eq!(sum.rss_bytes, Some(4096));
     }
 }

@@ -2,11 +2,12 @@
 //! counts from the command line, wall-clock timestamps, and this process's
 //! resident memory. Kept here so that `serve`, `flood`, `analyze` and `lab`
 //! name things the same way.
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
 
-/// The symbolic name of an errno value ("EAGAIN"), or "E<n>" if unknown.
+/// The symbolic name of an errno value ("EAGAIN"), or `E<n>` if unknown.
 pub fn errno_name(errno: i32) -> String {
     let e = Errno::from_raw(errno);
     if e == Errno::UnknownErrno {
@@ -82,13 +83,31 @@ pub fn rss_bytes() -> Option<u64> {
 
 /// Resident set size of process `pid` ("self" or a number) in bytes.
 pub fn rss_of(pid: &str) -> Option<u64> {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    statm_rss(&std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?)
+}
+
+/// Resident bytes from the text of a `/proc/PID/statm` (its second field,
+/// in pages).
+pub fn statm_rss(statm: &str) -> Option<u64> {
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+    Some(pages * page_size())
+}
+
+/// The page size in bytes (4096 if sysconf cannot say).
+pub fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
         .ok()
         .flatten()
-        .unwrap_or(4096) as u64;
-    Some(pages * page)
+        .map(|p| p as u64)
+        .unwrap_or(4096)
+}
+
+/// Add every count of `from` into `into` (errors by errno name, failures by
+/// catalogue id...): how the counters of several processes are summed.
+pub fn add_counts<K: Ord + Clone>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K, u64>) {
+    for (k, v) in from {
+        *into.entry(k.clone()).or_default() += v;
+    }
 }
 
 /// Format a number with thousands separators: 1234567 -> "1,234,567".

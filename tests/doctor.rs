@@ -13,8 +13,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_c1m");
 fn doctor(args: &[&str], env: &[(&str, &Path)]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.arg("doctor").args(args);
-    // Never let a test fall back to the host's state dir or /etc.
+    // Never let a test fall back to the host's state dir or /etc: the
+    // defaults point at a directory that does not exist (a test that needs
+    // them gives its own).
     cmd.env_remove("C1M_SYSCTL_ROOT");
+    let nowhere = std::env::temp_dir().join("c1m-doctor-test-no-such-dir");
+    for k in ["C1M_STATE_DIR", "C1M_SYSCTL_D", "C1M_LIMITS_D"] {
+        cmd.env(k, nowhere.join(k));
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -377,6 +383,31 @@ fn read_tree(root: &Path, keys: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The key/`field` pairs of an array of objects that each have a `key`
+/// (apply reports, saved originals).
+fn by_key(items: &Value, field: &str) -> BTreeMap<String, String> {
+    items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["key"].as_str().unwrap().into(),
+                k[field].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}
+
+/// A fake /proc/sys with the [`FAKE`] keys and a profile file holding
+/// [`FAKE_PROFILE`], in `dir`: (sysctl root, profile path).
+fn fake_host(dir: &Path) -> (PathBuf, PathBuf) {
+    let root = fake_tree(dir, FAKE);
+    let profile = dir.join("fake.conf");
+    std::fs::write(&profile, FAKE_PROFILE).unwrap();
+    (root, profile)
+}
+
 const FAKE: &[(&str, &str)] = &[
     ("fs.nr_open", "1048576"),
     ("fs.file-max", "100000"),
@@ -397,10 +428,8 @@ net.ipv4.tcp_rmem = 4096 4096 16777216 | tcp_memory_pressure
 #[test]
 fn apply_persist_rollback_on_a_fake_tree_restores_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let root = fake_tree(dir.path(), FAKE);
+    let (root, profile) = fake_host(dir.path());
     let before = read_tree(&root, FAKE);
-    let profile = dir.path().join("fake.conf");
-    std::fs::write(&profile, FAKE_PROFILE).unwrap();
     let state = dir.path().join("state").join("doctor-state.json");
     let sysctl_d = dir.path().join("sysctl.d");
     let limits_d = dir.path().join("limits.d");
@@ -441,17 +470,7 @@ fn apply_persist_rollback_on_a_fake_tree_restores_exactly() {
     assert_eq!(after["net.ipv4.tcp_rmem"], "4096 4096 16777216");
     // The state file holds the originals, saved before the first write.
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
-    let originals: BTreeMap<String, String> = saved["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| {
-            (
-                k["key"].as_str().unwrap().into(),
-                k["original"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
+    let originals = by_key(&saved["keys"], "original");
     assert_eq!(originals["fs.file-max"], "100000");
     assert_eq!(originals["net.ipv4.tcp_rmem"], "4096\t131072\t6291456");
     // Persisted files, each with c1m's header.
@@ -515,9 +534,7 @@ fn apply_persist_rollback_on_a_fake_tree_restores_exactly() {
 #[test]
 fn persist_refuses_to_overwrite_a_file_c1m_did_not_write() {
     let dir = tempfile::tempdir().unwrap();
-    let root = fake_tree(dir.path(), FAKE);
-    let profile = dir.path().join("fake.conf");
-    std::fs::write(&profile, FAKE_PROFILE).unwrap();
+    let (root, profile) = fake_host(dir.path());
     let sysctl_d = dir.path().join("sysctl.d");
     let limits_d = dir.path().join("limits.d");
     std::fs::create_dir_all(&sysctl_d).unwrap();
@@ -561,7 +578,7 @@ fn persist_refuses_to_overwrite_a_file_c1m_did_not_write() {
 #[test]
 fn a_write_failing_midway_restores_every_key_already_written() {
     let dir = tempfile::tempdir().unwrap();
-    let root = fake_tree(dir.path(), FAKE);
+    let (root, profile) = fake_host(dir.path());
     // somaxconn (the 4th key written) becomes /dev/null: it opens and takes
     // the write, but reads back empty, like a value the kernel rejects.
     let key = root.join("net/core/somaxconn");
@@ -573,8 +590,6 @@ fn a_write_failing_midway_restores_every_key_already_written() {
         .filter(|(k, _)| *k != "net.core.somaxconn")
         .collect();
     let before = read_tree(&root, &keys);
-    let profile = dir.path().join("fake.conf");
-    std::fs::write(&profile, FAKE_PROFILE).unwrap();
     let state = dir.path().join("state.json");
     let env = [("C1M_SYSCTL_ROOT", root.as_path())];
     let o = doctor(
@@ -598,17 +613,7 @@ fn a_write_failing_midway_restores_every_key_already_written() {
             .contains("net.core.somaxconn"),
         "{apply}"
     );
-    let status: BTreeMap<String, String> = apply["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| {
-            (
-                k["key"].as_str().unwrap().into(),
-                k["status"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
+    let status = by_key(&apply["keys"], "status");
     assert_eq!(status["fs.nr_open"], "restored");
     assert_eq!(status["fs.file-max"], "restored");
     assert_eq!(status["fs.epoll.max_user_watches"], "restored");
@@ -661,6 +666,9 @@ fn netns_round_trip(role: &str, keys: &[(&str, &str)]) {
     let o = Command::new("unshare")
         .args(["-n", "sh", "-c", &script])
         .env_remove("C1M_SYSCTL_ROOT")
+        // --rollback also removes c1m's persisted files: never the host's.
+        .env("C1M_SYSCTL_D", dir.path().join("sysctl.d"))
+        .env("C1M_LIMITS_D", dir.path().join("limits.d"))
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout).to_string();

@@ -4,31 +4,14 @@
 //! timeouts, a server killed during the hold, and bad input.
 mod common;
 
-use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use common::*;
 
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[test]
 fn connections_across_several_ports_are_all_verified() {
     let server = EchoServer::start(5);
-    let base = server.base.to_string();
-    let out = run_c1m(&[
-        "flood",
-        "127.0.0.1",
-        &base,
-        "--ports",
-        "5",
-        "--connections",
-        "2000",
-        "--hold",
-        "0s",
-        "--json",
-    ]);
+    let out = run_flood(&server, 2000, &["--hold", "0s", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let recs = records(&out);
     assert_eq!(recs[0]["event"], "start");
@@ -74,20 +57,7 @@ fn parse_seed(line: &str) -> Option<(u64, i64, u64)> {
 #[test]
 fn seed_log_format_is_byte_exact() {
     let server = EchoServer::start(3);
-    let base = server.base.to_string();
-    let out = run_c1m(&[
-        "flood",
-        "127.0.0.1",
-        &base,
-        "--ports",
-        "3",
-        "--connections",
-        "3000",
-        "--hold",
-        "0s",
-        "--log-format",
-        "seed",
-    ]);
+    let out = run_flood(&server, 3000, &["--hold", "0s", "--log-format", "seed"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout.clone()).expect("utf-8");
     assert!(text.ends_with('\n'));
@@ -108,34 +78,12 @@ fn seed_log_format_is_byte_exact() {
 #[test]
 fn more_connections_than_one_process_may_hold_are_sharded() {
     let server = EchoServer::start(4);
-    let base = server.base.to_string();
-    let mut cmd = c1m(&[
-        "flood",
-        "127.0.0.1",
-        &base,
-        "--ports",
-        "4",
-        "--connections",
-        "1000",
-        "--procs",
-        "auto",
-        "--hold",
-        "500ms",
-        "--json",
-    ]);
-    // SAFETY: setrlimit only, between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: 300,
-                rlim_max: 300,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    let mut cmd = flood(
+        &server,
+        1000,
+        &["--procs", "auto", "--hold", "500ms", "--json"],
+    );
+    with_nofile(&mut cmd, 300);
     let out = wait_bounded(cmd.spawn().unwrap(), Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let recs = records(&out);
@@ -153,33 +101,8 @@ fn more_connections_than_one_process_may_hold_are_sharded() {
 #[test]
 fn one_process_under_a_low_fd_limit_reports_fd_limit_with_the_count() {
     let server = EchoServer::start(2);
-    let base = server.base.to_string();
-    let mut cmd = c1m(&[
-        "flood",
-        "127.0.0.1",
-        &base,
-        "--ports",
-        "2",
-        "--connections",
-        "1000",
-        "--procs",
-        "1",
-        "--hold",
-        "0s",
-        "--json",
-    ]);
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: 200,
-                rlim_max: 200,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    let mut cmd = flood(&server, 1000, &["--procs", "1", "--hold", "0s", "--json"]);
+    with_nofile(&mut cmd, 200);
     let out = wait_bounded(cmd.spawn().unwrap(), Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let recs = records(&out);
@@ -201,19 +124,7 @@ fn one_process_under_a_low_fd_limit_reports_fd_limit_with_the_count() {
 #[test]
 fn refused_port_is_counted_retired_and_the_run_continues() {
     let server = EchoServer::start_with(&[PortKind::Echo, PortKind::Echo, PortKind::Closed]);
-    let base = server.base.to_string();
-    let out = run_c1m(&[
-        "flood",
-        "127.0.0.1",
-        &base,
-        "--ports",
-        "3",
-        "--connections",
-        "600",
-        "--hold",
-        "0s",
-        "--json",
-    ]);
+    let out = run_flood(&server, 600, &["--hold", "0s", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let recs = records(&out);
     let s = summary(&recs);
@@ -241,26 +152,22 @@ fn refused_port_is_counted_retired_and_the_run_continues() {
 #[test]
 fn a_listener_that_never_accepts_gives_counted_timeouts() {
     let server = EchoServer::start_with(&[PortKind::Echo, PortKind::NeverAccept]);
-    let base = server.base.to_string();
     let started = Instant::now();
-    let out = run_c1m(&[
-        "flood",
-        "127.0.0.1",
-        &base,
-        "--ports",
-        "2",
-        "--connections",
-        "200",
-        "--window",
-        "40",
-        "--rate",
-        "400",
-        "--connect-timeout",
-        "300ms",
-        "--hold",
-        "0s",
-        "--json",
-    ]);
+    let out = run_flood(
+        &server,
+        200,
+        &[
+            "--window",
+            "40",
+            "--rate",
+            "400",
+            "--connect-timeout",
+            "300ms",
+            "--hold",
+            "0s",
+            "--json",
+        ],
+    );
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let recs = records(&out);
@@ -282,21 +189,9 @@ fn a_listener_that_never_accepts_gives_counted_timeouts() {
 #[test]
 fn a_server_killed_during_the_hold_gives_counted_resets_and_exit_1() {
     let mut server = EchoServer::start(2);
-    let base = server.base.to_string();
-    let child = c1m(&[
-        "flood",
-        "127.0.0.1",
-        &base,
-        "--ports",
-        "2",
-        "--connections",
-        "500",
-        "--hold",
-        "20s",
-        "--json",
-    ])
-    .spawn()
-    .unwrap();
+    let child = flood(&server, 500, &["--hold", "20s", "--json"])
+        .spawn()
+        .unwrap();
     let child = KillOnDrop(Some(child));
     let start = Instant::now();
     while server.total_accepted() < 500 && start.elapsed() < Duration::from_secs(20) {
@@ -392,26 +287,22 @@ fn bad_input_names_the_argument_and_exits_2() {
 #[test]
 fn seed_lines_from_shards_and_output_file_match_stdout() {
     let server = EchoServer::start(2);
-    let base = server.base.to_string();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("flood.log");
-    let out = run_c1m(&[
-        "flood",
-        "127.0.0.1",
-        &base,
-        "--ports",
-        "2",
-        "--connections",
-        "2000",
-        "--procs",
-        "2",
-        "--hold",
-        "0s",
-        "--log-format",
-        "seed",
-        "--output",
-        file.to_str().unwrap(),
-    ]);
+    let out = run_flood(
+        &server,
+        2000,
+        &[
+            "--procs",
+            "2",
+            "--hold",
+            "0s",
+            "--log-format",
+            "seed",
+            "--output",
+            file.to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout.clone()).unwrap();
     let ns: Vec<u64> = text
@@ -433,20 +324,11 @@ fn seed_lines_from_shards_and_output_file_match_stdout() {
 #[test]
 fn human_log_without_a_terminal_has_lines_and_the_summary_table() {
     let server = EchoServer::start(2);
-    let base = server.base.to_string();
-    let out = run_c1m(&[
-        "flood",
-        "127.0.0.1",
-        &base,
-        "--ports",
-        "2",
-        "--connections",
-        "500",
-        "--hold",
-        "1200ms",
-        "--message-interval",
-        "200ms",
-    ]);
+    let out = run_flood(
+        &server,
+        500,
+        &["--hold", "1200ms", "--message-interval", "200ms"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout.clone()).unwrap();
     assert!(
@@ -474,21 +356,9 @@ fn human_log_without_a_terminal_has_lines_and_the_summary_table() {
 #[test]
 fn ctrl_c_during_the_hold_ends_every_worker_and_still_summarises() {
     let server = EchoServer::start(3);
-    let base = server.base.to_string();
-    let child = c1m(&[
-        "flood",
-        "127.0.0.1",
-        &base,
-        "--ports",
-        "3",
-        "--connections",
-        "900",
-        "--procs",
-        "3",
-        "--json",
-    ])
-    .spawn()
-    .unwrap();
+    let child = flood(&server, 900, &["--procs", "3", "--json"])
+        .spawn()
+        .unwrap();
     let mut child = KillOnDrop(Some(child));
     // read lines until every worker holds (default hold: until Ctrl-C)
     let stdout = child.0.as_mut().unwrap().stdout.take().unwrap();

@@ -36,26 +36,9 @@ fn ports_exhaust_without_sources_and_sources_pass_that_point() {
     std::fs::write("/proc/sys/net/ipv4/ip_local_port_range", "40000 40199")
         .expect("writing ip_local_port_range inside the namespace");
     let server = EchoServer::start(1);
-    let base = server.base.to_string();
 
-    let out = run_c1m(&[
-        "flood",
-        "127.0.0.1",
-        &base,
-        "--ports",
-        "1",
-        "--connections",
-        "300",
-        "--hold",
-        "0s",
-        "--json",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_flood(&server, 300, &["--hold", "0s", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let recs = records(&out);
     let s = summary(&recs);
     let verified = s["details"]["verified"].as_u64().unwrap();
@@ -83,27 +66,12 @@ fn ports_exhaust_without_sources_and_sources_pass_that_point() {
 
     // Same range, two source addresses: 2 x 200 four-tuples, 300 pass.
     let server = EchoServer::start(1);
-    let base = server.base.to_string();
-    let out = run_c1m(&[
-        "flood",
-        "127.0.0.1",
-        &base,
-        "--ports",
-        "1",
-        "--connections",
-        "300",
-        "--hold",
-        "0s",
-        "--sources",
-        "127.0.0.2-127.0.0.3",
-        "--json",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_flood(
+        &server,
+        300,
+        &["--hold", "0s", "--sources", "127.0.0.2-127.0.0.3", "--json"],
     );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let recs = records(&out);
     let s = summary(&recs);
     assert_eq!(s["details"]["verified"], 300);

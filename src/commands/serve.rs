@@ -27,7 +27,9 @@ pub struct ServeArgs {
     #[arg(long, default_value = "auto", value_parser = parse_workers)]
     pub workers: WorkersArg,
     /// Connections to plan for (100k, 1M...); each worker stops accepting
-    /// at its share. Default: 1M, bounded by half of fs.file-max.
+    /// at its share. Default: what `c1m doctor` estimates this host can
+    /// hold as a server, at most 1M (half of fs.file-max if the host cannot
+    /// be read).
     #[arg(long, value_parser = crate::util::parse_count)]
     pub max_connections: Option<u64>,
     /// Time between progress lines.

@@ -5,9 +5,10 @@
 //! bytes: a terminal capture can hold anything, and a parser that insists on
 //! text gives up exactly where the interesting part starts.
 //!
-//! The line reader reuses one buffer, so memory stays flat whatever the file
-//! size; a line longer than [`MAX_LINE`] is cut there (the rest is counted,
-//! not kept), so a file without newlines cannot grow memory either.
+//! [`read_batches`] reads blocks into recycled batch buffers, so memory
+//! stays flat whatever the file size; a line longer than [`MAX_LINE`] is cut
+//! there (the rest is counted, not kept), so a file without newlines cannot
+//! grow memory either.
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -124,17 +125,6 @@ fn walk(p: &Path, inputs: &mut Vec<Input>, errors: &mut Vec<InputError>) {
     }
 }
 
-/// The simple line reader (one line at a time through a callback), kept as
-/// the reference `read_batches` is tested against. Reads lines as byte
-/// slices straight out of the reader's buffer; only a
-/// line that spans two reads is copied (into one reused buffer).
-pub struct LineReader<R> {
-    inner: R,
-    carry: Vec<u8>,
-    carrying: bool,
-    carry_cut: u64,
-}
-
 /// Facts about the line just read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LineMeta {
@@ -142,79 +132,6 @@ pub struct LineMeta {
     pub cut_bytes: u64,
     /// The line had no terminating newline (the input ended).
     pub unterminated: bool,
-}
-
-impl<R: BufRead> LineReader<R> {
-    pub fn new(inner: R) -> Self {
-        LineReader {
-            inner,
-            carry: Vec::with_capacity(256),
-            carrying: false,
-            carry_cut: 0,
-        }
-    }
-
-    /// Call `f` with every line (without its `\n`; a trailing `\r` is
-    /// kept, parsers trim it) until the end of the input or a read error.
-    pub fn for_each_line(&mut self, mut f: impl FnMut(&[u8], LineMeta)) -> io::Result<()> {
-        loop {
-            let chunk = match self.inner.fill_buf() {
-                Ok(c) => c,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if chunk.is_empty() {
-                if self.carrying {
-                    let meta = LineMeta {
-                        cut_bytes: self.carry_cut,
-                        unterminated: true,
-                    };
-                    f(&self.carry, meta);
-                    self.carry.clear();
-                    self.carrying = false;
-                    self.carry_cut = 0;
-                }
-                return Ok(());
-            }
-            let n = chunk.len();
-            let mut start = 0;
-            while let Some(i) = find_byte(b'\n', &chunk[start..]) {
-                let end = start + i;
-                let piece = &chunk[start..end];
-                if self.carrying {
-                    let room = MAX_LINE.saturating_sub(self.carry.len());
-                    let take = piece.len().min(room);
-                    self.carry.extend_from_slice(&piece[..take]);
-                    let meta = LineMeta {
-                        cut_bytes: self.carry_cut + (piece.len() - take) as u64,
-                        unterminated: false,
-                    };
-                    f(&self.carry, meta);
-                    self.carry.clear();
-                    self.carrying = false;
-                    self.carry_cut = 0;
-                } else if piece.len() > MAX_LINE {
-                    let meta = LineMeta {
-                        cut_bytes: (piece.len() - MAX_LINE) as u64,
-                        unterminated: false,
-                    };
-                    f(&piece[..MAX_LINE], meta);
-                } else {
-                    f(piece, LineMeta::default());
-                }
-                start = end + 1;
-            }
-            if start < n {
-                let piece = &chunk[start..];
-                let room = MAX_LINE.saturating_sub(self.carry.len());
-                let take = piece.len().min(room);
-                self.carry.extend_from_slice(&piece[..take]);
-                self.carry_cut += (piece.len() - take) as u64;
-                self.carrying = true;
-            }
-            self.inner.consume(n);
-        }
-    }
 }
 
 /// Whole lines read straight into one buffer (newlines included), where
@@ -394,6 +311,90 @@ pub fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The simple line reader (one line at a time through a callback): the
+    /// reference `read_batches` is tested against. Reads lines as byte
+    /// slices straight out of the reader's buffer; only a
+    /// line that spans two reads is copied (into one reused buffer).
+    struct LineReader<R> {
+        inner: R,
+        carry: Vec<u8>,
+        carrying: bool,
+        carry_cut: u64,
+    }
+
+    impl<R: BufRead> LineReader<R> {
+        fn new(inner: R) -> Self {
+            LineReader {
+                inner,
+                carry: Vec::with_capacity(256),
+                carrying: false,
+                carry_cut: 0,
+            }
+        }
+
+        /// Call `f` with every line (without its `\n`; a trailing `\r` is
+        /// kept, parsers trim it) until the end of the input or a read error.
+        fn for_each_line(&mut self, mut f: impl FnMut(&[u8], LineMeta)) -> io::Result<()> {
+            loop {
+                let chunk = match self.inner.fill_buf() {
+                    Ok(c) => c,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                if chunk.is_empty() {
+                    if self.carrying {
+                        let meta = LineMeta {
+                            cut_bytes: self.carry_cut,
+                            unterminated: true,
+                        };
+                        f(&self.carry, meta);
+                        self.carry.clear();
+                        self.carrying = false;
+                        self.carry_cut = 0;
+                    }
+                    return Ok(());
+                }
+                let n = chunk.len();
+                let mut start = 0;
+                while let Some(i) = find_byte(b'\n', &chunk[start..]) {
+                    let end = start + i;
+                    let piece = &chunk[start..end];
+                    if self.carrying {
+                        let room = MAX_LINE.saturating_sub(self.carry.len());
+                        let take = piece.len().min(room);
+                        self.carry.extend_from_slice(&piece[..take]);
+                        let meta = LineMeta {
+                            cut_bytes: self.carry_cut + (piece.len() - take) as u64,
+                            unterminated: false,
+                        };
+                        f(&self.carry, meta);
+                        self.carry.clear();
+                        self.carrying = false;
+                        self.carry_cut = 0;
+                    } else if piece.len() > MAX_LINE {
+                        let meta = LineMeta {
+                            cut_bytes: (piece.len() - MAX_LINE) as u64,
+                            unterminated: false,
+                        };
+                        f(&piece[..MAX_LINE], meta);
+                    } else {
+                        f(piece, LineMeta::default());
+                    }
+                    start = end + 1;
+                }
+                if start < n {
+                    let piece = &chunk[start..];
+                    let room = MAX_LINE.saturating_sub(self.carry.len());
+                    let take = piece.len().min(room);
+                    self.carry.extend_from_slice(&piece[..take]);
+                    self.carry_cut += (piece.len() - take) as u64;
+                    self.carrying = true;
+                }
+                self.inner.consume(n);
+            }
+        }
+    }
 
     #[test]
     fn find_byte_matches_a_plain_search() {

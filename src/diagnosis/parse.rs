@@ -492,7 +492,7 @@ fn classify_slow<'a>(t: &'a [u8], scratch: &mut Scratch, bytes: Bytes) -> Line<'
     if let Some(line) = counter(t, lower) {
         return line;
     }
-    if let Some(line) = evidence_text(t, lower) {
+    if let Some(line) = evidence_text(lower) {
         return line;
     }
     if let Some(line) = error_line(t, lower) {
@@ -623,8 +623,7 @@ fn counter<'a>(t: &[u8], lower: &[u8]) -> Option<Line<'a>> {
         // nstat: `TcpExtListenOverflows   12   0.0`; netstat -s: `TCPReqQFullDrop: 3`.
         let name = first.strip_suffix(b":").unwrap_or(first);
         let name = counter_name(name)?;
-        let (value, used) = digits(words.next()?)?;
-        let _ = used;
+        let (value, _) = digits(words.next()?)?;
         return Some(Line::Counter { name, value });
     }
     if first[0].is_ascii_digit() {
@@ -688,7 +687,7 @@ fn evidence_needles() -> &'static [Needle] {
     })
 }
 
-fn evidence_text<'a>(t: &[u8], lower: &[u8]) -> Option<Line<'a>> {
+fn evidence_text<'a>(lower: &[u8]) -> Option<Line<'a>> {
     let n = evidence_needles()
         .iter()
         .find(|n| find(lower, &n.text).is_some())?;
@@ -721,7 +720,6 @@ fn evidence_text<'a>(t: &[u8], lower: &[u8]) -> Option<Line<'a>> {
         }
         _ => {}
     }
-    let _ = t;
     Some(Line::Evidence {
         id: n.id,
         kernel: n.kernel,

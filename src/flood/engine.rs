@@ -537,12 +537,7 @@ impl<'s> Engine<'s> {
     }
 
     fn count_failure(&mut self, key: &str, call: &'static str, errno: Option<i32>, detail: &str) {
-        let failure = match key {
-            "ETIMEDOUT" | "ECHO_TIMEOUT" => Some(FailureId::ConnectTimeout),
-            "EOF" | "EOF_BEFORE_ECHO" => Some(FailureId::PeerDisconnect),
-            "ECHO_MISMATCH" => None,
-            _ => errno.and_then(|e| FailureId::from_errno(call, e)),
-        };
+        let failure = failure_of(key, call, errno);
         *self.counters.errors.entry(key.to_string()).or_default() += 1;
         if let Some(f) = failure {
             *self.counters.failures.entry(f).or_default() += 1;
@@ -578,13 +573,7 @@ impl<'s> Engine<'s> {
         if !p.retired && p.consecutive >= retire_after(key) && (!slow || quiet) {
             p.retired = true;
             self.live_paths -= 1;
-            let failure = match key {
-                "ETIMEDOUT" | "ECHO_TIMEOUT" => Some(FailureId::ConnectTimeout),
-                "EOF_BEFORE_ECHO" => Some(FailureId::PeerDisconnect),
-                "ECHO_MISMATCH" => None,
-                _ => crate::util::errno_from_name(key)
-                    .and_then(|e| FailureId::from_errno("connect", e)),
-            };
+            let failure = failure_of(key, "connect", crate::util::errno_from_name(key));
             let r = Retired {
                 path: p.path.to_string(),
                 key: key.to_string(),
@@ -668,6 +657,23 @@ impl<'s> Engine<'s> {
         self.counters.failed_total += 1;
         self.count_failure(key, call, errno, detail);
         self.path_failed(pi, key);
+    }
+
+    /// A send or recv failed: a verified connection is lost, an attempt
+    /// fails.
+    fn io_failed(&mut self, slot: u32, verified: bool, call: &'static str, e: &std::io::Error) {
+        let errno = errno_of(e);
+        if verified {
+            self.lose(slot, errno_key(errno), Some(errno));
+        } else {
+            self.fail_attempt(
+                slot,
+                errno_key(errno),
+                call,
+                Some(errno),
+                &format!("{call}: {e}"),
+            );
+        }
     }
 
     /// A verified connection ends (the server closed or reset it).
@@ -782,18 +788,8 @@ impl<'s> Engine<'s> {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    let errno = errno_of(&e);
-                    if c.st.verified() {
-                        self.lose(slot, errno_key(errno), Some(errno));
-                    } else {
-                        self.fail_attempt(
-                            slot,
-                            errno_key(errno),
-                            "send",
-                            Some(errno),
-                            &format!("send: {e}"),
-                        );
-                    }
+                    let verified = c.st.verified();
+                    self.io_failed(slot, verified, "send", &e);
                     return;
                 }
             }
@@ -833,18 +829,8 @@ impl<'s> Engine<'s> {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    let errno = errno_of(&e);
-                    if c.st.verified() {
-                        self.lose(slot, errno_key(errno), Some(errno));
-                    } else {
-                        self.fail_attempt(
-                            slot,
-                            errno_key(errno),
-                            "recv",
-                            Some(errno),
-                            &format!("recv: {e}"),
-                        );
-                    }
+                    let verified = c.st.verified();
+                    self.io_failed(slot, verified, "recv", &e);
                     return;
                 }
             };
@@ -922,6 +908,17 @@ impl<'s> Engine<'s> {
             self.s.messages_sent += 1;
             self.write_msg(slot);
         }
+    }
+}
+
+/// The catalogue id of a failure class: flood's own keys by name, errno
+/// keys through `FailureId::from_errno` for the call that failed.
+fn failure_of(key: &str, call: &str, errno: Option<i32>) -> Option<FailureId> {
+    match key {
+        "ETIMEDOUT" | "ECHO_TIMEOUT" => Some(FailureId::ConnectTimeout),
+        "EOF" | "EOF_BEFORE_ECHO" => Some(FailureId::PeerDisconnect),
+        "ECHO_MISMATCH" => None,
+        _ => errno.and_then(|e| FailureId::from_errno(call, e)),
     }
 }
 

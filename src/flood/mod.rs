@@ -22,8 +22,9 @@ use plan::Plan;
 use report::{LogFormat, Reporter, WorkerLine, WorkerSink};
 use stats::ShardSummary;
 
-/// Descriptors kept free in every process for stdio, epoll, pipes.
-pub const FD_SLACK: u64 = 64;
+/// Descriptors kept free in every process for stdio, epoll, pipes: the
+/// slack doctor's capacity estimate counts with.
+pub const FD_SLACK: u64 = crate::tuning::limits::FD_SLACK;
 
 /// Processes: a number or as many as the fd limit requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,16 +50,12 @@ pub struct Request {
 /// The per-process descriptor budget: the hard RLIMIT_NOFILE (the soft
 /// limit is raised to it) minus slack.
 pub fn per_process_budget() -> u64 {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) => {
-            if soft < hard {
-                let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-            }
-            hard.saturating_sub(FD_SLACK).max(1)
-        }
-        Err(_) => 1024 - FD_SLACK,
-    }
+    use crate::tuning::limits::{self, Target};
+    let hard = match limits::raise_soft_to_hard() {
+        Ok((_, now)) => now.hard,
+        Err(_) => limits::nofile(Target::This).map_or(1024, |n| n.hard),
+    };
+    limits::usable_sockets(hard).max(1)
 }
 
 fn settings(req: &Request, procs: u32) -> serde_json::Value {

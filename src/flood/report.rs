@@ -45,6 +45,25 @@ impl Out {
     }
 }
 
+/// A flood `events::Record` stamped now, as one JSON line, with `extra`'s
+/// keys added beside the record's own (a record field of the same name
+/// wins; readers ignore keys they do not know).
+fn record_line(
+    worker: Option<u32>,
+    event: Event,
+    extra: Option<serde_json::Value>,
+) -> Option<String> {
+    let rec = Record::now(Role::Flood, worker, event);
+    let mut v = serde_json::to_value(&rec).ok()?;
+    if let (Some(serde_json::Value::Object(extra)), serde_json::Value::Object(m)) = (extra, &mut v)
+    {
+        for (k, x) in extra {
+            m.entry(k).or_insert(x);
+        }
+    }
+    Some(v.to_string())
+}
+
 /// Renders a run's progress (see the module doc).
 pub struct Reporter {
     format: LogFormat,
@@ -122,25 +141,20 @@ impl Reporter {
         }
     }
 
+    /// A human line with the seconds since the start in front.
+    fn say_stamped(&mut self, text: &str) {
+        let line = format!("[{:>7.1}s] {text}", self.start.elapsed().as_secs_f64());
+        self.say(&line);
+    }
+
     fn emit(&mut self, worker: Option<u32>, event: Event) {
         self.emit_with(worker, event, None);
     }
 
     fn emit_with(&mut self, worker: Option<u32>, event: Event, extra: Option<serde_json::Value>) {
-        let rec = Record::now(Role::Flood, worker, event);
-        let mut v = match serde_json::to_value(&rec) {
-            Ok(v) => v,
-            Err(_) => return,
-        };
-        if let (Some(serde_json::Value::Object(extra)), serde_json::Value::Object(m)) =
-            (extra, &mut v)
-        {
-            for (k, x) in extra {
-                m.entry(k).or_insert(x);
-            }
+        if let Some(line) = record_line(worker, event, extra) {
+            self.say(&line);
         }
-        let line = v.to_string();
-        self.say(&line);
     }
 
     /// The run starts: settings as free-form JSON.
@@ -157,22 +171,8 @@ impl Reporter {
         let mut c = Counters::default();
         let mut in_flight = 0;
         let mut phase = Phase::Done;
-        let mut rss = 0;
         for s in self.workers.values() {
-            let o = &s.counters;
-            c.connections += o.connections;
-            c.opened_total += o.opened_total;
-            c.closed_total += o.closed_total;
-            c.failed_total += o.failed_total;
-            c.bytes_in += o.bytes_in;
-            c.bytes_out += o.bytes_out;
-            rss += o.rss_bytes.unwrap_or(0);
-            for (k, v) in &o.errors {
-                *c.errors.entry(k.clone()).or_default() += v;
-            }
-            for (k, v) in &o.failures {
-                *c.failures.entry(*k).or_default() += v;
-            }
+            c.add(&s.counters);
             in_flight += s.in_flight;
             phase = match (phase, s.phase) {
                 (Phase::Connect, _) | (_, Phase::Connect) => Phase::Connect,
@@ -184,7 +184,7 @@ impl Reporter {
             // a worker that has not reported yet is still connecting
             phase = Phase::Connect;
         }
-        c.rss_bytes = (rss > 0).then_some(rss);
+        c.rss_bytes = c.rss_bytes.filter(|&rss| rss > 0);
         (c, in_flight, phase)
     }
 
@@ -234,15 +234,14 @@ impl Reporter {
                     "target NOT reached (see the failures above)"
                 };
                 let text = format!(
-                    "[{:>7.1}s] connect phase over, {what}: {} of {} verified, {} open, {} failed attempts; holding {}",
-                    self.start.elapsed().as_secs_f64(),
+                    "connect phase over, {what}: {} of {} verified, {} open, {} failed attempts; holding {}",
                     thousands(c.opened_total),
                     thousands(self.target),
                     thousands(c.connections),
                     thousands(c.failed_total),
                     self.hold_text
                 );
-                self.say(&text);
+                self.say_stamped(&text);
             }
         }
     }
@@ -276,14 +275,13 @@ impl Reporter {
                 let who = worker.map(|w| format!("worker {w}: ")).unwrap_or_default();
                 let id = note.failure.map(|f| f.as_str()).unwrap_or("failure");
                 let line = format!(
-                    "[{:>7.1}s] {who}{id} x{} ({} on {}): {}",
-                    self.start.elapsed().as_secs_f64(),
+                    "{who}{id} x{} ({} on {}): {}",
                     thousands(note.count),
                     note.key,
                     note.call,
                     note.detail
                 );
-                self.say(&line);
+                self.say_stamped(&line);
             }
         }
     }
@@ -305,11 +303,8 @@ impl Reporter {
                 },
             ),
             LogFormat::Human if !summary => {
-                let line = format!(
-                    "[{:>7.1}s] worker {index} {detail}",
-                    self.start.elapsed().as_secs_f64()
-                );
-                self.say(&line);
+                let line = format!("worker {index} {detail}");
+                self.say_stamped(&line);
             }
             _ => {}
         }
@@ -358,8 +353,7 @@ impl Reporter {
                     "holding"
                 };
                 let line = format!(
-                    "[{:>7.1}s] {what}: {}/{} verified, {} open, {} in flight, {} failed, {}/s",
-                    self.start.elapsed().as_secs_f64(),
+                    "{what}: {}/{} verified, {} open, {} in flight, {} failed, {}/s",
                     thousands(c.opened_total),
                     thousands(self.target),
                     thousands(c.connections),
@@ -367,7 +361,7 @@ impl Reporter {
                     thousands(c.failed_total),
                     thousands(rate.round() as u64)
                 );
-                self.say(&line);
+                self.say_stamped(&line);
             }
             _ => {}
         }
@@ -412,17 +406,7 @@ impl Reporter {
                     );
                     m.insert("reason".into(), reason.clone().into());
                 }
-                let counters = Counters {
-                    connections: s.open,
-                    opened_total: s.verified,
-                    closed_total: s.closed,
-                    failed_total: s.failed,
-                    bytes_in: s.bytes_in,
-                    bytes_out: s.bytes_out,
-                    errors: s.errors.clone(),
-                    failures: s.failures.clone(),
-                    rss_bytes: None,
-                };
+                let counters = s.counters(None);
                 self.emit(
                     None,
                     Event::Summary {
@@ -561,34 +545,16 @@ pub struct WorkerSink {
 
 impl WorkerSink {
     fn write(&self, event: Event, extra: serde_json::Value) {
-        let rec = Record::now(Role::Flood, Some(self.index), event);
-        let mut v = match serde_json::to_value(&rec) {
-            Ok(v) => v,
-            Err(_) => return,
-        };
-        if let (serde_json::Value::Object(m), serde_json::Value::Object(x)) = (&mut v, extra) {
-            for (k, val) in x {
-                m.entry(k).or_insert(val);
-            }
+        if let Some(line) = record_line(Some(self.index), event, Some(extra)) {
+            let mut so = std::io::stdout().lock();
+            let _ = writeln!(so, "{line}");
+            let _ = so.flush();
         }
-        let mut so = std::io::stdout().lock();
-        let _ = writeln!(so, "{v}");
-        let _ = so.flush();
     }
 
     pub fn summary(&self, s: &ShardSummary) {
         let details = serde_json::to_value(s).unwrap_or_default();
-        let counters = Counters {
-            connections: s.open,
-            opened_total: s.verified,
-            closed_total: s.closed,
-            failed_total: s.failed,
-            bytes_in: s.bytes_in,
-            bytes_out: s.bytes_out,
-            errors: s.errors.clone(),
-            failures: s.failures.clone(),
-            rss_bytes: crate::util::rss_bytes(),
-        };
+        let counters = s.counters(crate::util::rss_bytes());
         self.write(
             Event::Summary {
                 counters,

@@ -168,12 +168,8 @@ impl ShardSummary {
         self.closed += o.closed;
         self.lost_resets += o.lost_resets;
         self.lost_eof += o.lost_eof;
-        for (k, v) in &o.errors {
-            *self.errors.entry(k.clone()).or_default() += v;
-        }
-        for (k, v) in &o.failures {
-            *self.failures.entry(*k).or_default() += v;
-        }
+        crate::util::add_counts(&mut self.errors, &o.errors);
+        crate::util::add_counts(&mut self.failures, &o.failures);
         self.connect_s = self.connect_s.max(o.connect_s);
         self.elapsed_s = self.elapsed_s.max(o.elapsed_s);
         self.hold_s = self.hold_s.max(o.hold_s);
@@ -192,6 +188,22 @@ impl ShardSummary {
         self.retired.extend(o.retired.iter().cloned());
         self.connect_latency_us = merge_pairs(&self.connect_latency_us, &o.connect_latency_us);
         self.rtt_us = merge_pairs(&self.rtt_us, &o.rtt_us);
+    }
+
+    /// The summary as the `events` counters (`connections` = open at the
+    /// end, `opened_total` = verified), with the writer's RSS.
+    pub fn counters(&self, rss_bytes: Option<u64>) -> Counters {
+        Counters {
+            connections: self.open,
+            opened_total: self.verified,
+            closed_total: self.closed,
+            failed_total: self.failed,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            errors: self.errors.clone(),
+            failures: self.failures.clone(),
+            rss_bytes,
+        }
     }
 
     /// Verified connections per second over the connect phase.

@@ -256,7 +256,12 @@ impl Pool {
                 ReaderMsg::Line(line) => return Some(WorkerMsg::Line { index, line }),
                 ReaderMsg::Eof => {
                     let status = match slot.child.take() {
-                        Some(mut c) => c.wait().unwrap_or_else(|_| ExitStatus::from_raw(0)),
+                        Some(mut c) => c.wait().unwrap_or_else(|e| {
+                            // Cannot happen for a child we own; never let it
+                            // pass for a clean exit (status 0).
+                            eprintln!("c1m: waiting for worker {index} (pid {}): {e}", c.id());
+                            ExitStatus::from_raw(255 << 8)
+                        }),
                         None => continue,
                     };
                     return Some(WorkerMsg::Exited { index, status });

@@ -125,18 +125,13 @@ pub fn plan(max_connections: u64, nofile: u64, ports: u16, workers: Option<u32>)
 }
 
 /// Raise this process's soft RLIMIT_NOFILE to its hard limit (always
-/// allowed); returns the soft limit now in force.
+/// allowed); returns the soft limit now in force (1024 if it cannot be
+/// read).
 pub fn raise_nofile() -> u64 {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) => {
-            if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-                hard
-            } else {
-                soft
-            }
-        }
-        Err(_) => 1024,
+    use crate::tuning::limits::{self, Target};
+    match limits::raise_soft_to_hard() {
+        Ok((_, now)) => now.soft,
+        Err(_) => limits::nofile(Target::This).map_or(1024, |n| n.soft),
     }
 }
 

@@ -4,7 +4,6 @@
 //! then reads their JSON lines from the pipes, sums their counters into one
 //! line per interval, restarts a worker that dies (and reports it), forwards
 //! SIGINT/SIGTERM, and prints the final summary.
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{self, Write};
 use std::net::IpAddr;
@@ -57,23 +56,13 @@ struct Slot {
     recent: Vec<Instant>,
 }
 
-/// Totals of worker incarnations that ended (so restarts lose nothing).
-#[derive(Default)]
-struct Retired {
-    opened: u64,
-    closed: u64,
-    failed: u64,
-    bytes_in: u64,
-    bytes_out: u64,
-    errors: BTreeMap<String, u64>,
-    failures: BTreeMap<crate::diagnosis::FailureId, u64>,
-}
-
 struct Parent {
     opts: ServeOptions,
     plan: Plan,
     slots: Vec<Slot>,
-    retired: Retired,
+    /// Totals of worker incarnations that ended (so restarts lose
+    /// nothing): no open connections, no RSS.
+    retired: Counters,
     restarts: u64,
     peak: u64,
     peak_bytes_per_conn: Option<f64>,
@@ -118,34 +107,11 @@ fn bytes(n: u64) -> String {
 
 impl Parent {
     fn total(&self) -> Counters {
-        let mut c = Counters {
-            opened_total: self.retired.opened,
-            closed_total: self.retired.closed,
-            failed_total: self.retired.failed,
-            bytes_in: self.retired.bytes_in,
-            bytes_out: self.retired.bytes_out,
-            errors: self.retired.errors.clone(),
-            failures: self.retired.failures.clone(),
-            ..Default::default()
-        };
-        let mut rss = 0;
+        let mut c = self.retired.clone();
         for s in &self.slots {
-            let l = &s.latest;
-            c.connections += l.connections;
-            c.opened_total += l.opened_total;
-            c.closed_total += l.closed_total;
-            c.failed_total += l.failed_total;
-            c.bytes_in += l.bytes_in;
-            c.bytes_out += l.bytes_out;
-            for (k, v) in &l.errors {
-                *c.errors.entry(k.clone()).or_default() += v;
-            }
-            for (k, v) in &l.failures {
-                *c.failures.entry(*k).or_default() += v;
-            }
-            rss += l.rss_bytes.unwrap_or(0);
+            c.add(&s.latest);
         }
-        c.rss_bytes = Some(rss);
+        c.rss_bytes = Some(c.rss_bytes.unwrap_or(0));
         c
     }
 
@@ -170,20 +136,12 @@ impl Parent {
     }
 
     fn retire(&mut self, i: usize) {
-        let s = std::mem::take(&mut self.slots[i].latest);
-        let r = &mut self.retired;
-        r.opened += s.opened_total;
-        // Whatever it held died with it.
-        r.closed += s.closed_total + s.connections;
-        r.failed += s.failed_total;
-        r.bytes_in += s.bytes_in;
-        r.bytes_out += s.bytes_out;
-        for (k, v) in s.errors {
-            *r.errors.entry(k).or_default() += v;
-        }
-        for (k, v) in s.failures {
-            *r.failures.entry(k).or_default() += v;
-        }
+        let mut s = std::mem::take(&mut self.slots[i].latest);
+        // Whatever it held died with it, and so did its memory.
+        s.closed_total += s.connections;
+        s.connections = 0;
+        s.rss_bytes = None;
+        self.retired.add(&s);
         self.slots[i].baseline = None;
     }
 
@@ -381,7 +339,7 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
         opts: opts.clone(),
         plan,
         slots: vec![Slot::default(); plan.workers as usize],
-        retired: Retired::default(),
+        retired: Counters::default(),
         restarts: 0,
         peak: 0,
         peak_bytes_per_conn: None,

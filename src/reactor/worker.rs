@@ -323,13 +323,7 @@ impl Worker {
         use std::os::unix::fs::FileExt;
         let mut buf = [0u8; 128];
         let n = self.statm.as_ref()?.read_at(&mut buf, 0).ok()?;
-        let text = std::str::from_utf8(&buf[..n]).ok()?;
-        let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
-        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-            .ok()
-            .flatten()
-            .unwrap_or(4096) as u64;
-        Some(pages * page)
+        crate::util::statm_rss(std::str::from_utf8(&buf[..n]).ok()?)
     }
 
     fn counters(&self) -> Counters {

@@ -308,7 +308,10 @@ pub fn apply(
                         .as_deref()
                         .is_some_and(|a| !same_value(a, &pre[i]))
                     {
-                        let _ = sysctl.write(key, &pre[i]);
+                        if let Err(re) = sysctl.write(key, &pre[i]) {
+                            keys[*idx].reason =
+                                Some(format!("{e}; putting back '{}' failed too: {re}", pre[i]));
+                        }
                         keys[*idx].after = sysctl.read(key).ok().map(|v| squash(&v));
                     }
                     for (rest_idx, _, _) in &todo[i + 1..] {
@@ -460,14 +463,22 @@ pub fn rollback(sysctl: &Sysctl, state_path: &Path, dirs: &PersistDirs) -> Resul
     files.sort();
     files.dedup();
     for f in files {
-        match std::fs::read_to_string(&f) {
-            Ok(text) if text.starts_with(HEADER_MARK) => match std::fs::remove_file(&f) {
-                Ok(()) => report.removed_files.push(f.display().to_string()),
-                Err(e) => report
-                    .errors
-                    .push(format!("cannot remove {}: {e}", f.display())),
-            },
-            _ => {}
+        // Bytes, not text: a file that is not UTF-8 is simply not ours.
+        match std::fs::read(&f) {
+            Ok(text) if text.starts_with(HEADER_MARK.as_bytes()) => {
+                match std::fs::remove_file(&f) {
+                    Ok(()) => report.removed_files.push(f.display().to_string()),
+                    Err(e) => report
+                        .errors
+                        .push(format!("cannot remove {}: {e}", f.display())),
+                }
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => report.errors.push(format!(
+                "cannot read {} to check whether c1m wrote it: {e}",
+                f.display()
+            )),
         }
     }
     if state.is_none() && report.removed_files.is_empty() {
@@ -511,11 +522,7 @@ pub fn persist(
         .filter(|r| r.kind == Kind::Sysctl && r.status == Status::Ok)
     {
         if let Ok(v) = sysctl.read(&row.check) {
-            sysctl_text.push_str(&format!(
-                "{} = {}\n",
-                row.check,
-                v.split_whitespace().collect::<Vec<_>>().join(" ")
-            ));
+            sysctl_text.push_str(&format!("{} = {}\n", row.check, squash(&v)));
         }
     }
     let limits_text = format!(
@@ -524,13 +531,23 @@ pub fn persist(
     let mut written = Vec::new();
     for (dir, text) in [(&dirs.sysctl_d, sysctl_text), (&dirs.limits_d, limits_text)] {
         let path = dir.join(PERSIST_NAME);
-        if let Ok(existing) = std::fs::read_to_string(&path)
-            && !existing.starts_with(HEADER_MARK)
-        {
-            bail!(
+        // Bytes, not text: a file that is not UTF-8 is not c1m's either,
+        // and one that cannot be read is not overwritten blind.
+        match std::fs::read(&path) {
+            Ok(existing) if !existing.starts_with(HEADER_MARK.as_bytes()) => bail!(
                 "{} exists and was not written by c1m; not overwriting it",
                 path.display()
-            );
+            ),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot read {} to check who wrote it; not overwriting it",
+                        path.display()
+                    )
+                });
+            }
         }
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;

@@ -1,8 +1,10 @@
 //! The capacity estimate: how many connections a host can hold in a role
 //! with its current settings, which limit binds first, and what to do about
 //! it. A pure function over a [`Snapshot`] and a [`Plan`], so that `doctor`
-//! prints it, `serve --workers auto` and `flood --procs auto` size their
-//! process pools with it, and `c1m lab` refuses a target that cannot fit.
+//! prints it, `serve` takes its default `--max-connections` from it, and
+//! `c1m lab` refuses a target that cannot fit. (`serve --workers auto` and
+//! `flood --procs auto` size their process pools by the per-process fd limit
+//! alone.)
 //!
 //! The limits, each turned into a number of connections:
 //! - fd per process x processes: one process holds its RLIMIT_NOFILE hard

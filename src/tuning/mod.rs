@@ -7,7 +7,7 @@
 //! - [`sysctl`]: reading and writing `/proc/sys` keys (`C1M_SYSCTL_ROOT`
 //!   redirects it for tests), key scopes (per network namespace or global).
 //! - [`limits`]: RLIMIT_NOFILE of this or another process, CAP_SYS_RESOURCE.
-//! - [`snapshot`]: one reading of every limit ([`snapshot()`]).
+//! - [`snapshot`](mod@snapshot): one reading of every limit ([`snapshot()`]).
 //! - [`capacity`]: `capacity::estimate(&snapshot, &Plan) -> Capacity` with
 //!   `max_connections`, `binding`, `per_process_sockets`,
 //!   `processes_needed` and every `limits` entry; `Capacity::paragraph()`

@@ -88,22 +88,13 @@ pub fn take(sysctl: &Sysctl, target: Target) -> Result<Snapshot> {
             .unwrap_or_default(),
         mem_total: meminfo_bytes(&meminfo, "MemTotal"),
         mem_available: meminfo_bytes(&meminfo, "MemAvailable"),
-        page_size: page_size(),
+        page_size: crate::util::page_size(),
         conntrack,
         epoll_max_user_watches: sysctl.read_u64("fs.epoll.max_user_watches"),
         tcp_mem: sysctl.read_numbers("net.ipv4.tcp_mem"),
         tcp_mem_in_use: sockstat_tcp_mem(&sockstat),
         sysctl_writable: sysctl.tree_writable(),
     })
-}
-
-/// The page size in bytes.
-pub fn page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .map(|p| p as u64)
-        .unwrap_or(4096)
 }
 
 /// A `/proc/meminfo` field in bytes.

@@ -270,6 +270,58 @@ pub fn run_c1m(args: &[&str]) -> Output {
     wait_bounded(c1m(args).spawn().unwrap(), Duration::from_secs(60))
 }
 
+/// `c1m flood 127.0.0.1 BASE --ports N --connections C EXTRA...` against
+/// every port of `server`.
+pub fn flood(server: &EchoServer, connections: u64, extra: &[&str]) -> Command {
+    let (base, ports, n) = (
+        server.base.to_string(),
+        server.ports.to_string(),
+        connections.to_string(),
+    );
+    let mut args = vec![
+        "flood",
+        "127.0.0.1",
+        &base,
+        "--ports",
+        &ports,
+        "--connections",
+        &n,
+    ];
+    args.extend_from_slice(extra);
+    c1m(&args)
+}
+
+/// Run [`flood`] to completion (bounded).
+pub fn run_flood(server: &EchoServer, connections: u64, extra: &[&str]) -> Output {
+    wait_bounded(
+        flood(server, connections, extra).spawn().unwrap(),
+        Duration::from_secs(60),
+    )
+}
+
+/// Start `cmd` with RLIMIT_NOFILE (soft and hard) lowered to `n`.
+pub fn with_nofile(cmd: &mut Command, n: u64) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: n as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A child's stderr, for assertion messages.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// The JSON lines of an output, each parsed; panics on a line that is not
 /// a c1m record.
 pub fn records(out: &Output) -> Vec<serde_json::Value> {
