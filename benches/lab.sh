@@ -5,9 +5,10 @@
 #     from its report.json.
 #  2. The same experiment with minimal C programs at the same process counts:
 #     benches/c/echo_server.c with as many processes as c1m serve had
-#     workers, and benches/c/idle_client.c with as many processes as the
-#     flood clients had shards (each with its own source address), also in a
-#     private network namespace. Time to target is wall time from starting
+#     workers, and benches/c/epoll_client.c with as many processes as the
+#     flood clients had shards (each with its own source address, the same
+#     3,000 connects in flight in all as the three flood clients' windows),
+#     also in a private network namespace. Time to target is wall time from starting
 #     the clients to the last client's "done"; memory is sampled then.
 #  Prints both and the ratios, from this one run.
 #
@@ -38,10 +39,11 @@ if [ "${1:-}" = "--c-run" ]; then
     mem0=$(avail)
     t0=$(date +%s.%N)
     left=$n
+    window=$(( 3000 / cli_procs )); [ "$window" -ge 1 ] || window=1
     for i in $(seq 0 $(( cli_procs - 1 ))); do
         per=$(( (left + cli_procs - i - 1) / (cli_procs - i) )); left=$(( left - per ))
         src="127.0.$(( 1 + i / 250 )).$(( 1 + i % 250 ))"
-        "$work/idle_client" 127.0.0.1 "$base" "$ports" "$per" "$src" 600 > "$work/c_client$i.out" 2>&1 &
+        "$work/epoll_client" 127.0.0.1 "$base" "$ports" "$per" "$window" 1 "$src" 600 > "$work/c_client$i.out" 2>&1 &
         pids+=("$!")
     done
     deadline=$(( $(date +%s) + 900 ))
@@ -84,7 +86,8 @@ trap cleanup EXIT
 
 (cd "$root" && cargo build --release --quiet)
 gcc -O2 -Wall -o "$work/echo_server" "$here/c/echo_server.c"
-gcc -O2 -Wall -o "$work/idle_client" "$here/c/idle_client.c"
+gcc -O2 -Wall -o "$work/epoll_client" "$here/c/epoll_client.c"
+
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), fd hard limit $(ulimit -Hn)"
 # doctor exits 1 when any check fails; only the capacity verdict matters here.
