@@ -89,6 +89,15 @@ impl ScenarioChoice {
     }
 }
 
+/// A human line: on stdout, or on stderr when stdout carries JSON lines.
+fn say(json: bool, line: String) {
+    if json {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+}
+
 /// Run scenarios: each in its own folder, each checked against analyze.
 fn run_scenarios(
     choice: ScenarioChoice,
@@ -173,20 +182,23 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     };
     let mut pre = lab::preflight(&cfg, &args.profile)?;
     let cap = &pre.capacity;
-    println!(
-        "lab: {} connections, {} clients, {} ports; host capacity about {} connections ({} processes of at most {} sockets; binding: {}){}",
-        thousands(cfg.target),
-        cfg.clients,
-        cfg.ports,
-        thousands(cap.max_connections),
-        cap.processes_needed,
-        thousands(cap.per_process_sockets),
-        cap.binding.label(),
-        if private {
-            ", in a private network namespace"
-        } else {
-            ""
-        }
+    say(
+        args.json,
+        format!(
+            "lab: {} connections, {} clients, {} ports; host capacity about {} connections ({} processes of at most {} sockets; binding: {}){}",
+            thousands(cfg.target),
+            cfg.clients,
+            cfg.ports,
+            thousands(cap.max_connections),
+            cap.processes_needed,
+            thousands(cap.per_process_sockets),
+            cap.binding.label(),
+            if private {
+                ", in a private network namespace"
+            } else {
+                ""
+            }
+        ),
     );
     let mut notes: Vec<String> = note.into_iter().collect();
     notes.append(&mut pre.notes);
@@ -194,29 +206,38 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     if let Some(applied) = pre.applied.as_mut() {
         let rb = applied.rollback()?;
         if rb.ok() {
-            println!("lab: profile rolled back ({} keys restored)", rb.keys.len());
+            say(
+                args.json,
+                format!("lab: profile rolled back ({} keys restored)", rb.keys.len()),
+            );
         } else {
             eprintln!("lab: rollback errors: {}", rb.errors.join("; "));
         }
     }
     let report = result?;
-    if !args.json {
+    if args.json {
+        // The whole report.json as the last line.
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
         println!("{}", report.analysis);
     }
-    println!(
-        "lab: target {} {}: verified {}, time to target {}, report in {}",
-        thousands(report.target),
-        if report.reached {
-            "reached"
-        } else {
-            "NOT reached"
-        },
-        thousands(report.verified),
-        report
-            .time_to_target_s
-            .map(|t| format!("{t:.1} s"))
-            .unwrap_or_else(|| "n/a".into()),
-        report.report_dir
+    say(
+        args.json,
+        format!(
+            "lab: target {} {}: verified {}, time to target {}, report in {}",
+            thousands(report.target),
+            if report.reached {
+                "reached"
+            } else {
+                "NOT reached"
+            },
+            thousands(report.verified),
+            report
+                .time_to_target_s
+                .map(|t| format!("{t:.1} s"))
+                .unwrap_or_else(|| "n/a".into()),
+            report.report_dir
+        ),
     );
     Ok(if report.reached {
         ExitCode::SUCCESS

@@ -117,6 +117,11 @@ pub struct EngineOptions {
     pub seed_lines: bool,
 }
 
+/// The connections of a finished run, closed when this is dropped.
+pub struct Held {
+    _conns: Vec<Conn>,
+}
+
 /// One process's connect-and-hold run.
 pub struct Engine<'s> {
     plan: Plan,
@@ -219,8 +224,12 @@ impl<'s> Engine<'s> {
         }
     }
 
-    /// Run to the end: connect phase, hold, summary.
-    pub fn run(mut self) -> ShardSummary {
+    /// Run to the end: connect phase, hold, summary. The connections are
+    /// handed back still open in [`Held`]: closing tens of thousands of
+    /// sockets takes seconds, so the caller reports the summary first and
+    /// drops them after (a parent waiting for the summary after SIGTERM must
+    /// not wait for the close).
+    pub fn run(mut self) -> (ShardSummary, Held) {
         let start = Instant::now();
         let mut events = Events::with_capacity(1024);
         let mut next_tick = start + Duration::from_secs(1);
@@ -388,7 +397,10 @@ impl<'s> Engine<'s> {
         }
         self.s.connect_latency_us = hist_pairs(&self.latency);
         self.s.rtt_us = hist_pairs(&self.rtt);
-        self.s
+        let held = Held {
+            _conns: std::mem::take(&mut self.conns),
+        };
+        (self.s, held)
     }
 
     fn tick(&mut self) {

@@ -120,7 +120,10 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
         };
         let engine = Engine::new(req.plan.clone(), shard, opts, &mut reporter)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        engine.run()
+        let (summary, held) = engine.run();
+        let reason = reporter.finish(&summary);
+        drop(held); // close after the summary is out
+        return Ok(reason.is_none());
     } else {
         run_parent(&req, procs, budget, &mut reporter)?
     };
@@ -137,15 +140,23 @@ fn run_worker(req: &Request, index: u32, count: u32) -> bool {
     let opts = EngineOptions {
         seed_lines: req.seed_lines,
     };
-    let summary = match Engine::new(req.plan.clone(), shard.clone(), opts, &mut sink) {
-        Ok(engine) => engine.run(),
-        Err(e) => ShardSummary {
-            target: shard.connections,
-            stops: vec![format!("worker {index}: {e}")],
-            ..Default::default()
-        },
+    let (summary, held) = match Engine::new(req.plan.clone(), shard.clone(), opts, &mut sink) {
+        Ok(engine) => {
+            let (summary, held) = engine.run();
+            (summary, Some(held))
+        }
+        Err(e) => (
+            ShardSummary {
+                target: shard.connections,
+                stops: vec![format!("worker {index}: {e}")],
+                ..Default::default()
+            },
+            None,
+        ),
     };
     sink.summary(&summary);
+    // Close only now: the parent has what it waits for.
+    drop(held);
     summary.success()
 }
 
