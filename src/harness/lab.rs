@@ -363,9 +363,12 @@ pub fn run(
         report.client_rss_bytes = Some(live[1..].iter().filter_map(|l| l.rss).sum());
     }
 
-    // Stop the server and collect its summary.
+    // Stop the server and collect its summary. Its workers close every
+    // connection they still hold before the summary comes: at two million
+    // that takes tens of seconds on two cores, so wait longer than the
+    // pool's default grace before killing it.
     if live[0].exit.is_none() {
-        pool.signal_all(nix::sys::signal::Signal::SIGTERM);
+        pool.grace = SERVER_STOP_GRACE;
         for msg in pool.shutdown() {
             match msg {
                 WorkerMsg::Line { index, line } => {
@@ -622,6 +625,9 @@ pub fn auto_message_interval(target: u64) -> Duration {
 pub fn server_capacity(target: u64) -> u64 {
     target + target.div_ceil(20)
 }
+
+/// How long the server may take to close everything and write its summary.
+const SERVER_STOP_GRACE: Duration = Duration::from_secs(120);
 
 /// How much longer than the lab's hold a client would hold on its own.
 const CLIENT_HOLD_MARGIN: Duration = Duration::from_secs(60);

@@ -300,37 +300,60 @@ fn flood_args(base: u16, ports: u16, connections: u64, extra: &[&str]) -> Vec<St
     a
 }
 
+/// What every scenario's client is told besides its own flags: one
+/// process, a 2 s connect timeout, a 1 s hold.
+const CLIENT_FLAGS: [&str; 6] = ["--procs", "1", "--connect-timeout", "2s", "--hold", "1s"];
+
+/// Run one `c1m flood` client (`client-1`) of `connections` to one port,
+/// with `extra` flags, until it exits or `timeout` passes.
+fn run_client(
+    p: &mut Procs,
+    base: u16,
+    connections: u64,
+    extra: &[&str],
+    timeout: Duration,
+) -> Result<()> {
+    let flags: Vec<&str> = CLIENT_FLAGS
+        .iter()
+        .copied()
+        .chain(extra.iter().copied())
+        .collect();
+    let cli = p.spawn("client-1", &flood_args(base, 1, connections, &flags), None)?;
+    p.wait_exit(cli, timeout);
+    Ok(())
+}
+
+/// Start `c1m serve` on `ports` ports (`extra` flags, RLIMIT_NOFILE
+/// `nofile`) and wait until it listens.
+fn start_server(
+    p: &mut Procs,
+    base: u16,
+    ports: u16,
+    extra: &[&str],
+    nofile: Option<u64>,
+) -> Result<()> {
+    let srv = p.spawn("serve", &serve_args(base, ports, extra), nofile)?;
+    p.wait_ready(srv)
+}
+
 /// A server worker may hold 128 descriptors; 400 clients come.
 fn fd_limit(dir: &Path, base: u16) -> Result<String> {
     let mut p = Procs::new(dir)?;
-    let srv = p.spawn(
-        "serve",
-        &serve_args(
-            base,
-            1,
-            &[
-                "--workers",
-                "1",
-                "--max-connections",
-                "1000",
-                "--stats-interval",
-                "500ms",
-            ],
-        ),
+    start_server(
+        &mut p,
+        base,
+        1,
+        &[
+            "--workers",
+            "1",
+            "--max-connections",
+            "1000",
+            "--stats-interval",
+            "500ms",
+        ],
         Some(128),
     )?;
-    p.wait_ready(srv)?;
-    let cli = p.spawn(
-        "client-1",
-        &flood_args(
-            base,
-            1,
-            400,
-            &["--procs", "1", "--connect-timeout", "2s", "--hold", "1s"],
-        ),
-        None,
-    )?;
-    p.wait_exit(cli, Duration::from_secs(30));
+    run_client(&mut p, base, 400, &[], Duration::from_secs(30))?;
     // Let the server report its interval with the EMFILE count.
     p.pump(Duration::from_millis(700), |_| false);
     p.finish();
@@ -344,23 +367,14 @@ fn fd_limit(dir: &Path, base: u16) -> Result<String> {
 fn ports(dir: &Path, base: u16) -> Result<String> {
     netns::write_sysctl("net.ipv4.ip_local_port_range", "40000 40199")?;
     let mut p = Procs::new(dir)?;
-    let srv = p.spawn(
-        "serve",
-        &serve_args(base, 1, &["--workers", "1", "--max-connections", "2000"]),
+    start_server(
+        &mut p,
+        base,
+        1,
+        &["--workers", "1", "--max-connections", "2000"],
         None,
     )?;
-    p.wait_ready(srv)?;
-    let cli = p.spawn(
-        "client-1",
-        &flood_args(
-            base,
-            1,
-            500,
-            &["--procs", "1", "--connect-timeout", "2s", "--hold", "1s"],
-        ),
-        None,
-    )?;
-    p.wait_exit(cli, Duration::from_secs(30));
+    run_client(&mut p, base, 500, &[], Duration::from_secs(30))?;
     p.finish();
     Ok("in a private network namespace with ip_local_port_range 40000 40199, c1m flood opened 500 connections from one source to one port".into())
 }
@@ -368,17 +382,7 @@ fn ports(dir: &Path, base: u16) -> Result<String> {
 /// Nothing listens on the port.
 fn refused(dir: &Path, base: u16) -> Result<String> {
     let mut p = Procs::new(dir)?;
-    let cli = p.spawn(
-        "client-1",
-        &flood_args(
-            base,
-            1,
-            100,
-            &["--procs", "1", "--connect-timeout", "2s", "--hold", "1s"],
-        ),
-        None,
-    )?;
-    p.wait_exit(cli, Duration::from_secs(30));
+    run_client(&mut p, base, 100, &[], Duration::from_secs(30))?;
     p.finish();
     Ok(format!(
         "c1m flood opened 100 connections to 127.0.0.1:{base}, where nothing listens"
@@ -395,26 +399,13 @@ fn backlog(dir: &Path, base: u16) -> Result<String> {
     sock.listen(1)
         .with_context(|| format!("listening on {addr}"))?;
     let mut p = Procs::new(dir)?;
-    let cli = p.spawn(
-        "client-1",
-        &flood_args(
-            base,
-            1,
-            100,
-            &[
-                "--procs",
-                "1",
-                "--connect-timeout",
-                "2s",
-                "--window",
-                "100",
-                "--hold",
-                "1s",
-            ],
-        ),
-        None,
+    run_client(
+        &mut p,
+        base,
+        100,
+        &["--window", "100"],
+        Duration::from_secs(40),
     )?;
-    p.wait_exit(cli, Duration::from_secs(40));
     p.finish();
     drop(sock);
     Ok(format!(
@@ -432,16 +423,13 @@ pub const SCALED_CAP: u64 = 3_400;
 fn cap(dir: &Path, base: u16) -> Result<String> {
     let ports: u16 = 4;
     let mut p = Procs::new(dir)?;
-    let srv = p.spawn(
-        "serve",
-        &serve_args(
-            base,
-            ports,
-            &["--workers", "1", "--max-connections", "10000"],
-        ),
+    start_server(
+        &mut p,
+        base,
+        ports,
+        &["--workers", "1", "--max-connections", "10000"],
         None,
     )?;
-    p.wait_ready(srv)?;
     let path = dir.join("logs").join("client-1.log");
 
     let mut log = BufWriter::new(
