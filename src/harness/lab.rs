@@ -342,8 +342,6 @@ pub fn run(
             hold_started = Some(Instant::now());
             report.memory_peak = probe::memory().unwrap_or_default();
             sysctl_at_peak = Some(probe::sysctl_text());
-            report.server_rss_bytes = live[0].rss;
-            report.client_rss_bytes = Some(live[1..].iter().filter_map(|l| l.rss).sum());
         }
         if last_print.elapsed() >= Duration::from_secs(1) {
             last_print = Instant::now();
@@ -359,8 +357,6 @@ pub fn run(
     if report.time_to_target_s.is_none() {
         // Peak memory: sample now, with whatever is open.
         report.memory_peak = probe::memory().unwrap_or_default();
-        report.server_rss_bytes = live[0].rss;
-        report.client_rss_bytes = Some(live[1..].iter().filter_map(|l| l.rss).sum());
     }
 
     // Stop the server and collect its summary. Its workers close every
@@ -466,14 +462,15 @@ fn summarize(report: &mut LabReport, live: &[Live], run_start_ts: f64) {
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect();
             client.details = details.clone();
-            for key in ["peak_connections", "established", "verified"] {
-                if let Some(v) = details.get(key).and_then(|v| v.as_u64()) {
-                    if key == "peak_connections" {
-                        client.peak_connections = v;
-                    } else {
-                        client.established = client.established.max(v);
-                    }
-                }
+            let field = |key: &str| details.get(key).and_then(|v| v.as_u64());
+            if let Some(v) = field("peak_connections") {
+                client.peak_connections = v;
+            }
+            for v in [field("established"), field("verified")]
+                .into_iter()
+                .flatten()
+            {
+                client.established = client.established.max(v);
             }
         } else {
             client.established = l.opened_total;
