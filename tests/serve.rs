@@ -16,15 +16,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_c1m");
 /// Raise this test process's soft fd limit to the hard one (the client side
 /// of these tests holds up to a few thousand sockets).
 fn raise_nofile() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
+    c1m::tuning::limits::raise_soft_to_hard().expect("raising the test's soft fd limit");
 }
 
 /// A cheap pseudo-random number (no rand crate): time, pid and a counter.

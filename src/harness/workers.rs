@@ -46,6 +46,21 @@ impl WorkerSpec {
     }
 }
 
+/// Set this process's RLIMIT_NOFILE, soft and hard, to `n`. Only a
+/// setrlimit call: safe between fork and exec (`pre_exec`), which is where
+/// the pool and the tests lower a child's limit.
+pub fn set_nofile(n: u64) -> std::io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: n as libc::rlim_t,
+        rlim_max: n as libc::rlim_t,
+    };
+    // SAFETY: setrlimit reads the struct we pass; no other effect.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// What the pool reports.
 #[derive(Debug)]
 pub enum WorkerMsg {
@@ -167,16 +182,10 @@ impl Pool {
                 {
                     return Err(std::io::Error::last_os_error());
                 }
-                if let Some(n) = nofile {
-                    let lim = libc::rlimit {
-                        rlim_cur: n as libc::rlim_t,
-                        rlim_max: n as libc::rlim_t,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
+                match nofile {
+                    Some(n) => set_nofile(n),
+                    None => Ok(()),
                 }
-                Ok(())
             });
         }
         let mut child = cmd.spawn().map_err(|e| {

@@ -303,18 +303,7 @@ pub fn run_flood(server: &EchoServer, connections: u64, extra: &[&str]) -> Outpu
 pub fn with_nofile(cmd: &mut Command, n: u64) -> &mut Command {
     use std::os::unix::process::CommandExt;
     // SAFETY: setrlimit only, between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            let lim = libc::rlimit {
-                rlim_cur: n as libc::rlim_t,
-                rlim_max: n as libc::rlim_t,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        })
-    }
+    unsafe { cmd.pre_exec(move || c1m::harness::workers::set_nofile(n)) }
 }
 
 /// A child's stderr, for assertion messages.
