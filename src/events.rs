@@ -8,7 +8,7 @@ use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
-use crate::diagnosis::FailureId;
+use crate::catalogue::FailureId;
 
 /// Which program wrote a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

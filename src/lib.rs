@@ -4,11 +4,13 @@
 //! The crate is one binary with a library behind it. `commands` holds one thin
 //! file per subcommand (flags in, rendering out); the real work lives in the
 //! other modules so that tests, benches and the lab can call it directly.
+pub mod catalogue;
 pub mod commands;
 pub mod diagnosis;
 pub mod events;
 pub mod flood;
 pub mod harness;
 pub mod reactor;
+pub mod sys;
 pub mod tuning;
 pub mod util;

@@ -16,7 +16,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_c1m");
 /// Raise this test process's soft fd limit to the hard one (the client side
 /// of these tests holds up to a few thousand sockets).
 fn raise_nofile() {
-    c1m::tuning::limits::raise_soft_to_hard().expect("raising the test's soft fd limit");
+    c1m::sys::limits::raise_soft_to_hard().expect("raising the test's soft fd limit");
 }
 
 /// A cheap pseudo-random number (no rand crate): time, pid and a counter.

@@ -11,9 +11,9 @@ use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::json;
 
 use super::{EXIT_ERROR, EXIT_FAIL};
+use crate::sys::limits::{self, Target};
 use crate::tuning::apply::{self, ApplyOptions, KeyStatus, PersistDirs};
 use crate::tuning::check::{self, Report};
-use crate::tuning::limits::{self, Target};
 use crate::tuning::profile::{self, ProfileSource};
 use crate::tuning::sysctl::{Scope, Sysctl};
 use crate::tuning::{Plan, Role, snapshot};

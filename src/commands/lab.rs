@@ -10,7 +10,7 @@ use clap::Args;
 use crate::harness::lab::{self, LabConfig, NetnsMode};
 use crate::harness::scenarios::{self, Scenario};
 
-use crate::harness::signals;
+use crate::sys::signals;
 use crate::util::{parse_count, parse_duration, thousands};
 
 #[derive(Debug, Args)]

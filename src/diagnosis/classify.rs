@@ -13,9 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::catalogue::{FailureId, Side};
 use super::parse::SysctlKey;
 use super::source::{Evidence, Kind, LineCounts, SEED_STEP, Source};
+use crate::catalogue::{FailureId, Side};
 use crate::util::thousands;
 
 /// How sure a finding is.
@@ -901,7 +901,7 @@ fn link_causes(sources: &[Source], findings: &mut Vec<Finding>, any_reactor: boo
             continue;
         };
 
-        for info in super::catalogue::CATALOGUE {
+        for info in crate::catalogue::CATALOGUE {
             if info.id == FailureId::ClientCapReached
                 || findings.iter().any(|f| f.id == info.id && f.source == name)
             {

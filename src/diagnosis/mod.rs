@@ -1,7 +1,6 @@
 //! Diagnosis: the failure catalogue shared by `doctor` (which setting
 //! prevents a failure) and `analyze` (which evidence shows it), plus the log
 //! parsers and the classifier that turn log lines into findings.
-pub mod catalogue;
 pub mod classify;
 pub mod input;
 pub mod parse;
@@ -9,4 +8,4 @@ pub mod plot;
 pub mod report;
 pub mod source;
 
-pub use catalogue::{Failure, FailureId, Side};
+pub use crate::catalogue::{Failure, FailureId, Side};

@@ -15,8 +15,8 @@
 //! goes through a lowercased copy in a reusable scratch buffer.
 use std::sync::OnceLock;
 
-use super::catalogue::{CATALOGUE, FailureId};
 use super::input::find_byte;
+use crate::catalogue::{CATALOGUE, FailureId};
 
 /// What one line is.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,8 +10,8 @@ use plotters::prelude::*;
 
 use std::collections::BTreeMap;
 
-use super::catalogue::FailureId;
 use super::report::Series;
+use crate::catalogue::FailureId;
 use crate::util::thousands;
 
 const PALETTE: [RGBColor; 8] = [

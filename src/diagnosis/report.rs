@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
 use serde::Serialize;
 
-use super::catalogue::FailureId;
 use super::classify::{self, Finding, SourceSummary, Totals};
 use super::input::{self, Input};
 use super::source::{self, FileStat, Kind, Source};
+use crate::catalogue::FailureId;
 use crate::util::thousands;
 
 /// An input that could not be read.

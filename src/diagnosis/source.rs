@@ -14,9 +14,9 @@ use std::io::Read;
 
 use serde::Serialize;
 
-use super::catalogue::FailureId;
 use super::input::{Batch, read_batches};
 use super::parse::{self, Bytes, Detail, Line, Scratch, SysctlKey};
+use crate::catalogue::FailureId;
 use crate::events::{Event, Record, Role};
 
 /// How many evidence lines a finding keeps.

@@ -25,9 +25,9 @@ use super::plan::{Path, Plan, Shard};
 use super::stats::{
     FailureNote, Phase, Retired, ShardSummary, Sink, Snapshot, hist_pairs, new_hist,
 };
-use crate::diagnosis::FailureId;
+use crate::catalogue::FailureId;
 use crate::events::Counters;
-use crate::harness::signals;
+use crate::sys::signals;
 
 /// `IP_BIND_ADDRESS_NO_PORT` from linux/in.h (not exported by every libc).
 const IP_BIND_ADDRESS_NO_PORT: libc::c_int = 24;

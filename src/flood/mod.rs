@@ -4,7 +4,7 @@
 //! pipeline and hold, `stats` what a process measures, `report` every
 //! output format. This file ties them together: a run that fits one
 //! process's descriptor limit runs in-process; a bigger one re-executes
-//! this binary as worker shards (`harness::workers::Pool`), each with its
+//! this binary as worker shards (`sys::workers::Pool`), each with its
 //! share of connections and paths, and merges their JSON lines.
 pub mod engine;
 pub mod plan;
@@ -15,8 +15,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::harness::signals;
-use crate::harness::workers::{Pool, WorkerMsg, WorkerSpec};
+use crate::sys::signals;
+use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
 use engine::{Engine, EngineOptions};
 use plan::Plan;
 use report::{LogFormat, Reporter, WorkerLine, WorkerSink};
@@ -24,7 +24,7 @@ use stats::ShardSummary;
 
 /// Descriptors kept free in every process for stdio, epoll, pipes: the
 /// slack doctor's capacity estimate counts with.
-pub const FD_SLACK: u64 = crate::tuning::limits::FD_SLACK;
+pub const FD_SLACK: u64 = crate::sys::limits::FD_SLACK;
 
 /// Processes: a number or as many as the fd limit requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +50,7 @@ pub struct Request {
 /// The per-process descriptor budget: the hard RLIMIT_NOFILE (the soft
 /// limit is raised to it) minus slack.
 pub fn per_process_budget() -> u64 {
-    use crate::tuning::limits::{self, Target};
+    use crate::sys::limits::{self, Target};
     let hard = match limits::raise_soft_to_hard() {
         Ok((_, now)) => now.hard,
         Err(_) => limits::nofile(Target::This).map_or(1024, |n| n.hard),

@@ -590,7 +590,7 @@ impl Sink for WorkerSink {
         let ev = Event::Failure {
             failure: note
                 .failure
-                .unwrap_or(crate::diagnosis::FailureId::PeerDisconnect),
+                .unwrap_or(crate::catalogue::FailureId::PeerDisconnect),
             call: note.call.clone(),
             errno: note.errno,
             count: note.count,

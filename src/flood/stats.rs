@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::diagnosis::FailureId;
+use crate::catalogue::FailureId;
 use crate::events::Counters;
 
 /// Where a flood process stands.

@@ -1,10 +1,6 @@
-//! Process plumbing shared by `serve`, `flood` and `lab`: worker processes
-//! (the same binary re-executed, each with its own fd limit, reporting JSON
-//! lines over a pipe) and the shutdown signals every long-running command
-//! honours.
+//! The test harness of the design card: `c1m lab`, the whole experiment on
+//! one machine (preflight, run, report) and its failure scenarios. It is
+//! the roof: it drives `serve` and `flood` as child processes and reads
+//! their results with `tuning` and `diagnosis`; nothing below imports it.
 pub mod lab;
-pub mod netns;
-pub mod probe;
 pub mod scenarios;
-pub mod signals;
-pub mod workers;

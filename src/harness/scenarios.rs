@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::diagnosis::FailureId;
+use crate::catalogue::FailureId;
 use crate::events::{Event, Record};
-use crate::harness::probe;
-use crate::harness::workers::{Pool, WorkerMsg, WorkerSpec};
-use crate::harness::{netns, signals};
+use crate::sys::probe;
+use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
+use crate::sys::{netns, signals};
 
 /// The failures the lab can provoke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -151,7 +151,7 @@ fn run_here(scenario: Scenario, dir: &Path, private_netns: bool) -> Result<Outco
     if let (Some(before), Ok(after)) = (counters_before, probe::counters()) {
         std::fs::write(
             logs.join("counters.nstat"),
-            probe::nstat_snapshots(&before, &after),
+            probe::nstat_snapshots(&before, &after, &crate::catalogue::evidence_counters()),
         )
         .with_context(|| format!("writing {}/counters.nstat", logs.display()))?;
     }

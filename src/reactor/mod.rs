@@ -128,7 +128,7 @@ pub fn plan(max_connections: u64, nofile: u64, ports: u16, workers: Option<u32>)
 /// allowed); returns the soft limit now in force (1024 if it cannot be
 /// read).
 pub fn raise_nofile() -> u64 {
-    use crate::tuning::limits::{self, Target};
+    use crate::sys::limits::{self, Target};
     match limits::raise_soft_to_hard() {
         Ok((_, now)) => now.soft,
         Err(_) => limits::nofile(Target::This).map_or(1024, |n| n.soft),

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::events::{Counters, Event, Record, Role};
-use crate::harness::signals;
-use crate::harness::workers::{Pool, WorkerMsg, WorkerSpec};
+use crate::sys::signals;
+use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
 use crate::util::thousands;
 
 use super::{Plan, Wake};

@@ -26,9 +26,9 @@ use anyhow::{Context, bail};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
-use crate::diagnosis::FailureId;
+use crate::catalogue::FailureId;
 use crate::events::{Counters, Event, Record, Role};
-use crate::harness::signals;
+use crate::sys::signals;
 
 use super::Wake;
 

@@ -18,8 +18,8 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::check::{Kind, Row, Status};
-use super::limits::{self, Nofile};
 use super::sysctl::{Scope, Sysctl, Writable, same_value, scope, squash};
+use crate::sys::limits::{self, Nofile};
 
 /// The first line of every file c1m writes outside its state directory.
 pub const HEADER_MARK: &str = "# Written by c1m doctor";

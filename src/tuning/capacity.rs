@@ -24,9 +24,9 @@
 use serde::Serialize;
 
 use super::Role;
-use super::limits::{FD_SLACK, usable_sockets};
 use super::snapshot::{Conntrack, Snapshot};
-use crate::diagnosis::FailureId;
+use crate::catalogue::FailureId;
+use crate::sys::limits::{FD_SLACK, usable_sockets};
 use crate::util::thousands;
 
 /// Kernel memory per TCP socket used by the estimate (socket, inode, dentry,
@@ -474,8 +474,8 @@ fn article_role(role: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::limits::Nofile;
     use super::*;
+    use crate::sys::limits::Nofile;
 
     /// This machine, roughly: hard 20000 without CAP_SYS_RESOURCE, 24 GiB.
     fn host() -> Snapshot {

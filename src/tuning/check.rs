@@ -9,11 +9,11 @@
 use serde::Serialize;
 
 use super::capacity::{self, Capacity, Plan};
-use super::limits::{self, usable_sockets};
 use super::profile::{Entry, Op, Profile, ProfileError, Vars, Wanted};
 use super::snapshot::{Conntrack, Snapshot};
 use super::sysctl::{Scope, Sysctl, SysctlError, Writable, scope};
-use crate::diagnosis::FailureId;
+use crate::catalogue::FailureId;
+use crate::sys::limits::{self, usable_sockets};
 use crate::util::thousands;
 
 /// A row's verdict.

@@ -6,7 +6,7 @@
 //!   comparisons and target scaling.
 //! - [`sysctl`]: reading and writing `/proc/sys` keys (`C1M_SYSCTL_ROOT`
 //!   redirects it for tests), key scopes (per network namespace or global).
-//! - [`limits`]: RLIMIT_NOFILE of this or another process, CAP_SYS_RESOURCE.
+//! - RLIMIT_NOFILE and CAP_SYS_RESOURCE are read in `crate::sys::limits`.
 //! - [`snapshot`](mod@snapshot): one reading of every limit ([`snapshot()`]).
 //! - [`capacity`]: `capacity::estimate(&snapshot, &Plan) -> Capacity` with
 //!   `max_connections`, `binding`, `per_process_sockets`,
@@ -31,7 +31,6 @@
 pub mod apply;
 pub mod capacity;
 pub mod check;
-pub mod limits;
 pub mod profile;
 pub mod snapshot;
 pub mod sysctl;
@@ -74,5 +73,8 @@ impl Role {
 /// Read the host and this process (sysctls from `C1M_SYSCTL_ROOT` or
 /// `/proc/sys`).
 pub fn snapshot() -> anyhow::Result<Snapshot> {
-    snapshot::take(&sysctl::Sysctl::from_env(), limits::Target::This)
+    snapshot::take(
+        &sysctl::Sysctl::from_env(),
+        crate::sys::limits::Target::This,
+    )
 }

@@ -37,7 +37,7 @@ use std::str::FromStr;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::diagnosis::FailureId;
+use crate::catalogue::FailureId;
 
 /// The profiles shipped with c1m, compiled in so that the binary works from
 /// any directory. Files on disk (see [`ProfileSource`]) take precedence.

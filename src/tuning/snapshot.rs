@@ -7,8 +7,8 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::limits::{self, Nofile, Target};
 use super::sysctl::Sysctl;
+use crate::sys::limits::{self, Nofile, Target};
 
 /// The state of connection tracking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -303,7 +303,7 @@ pub fn run_flood(server: &EchoServer, connections: u64, extra: &[&str]) -> Outpu
 pub fn with_nofile(cmd: &mut Command, n: u64) -> &mut Command {
     use std::os::unix::process::CommandExt;
     // SAFETY: setrlimit only, between fork and exec.
-    unsafe { cmd.pre_exec(move || c1m::harness::workers::set_nofile(n)) }
+    unsafe { cmd.pre_exec(move || c1m::sys::workers::set_nofile(n)) }
 }
 
 /// A child's stderr, for assertion messages.

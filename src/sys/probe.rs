@@ -66,17 +66,14 @@ pub fn nstat_text(set: &CounterSet) -> String {
 /// Two snapshots in `nstat -a`'s text format, `before` then `after`, with
 /// absolute values and only the counters that moved: a reader (analyze)
 /// sees each counter rise between them, as with two `nstat -az` runs.
-pub fn nstat_snapshots(before: &CounterSet, after: &CounterSet) -> String {
-    // The counters the failure catalogue reads are always written, moved
-    // or not: a flat ListenOverflows is evidence too (it rules a cause out).
+/// Counters named in `always` (bare names such as "ListenOverflows") are
+/// written whether they moved or not: a flat counter is evidence too.
+pub fn nstat_snapshots(before: &CounterSet, after: &CounterSet, always: &[&str]) -> String {
     let watched = |name: &str| {
-        crate::diagnosis::catalogue::CATALOGUE
-            .iter()
-            .flat_map(|f| f.counters.iter())
-            .any(|c| {
-                name.strip_suffix(c)
-                    .is_some_and(|p| p == "TcpExt" || p == "Tcp")
-            })
+        always.iter().any(|c| {
+            name.strip_suffix(c)
+                .is_some_and(|p| p == "TcpExt" || p == "Tcp")
+        })
     };
     let mut keys: Vec<&String> = after.keys().filter(|k| watched(k)).collect();
     let moved = delta(before, after);

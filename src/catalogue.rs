@@ -417,6 +417,18 @@ impl FromStr for FailureId {
     }
 }
 
+/// Every kernel counter some failure's evidence names ("ListenOverflows"),
+/// for writers that must record them even when they did not move.
+pub fn evidence_counters() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = CATALOGUE
+        .iter()
+        .flat_map(|f| f.counters.iter().copied())
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

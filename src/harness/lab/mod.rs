@@ -1,0 +1,172 @@
+//! `c1m lab`: the seed's whole experiment (one server, several clients, a
+//! hold with echo traffic, then the analysis) on one machine, with a report.
+//!
+//! The lab is a supervisor. It checks the host with doctor's capacity
+//! estimate, optionally applies the lab profile (and always rolls it back),
+//! starts `c1m serve` and `--clients` copies of `c1m flood` as worker
+//! processes of this binary (each client with its own block of source
+//! addresses, 127.0.K.x, so the logs read like separate hosts), tees every
+//! line they print into the report folder, and samples the kernel (counters,
+//! memory, new kernel log lines) before, at the peak and after. When the
+//! clients have held their connections it stops the server, writes
+//! `report.json` and `report.md`, and hands the folder to `analyze`.
+//!
+//! By default the lab runs inside a private network namespace when it can
+//! (root): `net.*` sysctls, loopback, TCP counters and conntrack are then the
+//! lab's own, so `--apply` never touches the host's network settings and the
+//! counters show only the lab's traffic. `fs.*` keys are global either way.
+//!
+//! - [`preflight`]: the namespace, the applied profile and the capacity
+//!   check, before anything starts.
+//! - [`run`](mod@run): serve, the clients, the hold and the teardown, and the
+//!   figures derived from what they said.
+//! - [`report`](mod@report): report.json and report.md.
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::sys::probe::{CounterSet, Memory};
+
+mod preflight;
+mod report;
+mod run;
+
+pub use preflight::{AppliedProfile, Preflight, enter_netns, preflight};
+pub use report::markdown;
+pub use run::run;
+
+/// Whether to run in a private network namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetnsMode {
+    /// A private namespace when this process may create one, else the host's.
+    Auto,
+    /// A private namespace, or fail.
+    On,
+    /// The host's network namespace.
+    Off,
+}
+
+/// What the user asked of the lab.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabConfig {
+    pub target: u64,
+    pub clients: u32,
+    pub ports: u16,
+    pub base_port: u16,
+    pub hold: Duration,
+    pub message_interval: Option<Duration>,
+    pub sources_per_client: u32,
+    pub apply: bool,
+    pub force: bool,
+    pub netns: NetnsMode,
+    pub report_root: PathBuf,
+    /// Give up when the target is not reached within this time.
+    pub deadline: Duration,
+    /// Print JSON lines of progress instead of human lines.
+    pub json: bool,
+}
+
+/// One client's outcome, from its summary line.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClientResult {
+    pub index: u32,
+    pub sources: String,
+    pub target: u64,
+    pub established: u64,
+    pub peak_connections: u64,
+    pub failed: u64,
+    pub failures: BTreeMap<String, u64>,
+    pub exit_code: Option<i32>,
+    pub rss_bytes: Option<u64>,
+    /// Everything else the client's summary said (latency, RTT...).
+    pub details: serde_json::Value,
+}
+
+/// Everything the lab measured. Field names are stable (report.json).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LabReport {
+    pub started: String,
+    pub report_dir: String,
+    pub private_netns: bool,
+    pub target: u64,
+    pub reached: bool,
+    pub verified: u64,
+    pub peak_connections: u64,
+    pub time_to_target_s: Option<f64>,
+    pub connect_rate_per_s: Option<f64>,
+    pub elapsed_s: f64,
+    pub server_workers: u64,
+    pub server_peak_connections: u64,
+    pub server_rss_bytes: Option<u64>,
+    pub server_user_bytes_per_connection: Option<f64>,
+    pub client_rss_bytes: Option<u64>,
+    pub client_user_bytes_per_connection: Option<f64>,
+    pub kernel_bytes_per_connection: Option<f64>,
+    pub slab_bytes_per_connection: Option<f64>,
+    pub memory_before: Memory,
+    pub memory_peak: Memory,
+    /// Worst client's percentiles (p50_ms, p99_ms, max_ms...).
+    pub rtt_ms: BTreeMap<String, f64>,
+    pub connect_latency_ms: BTreeMap<String, f64>,
+    pub clients: Vec<ClientResult>,
+    pub failures: BTreeMap<String, u64>,
+    /// Counters that moved from the start to the end of the hold.
+    pub counters: CounterSet,
+    /// Counters that moved while the clients closed everything (after the
+    /// hold): kept apart, since a mass close is not the run.
+    pub teardown_counters: CounterSet,
+    pub kernel_lines: Vec<String>,
+    pub notes: Vec<String>,
+    pub applied_profile: bool,
+    /// What `c1m analyze` found in the run's logs (logs/).
+    pub findings: Vec<crate::diagnosis::classify::Finding>,
+    /// analyze's human report, printed by the command.
+    #[serde(skip)]
+    pub analysis: String,
+}
+
+/// Messages per second the whole lab aims at during the hold by default.
+pub const AUTO_MESSAGES_PER_S: u64 = 10_000;
+
+/// The default message interval: every connection once per interval, about
+/// [`AUTO_MESSAGES_PER_S`] messages a second in all, never more often than
+/// once a second per connection.
+pub fn auto_message_interval(target: u64) -> Duration {
+    Duration::from_secs((target / AUTO_MESSAGES_PER_S).max(1))
+}
+
+/// The server's connection limit for a lab target: 5% above the target, so
+/// that connections a client gave up on but the server has not yet reaped
+/// never keep the last clients out.
+pub fn server_capacity(target: u64) -> u64 {
+    target + target.div_ceil(20)
+}
+
+/// How long the server may take to close everything and write its summary.
+pub(super) const SERVER_STOP_GRACE: Duration = Duration::from_secs(120);
+
+/// How much longer than the lab's hold a client would hold on its own.
+pub(super) const CLIENT_HOLD_MARGIN: Duration = Duration::from_secs(60);
+
+/// Split `total` into `parts` nearly equal shares.
+pub fn split(total: u64, parts: u32) -> Vec<u64> {
+    let parts = parts.max(1) as u64;
+    (0..parts)
+        .map(|i| total / parts + u64::from(i < total % parts))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up() {
+        assert_eq!(split(10, 3), vec![4, 3, 3]);
+        assert_eq!(split(100_000, 3).iter().sum::<u64>(), 100_000);
+        assert_eq!(split(5, 1), vec![5]);
+    }
+}
