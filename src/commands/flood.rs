@@ -156,6 +156,7 @@ pub fn run(args: FloodArgs) -> anyhow::Result<ExitCode> {
             ports: args.ports,
             sources,
             connections: args.connections,
+            first_k: 0,
             window: args.window,
             rate: args.rate,
             connect_timeout: args.connect_timeout,

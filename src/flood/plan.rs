@@ -4,6 +4,10 @@
 //! bound once), and the split of connections and (source, destination) paths
 //! between worker processes. Every refusal names the argument at fault, so
 //! the command can exit 2 with a message the user can act on.
+//!
+//! It also holds the arithmetic of a fleet run (`--shard K/N`, like k6's
+//! execution segments): N hosts started with the same command line each take
+//! an exact share, so that together they open exactly `--connections`.
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
@@ -51,6 +55,9 @@ pub struct Plan {
     pub ports: u16,
     pub sources: Vec<IpAddr>,
     pub connections: u64,
+    /// Global number of the plan's first connection: 0, or a fleet shard's
+    /// offset.
+    pub first_k: u64,
     pub window: usize,
     /// Connection attempts per second, all shards together.
     pub rate: Option<f64>,
@@ -58,6 +65,61 @@ pub struct Plan {
     /// `None` holds until Ctrl-C.
     pub hold: Option<Duration>,
     pub message_interval: Option<Duration>,
+}
+
+/// `--shard K/N`: this host is shard K (numbered from 1, like 1/3, 2/3,
+/// 3/3) of a fleet of N hosts started with the same command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FleetShard {
+    /// 1..=n.
+    pub k: u32,
+    pub n: u32,
+}
+
+impl std::fmt::Display for FleetShard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.k, self.n)
+    }
+}
+
+impl std::str::FromStr for FleetShard {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<FleetShard, String> {
+        let bad = || format!("'{text}' is not K/N with 1 <= K <= N (like 2/3)");
+        let (k, n) = text.trim().split_once('/').ok_or_else(bad)?;
+        let k: u32 = k.trim().parse().map_err(|_| bad())?;
+        let n: u32 = n.trim().parse().map_err(|_| bad())?;
+        if n == 0 || k == 0 || k > n {
+            return Err(format!(
+                "'{text}': shards are numbered 1..N (1/{n} to {n}/{n}); K={k} is outside",
+                n = n.max(1)
+            ));
+        }
+        Ok(FleetShard { k, n })
+    }
+}
+
+/// What a fleet run splits between its hosts besides the connections (the
+/// `--shard-split` values). By default every host uses the whole port range
+/// and its own `--sources`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum SplitWhat {
+    /// Each host connects to its own block of the port range.
+    Ports,
+    /// Each host binds its own block of the `--sources` list (the same list
+    /// on every host, each host owning some of its addresses).
+    Sources,
+}
+
+/// Part `i` (0-based) of `total` things split into `n` contiguous blocks:
+/// `(offset, len)`. The first `total % n` blocks take one more, so the
+/// blocks cover `0..total` exactly once and differ in size by at most one.
+pub fn split_exact(total: u64, n: u64, i: u64) -> (u64, u64) {
+    let n = n.max(1);
+    let base = total / n;
+    let rem = total % n;
+    (i * base + i.min(rem), base + u64::from(i < rem))
 }
 
 /// The part of a plan one process runs.
@@ -207,6 +269,65 @@ pub fn check_sources_local(sources: &[IpAddr], dest: IpAddr) -> Result<(), PlanE
 }
 
 impl Plan {
+    /// This host's share of a fleet run, shard `shard` of the plan the
+    /// command line describes for the whole fleet: its block of the
+    /// connections (numbered from the block's offset, so `client --> k` is
+    /// unique over the fleet), of the window and of the rate; and, where
+    /// `split` asks, its block of the port range and of the source list.
+    /// A block that would be empty is refused, naming the flag.
+    pub fn fleet_share(&self, shard: FleetShard, split: &[SplitWhat]) -> Result<Plan, PlanError> {
+        let (n, i) = (u64::from(shard.n), u64::from(shard.k - 1));
+        let mut p = self.clone();
+        let (off, len) = split_exact(self.connections, n, i);
+        if len == 0 {
+            return Err(err(
+                "--shard",
+                format!(
+                    "{} connections cannot be shared by {n} hosts (host {shard} would open none)",
+                    self.connections
+                ),
+            ));
+        }
+        p.first_k = self.first_k + off;
+        p.connections = len;
+        p.window = (split_exact(self.window as u64, n, i).1 as usize).max(1);
+        p.rate = self.rate.map(|r| r / n as f64);
+        if split.contains(&SplitWhat::Ports) {
+            let (off, len) = split_exact(u64::from(self.ports), n, i);
+            if len == 0 {
+                return Err(err(
+                    "--shard-split",
+                    format!(
+                        "ports: {} ports cannot be split between {n} hosts (--ports)",
+                        self.ports
+                    ),
+                ));
+            }
+            p.first_port = self.first_port + off as u16;
+            p.ports = len as u16;
+        }
+        if split.contains(&SplitWhat::Sources) {
+            if self.sources.is_empty() {
+                return Err(err(
+                    "--shard-split",
+                    "sources: needs --sources, the fleet's whole list",
+                ));
+            }
+            let (off, len) = split_exact(self.sources.len() as u64, n, i);
+            if len == 0 {
+                return Err(err(
+                    "--shard-split",
+                    format!(
+                        "sources: {} addresses cannot be split between {n} hosts (--sources)",
+                        self.sources.len()
+                    ),
+                ));
+            }
+            p.sources = self.sources[off as usize..(off + len) as usize].to_vec();
+        }
+        Ok(p)
+    }
+
     /// Every path of the run: destination ports vary fastest, as in the
     /// seed, then source addresses.
     pub fn paths(&self) -> Vec<Path> {
@@ -239,7 +360,7 @@ impl Plan {
         let base = self.connections / n;
         let rem = self.connections % n;
         let connections = base + u64::from(i < rem);
-        let first_k = i * base + i.min(rem);
+        let first_k = self.first_k + i * base + i.min(rem);
         let all = self.paths();
         let paths = if all.len() as u64 >= n {
             all.into_iter()
@@ -280,6 +401,7 @@ mod tests {
             ports,
             sources: sources.iter().map(|s| s.parse().unwrap()).collect(),
             connections,
+            first_k: 0,
             window: 1000,
             rate: Some(1000.0),
             connect_timeout: Duration::from_secs(3),
@@ -348,5 +470,114 @@ mod tests {
         assert_eq!(few.shard(2, 3).paths.len(), 2);
         assert_eq!(auto_procs(200_000, 19_936), 11);
         assert_eq!(auto_procs(5, 19_936), 1);
+    }
+
+    #[test]
+    fn shard_text_is_k_of_n_numbered_from_one() {
+        assert_eq!("2/3".parse::<FleetShard>(), Ok(FleetShard { k: 2, n: 3 }));
+        assert_eq!(" 1 / 1 ".parse::<FleetShard>().unwrap().to_string(), "1/1");
+        for bad in ["0/3", "4/3", "1/0", "3", "a/b", "-1/3", ""] {
+            assert!(bad.parse::<FleetShard>().is_err(), "{bad}");
+        }
+        assert!("0/3".parse::<FleetShard>().unwrap_err().contains("1..N"));
+    }
+
+    #[test]
+    fn fleet_share_numbers_connections_globally_and_names_empty_blocks() {
+        let mut p = plan(10, 20, &["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
+        p.window = 7;
+        let s = p.fleet_share(FleetShard { k: 2, n: 3 }, &[]).unwrap();
+        assert_eq!((s.first_k, s.connections, s.window), (4, 3, 2));
+        assert_eq!((s.first_port, s.ports, s.sources.len()), (9000, 20, 3));
+        assert_eq!(s.rate, Some(1000.0 / 3.0));
+        // its processes keep numbering from the host's offset
+        assert_eq!(s.shard(1, 2).first_k, 6);
+        let both = [SplitWhat::Ports, SplitWhat::Sources];
+        let s = p.fleet_share(FleetShard { k: 3, n: 3 }, &both).unwrap();
+        assert_eq!((s.first_port, s.ports), (9014, 6));
+        assert_eq!(s.sources, vec!["127.0.0.4".parse::<IpAddr>().unwrap()]);
+        let e = plan(2, 20, &[]).fleet_share(FleetShard { k: 3, n: 3 }, &[]);
+        assert_eq!(e.unwrap_err().arg, "--shard");
+        let e = plan(9, 2, &[]).fleet_share(FleetShard { k: 3, n: 3 }, &both);
+        assert_eq!(e.unwrap_err().arg, "--shard-split");
+        let e = plan(9, 20, &[]).fleet_share(FleetShard { k: 1, n: 3 }, &both);
+        assert!(e.unwrap_err().message.contains("needs --sources"));
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// The hosts of a fleet together open exactly --connections,
+            /// each connection number once; shares differ by at most one;
+            /// the same for split ports and sources.
+            #[test]
+            fn fleet_shares_are_exact(
+                total in 1u64..5_000_000,
+                n in 1u32..64,
+                ports in 1u16..200,
+                nsrc in 1usize..40,
+            ) {
+                let srcs: Vec<String> = (0..nsrc).map(|i| format!("127.0.{}.{}", i / 200, 1 + i % 200)).collect();
+                let srcs: Vec<&str> = srcs.iter().map(String::as_str).collect();
+                let p = plan(total, ports, &srcs);
+                let split = [SplitWhat::Ports, SplitWhat::Sources];
+                let split: &[SplitWhat] = if u64::from(n) <= u64::from(ports) && n as usize <= nsrc { &split } else { &[] };
+                let mut next_k = 0;
+                let mut next_port = p.first_port;
+                let mut seen_src = Vec::new();
+                let (mut lo, mut hi) = (u64::MAX, 0);
+                let (mut plo, mut phi) = (u16::MAX, 0);
+                for k in 1..=n {
+                    match p.fleet_share(FleetShard { k, n }, split) {
+                        Ok(s) => {
+                            prop_assert_eq!(s.first_k, next_k);
+                            next_k += s.connections;
+                            lo = lo.min(s.connections);
+                            hi = hi.max(s.connections);
+                            if split.is_empty() {
+                                prop_assert_eq!(s.ports, ports);
+                                prop_assert_eq!(s.sources.len(), nsrc);
+                            } else {
+                                prop_assert_eq!(s.first_port, next_port);
+                                next_port += s.ports;
+                                plo = plo.min(s.ports);
+                                phi = phi.max(s.ports);
+                                seen_src.extend(s.sources);
+                            }
+                        }
+                        Err(e) => {
+                            // only when there are fewer connections than hosts
+                            prop_assert!(total < u64::from(n), "{e}");
+                            prop_assert_eq!(e.arg, "--shard");
+                        }
+                    }
+                }
+                if total >= u64::from(n) {
+                    prop_assert_eq!(next_k, total);
+                    prop_assert!(hi - lo <= 1);
+                    if !split.is_empty() {
+                        prop_assert_eq!(next_port, p.first_port + ports);
+                        prop_assert!(phi - plo <= 1);
+                        prop_assert_eq!(&seen_src, &p.sources);
+                    }
+                }
+            }
+
+            #[test]
+            fn split_exact_covers_everything_once(total in 0u64..10_000_000_000, n in 1u64..1000) {
+                let mut next = 0;
+                let sizes: Vec<u64> = (0..n).map(|i| {
+                    let (off, len) = split_exact(total, n, i);
+                    assert_eq!(off, next);
+                    next += len;
+                    len
+                }).collect();
+                prop_assert_eq!(next, total);
+                let (lo, hi) = (sizes.iter().min().copied().unwrap_or(0), sizes.iter().max().copied().unwrap_or(0));
+                prop_assert!(hi - lo <= 1);
+            }
+        }
     }
 }
