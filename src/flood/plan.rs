@@ -9,7 +9,7 @@
 //! execution segments): N hosts started with the same command line each take
 //! an exact share, so that together they open exactly `--connections`.
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
 
@@ -110,6 +110,64 @@ pub enum SplitWhat {
     /// Each host binds its own block of the `--sources` list (the same list
     /// on every host, each host owning some of its addresses).
     Sources,
+}
+
+/// The most `--start-at` may lie ahead: a later time is a typo, not a plan.
+pub const START_AT_MAX_AHEAD: Duration = Duration::from_secs(24 * 3600);
+
+/// `--start-at`: when every host of a fleet starts connecting. RFC 3339
+/// with its offset (`2026-12-02T16:00:00Z`, `...+01:00`, fractions of a
+/// second allowed) or a delay from `now` (`+5s`, `+1m 30s`). A time more
+/// than [`START_AT_MAX_AHEAD`] ahead is refused; one in the past is taken
+/// (the caller starts at once and says how late it is).
+pub fn parse_start_at(text: &str, now: SystemTime) -> Result<SystemTime, String> {
+    let t = text.trim();
+    let at = if let Some(delay) = t.strip_prefix('+') {
+        let d = humantime::parse_duration(delay.trim())
+            .map_err(|e| format!("'{text}': '+{delay}' is not a delay like +5s ({e})"))?;
+        now + d
+    } else {
+        let bad = |why: String| {
+            format!(
+                "'{text}' is not an RFC 3339 time like 2026-12-02T16:00:00Z or a delay like +5s ({why})"
+            )
+        };
+        let (local, east) =
+            split_utc_offset(t).ok_or_else(|| bad("no Z or +HH:MM offset".into()))?;
+        let local = humantime::parse_rfc3339_weak(local).map_err(|e| bad(e.to_string()))?;
+        if east >= 0 {
+            local - Duration::from_secs(east.unsigned_abs())
+        } else {
+            local + Duration::from_secs(east.unsigned_abs())
+        }
+    };
+    if at.duration_since(now).is_ok_and(|d| d > START_AT_MAX_AHEAD) {
+        return Err(format!(
+            "'{text}' is more than {} from now",
+            humantime::format_duration(START_AT_MAX_AHEAD)
+        ));
+    }
+    Ok(at)
+}
+
+/// An RFC 3339 time's local part and its offset east of UTC in seconds:
+/// `Z` is 0, `+01:00` 3600. `None` without an offset.
+fn split_utc_offset(t: &str) -> Option<(&str, i64)> {
+    if let Some(local) = t.strip_suffix(['Z', 'z']) {
+        return Some((local, 0));
+    }
+    let cut = t.len().checked_sub(6)?;
+    let (local, off) = (t.get(..cut)?, t.get(cut..)?.as_bytes());
+    let sign = match off[0] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let digits = |a: u8, b: u8| -> Option<i64> {
+        (a.is_ascii_digit() && b.is_ascii_digit()).then(|| i64::from((a - b'0') * 10 + (b - b'0')))
+    };
+    let (h, m) = (digits(off[1], off[2])?, digits(off[4], off[5])?);
+    (off[3] == b':' && h < 24 && m < 60).then_some((local, sign * (h * 3600 + m * 60)))
 }
 
 /// Part `i` (0-based) of `total` things split into `n` contiguous blocks:
@@ -502,6 +560,45 @@ mod tests {
         assert_eq!(e.unwrap_err().arg, "--shard-split");
         let e = plan(9, 20, &[]).fleet_share(FleetShard { k: 1, n: 3 }, &both);
         assert!(e.unwrap_err().message.contains("needs --sources"));
+    }
+
+    #[test]
+    fn start_at_reads_rfc3339_with_offsets_and_delays() {
+        let now = humantime::parse_rfc3339("2026-12-02T15:00:00Z").unwrap();
+        let at = |t: &str| {
+            parse_start_at(t, now).map(|s| humantime::format_rfc3339_millis(s).to_string())
+        };
+        assert_eq!(
+            at("2026-12-02T15:00:05Z").unwrap(),
+            "2026-12-02T15:00:05.000Z"
+        );
+        assert_eq!(
+            at("2026-12-02T16:00:05.25+01:00").unwrap(),
+            "2026-12-02T15:00:05.250Z"
+        );
+        assert_eq!(
+            at("2026-12-02T10:30:00-04:30").unwrap(),
+            "2026-12-02T15:00:00.000Z"
+        );
+        assert_eq!(at("+5s").unwrap(), "2026-12-02T15:00:05.000Z");
+        assert_eq!(at(" +1m 30s ").unwrap(), "2026-12-02T15:01:30.000Z");
+        // the past is accepted: the hosts start at once
+        assert_eq!(
+            at("2026-12-02T14:00:00Z").unwrap(),
+            "2026-12-02T14:00:00.000Z"
+        );
+        for bad in [
+            "2026-12-02T15:00:05",
+            "tomorrow",
+            "+5",
+            "+-5s",
+            "2026-12-02T15:00:05+1:00",
+            "2026-12-04T15:00:00Z",
+            "+25h",
+        ] {
+            let e = at(bad).unwrap_err();
+            assert!(e.contains(bad.trim()), "{bad}: {e}");
+        }
     }
 
     mod prop {
