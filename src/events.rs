@@ -30,8 +30,25 @@ pub struct Record {
     /// single-process run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<u32>,
+    /// The host that wrote it, in a fleet run (`flood --host-name`, or the
+    /// hostname with `--shard`); see [`set_origin`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Its fleet shard, `K/N` (`flood --shard`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     #[serde(flatten)]
     pub event: Event,
+}
+
+/// This process's host name and fleet shard, stamped on every record it
+/// writes from now on (set once, before the first line).
+static ORIGIN: std::sync::OnceLock<(Option<String>, Option<String>)> = std::sync::OnceLock::new();
+
+/// Stamp every later [`Record::now`] of this process with `host` and
+/// `shard`. Only the first call counts.
+pub fn set_origin(host: Option<String>, shard: Option<String>) {
+    let _ = ORIGIN.set((host, shard));
 }
 
 /// Counters common to `serve` and `flood` intervals and summaries.
@@ -148,11 +165,14 @@ fn one() -> u64 {
 impl Record {
     /// A record stamped now by this process.
     pub fn now(role: Role, worker: Option<u32>, event: Event) -> Record {
+        let (host, shard) = ORIGIN.get().cloned().unwrap_or_default();
         Record {
             ts: crate::util::unix_now(),
             role,
             pid: std::process::id(),
             worker,
+            host,
+            shard,
             event,
         }
     }

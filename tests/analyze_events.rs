@@ -14,6 +14,8 @@ fn rec(ts: f64, role: Role, worker: Option<u32>, event: Event) -> Record {
         role,
         pid: 4242 + worker.unwrap_or(0),
         worker,
+        host: None,
+        shard: None,
         event,
     }
 }

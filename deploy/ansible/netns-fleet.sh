@@ -211,8 +211,9 @@ write_inventory() {
     echo "[all:vars]"
     echo "ansible_user=root"
     echo "ansible_ssh_private_key_file=$dir/ssh/id_ed25519"
-    # No ControlPersist: no ssh master outlives the playbook.
-    echo "ansible_ssh_common_args='-o UserKnownHostsFile=$dir/ssh/known_hosts -o StrictHostKeyChecking=yes -o ControlMaster=no -o ControlPersist=no'"
+    # Ansible's ssh masters (ControlPersist) run in the controller's
+    # namespace: `down` ends them with everything else there.
+    echo "ansible_ssh_common_args='-o UserKnownHostsFile=$dir/ssh/known_hosts -o StrictHostKeyChecking=yes'"
     echo "ansible_python_interpreter=$py"
     echo "c1m_become=false"
     echo "c1m_work_root=$dir"

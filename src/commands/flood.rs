@@ -4,7 +4,7 @@
 //! exit status 2; a run that misses its target exits 1.
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::Args;
 
@@ -63,6 +63,23 @@ pub struct FloodArgs {
     /// Also write the log to this file.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// This host's share of a fleet run: shard K of N (1/3, 2/3, 3/3), every
+    /// host started with the same command line; --connections, --window and
+    /// --rate are the fleet's totals.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<plan::FleetShard>,
+    /// With --shard, also give each host its own block of these: `ports`
+    /// (of PORT..PORT+ports-1), `sources` (of the --sources list).
+    #[arg(long, value_enum, value_delimiter = ',', requires = "shard")]
+    pub shard_split: Vec<plan::SplitWhat>,
+    /// Start connecting at this time, so the hosts of a fleet start
+    /// together: RFC 3339 (2026-12-02T16:00:00Z) or a delay (+5s).
+    #[arg(long, value_name = "TIME", value_parser = parse_start_at)]
+    pub start_at: Option<SystemTime>,
+    /// This host's name in every log line and the summary (default with
+    /// --shard: the hostname).
+    #[arg(long)]
+    pub host_name: Option<String>,
     #[arg(long, hide = true)]
     pub shard_index: Option<u32>,
     #[arg(long, hide = true)]
@@ -92,6 +109,10 @@ fn parse_procs(text: &str) -> Result<Procs, String> {
             )),
         },
     }
+}
+
+fn parse_start_at(text: &str) -> Result<SystemTime, String> {
+    plan::parse_start_at(text, SystemTime::now())
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -128,14 +149,9 @@ pub fn run(args: FloodArgs) -> anyhow::Result<ExitCode> {
         Ok(d) => d,
         Err(e) => return usage(e),
     };
-    let sources = match &args.sources {
-        Some(s) => match plan::parse_sources(s).and_then(|v| {
-            plan::check_sources_local(&v, dest)?;
-            Ok(v)
-        }) {
-            Ok(v) => v,
-            Err(e) => return usage(e),
-        },
+    let sources = match args.sources.as_deref().map(plan::parse_sources) {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => return usage(e),
         None => Vec::new(),
     };
     let format = if args.json {
@@ -148,21 +164,45 @@ pub fn run(args: FloodArgs) -> anyhow::Result<ExitCode> {
         (None, None) => None,
         _ => return usage("--shard-index/--shards: inconsistent (internal flags)"),
     };
-    let req = Request {
-        plan: Plan {
-            host: args.host.clone(),
-            dest,
-            first_port: args.port,
-            ports: args.ports,
-            sources,
-            connections: args.connections,
-            first_k: 0,
-            window: args.window,
-            rate: args.rate,
-            connect_timeout: args.connect_timeout,
-            hold: args.hold.0,
-            message_interval: args.message_interval,
+    let whole = Plan {
+        host: args.host.clone(),
+        dest,
+        first_port: args.port,
+        ports: args.ports,
+        sources,
+        connections: args.connections,
+        first_k: 0,
+        window: args.window,
+        rate: args.rate,
+        connect_timeout: args.connect_timeout,
+        hold: args.hold.0,
+        message_interval: args.message_interval,
+    };
+    // A fleet host runs its own share; only its own sources must be here.
+    let (plan, whole) = match args.shard {
+        Some(s) => match whole.fleet_share(s, &args.shard_split) {
+            Ok(p) => (p, Some(whole)),
+            Err(e) => return usage(e),
         },
+        None => (whole, None),
+    };
+    if let Err(e) = plan::check_sources_local(&plan.sources, dest) {
+        return usage(e);
+    }
+    let fleet = crate::flood::Fleet {
+        shard: args.shard,
+        split: args.shard_split.clone(),
+        start_at: args.start_at,
+        host: match (&args.host_name, args.shard) {
+            (Some(h), _) => Some(h.clone()),
+            (None, Some(_)) => Some(crate::flood::hostname()),
+            (None, None) => None,
+        },
+        whole,
+    };
+    let req = Request {
+        plan,
+        fleet,
         sources_arg: args.sources.clone(),
         procs: args.procs,
         format,

@@ -33,10 +33,61 @@ pub enum Procs {
     N(u32),
 }
 
+/// A fleet run's part of a request (`--shard`, `--start-at`,
+/// `--host-name`); all empty for a run on its own.
+#[derive(Debug, Clone, Default)]
+pub struct Fleet {
+    pub shard: Option<plan::FleetShard>,
+    pub split: Vec<plan::SplitWhat>,
+    pub start_at: Option<std::time::SystemTime>,
+    /// Stamped on every line and the summary.
+    pub host: Option<String>,
+    /// The whole fleet's plan (the command line's), which workers are
+    /// given so that each takes the same host share before its own.
+    pub whole: Option<Plan>,
+}
+
+/// This machine's hostname (`unknown` when it cannot be read).
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Sleep until `at` (a fleet's `--start-at`), saying so on stderr; false
+/// when Ctrl-C/SIGTERM came first. A time already past starts at once, and
+/// says how late (clock skew between hosts shows here).
+fn wait_for_start(at: std::time::SystemTime, who: &str) -> bool {
+    let when = humantime::format_rfc3339_millis(at);
+    match at.duration_since(std::time::SystemTime::now()) {
+        Ok(d) => eprintln!(
+            "c1m flood{who}: waiting until {when} ({:.1} s) to start",
+            d.as_secs_f64()
+        ),
+        Err(e) => {
+            eprintln!(
+                "c1m flood{who}: --start-at {when} was {:.3} s ago; starting now",
+                e.duration().as_secs_f64()
+            );
+            return true;
+        }
+    }
+    while let Ok(left) = at.duration_since(std::time::SystemTime::now()) {
+        if signals::stop_requested() {
+            return false;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
+    true
+}
+
 /// A request, as the command line gives it (already validated).
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// What this host runs (its share, in a fleet run).
     pub plan: Plan,
+    pub fleet: Fleet,
     /// The `--sources` text, passed on to workers as given.
     pub sources_arg: Option<String>,
     pub procs: Procs,
@@ -74,6 +125,11 @@ fn settings(req: &Request, procs: u32) -> serde_json::Value {
         "hold_s": p.hold.map(|h| h.as_secs_f64()),
         "message_interval_s": p.message_interval.map(|h| h.as_secs_f64()),
         "procs": procs,
+        "host": req.fleet.host,
+        "shard": req.fleet.shard.map(|s| s.to_string()),
+        "shard_split": req.fleet.split,
+        "first_k": p.first_k,
+        "start_at": req.fleet.start_at.map(|t| humantime::format_rfc3339_millis(t).to_string()),
     })
 }
 
@@ -105,6 +161,21 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
     if let Some((index, count)) = req.shard {
         return Ok(run_worker(&req, index, count));
     }
+    crate::events::set_origin(
+        req.fleet.host.clone(),
+        req.fleet.shard.map(|s| s.to_string()),
+    );
+    if let Some(at) = req.fleet.start_at {
+        let who = match (&req.fleet.host, req.fleet.shard) {
+            (Some(h), Some(s)) => format!(" ({h}, shard {s})"),
+            (Some(h), None) => format!(" ({h})"),
+            _ => String::new(),
+        };
+        if !wait_for_start(at, &who) {
+            eprintln!("c1m flood{who}: stopped before --start-at; nothing was opened");
+            return Ok(false);
+        }
+    }
     let procs = match req.procs {
         Procs::Auto => plan::auto_procs(req.plan.connections, budget),
         Procs::N(n) => n.max(1),
@@ -112,6 +183,12 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
     let mut reporter = Reporter::new(req.format, req.output.as_deref(), req.plan.connections)?;
     reporter.hold_text = report::human_duration(req.plan.hold);
     reporter.expected_workers = procs as usize;
+    reporter.origin = match (&req.fleet.host, req.fleet.shard) {
+        (Some(h), Some(s)) => Some(format!("{h} {s}")),
+        (Some(h), None) => Some(h.clone()),
+        (None, Some(s)) => Some(s.to_string()),
+        (None, None) => None,
+    };
     reporter.start(settings(&req, procs), &headline(&req, procs));
     let summary = if procs == 1 {
         let shard = req.plan.shard(0, 1);
@@ -163,7 +240,9 @@ fn run_worker(req: &Request, index: u32, count: u32) -> bool {
 /// Arguments of worker `index`: the same request, one process each, JSON
 /// lines out.
 fn worker_args(req: &Request, index: u32, count: u32) -> Vec<OsString> {
-    let p = &req.plan;
+    // A fleet host's workers get the fleet's plan and --shard, and take the
+    // same host share first.
+    let p = req.fleet.whole.as_ref().unwrap_or(&req.plan);
     let ms = |d: Duration| format!("{}ms", d.as_millis());
     let mut a: Vec<String> = vec![
         "flood".into(),
@@ -202,6 +281,14 @@ fn worker_args(req: &Request, index: u32, count: u32) -> Vec<OsString> {
     }
     if req.format == LogFormat::Seed {
         a.push("--seed-lines".into());
+    }
+    if let Some(s) = req.fleet.shard {
+        a.push("--shard".into());
+        a.push(s.to_string());
+        for w in &req.fleet.split {
+            a.push("--shard-split".into());
+            a.push(w.to_string());
+        }
     }
     a.into_iter().map(OsString::from).collect()
 }

@@ -103,7 +103,8 @@ impl std::str::FromStr for FleetShard {
 /// What a fleet run splits between its hosts besides the connections (the
 /// `--shard-split` values). By default every host uses the whole port range
 /// and its own `--sources`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SplitWhat {
     /// Each host connects to its own block of the port range.
     Ports,
@@ -168,6 +169,15 @@ fn split_utc_offset(t: &str) -> Option<(&str, i64)> {
     };
     let (h, m) = (digits(off[1], off[2])?, digits(off[4], off[5])?);
     (off[3] == b':' && h < 24 && m < 60).then_some((local, sign * (h * 3600 + m * 60)))
+}
+
+impl std::fmt::Display for SplitWhat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SplitWhat::Ports => "ports",
+            SplitWhat::Sources => "sources",
+        })
+    }
 }
 
 /// Part `i` (0-based) of `total` things split into `n` contiguous blocks:

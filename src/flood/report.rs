@@ -85,6 +85,9 @@ pub struct Reporter {
     /// Processes whose counters are summed (the phase is "hold" only once
     /// every one of them has reported it).
     pub expected_workers: usize,
+    /// A fleet host's name and shard ("client-2 2/3"), in front of every
+    /// one-line human message (JSON lines carry them in the record).
+    pub origin: Option<String>,
 }
 
 impl Reporter {
@@ -131,10 +134,19 @@ impl Reporter {
             bar_rate: 0,
             hold_text: String::new(),
             expected_workers: 1,
+            origin: None,
         })
     }
 
     fn say(&mut self, text: &str) {
+        let prefixed;
+        let text = match &self.origin {
+            Some(o) if self.format == LogFormat::Human && !text.contains('\n') => {
+                prefixed = format!("[{o}] {text}");
+                prefixed.as_str()
+            }
+            _ => text,
+        };
         match &self.bar {
             Some(bar) => bar.suspend(|| self.out.line(text)),
             None => self.out.line(text),

@@ -1,0 +1,188 @@
+//! The fleet playbook (`deploy/ansible/c1m-fleet.yml`) run for real, end to
+//! end: `deploy/ansible/netns-fleet.sh run` makes a server, three client
+//! hosts and a controller as network namespaces on one bridge, each host
+//! with its own sshd, and runs ansible-core's `ansible-playbook` from the
+//! controller over SSH. 60,000 connections in all, `--shard K/3` each.
+//! Checked: every host's logs came back, every client line carries its host
+//! and shard, the shares add up to the total exactly, and `c1m analyze`'s
+//! total equals the sum of what the clients verified; then that nothing is
+//! left behind (namespaces, sshd and c1m processes, files, fs.* sysctls,
+//! files under /etc). Needs root, sshd (openssh-server) and
+//! ansible-playbook (pip install ansible-core): ignored without them.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_c1m");
+const TOTAL: u64 = 60_000;
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/ansible/netns-fleet.sh")
+}
+
+/// Tears the fleet down if the test ends early (the script's own traps
+/// cover its own errors; this covers a panic in between).
+struct Down(String);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .args(["down", "--id", &self.0])
+            .status();
+    }
+}
+
+/// What must be the same after the run as before it.
+#[derive(Debug, PartialEq)]
+struct HostState {
+    fs_sysctls: Vec<(String, String)>,
+    etc_files: Vec<String>,
+    run_sshd: bool,
+}
+
+fn host_state() -> HostState {
+    let fs_sysctls = ["fs/file-max", "fs/nr_open", "fs/inotify/max_user_watches"]
+        .iter()
+        .map(|k| {
+            let v = std::fs::read_to_string(Path::new("/proc/sys").join(k)).unwrap_or_default();
+            (k.to_string(), v.trim().to_string())
+        })
+        .collect();
+    let mut etc_files = Vec::new();
+    for d in ["/etc/sysctl.d", "/etc/security/limits.d", "/etc/ssh"] {
+        if let Ok(rd) = std::fs::read_dir(d) {
+            etc_files.extend(rd.flatten().map(|e| e.path().display().to_string()));
+        }
+    }
+    etc_files.sort();
+    HostState {
+        fs_sysctls,
+        etc_files,
+        run_sshd: Path::new("/run/sshd").exists(),
+    }
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) && !cmd.contains("fleet_ansible") {
+                found.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{} did not come back: {e}", path.display()));
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", path.display())))
+        .collect()
+}
+
+#[test]
+#[cfg_attr(
+    not(all(c1m_root, c1m_netns, c1m_sshd, c1m_ansible_playbook)),
+    ignore = "needs root, network namespaces, sshd (openssh-server) and ansible-playbook (ansible-core)"
+)]
+fn playbook_runs_a_three_client_fleet_over_ssh_and_leaves_nothing() {
+    let id = format!("t{}", std::process::id());
+    let before = host_state();
+    let report = tempfile::tempdir().expect("temp dir for the report");
+    let guard = Down(id.clone());
+    let out = Command::new("bash")
+        .arg(script())
+        .args(["run", "--id", &id, "--"])
+        .args(["-e", &format!("c1m_binary={BIN}")])
+        .args(["-e", &format!("c1m_report_dir={}", report.path().display())])
+        .args(["-e", &format!("c1m_connections={TOTAL}")])
+        .args(["-e", "c1m_hold=5s", "-e", "c1m_max_run_s=240"])
+        .output()
+        .expect("running netns-fleet.sh");
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "playbook failed:\n{log}");
+    drop(guard);
+
+    // Every host's logs came back, each to logs/<host>/.
+    let logs = report.path().join("logs");
+    for host in ["server", "client-1", "client-2", "client-3"] {
+        let d = logs.join(host);
+        for f in ["counters.nstat", "kernel.log"] {
+            assert!(d.join(f).is_file(), "{host}: no {f}\n{log}");
+        }
+        let doctor = report.path().join("doctor").join(format!("{host}.json"));
+        let doctor: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&doctor).unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{}: {e}", doctor.display()));
+        assert!(doctor["rows"].is_array(), "{host}: doctor --json kept");
+    }
+    let serve = json_lines(&logs.join("server/serve.jsonl"));
+    assert!(
+        serve.iter().any(|r| r["event"] == "start"),
+        "serve's ready line"
+    );
+
+    // Each client ran its own exact share, with its host and shard on
+    // every line, numbered on from the previous share.
+    let mut verified = 0;
+    let mut next_k = 0;
+    for k in 1..=3u64 {
+        let host = format!("client-{k}");
+        let recs = json_lines(&logs.join(&host).join("flood.jsonl"));
+        for r in &recs {
+            assert_eq!(r["host"], host.as_str(), "{r}");
+            assert_eq!(r["shard"], format!("{k}/3"), "{r}");
+        }
+        let start = recs
+            .iter()
+            .find(|r| r["event"] == "start")
+            .expect("start line");
+        assert_eq!(start["settings"]["first_k"], next_k, "{host}");
+        assert_eq!(start["settings"]["connections"], TOTAL / 3, "{host}");
+        next_k += TOTAL / 3;
+        let summary = recs
+            .iter()
+            .find(|r| r["event"] == "summary")
+            .expect("summary line");
+        assert_eq!(summary["details"]["reached"], true, "{host}: {summary}");
+        verified += summary["details"]["verified"].as_u64().expect("verified");
+    }
+    assert_eq!(verified, TOTAL);
+
+    // One analysis over all hosts; its total is the clients' sum.
+    let analysis: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(report.path().join("analysis.json")).expect("analysis.json"),
+    )
+    .expect("analysis.json is JSON");
+    assert_eq!(analysis["totals"]["clients"], 3, "{analysis}");
+    assert_eq!(analysis["totals"]["client_connections_printed"], verified);
+    assert!(log.contains("c1m analyze:"), "findings printed:\n{log}");
+
+    // Nothing left behind.
+    let netns = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    let netns = String::from_utf8_lossy(&netns.stdout);
+    assert!(
+        !netns.contains(&format!("c1mf-{id}-")),
+        "namespaces left: {netns}"
+    );
+    let dir = format!("/tmp/c1m-fleet-{id}");
+    assert!(!Path::new(&dir).exists(), "{dir} left behind");
+    assert_eq!(processes_with(&dir), Vec::<String>::new(), "processes left");
+    assert_eq!(
+        processes_with(BIN),
+        Vec::<String>::new(),
+        "c1m processes left"
+    );
+    assert_eq!(host_state(), before, "the host changed");
+}
