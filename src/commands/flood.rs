@@ -6,10 +6,10 @@
 use std::process::ExitCode;
 
 use crate::commands::{EXIT_ERROR, EXIT_FAIL};
+use crate::flood::Request;
 pub use crate::flood::args::{FloodArgs, FloodShardArgs};
 use crate::flood::plan::{self, Plan};
 use crate::flood::report::LogFormat;
-use crate::flood::Request;
 
 fn usage(e: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
     eprintln!("c1m flood: error: {e}");

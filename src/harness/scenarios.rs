@@ -285,8 +285,8 @@ fn serve_args(base: u16, ports: u16, max_connections: u64) -> Result<ServeArgs> 
 /// `connections` to 127.0.0.1:`base`, one process, a 2 s connect timeout,
 /// a 1 s hold, JSON lines.
 fn client_args(base: u16, connections: u64) -> Result<FloodArgs> {
-    let mut a = FloodArgs::new("127.0.0.1", base, 1, connections)
-        .context("the flood command line")?;
+    let mut a =
+        FloodArgs::new("127.0.0.1", base, 1, connections).context("the flood command line")?;
     a.procs = ProcCount::N(1);
     a.connect_timeout = Duration::from_secs(2);
     a.hold = Hold(Some(Duration::from_secs(1)));
