@@ -1,5 +1,7 @@
-//! The fleet playbook (`deploy/ansible/c1m-fleet.yml`) run for real, end to
-//! end: `deploy/ansible/netns-fleet.sh run` makes a server, three client
+//! Fleet runs. `flood --shard K/N` on loopback: three hosts started with
+//! one command line open exactly the total, each its block, numbered on,
+//! from --start-at, with its host and shard on every line. Then the fleet
+//! playbook (`deploy/ansible/c1m-fleet.yml`) run for real, end to end: `deploy/ansible/netns-fleet.sh run` makes a server, three client
 //! hosts and a controller as network namespaces on one bridge, each host
 //! with its own sshd, and runs ansible-core's `ansible-playbook` from the
 //! controller over SSH. 60,000 connections in all, `--shard K/3` each.
@@ -9,10 +11,14 @@
 //! left behind (namespaces, sshd and c1m processes, files, fs.* sysctls,
 //! files under /etc). Needs root, sshd (openssh-server) and
 //! ansible-playbook (pip install ansible-core): ignored without them.
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
 
-const BIN: &str = env!("CARGO_BIN_EXE_c1m");
+use common::{BIN, EchoServer, KillOnDrop, flood, records, stderr, summary, wait_bounded};
 const TOTAL: u64 = 60_000;
 
 fn script() -> PathBuf {
@@ -82,6 +88,104 @@ fn json_lines(path: &Path) -> Vec<serde_json::Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", path.display())))
         .collect()
+}
+
+#[test]
+fn shards_of_one_command_line_open_the_total_exactly_from_start_at() {
+    // 3 does not divide 1001, nor 7 ports; two processes per host.
+    let server = EchoServer::start(7);
+    let t0 = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let hosts: Vec<KillOnDrop> = (1..=3)
+        .map(|k| {
+            let (shard, name) = (format!("{k}/3"), format!("h-{k}"));
+            let extra = [
+                "--shard",
+                &shard,
+                "--shard-split",
+                "ports",
+                "--start-at",
+                "+2s",
+                "--host-name",
+                &name,
+                "--procs",
+                "2",
+                "--hold",
+                "0s",
+                "--json",
+            ];
+            KillOnDrop(Some(flood(&server, 1001, &extra).spawn().unwrap()))
+        })
+        .collect();
+    let outs: Vec<_> = hosts
+        .into_iter()
+        .map(|h| wait_bounded(h.take(), Duration::from_secs(60)))
+        .collect();
+    let (mut verified, mut next_k, mut next_port) = (0, 0, server.base as u64);
+    for (i, out) in outs.iter().enumerate() {
+        let k = i + 1;
+        assert_eq!(out.status.code(), Some(0), "host {k}: {}", stderr(out));
+        let recs = records(out);
+        for r in &recs {
+            assert_eq!(r["host"], format!("h-{k}"), "{r}");
+            assert_eq!(r["shard"], format!("{k}/3"), "{r}");
+        }
+        let start = &recs[0];
+        assert_eq!(start["event"], "start");
+        assert!(
+            start["ts"].as_f64().unwrap() >= t0 + 1.9,
+            "started before --start-at"
+        );
+        let set = &start["settings"];
+        let share = if k < 3 { 334 } else { 333 };
+        assert_eq!(set["connections"], share);
+        assert_eq!(set["first_k"], next_k);
+        assert_eq!(set["port"], next_port);
+        assert_eq!(set["ports"], if k == 1 { 3 } else { 2 });
+        assert_eq!(set["host"], "127.0.0.1");
+        next_k += share;
+        next_port += set["ports"].as_u64().unwrap();
+        // this host's connections went to its own block of ports only
+        let first = (set["port"].as_u64().unwrap() - server.base as u64) as usize;
+        let block: u64 = server.accepted[first..first + set["ports"].as_u64().unwrap() as usize]
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .sum();
+        assert_eq!(block, share);
+        verified += summary(&recs)["details"]["verified"].as_u64().unwrap();
+    }
+    assert_eq!(verified, 1001);
+    assert_eq!(server.total_accepted(), 1001);
+
+    // Human lines carry the host and shard in front.
+    let out = common::run_flood(
+        &server,
+        10,
+        &["--shard", "1/1", "--host-name", "solo", "--hold", "0s"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .starts_with("[solo 1/1] c1m flood: 10 connections"),
+        "{text}"
+    );
+    // Bad shards are refused naming the flag.
+    for bad in [
+        &["--shard", "0/3"][..],
+        &["--shard", "4/3"],
+        &["--shard-split", "ports"],
+        &["--shard", "1/3", "--shard-split", "sources"],
+        &["--start-at", "yesterday"],
+    ] {
+        let out = common::run_flood(&server, 10, bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(stderr(&out).contains(bad[0]), "{bad:?}: {}", stderr(&out));
+    }
 }
 
 #[test]

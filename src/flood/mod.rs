@@ -6,17 +6,17 @@
 //! process's descriptor limit runs in-process; a bigger one re-executes
 //! this binary as worker shards (`sys::workers::Pool`), each with its
 //! share of connections and paths, and merges their JSON lines.
+pub mod args;
 pub mod engine;
 pub mod plan;
 pub mod report;
 pub mod stats;
 
-use std::ffi::OsString;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::sys::signals;
 use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
+use args::{FloodArgs, FloodShardArgs};
 use engine::{Engine, EngineOptions};
 use plan::Plan;
 use report::{LogFormat, Reporter, WorkerLine, WorkerSink};
@@ -33,20 +33,6 @@ pub enum Procs {
     N(u32),
 }
 
-/// A fleet run's part of a request (`--shard`, `--start-at`,
-/// `--host-name`); all empty for a run on its own.
-#[derive(Debug, Clone, Default)]
-pub struct Fleet {
-    pub shard: Option<plan::FleetShard>,
-    pub split: Vec<plan::SplitWhat>,
-    pub start_at: Option<std::time::SystemTime>,
-    /// Stamped on every line and the summary.
-    pub host: Option<String>,
-    /// The whole fleet's plan (the command line's), which workers are
-    /// given so that each takes the same host share before its own.
-    pub whole: Option<Plan>,
-}
-
 /// This machine's hostname (`unknown` when it cannot be read).
 pub fn hostname() -> String {
     nix::unistd::gethostname()
@@ -55,12 +41,20 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The name a fleet host goes by: `--host-name`, or with `--shard` the
+/// hostname; none for a run on its own.
+pub fn host_name(args: &FloodArgs) -> Option<String> {
+    args.host_name
+        .clone()
+        .or_else(|| args.shard.map(|_| hostname()))
+}
+
 /// Sleep until `at` (a fleet's `--start-at`), saying so on stderr; false
 /// when Ctrl-C/SIGTERM came first. A time already past starts at once, and
 /// says how late (clock skew between hosts shows here).
-fn wait_for_start(at: std::time::SystemTime, who: &str) -> bool {
+fn wait_for_start(at: SystemTime, who: &str) -> bool {
     let when = humantime::format_rfc3339_millis(at);
-    match at.duration_since(std::time::SystemTime::now()) {
+    match at.duration_since(SystemTime::now()) {
         Ok(d) => eprintln!(
             "c1m flood{who}: waiting until {when} ({:.1} s) to start",
             d.as_secs_f64()
@@ -73,7 +67,7 @@ fn wait_for_start(at: std::time::SystemTime, who: &str) -> bool {
             return true;
         }
     }
-    while let Ok(left) = at.duration_since(std::time::SystemTime::now()) {
+    while let Ok(left) = at.duration_since(SystemTime::now()) {
         if signals::stop_requested() {
             return false;
         }
@@ -85,14 +79,10 @@ fn wait_for_start(at: std::time::SystemTime, who: &str) -> bool {
 /// A request, as the command line gives it (already validated).
 #[derive(Debug, Clone)]
 pub struct Request {
-    /// What this host runs (its share, in a fleet run).
     pub plan: Plan,
-    pub fleet: Fleet,
-    /// The `--sources` text, passed on to workers as given.
-    pub sources_arg: Option<String>,
-    pub procs: Procs,
+    /// The command line it came from: workers are started with it.
+    pub args: FloodArgs,
     pub format: LogFormat,
-    pub output: Option<PathBuf>,
     /// Set in worker processes: (index, count).
     pub shard: Option<(u32, u32)>,
     pub seed_lines: bool,
@@ -116,7 +106,7 @@ fn settings(req: &Request, procs: u32) -> serde_json::Value {
         "dest": p.dest.to_string(),
         "port": p.first_port,
         "ports": p.ports,
-        "sources": req.sources_arg,
+        "sources": req.args.sources,
         "source_count": p.sources.len(),
         "connections": p.connections,
         "window": p.window,
@@ -125,11 +115,11 @@ fn settings(req: &Request, procs: u32) -> serde_json::Value {
         "hold_s": p.hold.map(|h| h.as_secs_f64()),
         "message_interval_s": p.message_interval.map(|h| h.as_secs_f64()),
         "procs": procs,
-        "host": req.fleet.host,
-        "shard": req.fleet.shard.map(|s| s.to_string()),
-        "shard_split": req.fleet.split,
+        "host_name": host_name(&req.args),
+        "shard": req.args.shard.map(|s| s.to_string()),
+        "shard_split": req.args.shard_split,
         "first_k": p.first_k,
-        "start_at": req.fleet.start_at.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+        "start_at": req.args.start_at.map(|t| humantime::format_rfc3339_millis(t).to_string()),
     })
 }
 
@@ -161,34 +151,33 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
     if let Some((index, count)) = req.shard {
         return Ok(run_worker(&req, index, count));
     }
-    crate::events::set_origin(
-        req.fleet.host.clone(),
-        req.fleet.shard.map(|s| s.to_string()),
-    );
-    if let Some(at) = req.fleet.start_at {
-        let who = match (&req.fleet.host, req.fleet.shard) {
-            (Some(h), Some(s)) => format!(" ({h}, shard {s})"),
-            (Some(h), None) => format!(" ({h})"),
-            _ => String::new(),
-        };
+    // A fleet host: its name and shard on every line, and the common start.
+    let host = host_name(&req.args);
+    let shard = req.args.shard.map(|s| s.to_string());
+    crate::events::set_origin(host.clone(), shard.clone());
+    let origin = match (&host, &shard) {
+        (Some(h), Some(s)) => Some(format!("{h} {s}")),
+        (Some(h), None) => Some(h.clone()),
+        _ => None,
+    };
+    if let Some(at) = req.args.start_at {
+        let who = origin
+            .as_ref()
+            .map(|o| format!(" ({o})"))
+            .unwrap_or_default();
         if !wait_for_start(at, &who) {
             eprintln!("c1m flood{who}: stopped before --start-at; nothing was opened");
             return Ok(false);
         }
     }
-    let procs = match req.procs {
+    let procs = match req.args.procs {
         Procs::Auto => plan::auto_procs(req.plan.connections, budget),
         Procs::N(n) => n.max(1),
     };
-    let mut reporter = Reporter::new(req.format, req.output.as_deref(), req.plan.connections)?;
+    let mut reporter = Reporter::new(req.format, req.args.output.as_deref(), req.plan.connections)?;
     reporter.hold_text = report::human_duration(req.plan.hold);
     reporter.expected_workers = procs as usize;
-    reporter.origin = match (&req.fleet.host, req.fleet.shard) {
-        (Some(h), Some(s)) => Some(format!("{h} {s}")),
-        (Some(h), None) => Some(h.clone()),
-        (None, Some(s)) => Some(s.to_string()),
-        (None, None) => None,
-    };
+    reporter.origin = origin;
     reporter.start(settings(&req, procs), &headline(&req, procs));
     let summary = if procs == 1 {
         let shard = req.plan.shard(0, 1);
@@ -237,60 +226,23 @@ fn run_worker(req: &Request, index: u32, count: u32) -> bool {
     summary.success()
 }
 
-/// Arguments of worker `index`: the same request, one process each, JSON
-/// lines out.
-fn worker_args(req: &Request, index: u32, count: u32) -> Vec<OsString> {
-    // A fleet host's workers get the fleet's plan and --shard, and take the
-    // same host share first.
-    let p = req.fleet.whole.as_ref().unwrap_or(&req.plan);
-    let ms = |d: Duration| format!("{}ms", d.as_millis());
-    let mut a: Vec<String> = vec![
-        "flood".into(),
-        p.host.clone(),
-        p.first_port.to_string(),
-        "--ports".into(),
-        p.ports.to_string(),
-        "--connections".into(),
-        p.connections.to_string(),
-        "--window".into(),
-        p.window.to_string(),
-        "--procs".into(),
-        "1".into(),
-        "--connect-timeout".into(),
-        ms(p.connect_timeout),
-        "--hold".into(),
-        p.hold.map(ms).unwrap_or_else(|| "forever".into()),
-        "--log-format".into(),
-        "json".into(),
-        "--shard-index".into(),
-        index.to_string(),
-        "--shards".into(),
-        count.to_string(),
-    ];
-    if let Some(r) = p.rate {
-        a.push("--rate".into());
-        a.push(format!("{r}"));
+/// The command line of worker `index` of `count`: the same request, one
+/// process, JSON lines out, no log file of its own.
+fn worker_args(req: &Request, index: u32, count: u32) -> FloodShardArgs {
+    FloodShardArgs {
+        index,
+        of: count,
+        seed_lines: req.format == LogFormat::Seed,
+        run: FloodArgs {
+            procs: Procs::N(1),
+            json: false,
+            log_format: Some(LogFormat::Json),
+            output: None,
+            // the parent waited for it already
+            start_at: None,
+            ..req.args.clone()
+        },
     }
-    if let Some(s) = &req.sources_arg {
-        a.push("--sources".into());
-        a.push(s.clone());
-    }
-    if let Some(i) = p.message_interval {
-        a.push("--message-interval".into());
-        a.push(ms(i));
-    }
-    if req.format == LogFormat::Seed {
-        a.push("--seed-lines".into());
-    }
-    if let Some(s) = req.fleet.shard {
-        a.push("--shard".into());
-        a.push(s.to_string());
-        for w in &req.fleet.split {
-            a.push("--shard-split".into());
-            a.push(w.to_string());
-        }
-    }
-    a.into_iter().map(OsString::from).collect()
 }
 
 fn run_parent(
@@ -302,7 +254,7 @@ fn run_parent(
     let mut pool = Pool::new()?;
     let nofile = budget + FD_SLACK;
     for i in 0..procs {
-        let mut spec = WorkerSpec::new(worker_args(req, i, procs));
+        let mut spec = WorkerSpec::new(worker_args(req, i, procs).command_line());
         spec.nofile = Some(nofile);
         pool.spawn(spec)?;
     }
