@@ -74,7 +74,7 @@ fn processes_with(needle: &str) -> Vec<String> {
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) && !cmd.contains("fleet_ansible") {
+            if cmd.contains(needle) && !cmd.contains("deps/fleet-") {
                 found.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
             }
         }
