@@ -227,6 +227,15 @@ fn playbook_runs_a_three_client_fleet_over_ssh_and_leaves_nothing() {
             serde_json::from_str(&std::fs::read_to_string(&doctor).unwrap_or_default())
                 .unwrap_or_else(|e| panic!("{}: {e}", doctor.display()));
         assert!(doctor["rows"].is_array(), "{host}: doctor --json kept");
+        // --apply changed this host's namespace, and the rollback undid it
+        let run = report.path().join("run").join(host);
+        let apply = std::fs::read_to_string(run.join("doctor-apply.txt")).unwrap_or_default();
+        let back = std::fs::read_to_string(run.join("doctor-rollback.txt")).unwrap_or_default();
+        assert!(apply.contains(" applied "), "{host}: {apply}");
+        assert!(
+            back.contains("restored") && back.contains("as it was before"),
+            "{host}: {back}"
+        );
     }
     let serve = json_lines(&logs.join("server/serve.jsonl"));
     assert!(
