@@ -53,6 +53,7 @@ fn loopback_plan(port: u16, connections: u64) -> Plan {
         ports: 1,
         sources: Vec::new(),
         connections,
+        first_k: 0,
         window: 1000,
         rate: None,
         connect_timeout: Duration::from_secs(20),
