@@ -554,7 +554,7 @@ impl WorkerSink {
 
     pub fn summary(&self, s: &ShardSummary) {
         let details = serde_json::to_value(s).unwrap_or_default();
-        let counters = s.counters(crate::util::rss_bytes());
+        let counters = s.counters(crate::sys::procfs::rss_bytes());
         self.write(
             Event::Summary {
                 counters,
