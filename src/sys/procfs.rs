@@ -53,18 +53,21 @@ pub enum Target {
 }
 
 impl Target {
-    fn process(self) -> io::Result<Process> {
-        match self {
-            Target::This => Process::myself().map_err(|e| io_error("/proc/self", e)),
-            Target::Pid(p) => Process::new(p)
-                .map_err(|e| io_error(&format!("/proc/{p} (is process {p} running?)"), e)),
-        }
+    /// The process, for reading its `file`; the error names
+    /// `/proc/PID/file` either way.
+    fn process(self, file: &str) -> io::Result<Process> {
+        let opened = match self {
+            Target::This => Process::myself(),
+            Target::Pid(p) => Process::new(p),
+        };
+        opened.map_err(|e| io_error(&self.path(file), e))
     }
 
-    fn name(self) -> String {
+    /// `/proc/self/FILE` or `/proc/PID/FILE`, for messages and links.
+    fn path(self, file: &str) -> String {
         match self {
-            Target::This => "/proc/self".into(),
-            Target::Pid(p) => format!("/proc/{p}"),
+            Target::This => format!("/proc/self/{file}"),
+            Target::Pid(p) => format!("/proc/{p}/{file} (is process {p} running?)"),
         }
     }
 }
@@ -73,9 +76,9 @@ impl Target {
 /// `u64::MAX` for "unlimited".
 pub fn nofile(target: Target) -> io::Result<(u64, u64)> {
     let limits = target
-        .process()?
+        .process("limits")?
         .limits()
-        .map_err(|e| io_error(&format!("{}/limits", target.name()), e))?;
+        .map_err(|e| io_error(&target.path("limits"), e))?;
     let value = |v| match v {
         ::procfs::process::LimitValue::Unlimited => u64::MAX,
         ::procfs::process::LimitValue::Value(n) => n,
@@ -87,10 +90,10 @@ pub fn nofile(target: Target) -> io::Result<(u64, u64)> {
 /// The effective capability mask (`CapEff` of `/proc/PID/status`).
 pub fn cap_eff(target: Target) -> io::Result<u64> {
     target
-        .process()?
+        .process("status")?
         .status()
         .map(|s| s.capeff)
-        .map_err(|e| io_error(&format!("{}/status", target.name()), e))
+        .map_err(|e| io_error(&target.path("status"), e))
 }
 
 /// Whether process `pid` is still listed under `/proc` (a zombie is; a
@@ -102,7 +105,11 @@ pub fn pid_listed(pid: i32) -> bool {
 /// This process's network namespace as `/proc/self/ns/net` names it
 /// (`net:[4026531840]`), or PID `pid`'s.
 pub fn netns(target: Target) -> Option<String> {
-    std::fs::read_link(format!("{}/ns/net", target.name()))
+    let link = match target {
+        Target::This => "/proc/self/ns/net".to_string(),
+        Target::Pid(p) => format!("/proc/{p}/ns/net"),
+    };
+    std::fs::read_link(link)
         .ok()
         .map(|p| p.display().to_string())
 }
@@ -304,6 +311,11 @@ mod tests {
         assert!(netns(Target::This).unwrap().starts_with("net:["));
         cap_eff(Target::This).unwrap();
         let e = nofile(Target::Pid(i32::MAX)).unwrap_err();
-        assert!(e.to_string().contains(&i32::MAX.to_string()), "{e}");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(
+            e.to_string()
+                .contains(&format!("/proc/{}/limits", i32::MAX)),
+            "{e}"
+        );
     }
 }
