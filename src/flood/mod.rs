@@ -28,12 +28,8 @@ use wire::{Received, WorkerLine, WorkerSink};
 /// slack doctor's capacity estimate counts with.
 pub const FD_SLACK: u64 = crate::sys::limits::FD_SLACK;
 
-/// Processes: a number or as many as the fd limit requires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Procs {
-    Auto,
-    N(u32),
-}
+/// `--procs`: a number or as many as the fd limit requires.
+pub use crate::argv::Procs;
 
 /// A request, as the command line gives it (already validated).
 #[derive(Debug, Clone)]
