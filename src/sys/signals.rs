@@ -1,4 +1,5 @@
-//! SIGINT/SIGTERM handling for long-running commands: the handler only sets
+//! SIGINT/SIGTERM/SIGHUP/SIGQUIT handling for long-running commands (a
+//! dropped SSH session sends SIGHUP: the lab must still roll back): the handler only sets
 //! a flag, the event loops poll it between iterations and shut down cleanly.
 //! SIGPIPE is ignored process-wide, so a peer that vanishes mid-write gives
 //! EPIPE on that one socket instead of killing the process.
@@ -14,7 +15,7 @@ extern "C" fn on_signal(sig: libc::c_int) {
     LAST.store(sig, Ordering::SeqCst);
 }
 
-/// Install the SIGINT/SIGTERM flag handler and ignore SIGPIPE. Safe to call
+/// Install the SIGINT/SIGTERM/SIGHUP/SIGQUIT flag handler and ignore SIGPIPE. Safe to call
 /// more than once.
 pub fn install() -> std::io::Result<()> {
     let action = SigAction::new(
@@ -27,12 +28,14 @@ pub fn install() -> std::io::Result<()> {
     unsafe {
         signal::sigaction(Signal::SIGINT, &action).map_err(std::io::Error::from)?;
         signal::sigaction(Signal::SIGTERM, &action).map_err(std::io::Error::from)?;
+        signal::sigaction(Signal::SIGHUP, &action).map_err(std::io::Error::from)?;
+        signal::sigaction(Signal::SIGQUIT, &action).map_err(std::io::Error::from)?;
         signal::sigaction(Signal::SIGPIPE, &ignore).map_err(std::io::Error::from)?;
     }
     Ok(())
 }
 
-/// Has SIGINT or SIGTERM arrived?
+/// Has SIGINT, SIGTERM, SIGHUP or SIGQUIT arrived?
 pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
