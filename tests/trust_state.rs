@@ -144,6 +144,10 @@ fn dotless_dir() -> tempfile::TempDir {
 }
 
 #[test]
+#[cfg_attr(
+    not(c1m_root),
+    ignore = "needs root: doctor --apply/--rollback and lab --apply refuse other users"
+)]
 fn a_planted_key_naming_a_file_outside_the_tree_is_refused_by_rollback_and_lab() {
     let host = Host::new();
     let victims = dotless_dir();
@@ -184,6 +188,10 @@ fn a_planted_key_naming_a_file_outside_the_tree_is_refused_by_rollback_and_lab()
 }
 
 #[test]
+#[cfg_attr(
+    not(c1m_root),
+    ignore = "needs root: doctor --apply/--rollback and lab --apply refuse other users"
+)]
 fn a_state_file_or_directory_another_user_could_write_is_refused() {
     let host = Host::new();
     let state = host.state_dir.join("doctor-state.json");
@@ -221,6 +229,10 @@ fn a_state_file_or_directory_another_user_could_write_is_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(c1m_root),
+    ignore = "needs root: doctor --apply/--rollback and lab --apply refuse other users"
+)]
 fn a_new_state_directory_is_private_to_root() {
     let host = Host::new();
     let o = host.cmd(&[]).args(host.apply_args()).output().unwrap();
@@ -236,6 +248,10 @@ fn a_new_state_directory_is_private_to_root() {
 }
 
 #[test]
+#[cfg_attr(
+    not(c1m_root),
+    ignore = "needs root: doctor --apply/--rollback and lab --apply refuse other users"
+)]
 fn symlinks_at_the_temporary_state_and_persist_names_are_never_followed() {
     let host = Host::new();
     let victims = dotless_dir();
@@ -282,6 +298,10 @@ fn symlinks_at_the_temporary_state_and_persist_names_are_never_followed() {
 }
 
 #[test]
+#[cfg_attr(
+    not(c1m_root),
+    ignore = "needs root: doctor --apply/--rollback and lab --apply refuse other users"
+)]
 fn netns_only_with_persist_is_refused_before_anything_is_written() {
     let host = Host::new();
     let o = host
@@ -297,6 +317,10 @@ fn netns_only_with_persist_is_refused_before_anything_is_written() {
 }
 
 #[test]
+#[cfg_attr(
+    not(c1m_root),
+    ignore = "needs root: doctor --apply/--rollback and lab --apply refuse other users"
+)]
 fn rollback_restores_host_wide_keys_and_persisted_files_whatever_the_namespace() {
     let host = Host::new();
     // What an apply in a namespace that is gone now left: fs.file-max
@@ -322,6 +346,10 @@ fn rollback_restores_host_wide_keys_and_persisted_files_whatever_the_namespace()
 }
 
 #[test]
+#[cfg_attr(
+    not(c1m_root),
+    ignore = "needs root: doctor --apply/--rollback and lab --apply refuse other users"
+)]
 fn per_namespace_keys_of_a_namespace_that_still_exists_stay_in_the_state() {
     if !Command::new("unshare")
         .args(["-n", "true"])
@@ -374,6 +402,10 @@ fn per_namespace_keys_of_a_namespace_that_still_exists_stay_in_the_state() {
 }
 
 #[test]
+#[cfg_attr(
+    not(c1m_root),
+    ignore = "needs root: doctor --apply/--rollback and lab --apply refuse other users"
+)]
 fn kill_9_at_every_point_of_doctor_apply_then_rollback_restores_every_byte() {
     for n in 0..=WRITES {
         let host = Host::new();
@@ -452,6 +484,10 @@ fn lab(host: &Host, hold: &str) -> Command {
 }
 
 #[test]
+#[cfg_attr(
+    not(c1m_root),
+    ignore = "needs root: doctor --apply/--rollback and lab --apply refuse other users"
+)]
 fn kill_9_at_every_point_of_lab_apply_then_rollback_restores_every_byte() {
     for n in 0..=WRITES {
         let host = Host::new();
@@ -501,6 +537,10 @@ fn kill_group(child: &std::process::Child, sig: nix::sys::signal::Signal) {
 }
 
 #[test]
+#[cfg_attr(
+    not(c1m_root),
+    ignore = "needs root: doctor --apply/--rollback and lab --apply refuse other users"
+)]
 fn a_lab_killed_mid_run_is_restored_by_the_next_lab_or_by_doctor_rollback() {
     let host = Host::new();
     // Killed -9 while it runs (the whole group: serve and flood too).
@@ -525,6 +565,10 @@ fn a_lab_killed_mid_run_is_restored_by_the_next_lab_or_by_doctor_rollback() {
 }
 
 #[test]
+#[cfg_attr(
+    not(c1m_root),
+    ignore = "needs root: doctor --apply/--rollback and lab --apply refuse other users"
+)]
 fn sighup_and_sigquit_roll_the_lab_back_like_ctrl_c() {
     for sig in [
         nix::sys::signal::Signal::SIGHUP,
