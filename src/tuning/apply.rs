@@ -167,35 +167,16 @@ fn remove_state(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The boot this process runs in (`/proc/sys/kernel/random/boot_id`):
-/// values saved in another boot were reset by the reboot.
+/// The boot this process runs in: values saved in another boot were reset
+/// by the reboot.
 pub fn boot_id() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .ok()
-        .map(|s| s.trim().to_string())
+    crate::sys::procfs::boot_id()
 }
 
-/// Whether a network namespace (`net:[4026532...]`) still exists: some
-/// process is in it, or it is bind-mounted (`ip netns add`). A namespace
-/// that no longer exists took its per-namespace keys with it.
+/// Whether a network namespace (`net:[4026532...]`) still exists. A
+/// namespace that no longer exists took its per-namespace keys with it.
 pub fn netns_exists(id: &str) -> bool {
-    if current_netns().as_deref() == Some(id) {
-        return true;
-    }
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return true; // cannot tell: assume it does
-    };
-    for e in procs.flatten() {
-        let name = e.file_name();
-        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        if std::fs::read_link(e.path().join("ns/net")).is_ok_and(|l| l.as_os_str() == id) {
-            return true;
-        }
-    }
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .is_ok_and(|m| m.lines().any(|l| l.contains(" nsfs ") && l.contains(id)))
+    current_netns().as_deref() == Some(id) || crate::sys::procfs::netns_exists(id)
 }
 
 /// Test-only crash point: with `C1M_TEST_KILL_AFTER_WRITES=N`, the process
@@ -214,16 +195,15 @@ fn crash_point(writes_done: usize) {
 
 /// The network namespace of this process, as `/proc/self/ns/net` names it.
 pub fn current_netns() -> Option<String> {
-    std::fs::read_link("/proc/self/ns/net")
-        .ok()
-        .map(|p| p.display().to_string())
+    crate::sys::procfs::netns(crate::sys::procfs::Target::This)
 }
 
 /// Whether this process runs in a network namespace other than PID 1's
 /// (None when PID 1's namespace cannot be read).
 pub fn in_child_netns() -> Option<bool> {
-    let init = std::fs::read_link("/proc/1/ns/net").ok()?;
-    let mine = std::fs::read_link("/proc/self/ns/net").ok()?;
+    use crate::sys::procfs::{Target, netns};
+    let init = netns(Target::Pid(1))?;
+    let mine = netns(Target::This)?;
     Some(init != mine)
 }
 

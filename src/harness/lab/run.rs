@@ -184,10 +184,9 @@ pub fn run(
         }
         if signals::stop_requested() && !interrupted {
             interrupted = true;
-            report.notes.push(format!(
-                "interrupted ({}): all processes stopped",
-                signal_name(signals::last_signal())
-            ));
+            report
+                .notes
+                .push("interrupted (SIGINT/SIGTERM/SIGHUP/SIGQUIT): all processes stopped".into());
             pool.signal_all(nix::sys::signal::Signal::SIGTERM);
         }
         if !gave_up && report.time_to_target_s.is_none() && run_start.elapsed() > cfg.deadline {
@@ -509,11 +508,4 @@ fn create_log(dir: &Path, name: &str) -> Result<BufWriter<File>> {
 fn record_line(log: &mut BufWriter<File>, line: &str) {
     let _ = log.write_all(line.as_bytes());
     let _ = log.write_all(b"\n");
-}
-
-/// The name of a signal number, for the report ("signal 99" if unknown).
-fn signal_name(sig: i32) -> String {
-    nix::sys::signal::Signal::try_from(sig)
-        .map(|s| s.as_str().to_string())
-        .unwrap_or_else(|_| format!("signal {sig}"))
 }
