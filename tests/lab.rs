@@ -167,6 +167,7 @@ fn small_lab_reaches_its_target_and_the_report_matches_the_processes() {
     let clients = report["clients"].as_array().unwrap();
     assert_eq!(clients.len(), 2);
     let mut sum = 0;
+    let mut peaks = 0;
     for c in clients {
         let k = c["index"].as_u64().unwrap();
         let summary = last_event(&dir.join("logs").join(format!("client-{k}.log")), "summary");
@@ -175,9 +176,18 @@ fn small_lab_reaches_its_target_and_the_report_matches_the_processes() {
             "client {k}"
         );
         assert_eq!(c["target"], 2500);
+        // Each client held all it verified at once (nothing was lost), and
+        // the report's peak is the one its summary gave.
+        assert_eq!(c["peak_connections"], c["established"], "client {k}: {c}");
+        assert_eq!(
+            c["peak_connections"], summary["details"]["peak_connections"],
+            "client {k}"
+        );
         sum += c["established"].as_u64().unwrap();
+        peaks += c["peak_connections"].as_u64().unwrap();
     }
     assert_eq!(sum, 5000);
+    assert_eq!(peaks, 5000, "the clients' peaks add up to the target");
     // The server's peak is what serve itself said.
     let serve = last_event(&dir.join("logs/serve.log"), "summary");
     assert_eq!(

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::events::{Counters, Event, Record, Role};
+use crate::events::{Counters, Event, Record, Role, ServeStart, ServeSummary, ServeWorkerStart};
 use crate::sys::signals;
 use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
-use crate::util::thousands;
+use crate::util::{bytes, thousands};
 
 use super::args::ServeWorkerArgs;
 use super::{Plan, Wake};
@@ -90,21 +90,6 @@ fn describe_status(status: &ExitStatus) -> String {
     }
 }
 
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 impl Parent {
     fn total(&self) -> Counters {
         let mut c = self.retired.clone();
@@ -157,7 +142,8 @@ impl Parent {
         };
         match rec.event {
             Event::Start { settings } => {
-                self.slots[i].baseline = settings.get("rss_baseline").and_then(|v| v.as_u64());
+                self.slots[i].baseline =
+                    crate::events::typed::<ServeWorkerStart>(&settings).map(|w| w.rss_baseline);
                 self.slots[i].pid = rec.pid;
                 return true;
             }
@@ -230,18 +216,19 @@ impl Parent {
         self.peak = self.peak.max(c.connections);
         let elapsed = self.started.elapsed().as_secs_f64();
         let (min, max) = self.min_max();
-        let details = serde_json::json!({
-            "peak_connections": self.peak,
-            "workers": self.slots.len(),
-            "restarts": self.restarts,
-            "per_worker_min": min,
-            "per_worker_max": max,
-            "peak_rss_bytes": self.peak_rss,
-            "user_bytes_per_connection": self.peak_bytes_per_conn,
-            "max_connections": self.opts.max_connections,
-            "per_worker_cap": self.plan.cap,
-        });
+        let details = ServeSummary {
+            peak_connections: self.peak,
+            workers: self.slots.len() as u64,
+            restarts: self.restarts,
+            per_worker_min: min,
+            per_worker_max: max,
+            peak_rss_bytes: self.peak_rss,
+            user_bytes_per_connection: self.peak_bytes_per_conn,
+            max_connections: self.opts.max_connections,
+            per_worker_cap: self.plan.cap,
+        };
         if self.opts.json {
+            let details = serde_json::to_value(details).unwrap_or_default();
             emit(
                 None,
                 Event::Summary {
@@ -304,7 +291,7 @@ fn worker_spec(opts: &ServeOptions, plan: &Plan, index: u32, fds: &[i32]) -> Wor
 /// Run the parent until SIGINT/SIGTERM. Returns the process exit status.
 pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
     signals::install().context("installing signal handlers")?;
-    let nofile = super::raise_nofile();
+    let nofile = crate::sys::limits::raise_nofile().soft;
     let plan = super::plan(opts.max_connections, nofile, opts.ports, opts.workers);
     let last = opts.port.checked_add(opts.ports - 1).with_context(|| {
         format!(
@@ -370,17 +357,18 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
         emit(
             None,
             Event::Start {
-                settings: serde_json::json!({
-                    "bind": bind,
-                    "ports": [opts.port, last],
-                    "workers": plan.workers,
-                    "max_connections": opts.max_connections,
-                    "per_worker_cap": plan.cap,
-                    "nofile": nofile,
-                    "backlog": super::listen::somaxconn(),
-                    "wake": opts.wake.as_str(),
-                    "worker_pids": pool.pids(),
-                }),
+                settings: serde_json::to_value(ServeStart {
+                    bind: bind.clone(),
+                    ports: vec![opts.port, last],
+                    workers: plan.workers,
+                    max_connections: opts.max_connections,
+                    per_worker_cap: plan.cap,
+                    nofile,
+                    backlog: super::listen::somaxconn().into(),
+                    wake: opts.wake.as_str().into(),
+                    worker_pids: pool.pids(),
+                })
+                .unwrap_or_default(),
             },
         );
     } else {

@@ -27,8 +27,10 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::catalogue::FailureId;
-use crate::events::{Counters, Event, Record, Role};
+use crate::events::{Counters, Event, Record, Role, ServeWorkerStart};
+use crate::sys::procfs::StatmFile;
 use crate::sys::signals;
+use crate::sys::sysctl::Sysctl;
 
 use super::Wake;
 
@@ -132,9 +134,7 @@ fn epoll_ctl(epfd: RawFd, op: libc::c_int, fd: RawFd, token: usize, wake: Wake) 
 
 /// The soft RLIMIT_NOFILE of this process.
 pub fn nofile_soft() -> u64 {
-    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .map(|(soft, _)| soft)
-        .unwrap_or(1024)
+    crate::sys::limits::nofile(crate::sys::limits::Target::This).map_or(1024, |n| n.soft)
 }
 
 struct Worker {
@@ -156,7 +156,7 @@ struct Worker {
     fd_soft: u64,
     /// /proc/self/statm, opened once: at the fd limit it could not be
     /// opened any more, and that is exactly when its figures matter.
-    statm: Option<std::fs::File>,
+    statm: Option<StatmFile>,
     /// fs.file-max, read at start for the same reason.
     file_max: String,
 }
@@ -202,9 +202,9 @@ pub fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         stats: Stats::default(),
         seed_mark: Instant::now(),
         fd_soft,
-        statm: std::fs::File::open("/proc/self/statm").ok(),
-        file_max: std::fs::read_to_string("/proc/sys/fs/file-max")
-            .map(|s| s.trim().to_string())
+        statm: StatmFile::open().ok(),
+        file_max: Sysctl::proc()
+            .read("fs.file-max")
             .unwrap_or_else(|_| "unknown".into()),
     };
     w.set_accepting(true)?;
@@ -245,14 +245,15 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         let baseline = self.rss().unwrap_or(0);
         self.emit(Event::Start {
-            settings: serde_json::json!({
-                "worker": self.cfg.index,
-                "cap": self.cfg.cap,
-                "listeners": self.listeners.len(),
-                "nofile": self.fd_soft,
-                "rss_baseline": baseline,
-                "wake": self.cfg.wake.as_str(),
-            }),
+            settings: serde_json::to_value(ServeWorkerStart {
+                worker: self.cfg.index,
+                cap: self.cfg.cap,
+                listeners: self.listeners.len() as u64,
+                nofile: self.fd_soft,
+                rss_baseline: baseline,
+                wake: self.cfg.wake.as_str().into(),
+            })
+            .unwrap_or_default(),
         })?;
         let mut next_tick = Instant::now() + self.cfg.stats_interval;
         let mut next_sweep = Instant::now() + SWEEP;
@@ -320,10 +321,7 @@ impl Worker {
 
     /// Resident set size in bytes, from the statm file held open.
     fn rss(&self) -> Option<u64> {
-        use std::os::unix::fs::FileExt;
-        let mut buf = [0u8; 128];
-        let n = self.statm.as_ref()?.read_at(&mut buf, 0).ok()?;
-        crate::util::statm_rss(std::str::from_utf8(&buf[..n]).ok()?)
+        self.statm.as_ref()?.rss_bytes()
     }
 
     fn counters(&self) -> Counters {
