@@ -7,5 +7,6 @@ pub mod parse;
 pub mod plot;
 pub mod report;
 pub mod source;
+pub mod story;
 
 pub use crate::catalogue::{Failure, FailureId, Side};
