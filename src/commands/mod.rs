@@ -44,6 +44,12 @@ pub enum Command {
     Flood(flood::FloodArgs),
     /// Explain every failure in C1M client and server logs.
     Analyze(analyze::AnalyzeArgs),
+    /// One worker process of `c1m serve` (started by serve itself).
+    #[command(hide = true)]
+    ServeWorker(serve::ServeWorkerArgs),
+    /// One worker process of `c1m flood` (started by flood itself).
+    #[command(hide = true)]
+    FloodShard(flood::FloodShardArgs),
 }
 
 /// How human tables render: `auto` draws borders on a terminal and plain
@@ -164,6 +170,8 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Flood(args) => flood::run(args),
         Command::Analyze(args) => analyze::run(args),
+        Command::ServeWorker(args) => serve::run_worker(args),
+        Command::FloodShard(args) => flood::run_shard(args),
     };
     match result {
         Ok(code) => code,
