@@ -16,7 +16,7 @@ use crate::util::{parse_count, parse_duration, thousands};
 #[derive(Debug, Args)]
 pub struct LabArgs {
     /// Concurrent connections to reach (100k, 1M...).
-    #[arg(long, default_value = "100000", value_parser = parse_count)]
+    #[arg(short = 'n', long, default_value = "100000", value_parser = parse_count)]
     pub target: u64,
     /// Number of flood clients, each with its own source addresses.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=200))]
@@ -57,7 +57,7 @@ pub struct LabArgs {
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub deadline: Duration,
     /// Progress as JSON lines.
-    #[arg(long)]
+    #[arg(short, long)]
     pub json: bool,
     /// Provoke one failure for real and check that analyze names it
     /// ("all" runs every scenario).
