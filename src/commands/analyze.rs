@@ -23,7 +23,8 @@ pub struct AnalyzeArgs {
     /// Print one JSON document instead of tables.
     #[arg(short, long)]
     pub json: bool,
-    /// Also draw connections over time per source into this SVG file.
+    /// Also draw connections over time per source into this SVG file (a
+    /// name ending in another extension, x.png, is written as x.svg).
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
     /// Exit with 1 when a certain or likely failure was found (like a
@@ -77,7 +78,24 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_ERROR));
     }
     if let Some(path) = &args.plot {
-        plot::write_svg(path, &report.series)?;
+        // The plot is SVG: a path with another extension (x.png) gets .svg,
+        // and the user is told where it went.
+        let is_svg = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+        let svg = if is_svg {
+            path.clone()
+        } else {
+            path.with_extension("svg")
+        };
+        plot::write_svg(&svg, &report.series)?;
+        if !is_svg {
+            eprintln!(
+                "c1m analyze: note: --plot writes SVG: wrote {} (not {})",
+                svg.display(),
+                path.display()
+            );
+        }
     }
     if !report.input_errors.is_empty() {
         return Ok(ExitCode::from(EXIT_ERROR));

@@ -102,8 +102,14 @@ pub fn markdown(r: &LabReport) -> String {
             "client RSS per connection (incl. process baselines)",
             opt(r.client_user_bytes_per_connection, " B"),
         ),
-        ("kernel memory per connection (MemAvailable)", kernel_memory(r)),
-        ("slab per connection", whole(r.slab_bytes_per_connection, " B")),
+        (
+            "kernel memory per connection (MemAvailable)",
+            kernel_memory(r),
+        ),
+        (
+            "slab per connection",
+            whole(r.slab_bytes_per_connection, " B"),
+        ),
         ("private network namespace", r.private_netns.to_string()),
         ("lab profile applied", r.applied_profile.to_string()),
     ];
@@ -122,7 +128,10 @@ pub fn markdown(r: &LabReport) -> String {
             s.push_str(&format!("\n## {title}, worst client\n\n"));
             let mut t = md_table(&["percentile", "ms"]);
             for (k, v) in ordered(map) {
-                t.add_row(vec![k.trim_end_matches("_ms").to_string(), format!("{v:.2}")]);
+                t.add_row(vec![
+                    k.trim_end_matches("_ms").to_string(),
+                    format!("{v:.2}"),
+                ]);
             }
             s.push_str(&format!("{t}\n"));
         }
@@ -230,7 +239,10 @@ mod tests {
         assert!(md.contains("not measurable at this target"), "{md}");
         assert!(md.contains("9,019 B"), "{md}");
         assert!(md.contains("22,860 /s"), "{md}");
-        let at = |k: &str| md.find(&format!("| {k} ")).unwrap_or_else(|| panic!("{k}: {md}"));
+        let at = |k: &str| {
+            md.find(&format!("| {k} "))
+                .unwrap_or_else(|| panic!("{k}: {md}"))
+        };
         assert!(at("p50") < at("p90") && at("p90") < at("p99 ") && at("p99 ") < at("p99.9"));
         assert!(at("p99.9") < at("max"), "{md}");
         // A real kernel figure above the slab is shown, whole.
