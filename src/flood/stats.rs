@@ -305,8 +305,10 @@ pub fn fix_for(failure: Option<FailureId>, key: &str) -> String {
 
 /// This namespace's `net.ipv4.ip_local_port_range`, "low high".
 pub fn local_port_range() -> Option<String> {
-    let t = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
-    Some(t.split_whitespace().collect::<Vec<_>>().join(" "))
+    let t = crate::sys::sysctl::Sysctl::proc()
+        .read("net.ipv4.ip_local_port_range")
+        .ok()?;
+    Some(crate::sys::sysctl::squash(&t))
 }
 
 fn merge_pairs(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
