@@ -86,6 +86,18 @@ fn short_flags_and_aliases_parse_to_the_long_ones() {
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert!(v.is_object(), "{args:?}");
     }
+    // -q: the verdict alone.
+    let o = c1m(&["doctor", "-q", "-n", "1000"]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.starts_with("verdict: "), "{text}");
+    let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed.txt");
+    let o = c1m(&["analyze", "-q", seed]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        text.starts_with("verdict: ") && text.lines().count() <= 6,
+        "{text}"
+    );
     // No "tip: use '-- -c'" any more: -c is a flag.
     let o = c1m(&["flood", "127.0.0.1", "1", "-c", "0"]);
     assert_eq!(o.status.code(), Some(2));

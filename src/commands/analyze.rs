@@ -31,6 +31,9 @@ pub struct AnalyzeArgs {
     /// linter); by default analyzing successfully exits 0 whatever it finds.
     #[arg(long)]
     pub fail_on_findings: bool,
+    /// Print only the verdict (the first lines of the report).
+    #[arg(short, long, conflicts_with = "json")]
+    pub quiet: bool,
     #[command(flatten)]
     pub layout: Layout,
 }
@@ -43,6 +46,8 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         report.to_json() + "\n"
     } else if nothing {
         String::new()
+    } else if args.quiet {
+        report.verdict.join("\n") + "\n"
     } else {
         report.render_with(report::Style {
             width: usize::from(args.layout.columns()),

@@ -46,6 +46,9 @@ pub struct DoctorArgs {
     /// Show every row (ok and n/a too), not only what is wrong.
     #[arg(long)]
     pub all: bool,
+    /// Print only the verdict line (the exit status says the same).
+    #[arg(short, long, conflicts_with = "all")]
+    pub quiet: bool,
     /// Write the failing settings (root only): save originals, write,
     /// verify; restore everything if a write fails midway.
     #[arg(long, conflicts_with = "rollback")]
@@ -271,6 +274,8 @@ pub fn run(args: DoctorArgs) -> Result<ExitCode> {
             obj.extend(out);
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if args.quiet {
+        println!("{}", verdict.line);
     } else {
         print_report(&final_report, &verdict, &args.layout, args.all);
     }

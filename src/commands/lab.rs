@@ -59,6 +59,10 @@ pub struct LabArgs {
     /// Progress as JSON lines.
     #[arg(short, long)]
     pub json: bool,
+    /// Say less: no capacity preamble and no analysis, only the run's
+    /// progress and its last line.
+    #[arg(short, long, conflicts_with = "json")]
+    pub quiet: bool,
     /// Provoke one failure for real and check that analyze names it
     /// ("all" runs every scenario).
     #[arg(long, value_name = "NAME")]
@@ -86,6 +90,13 @@ impl ScenarioChoice {
             ScenarioChoice::Cap => vec![Scenario::Cap],
             ScenarioChoice::All => Scenario::all().to_vec(),
         }
+    }
+}
+
+/// [`say`], unless `quiet`.
+fn say_unless(quiet: bool, json: bool, line: String) {
+    if !quiet {
+        say(json, line);
     }
 }
 
@@ -177,7 +188,8 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     };
     let mut pre = lab::preflight(&cfg, &args.profile)?;
     let cap = &pre.capacity;
-    say(
+    say_unless(
+        args.quiet,
         args.json,
         format!(
             "lab: {} connections, {} clients, {} ports; host capacity about {} connections ({} processes of at most {} sockets; binding: {}){}",
@@ -213,7 +225,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     if args.json {
         // The whole report.json as the last line.
         println!("{}", serde_json::to_string(&report)?);
-    } else {
+    } else if !args.quiet {
         println!("{}", report.analysis);
     }
     say(

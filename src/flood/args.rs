@@ -262,7 +262,8 @@ mod tests {
         let d = FloodArgs::new("127.0.0.1", 9000, 20, 340_000).unwrap();
         round_trip(&d);
         assert_eq!(d.procs, Procs::Auto);
-        assert_eq!(d.hold, Hold(None));
+        // A bounded first try: 10 s of hold unless told otherwise.
+        assert_eq!(d.hold, Hold(Some(Duration::from_secs(10))));
         assert_eq!(d.connect_timeout, Duration::from_secs(3));
         let mut a = FloodArgs::new("localhost", 1, 3, 5).unwrap();
         a.rate = Some(5000.0);
