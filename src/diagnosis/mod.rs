@@ -6,6 +6,7 @@ pub mod input;
 pub mod parse;
 pub mod plot;
 pub mod report;
+pub mod rules;
 pub mod source;
 pub mod story;
 
