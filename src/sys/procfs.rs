@@ -1,6 +1,6 @@
 //! Every read of `/proc` in c1m goes through this module: memory
-//! (`meminfo`), a process's limits, capabilities, resident memory and
-//! liveness (`/proc/PID/{limits,status,statm}`), the TCP counters and socket
+//! (`meminfo`), a process's limits, capabilities, resident memory, name
+//! and liveness (`/proc/PID/{limits,status,statm,stat}`), the TCP counters and socket
 //! memory of this thread's network namespace (`net/snmp`, `net/netstat`,
 //! `net/sockstat`), the namespace's identity (`ns/net`), and the root of the
 //! sysctl tree ([`SYSCTL_ROOT`], read and written through
@@ -100,6 +100,12 @@ pub fn cap_eff(target: Target) -> io::Result<u64> {
 /// reaped process is not).
 pub fn pid_listed(pid: i32) -> bool {
     Process::new(pid).is_ok()
+}
+
+/// The command name of process `pid` (`comm`, at most 15 bytes: "c1m"),
+/// if it is listed.
+pub fn comm(pid: i32) -> Option<String> {
+    Process::new(pid).ok()?.stat().ok().map(|s| s.comm)
 }
 
 /// This process's network namespace as `/proc/self/ns/net` names it
@@ -304,6 +310,9 @@ mod tests {
         let me = std::process::id() as i32;
         assert_eq!(nofile(Target::Pid(me)).unwrap(), (soft, hard));
         assert!(pid_listed(me));
+        let name = comm(me).unwrap();
+        assert!(!name.is_empty() && name.len() <= 15, "{name}");
+        assert_eq!(comm(i32::MAX), None);
         let statm = StatmFile::open().unwrap();
         let rss = statm.rss_bytes().unwrap();
         assert!(rss > 0);
