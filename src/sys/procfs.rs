@@ -120,6 +120,37 @@ pub fn netns(target: Target) -> Option<String> {
         .map(|p| p.display().to_string())
 }
 
+/// Whether the network namespace `id` (`net:[4026532...]`, as [`netns`]
+/// names it) still exists: some process is in it, or it is bind-mounted
+/// (nsfs, `ip netns add`). True when it cannot be told.
+pub fn netns_exists(id: &str) -> bool {
+    let Ok(procs) = ::procfs::process::all_processes() else {
+        return true;
+    };
+    for p in procs.flatten() {
+        if std::fs::read_link(format!("/proc/{}/ns/net", p.pid()))
+            .is_ok_and(|l| l.as_os_str() == id)
+        {
+            return true;
+        }
+    }
+    Process::myself()
+        .and_then(|p| p.mountinfo())
+        .map(|m| {
+            m.iter()
+                .any(|mi| mi.fs_type == "nsfs" && mi.root.contains(id))
+        })
+        .unwrap_or(true)
+}
+
+/// This boot's id (`kernel/random/boot_id`): a value saved under another
+/// boot id was reset by the reboot since.
+pub fn boot_id() -> Option<String> {
+    ::procfs::sys::kernel::random::boot_id()
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
 /// The fields of `/proc/meminfo` c1m uses, in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Memory {
