@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::input::{Batch, read_batches};
 use super::parse::{self, Bytes, Detail, Line, Scratch, SysctlKey};
 use crate::catalogue::FailureId;
-use crate::events::{Event, Record, Role};
+use crate::events::{Event, FloodStart, Record, Role};
 
 /// How many evidence lines a finding keeps.
 pub const MAX_EVIDENCE: usize = 3;
@@ -853,11 +853,11 @@ impl Source {
                 j.summary_evidence = Some(ev());
             }
             Event::Start { settings } => {
-                if let Some(t) = settings
-                    .get("connections")
-                    .or_else(|| settings.get("target"))
-                    .and_then(|v| v.as_u64())
-                {
+                // flood's own start (typed); another writer's may say "target".
+                let flood = crate::events::typed::<FloodStart>(&settings)
+                    .map(|s| s.connections)
+                    .filter(|&n| n > 0);
+                if let Some(t) = flood.or_else(|| settings.get("target").and_then(|v| v.as_u64())) {
                     j.target = Some(t);
                 }
             }
