@@ -13,6 +13,9 @@
 //! - `c1m_py_<module>` for each Python module in [`PY_MODULES`] that
 //!   `python3 -c "import <module>"` can import.
 //!
+//! It also stamps the binary with the git revision it was built from
+//! (`C1M_GIT_REV`, shown by `c1m --version`), "unknown" outside a checkout.
+//!
 //! A test uses them as
 //! `#[cfg_attr(not(c1m_netns), ignore = "needs root: network namespaces")]`.
 //!
@@ -77,6 +80,37 @@ fn main() {
     for d in dirs.iter().chain(python_site_dirs().iter()) {
         if d.is_dir() {
             println!("cargo::rerun-if-changed={}", d.display());
+        }
+    }
+    git_revision();
+}
+
+/// `C1M_GIT_REV`: `git describe --always --dirty` of the source tree, and
+/// rerun when HEAD or the branch it points at moves.
+fn git_revision() {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let rev = git(&["describe", "--always", "--dirty", "--abbrev=10"])
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo::rustc-env=C1M_GIT_REV={rev}");
+    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        let head = Path::new(&dir).join("HEAD");
+        if head.is_file() {
+            println!("cargo::rerun-if-changed={}", head.display());
+        }
+        if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            let common = git(&["rev-parse", "--git-common-dir"]).unwrap_or(dir.clone());
+            let refp = Path::new(&common).join(r);
+            if refp.is_file() {
+                println!("cargo::rerun-if-changed={}", refp.display());
+            }
         }
     }
 }

@@ -356,11 +356,15 @@ fn human_log_without_a_terminal_has_lines_and_the_summary_table() {
 #[test]
 fn ctrl_c_during_the_hold_ends_every_worker_and_still_summarises() {
     let server = EchoServer::start(3);
-    let child = flood(&server, 900, &["--procs", "3", "--json"])
-        .spawn()
-        .unwrap();
+    let child = flood(
+        &server,
+        900,
+        &["--procs", "3", "--hold", "forever", "--json"],
+    )
+    .spawn()
+    .unwrap();
     let mut child = KillOnDrop(Some(child));
-    // read lines until every worker holds (default hold: until Ctrl-C)
+    // read lines until every worker holds (--hold forever: until Ctrl-C)
     let stdout = child.0.as_mut().unwrap().stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use comfy_table::{ContentArrangement, Table, presets};
+use comfy_table::{ColumnConstraint, Width};
 use serde_json::json;
 
-use super::{EXIT_ERROR, EXIT_FAIL};
+use super::{EXIT_ERROR, EXIT_FAIL, Layout, print_wrapped};
 use crate::sys::limits::{self, Target};
 use crate::tuning::apply::{self, ApplyOptions, KeyStatus, PersistDirs};
 use crate::tuning::check::{self, Report};
@@ -25,7 +25,7 @@ pub struct DoctorArgs {
     #[arg(long, value_enum, default_value = "server")]
     pub role: Role,
     /// Connections the run aims at (1000000, 200k, 1M).
-    #[arg(long, default_value = "1000000", value_parser = parse_count)]
+    #[arg(short = 'n', long, default_value = "1000000", value_parser = parse_count)]
     pub target: u64,
     /// Profile name (server, client, lab, base) or a profile file path;
     /// default: the role's profile.
@@ -35,12 +35,20 @@ pub struct DoctorArgs {
     /// (/proc/PID/limits) instead of doctor's own.
     #[arg(long)]
     pub pid: Option<i32>,
-    /// Client source addresses the run will use (capacity estimate).
-    #[arg(long, default_value_t = 1)]
-    pub sources: u64,
-    /// Server ports the clients connect to (capacity estimate).
-    #[arg(long, default_value_t = 1)]
-    pub server_ports: u64,
+    /// Client source addresses the run will use: a count (30) or flood's
+    /// address list (127.0.0.2-127.0.0.40,127.0.1.1) [default: client 1,
+    /// lab 30 (3 clients x 10, as c1m lab)].
+    #[arg(long, value_parser = parse_sources)]
+    pub sources: Option<u64>,
+    /// Server ports the clients connect to [default: 20, as flood and lab].
+    #[arg(long)]
+    pub server_ports: Option<u64>,
+    /// Show every row (ok and n/a too), not only what is wrong.
+    #[arg(long)]
+    pub all: bool,
+    /// Print only the verdict line (the exit status says the same).
+    #[arg(short, long, conflicts_with = "all")]
+    pub quiet: bool,
     /// Write the failing settings (root only): save originals, write,
     /// verify; restore everything if a write fails midway.
     #[arg(long, conflicts_with = "rollback")]
@@ -61,8 +69,34 @@ pub struct DoctorArgs {
     #[arg(long)]
     pub state: Option<PathBuf>,
     /// Print JSON instead of the table.
-    #[arg(long)]
+    #[arg(short, long)]
     pub json: bool,
+    #[command(flatten)]
+    pub layout: Layout,
+}
+
+/// `--sources`: a count, or flood's list of addresses and ranges (counted).
+fn parse_sources(text: &str) -> Result<u64, String> {
+    if let Ok(n) = text.trim().parse::<u64>() {
+        return if n >= 1 {
+            Ok(n)
+        } else {
+            Err("a count of source addresses must be at least 1".into())
+        };
+    }
+    crate::flood::plan::parse_sources(text)
+        .map(|v| v.len() as u64)
+        .map_err(|e| format!("'{text}' is neither a count nor an address list: {e}"))
+}
+
+/// Flood's and the lab's defaults: 20 server ports; one source address for
+/// a client (flood without --sources), 3 clients x 10 for a lab.
+fn default_sources_and_ports(role: Role) -> (u64, u64) {
+    match role {
+        Role::Server => (1, 1),
+        Role::Client => (1, 20),
+        Role::Lab => (30, 20),
+    }
 }
 
 pub fn run(args: DoctorArgs) -> Result<ExitCode> {
@@ -121,9 +155,10 @@ pub fn run(args: DoctorArgs) -> Result<ExitCode> {
         Some(p) => Target::Pid(p),
         None => Target::This,
     };
+    let (sources, server_ports) = default_sources_and_ports(args.role);
     let plan = Plan {
-        sources: args.sources.max(1),
-        server_ports: args.server_ports.max(1),
+        sources: args.sources.unwrap_or(sources).max(1),
+        server_ports: args.server_ports.unwrap_or(server_ports).max(1),
         ..Plan::new(args.role, args.target)
     };
     let profile_name = args
@@ -209,14 +244,17 @@ pub fn run(args: DoctorArgs) -> Result<ExitCode> {
         }
     }
 
+    let verdict = final_report.verdict();
     if args.json {
         let mut v = serde_json::to_value(&final_report)?;
         if let Some(obj) = v.as_object_mut() {
             let (ok, fix, cannot, na) = final_report.counts();
             obj.insert(
                 "summary".into(),
-                json!({"ok": ok, "fix": fix, "cannot": cannot, "n/a": na, "passed": !final_report.failed()}),
+                json!({"ok": ok, "fix": fix, "cannot": cannot, "n/a": na,
+                    "recommendations": verdict.recommendations, "passed": verdict.fits}),
             );
+            obj.insert("verdict".into(), serde_json::to_value(&verdict)?);
             obj.insert(
                 "capacity_text".into(),
                 json!(final_report.capacity.paragraph()),
@@ -224,13 +262,15 @@ pub fn run(args: DoctorArgs) -> Result<ExitCode> {
             obj.extend(out);
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if args.quiet {
+        println!("{}", verdict.line);
     } else {
-        print_report(&final_report);
+        print_report(&final_report, &verdict, &args.layout, args.all);
     }
     for w in &final_report.warnings {
         eprintln!("c1m doctor: warning: {w}");
     }
-    let failed = final_report.failed() || apply_failed;
+    let failed = !verdict.fits || apply_failed;
     Ok(ExitCode::from(if failed { EXIT_FAIL } else { 0 }))
 }
 
@@ -338,63 +378,107 @@ fn print_apply(rep: &apply::ApplyReport, snap: &crate::tuning::Snapshot) {
     println!();
 }
 
-fn print_report(report: &Report) {
-    println!(
-        "c1m doctor: role {}, target {} connections, profile {} ({})",
-        report.role.as_str(),
-        thousands(report.target),
-        report.profile,
-        report.profile_files.join(", ")
+/// The human report: header, verdict, the rows that are wrong (blocking
+/// first; every row with `--all`), the counts, the capacity estimate.
+fn print_report(report: &Report, verdict: &check::Verdict, layout: &Layout, all: bool) {
+    let width = layout.columns();
+    print_wrapped(
+        "",
+        &format!(
+            "c1m doctor: role {}, target {} connections, profile {}",
+            report.role.as_str(),
+            thousands(report.target),
+            report.profile,
+        ),
+        width,
     );
-    let mut table = Table::new();
-    table
-        .load_style(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(vec!["check", "current", "wanted", "status", "why"]);
-    if table.width().is_none() {
-        table.set_width(150);
-    }
-    for r in &report.rows {
-        let why = match r.failure {
-            Some(f) => format!("{}: {}", f.as_str(), r.why),
-            None => r.why.clone(),
-        };
-        table.add_row(vec![
-            r.check.clone(),
-            r.current.clone(),
-            r.wanted.clone(),
-            r.status.as_str().to_string(),
-            why,
-        ]);
-    }
-    println!("{table}");
+    print_wrapped("", &verdict.line, width);
+    let mut rows: Vec<&check::Row> = report
+        .rows
+        .iter()
+        .filter(|r| all || r.status.fails())
+        .collect();
+    // What blocks first, then what --apply can fix, then the rest.
+    rows.sort_by_key(|r| {
+        (
+            !r.blocks,
+            match r.status {
+                check::Status::Fix => 0,
+                check::Status::Cannot => 1,
+                check::Status::Ok => 2,
+                check::Status::NotApplicable => 3,
+            },
+        )
+    });
     let (ok, fix, cannot, na) = report.counts();
-    println!(
-        "{ok} ok, {fix} to fix (c1m doctor --apply), {cannot} cannot be fixed here, {na} n/a."
+    if !rows.is_empty() {
+        println!("{}", rows_table(&rows, layout));
+    }
+    let hidden = if all {
+        String::new()
+    } else {
+        format!(" (--all shows the {} ok and n/a rows)", ok + na)
+    };
+    print_wrapped(
+        "",
+        &format!(
+            "{ok} ok, {fix} to fix (c1m doctor --apply), {cannot} cannot be fixed here, {na} n/a{hidden}."
+        ),
+        width,
     );
     println!();
     println!("Capacity estimate:");
     for sentence in report.capacity.sentences() {
-        for (i, line) in wrap(&sentence, 100).iter().enumerate() {
-            println!("{}{line}", if i == 0 { "  - " } else { "    " });
-        }
+        print_wrapped("  - ", &sentence, width);
     }
+    print_wrapped("Profile files: ", &report.profile_files.join(", "), width);
 }
 
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut cur = String::new();
-    for word in text.split_whitespace() {
-        if !cur.is_empty() && cur.len() + 1 + word.len() > width {
-            lines.push(std::mem::take(&mut cur));
+/// Below this width the table has two columns (status, and the setting
+/// with its values and why beneath), so that nothing breaks mid-word.
+const WIDE: u16 = 120;
+
+/// The rows as a table: five columns on a wide terminal, two on a narrow
+/// one. Keys never break mid-word.
+fn rows_table(rows: &[&check::Row], layout: &Layout) -> comfy_table::Table {
+    let wide = layout.columns() >= WIDE;
+    let mut table = if wide {
+        layout.table(&["check", "current", "wanted", "status", "why"])
+    } else {
+        layout.table(&["status", "check: current -> wanted, why"])
+    };
+    for r in rows {
+        let why = match r.failure {
+            Some(f) => format!("{}: {}", f.as_str(), r.why),
+            None => r.why.clone(),
+        };
+        let status = if r.blocks {
+            format!("{} (blocks)", r.status.as_str())
+        } else {
+            r.status.as_str().to_string()
+        };
+        if wide {
+            table.add_row(vec![
+                r.check.clone(),
+                r.current.clone(),
+                r.wanted.clone(),
+                status,
+                why,
+            ]);
+        } else {
+            table.add_row(vec![
+                status,
+                format!("{}: {} -> {}\n{why}", r.check, r.current, r.wanted),
+            ]);
         }
-        if !cur.is_empty() {
-            cur.push(' ');
+    }
+    if wide {
+        let key_width = rows.iter().map(|r| r.check.len()).max().unwrap_or(5);
+        if let Some(col) = table.column_mut(0) {
+            col.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(
+                key_width as u16,
+            )));
         }
-        cur.push_str(word);
     }
-    if !cur.is_empty() {
-        lines.push(cur);
-    }
-    lines
+    table
 }

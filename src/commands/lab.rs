@@ -16,7 +16,7 @@ use crate::util::{parse_count, parse_duration, thousands};
 #[derive(Debug, Args)]
 pub struct LabArgs {
     /// Concurrent connections to reach (100k, 1M...).
-    #[arg(long, default_value = "100000", value_parser = parse_count)]
+    #[arg(short = 'n', long, default_value = "100000", value_parser = parse_count)]
     pub target: u64,
     /// Number of flood clients, each with its own source addresses.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=200))]
@@ -57,8 +57,12 @@ pub struct LabArgs {
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub deadline: Duration,
     /// Progress as JSON lines.
-    #[arg(long)]
+    #[arg(short, long)]
     pub json: bool,
+    /// Say less: no capacity preamble and no analysis, only the run's
+    /// progress and its last line.
+    #[arg(short, long, conflicts_with = "json")]
+    pub quiet: bool,
     /// Provoke one failure for real and check that analyze names it
     /// ("all" runs every scenario).
     #[arg(long, value_name = "NAME")]
@@ -86,6 +90,13 @@ impl ScenarioChoice {
             ScenarioChoice::Cap => vec![Scenario::Cap],
             ScenarioChoice::All => Scenario::all().to_vec(),
         }
+    }
+}
+
+/// [`say`], unless `quiet`.
+fn say_unless(quiet: bool, json: bool, line: String) {
+    if !quiet {
+        say(json, line);
     }
 }
 
@@ -177,7 +188,8 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     };
     let mut pre = lab::preflight(&cfg, &args.profile)?;
     let cap = &pre.capacity;
-    say(
+    say_unless(
+        args.quiet,
         args.json,
         format!(
             "lab: {} connections, {} clients, {} ports; host capacity about {} connections ({} processes of at most {} sockets; binding: {}){}",
@@ -213,7 +225,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     if args.json {
         // The whole report.json as the last line.
         println!("{}", serde_json::to_string(&report)?);
-    } else {
+    } else if !args.quiet {
         println!("{}", report.analysis);
     }
     say(

@@ -8,5 +8,6 @@ pub mod plot;
 pub mod report;
 pub mod rules;
 pub mod source;
+pub mod story;
 
 pub use crate::catalogue::{Failure, FailureId, Side};

@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::input::{Batch, read_batches};
 use super::parse::{self, Bytes, Detail, Line, Scratch, SysctlKey};
 use crate::catalogue::FailureId;
-use crate::events::{Event, Record, Role};
+use crate::events::{Event, FloodStart, Record, Role};
 
 /// How many evidence lines a finding keeps.
 pub const MAX_EVIDENCE: usize = 3;
@@ -216,6 +216,13 @@ pub struct JsonState {
     pub summary_connections: Option<u64>,
     pub summary_opened: u64,
     pub summary_elapsed: f64,
+    /// The connect phase of the summaries (flood's `connect_s`, the
+    /// longest) and the connections they verified: the rate c1m reports.
+    pub summary_connect_s: f64,
+    pub summary_verified: u64,
+    /// Seconds from the first record to the last one at 0 connections
+    /// before the count rose: the rise starts there.
+    pub rise_start: f64,
     pub summary_failures: BTreeMap<FailureId, u64>,
     pub summary_evidence: Option<Evidence>,
     pub worker_events: u64,
@@ -774,6 +781,9 @@ impl Source {
                     Some(p) => p,
                     None => j.workers.values().fold(0u64, |a, b| a.saturating_add(*b)),
                 };
+                if j.current == 0 && j.max == 0 {
+                    j.rise_start = r.ts - t0;
+                }
                 if j.current > j.max || !j.max_lazy.set {
                     j.max = j.current;
                     j.max_ts = r.ts - t0;
@@ -819,8 +829,14 @@ impl Source {
             Event::Summary {
                 counters,
                 elapsed_s,
-                ..
+                details,
             } => {
+                if let Some(c) = details.get("connect_s").and_then(|v| v.as_f64()) {
+                    j.summary_connect_s = j.summary_connect_s.max(c);
+                }
+                if let Some(v) = details.get("verified").and_then(|v| v.as_u64()) {
+                    j.summary_verified = j.summary_verified.saturating_add(v);
+                }
                 let sc = j.summary_connections.get_or_insert(0);
                 *sc = sc.saturating_add(counters.connections);
                 j.summary_opened = j.summary_opened.saturating_add(counters.opened_total);
@@ -837,11 +853,11 @@ impl Source {
                 j.summary_evidence = Some(ev());
             }
             Event::Start { settings } => {
-                if let Some(t) = settings
-                    .get("connections")
-                    .or_else(|| settings.get("target"))
-                    .and_then(|v| v.as_u64())
-                {
+                // flood's own start (typed); another writer's may say "target".
+                let flood = crate::events::typed::<FloodStart>(&settings)
+                    .map(|s| s.connections)
+                    .filter(|&n| n > 0);
+                if let Some(t) = flood.or_else(|| settings.get("target").and_then(|v| v.as_u64())) {
                     j.target = Some(t);
                 }
             }
@@ -898,18 +914,22 @@ impl Source {
         self.seed.last.map(|p| p.conns)
     }
 
-    /// Connections per second: from `time_used` over regular intervals, or
-    /// from the JSON timestamps.
+    /// Connections per second while connecting: from `time_used` over
+    /// regular intervals; for c1m's JSON logs the summary's own connect
+    /// phase (verified / connect_s); else the span over which the count
+    /// rose (last record at 0 to the first at the peak). Never over the
+    /// whole log: a hold or a teardown is not connecting.
     pub fn rate(&self) -> Option<f64> {
         if self.seed.rate_ms > 0 && self.seed.rate_conns > 0 {
             return Some(self.seed.rate_conns as f64 * 1000.0 / self.seed.rate_ms as f64);
         }
         let j = &self.json;
-        if j.summary_elapsed > 0.0 && j.summary_opened > 0 {
-            return Some(j.summary_opened as f64 / j.summary_elapsed);
+        if j.summary_connect_s > 0.0 && j.summary_verified > 0 {
+            return Some(j.summary_verified as f64 / j.summary_connect_s);
         }
-        if j.max_ts > 0.0 && j.max > 0 {
-            return Some(j.max as f64 / j.max_ts);
+        let rise = j.max_ts - j.rise_start;
+        if rise > 0.0 && j.max > 0 {
+            return Some(j.max as f64 / rise);
         }
         None
     }

@@ -34,13 +34,14 @@ pub struct FloodArgs {
     #[arg(long, default_value_t = 20)]
     pub ports: u16,
     /// Connections to open and verify (5000, 100k, 1M); the default is the seed's count.
-    #[arg(long, default_value = "340000", value_parser = parse_count)]
+    #[arg(short = 'c', long, default_value = "340000", value_parser = parse_count)]
     pub connections: u64,
     /// Connection attempts in flight at most (all processes together).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(short = 'w', long, default_value_t = 1000)]
     pub window: usize,
-    /// Pace connection attempts: per second, all processes together (5000, 5k/s).
-    #[arg(long, value_parser = parse_rate)]
+    /// Pace connection attempts: per second, all processes together (5000,
+    /// 5k/s); tcpkali's --connect-rate is an alias.
+    #[arg(short = 'r', long, visible_alias = "connect-rate", value_parser = parse_rate)]
     pub rate: Option<f64>,
     /// Local source addresses: ranges and lists (127.0.0.2-127.0.0.40,127.0.1.1).
     #[arg(long)]
@@ -52,14 +53,16 @@ pub struct FloodArgs {
     /// Give up on an attempt not connected and echoed within this time.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
-    /// Keep the connections open this long after the target ("forever" = until Ctrl-C).
-    #[arg(long, default_value = "forever", value_parser = parse_hold)]
+    /// Keep the connections open this long after the target, then close
+    /// them and exit (like tcpkali -T, wrk -d); "forever" keeps them until
+    /// Ctrl-C.
+    #[arg(short = 'T', long, default_value = "10s", value_parser = parse_hold)]
     pub hold: Hold,
     /// During the hold, send a line on every connection this often and time the echo.
     #[arg(long, value_parser = parse_duration)]
     pub message_interval: Option<Duration>,
     /// JSON lines (same as --log-format json).
-    #[arg(long)]
+    #[arg(short, long)]
     pub json: bool,
     /// Log format: human, seed (the original client's lines), json.
     #[arg(long, value_enum)]
@@ -267,7 +270,8 @@ mod tests {
         let d = FloodArgs::new("127.0.0.1", 9000, 20, 340_000).unwrap();
         round_trip(&d);
         assert_eq!(d.procs, Procs::Auto);
-        assert_eq!(d.hold, Hold(None));
+        // A bounded first try: 10 s of hold unless told otherwise.
+        assert_eq!(d.hold, Hold(Some(Duration::from_secs(10))));
         assert_eq!(d.connect_timeout, Duration::from_secs(3));
         let mut a = FloodArgs::new("localhost", 1, 3, 5).unwrap();
         a.rate = Some(5000.0);

@@ -18,8 +18,9 @@ use crate::argv::{Argv, Procs, parse_procs};
 
 #[derive(Debug, Clone, PartialEq, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "0.0.0.0")]
+    /// Address or name to listen on (0.0.0.0, 127.0.0.1, localhost), like
+    /// flood's HOST.
+    #[arg(long, default_value = "0.0.0.0", value_parser = parse_bind)]
     pub bind: IpAddr,
     /// First port.
     #[arg(long, default_value_t = 8888, value_parser = clap::value_parser!(u16).range(1..))]
@@ -42,7 +43,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "1s", value_parser = crate::util::parse_duration)]
     pub stats_interval: Duration,
     /// JSON lines on stdout instead of human text.
-    #[arg(long)]
+    #[arg(short, long)]
     pub json: bool,
     /// "seed": the seed reactor-style line `connections: N, sockfd:FD,
     /// time_used:MS` every 1000 accepts of each worker (N = that worker's
@@ -76,6 +77,12 @@ pub struct ServeWorkerArgs {
     pub seed_log: bool,
     #[arg(long, value_enum)]
     pub wake: Wake,
+}
+
+/// `--bind`: an address, or a name resolved as flood resolves its HOST
+/// (`localhost` is 127.0.0.1).
+fn parse_bind(text: &str) -> Result<IpAddr, String> {
+    crate::flood::plan::resolve_host(text.trim()).map_err(|e| e.to_string())
 }
 
 /// The flags of one subcommand alone, to parse what `to_argv` wrote.

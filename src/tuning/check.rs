@@ -6,9 +6,16 @@
 //! more RAM); `n/a` means the setting does not apply here (a module that is
 //! not loaded, conntrack that tracks nothing, a key this network namespace
 //! does not have).
+//!
+//! The exit status of doctor answers one question: can this host hold the
+//! target? A failing row *blocks* only when the capacity limit it governs
+//! (fs.file-max, epoll watches, conntrack, the port range, memory, the fd
+//! limit when sharding cannot help) allows fewer connections than the
+//! target; every other fix/cannot row is a recommendation. [`Verdict`] says
+//! which, naming each blocking limit and whether `--apply` lifts it.
 use serde::Serialize;
 
-use super::capacity::{self, Capacity, Plan};
+use super::capacity::{self, Capacity, LimitKind, Plan};
 use super::profile::{Entry, Op, Profile, ProfileError, Vars, Wanted};
 use super::snapshot::{Conntrack, Snapshot};
 use super::sysctl::{Scope, Sysctl, SysctlError, Writable, scope};
@@ -72,6 +79,10 @@ pub struct Row {
     pub origin: Option<String>,
     /// The value `--apply` would write (sysctl rows with status fix).
     pub apply_value: Option<String>,
+    /// Whether this row keeps the target from fitting: it fails and the
+    /// capacity limit it governs allows fewer connections than the target.
+    /// A failing row that does not block is a recommendation.
+    pub blocks: bool,
 }
 
 /// The result of a check.
@@ -89,9 +100,28 @@ pub struct Report {
 }
 
 impl Report {
-    /// Whether any row failed (fix or cannot).
+    /// Whether any row failed (fix or cannot), blocking or not.
     pub fn failed(&self) -> bool {
         self.rows.iter().any(|r| r.status.fails())
+    }
+
+    /// Whether the target does not fit as things stand (exit status 1).
+    pub fn blocked(&self) -> bool {
+        !self.capacity.fits || self.rows.iter().any(|r| r.blocks)
+    }
+
+    /// Failing rows that do not block the target.
+    pub fn recommendations(&self) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| r.status.fails() && !r.blocks)
+            .count()
+    }
+
+    /// The answer to "can this host hold the target?", with every limit
+    /// below the target and what lifts it.
+    pub fn verdict(&self) -> Verdict {
+        verdict(self)
     }
 
     /// Counts of each status: (ok, fix, cannot, n/a).
@@ -132,6 +162,13 @@ pub fn check(
         rows.push(row);
     }
     rows.extend(host_rows(snap, plan));
+    for row in &mut rows {
+        row.blocks = row.status.fails()
+            && governed_limit(&row.check)
+                .and_then(|k| capacity.limits.iter().find(|l| l.kind == k))
+                .and_then(|l| l.max_connections)
+                .is_some_and(|m| m < plan.target);
+    }
     Ok(Report {
         role: plan.role,
         target: plan.target,
@@ -177,6 +214,7 @@ fn base_row(entry: &Entry, wanted: &Wanted, current: String, status: Status, why
         why,
         origin: Some(entry.origin.to_string()),
         apply_value: None,
+        blocks: false,
     }
 }
 
@@ -288,17 +326,189 @@ fn rlimit_row(entry: &Entry, wanted: &Wanted, snap: &Snapshot, cap: &Capacity) -
             ),
         );
     }
+    // The hard limit cannot rise, but c1m shards over processes: the row
+    // passes when the processes the target needs are that many processes of
+    // at most the usable sockets each (the capacity estimate's fd limit).
+    let sharded = cap
+        .limits
+        .iter()
+        .find(|l| l.kind == LimitKind::FdPerProcess)
+        .and_then(|l| l.max_connections)
+        .is_some_and(|m| m >= cap.target);
+    let status = if sharded { Status::Ok } else { Status::Cannot };
     base_row(
         entry,
         wanted,
         current,
-        Status::Cannot,
+        status,
         format!(
-            "no CAP_SYS_RESOURCE: the hard limit of {who} cannot rise, so one process holds at most {} sockets and c1m shards over {} processes",
+            "sharded, {} processes of at most {} sockets (no CAP_SYS_RESOURCE: the hard limit of {who} cannot rise{})",
+            cap.processes_needed,
             thousands(sockets_per_process(current_value, 0)),
-            cap.processes_needed
+            if sharded {
+                ""
+            } else {
+                ", and the run's fixed process count is too small"
+            }
         ),
     )
+}
+
+/// The capacity limit a row's setting governs, if any: the rows whose
+/// failure can keep the target from fitting.
+fn governed_limit(check: &str) -> Option<LimitKind> {
+    Some(match check {
+        "rlimit.nofile.hard" => LimitKind::FdPerProcess,
+        "fs.file-max" => LimitKind::FileMax,
+        "fs.epoll.max_user_watches" => LimitKind::EpollWatches,
+        "net.netfilter.nf_conntrack_max" => LimitKind::Conntrack,
+        "net.ipv4.ip_local_port_range" => LimitKind::Ports,
+        "memory (MemAvailable)" => LimitKind::Memory,
+        _ => return None,
+    })
+}
+
+/// One limit that keeps the target from fitting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Blocker {
+    pub limit: LimitKind,
+    pub failure: FailureId,
+    /// Connections this limit allows.
+    pub max_connections: u64,
+    /// Whether `c1m doctor --apply` lifts it to the target.
+    pub apply_fixes: bool,
+    /// What lifts it, in words.
+    pub remedy: String,
+}
+
+/// doctor's answer: does the target fit as things stand?
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub fits: bool,
+    /// Every limit below the target, the binding (smallest) first.
+    pub blockers: Vec<Blocker>,
+    /// Failing rows that would help but do not block the target.
+    pub recommendations: usize,
+    /// The verdict in one line.
+    pub line: String,
+}
+
+fn verdict(report: &Report) -> Verdict {
+    let cap = &report.capacity;
+    let mut limits: Vec<&capacity::Limit> = cap
+        .limits
+        .iter()
+        .filter(|l| l.max_connections.is_some_and(|m| m < cap.target))
+        .collect();
+    limits.sort_by_key(|l| l.max_connections);
+    let blockers: Vec<Blocker> = limits.iter().map(|l| blocker(report, l)).collect();
+    let recommendations = report.recommendations();
+    let fits = blockers.is_empty() && !report.blocked();
+    let line = if fits {
+        format!(
+            "verdict: the target of {} connections fits as things stand ({} process{} of at most {} sockets){}.",
+            thousands(cap.target),
+            cap.processes_needed,
+            if cap.processes_needed == 1 { "" } else { "es" },
+            thousands(cap.per_process_sockets),
+            match recommendations {
+                0 => String::new(),
+                n => format!(
+                    "; {n} recommendation{} would help but do not block it",
+                    if n == 1 { "" } else { "s" }
+                ),
+            }
+        )
+    } else {
+        let parts: Vec<String> = blockers
+            .iter()
+            .map(|b| {
+                format!(
+                    "{} allows {} ({})",
+                    b.limit.label(),
+                    thousands(b.max_connections),
+                    b.remedy
+                )
+            })
+            .collect();
+        format!(
+            "verdict: the target of {} connections does NOT fit: {}.",
+            thousands(cap.target),
+            if parts.is_empty() {
+                "a blocking row below".to_string()
+            } else {
+                parts.join("; ")
+            }
+        )
+    };
+    Verdict {
+        fits,
+        blockers,
+        recommendations,
+        line,
+    }
+}
+
+/// What lifts one blocking limit: `--apply` when its row is a `fix` whose
+/// wanted value covers the target, else what would be needed.
+fn blocker(report: &Report, limit: &capacity::Limit) -> Blocker {
+    let cap = &report.capacity;
+    let row = report
+        .rows
+        .iter()
+        .find(|r| governed_limit(&r.check) == Some(limit.kind));
+    let max = limit.max_connections.unwrap_or(0);
+    let apply_fixes = row.is_some_and(|r| r.status == Status::Fix)
+        && match limit.kind {
+            // A wide range gives 64,512 ports per (source, server port).
+            LimitKind::Ports => {
+                let tuples = max
+                    .checked_div(ports_per_tuple(&report.snapshot).max(1))
+                    .unwrap_or(0);
+                tuples.saturating_mul(64_512) >= cap.target
+            }
+            LimitKind::Memory | LimitKind::FdPerProcess => false,
+            _ => true,
+        };
+    let remedy = if let (true, Some(r)) = (apply_fixes, row) {
+        format!(
+            "c1m doctor --apply sets {} to {}",
+            r.check,
+            r.apply_value.as_deref().unwrap_or(&r.wanted)
+        )
+    } else if limit.kind == LimitKind::Memory {
+        let spc = cap.sockets_per_connection;
+        let per = capacity::KERNEL_BYTES_PER_SOCKET + capacity::APP_BYTES_PER_SOCKET;
+        let short = (cap.target - max).saturating_mul(spc).saturating_mul(per);
+        format!(
+            "not fixable by --apply: about {:.1} GiB more RAM, or a lower target",
+            short as f64 / (1u64 << 30) as f64
+        )
+    } else {
+        format!("not fixable by --apply: {}", limit.advice)
+    };
+    Blocker {
+        limit: limit.kind,
+        failure: limit.failure,
+        max_connections: max,
+        apply_fixes,
+        remedy,
+    }
+}
+
+/// Usable ports per (source, server port) pair with the current range.
+fn ports_per_tuple(snap: &Snapshot) -> u64 {
+    match snap.port_range {
+        Some((lo, hi)) => {
+            let reserved: u64 = snap
+                .reserved_ports
+                .iter()
+                .map(|&(a, b)| (b.min(hi) + 1).saturating_sub(a.max(lo)))
+                .sum();
+            (hi + 1).saturating_sub(lo).saturating_sub(reserved)
+        }
+        None => 0,
+    }
 }
 
 fn host_rows(snap: &Snapshot, plan: &Plan) -> Vec<Row> {
@@ -323,6 +533,7 @@ fn host_rows(snap: &Snapshot, plan: &Plan) -> Vec<Row> {
         why: "--apply writes kernel settings there; containers often mount it read-only".into(),
         origin: None,
         apply_value: None,
+        blocks: false,
     });
     let spc = plan.role.sockets_per_connection();
     let per_socket = capacity::KERNEL_BYTES_PER_SOCKET + capacity::APP_BYTES_PER_SOCKET;
@@ -349,6 +560,7 @@ fn host_rows(snap: &Snapshot, plan: &Plan) -> Vec<Row> {
             ),
             origin: None,
             apply_value: None,
+            blocks: false,
         },
         None => Row {
             check: "memory (MemAvailable)".into(),
@@ -361,6 +573,7 @@ fn host_rows(snap: &Snapshot, plan: &Plan) -> Vec<Row> {
             why: format!("{} has no MemAvailable", crate::sys::procfs::MEMINFO),
             origin: None,
             apply_value: None,
+            blocks: false,
         },
     });
     if let (Some(in_use), Some(tcp_mem)) = (snap.tcp_mem_in_use, snap.tcp_mem.as_ref())
@@ -382,6 +595,7 @@ fn host_rows(snap: &Snapshot, plan: &Plan) -> Vec<Row> {
             },
             origin: None,
             apply_value: None,
+            blocks: false,
         });
     }
     rows

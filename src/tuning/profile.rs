@@ -18,7 +18,7 @@
 //!   `rlimit.nofile.hard`.
 //! - OP is `>=` (at least), `<=` (at most) or `=` (exactly).
 //! - VALUE is one or more numbers or expressions separated by blanks
-//!   (`1024 65535`, `2*target + 10000`, `max(2097152, target + 1000)`), with
+//!   (`1024 65535`, `2*target + 10000`, `min(65535, target)`), with
 //!   `+ - * /`, parentheses, `min(..)`, `max(..)` and the variables `target`
 //!   (the `--target` connections), `mem_pages` (RAM in pages) and
 //!   `nofile_hard` (the process's hard open-files limit). Multi-value keys
@@ -775,7 +775,17 @@ mod tests {
             let nr = entry(&p, "fs.nr_open");
             assert_eq!(
                 nr.wanted(&vars(1_000_000)).unwrap(),
-                Wanted::Numbers(vec![2_097_152])
+                Wanted::Numbers(vec![1_001_000])
+            );
+            // Target-scaled values scale down too: a 1,000-connection run
+            // asks for no C1M-sized TIME-WAIT table or backlog.
+            let tw = entry(&p, "net.ipv4.tcp_max_tw_buckets");
+            assert_eq!(tw.wanted(&vars(1000)).unwrap(), Wanted::Numbers(vec![2000]));
+            let nd = entry(&p, "net.core.netdev_max_backlog");
+            assert_eq!(nd.wanted(&vars(1000)).unwrap(), Wanted::Numbers(vec![1000]));
+            assert_eq!(
+                nd.wanted(&vars(1_000_000)).unwrap(),
+                Wanted::Numbers(vec![16384])
             );
             assert_eq!(
                 nr.wanted(&vars(5_000_000)).unwrap(),
