@@ -1,4 +1,4 @@
-//! SIGINT/SIGTERM handling for long-running commands: the handler only sets
+//! SIGINT/SIGTERM/SIGHUP handling for long-running commands: the handler only sets
 //! a flag, the event loops poll it between iterations and shut down cleanly.
 //! SIGPIPE is ignored process-wide, so a peer that vanishes mid-write gives
 //! EPIPE on that one socket instead of killing the process.
@@ -14,7 +14,7 @@ extern "C" fn on_signal(sig: libc::c_int) {
     LAST.store(sig, Ordering::SeqCst);
 }
 
-/// Install the SIGINT/SIGTERM flag handler and ignore SIGPIPE. Safe to call
+/// Install the SIGINT/SIGTERM/SIGHUP flag handler and ignore SIGPIPE. Safe to call
 /// more than once.
 pub fn install() -> std::io::Result<()> {
     let action = SigAction::new(
@@ -27,12 +27,15 @@ pub fn install() -> std::io::Result<()> {
     unsafe {
         signal::sigaction(Signal::SIGINT, &action).map_err(std::io::Error::from)?;
         signal::sigaction(Signal::SIGTERM, &action).map_err(std::io::Error::from)?;
+        // A closed terminal ends a run as cleanly as Ctrl-C (the lab then
+        // still removes its namespaces and rolls back what it applied).
+        signal::sigaction(Signal::SIGHUP, &action).map_err(std::io::Error::from)?;
         signal::sigaction(Signal::SIGPIPE, &ignore).map_err(std::io::Error::from)?;
     }
     Ok(())
 }
 
-/// Has SIGINT or SIGTERM arrived?
+/// Has SIGINT, SIGTERM or SIGHUP arrived?
 pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
