@@ -754,9 +754,10 @@ fn link_causes(sources: &[Source], findings: &mut Vec<Finding>, any_reactor: boo
                 // A server that hit its fd limit stopped accepting: the
                 // handshakes wait in its queue until the client gives up.
                 let server_fd_limit = f.id == FailureId::FdLimit && f.side == Side::Server;
+                // A cause shown once explains every client's timeouts
+                // (several client hosts, one server).
                 (CAUSES_OF_TIMEOUT.contains(&f.id) || server_fd_limit)
                     && f.certainty <= Certainty::Likely
-                    && f.cause_of.is_none()
             })
             .map(|(i, _)| i)
             .collect();
