@@ -4,6 +4,7 @@
 //! The crate is one binary with a library behind it. `commands` holds one thin
 //! file per subcommand (flags in, rendering out); the real work lives in the
 //! other modules so that tests, benches and the lab can call it directly.
+pub mod argv;
 pub mod catalogue;
 pub mod commands;
 pub mod diagnosis;

@@ -1,141 +1,44 @@
-//! `c1m flood HOST PORT`: flags in, `crate::flood` does the work. Input
-//! errors (unresolvable host, ports beyond 65535, a source address not on
-//! this host, zero connections) are refused here with the argument named,
-//! exit status 2; a run that misses its target exits 1.
-use std::path::PathBuf;
+//! `c1m flood HOST PORT` (and the hidden `c1m flood-shard`, one worker
+//! process of a run): flags in (`flood::args`), `crate::flood` does the
+//! work. Input errors (unresolvable host, ports beyond 65535, a source
+//! address not on this host, zero connections) are refused here with the
+//! argument named, exit status 2; a run that misses its target exits 1.
 use std::process::ExitCode;
-use std::time::Duration;
-
-use clap::Args;
 
 use crate::commands::{EXIT_ERROR, EXIT_FAIL};
+use crate::flood::Request;
+pub use crate::flood::args::{FloodArgs, FloodShardArgs};
 use crate::flood::plan::{self, Plan};
 use crate::flood::report::LogFormat;
-use crate::flood::{Procs, Request};
-use crate::util::{parse_count, parse_duration};
-
-/// Open, verify and hold many TCP connections to an echo server.
-#[derive(Debug, Args)]
-#[command(
-    long_about = "Open --connections TCP connections to HOST on ports PORT..PORT+ports-1 (cycling, like the seed's client), \
-send `Hello Server: client --> k` on connection k and count it only when the echo comes back intact; then hold them. \
-Failures are counted by class and never end the run; what stopped it is said at the end with the fix. \
-Exit status: 0 target reached, verified and held; 1 not (with the reason); 2 usage errors."
-)]
-pub struct FloodArgs {
-    /// Server address or name.
-    pub host: String,
-    /// First destination port.
-    pub port: u16,
-    /// Number of consecutive destination ports (PORT..PORT+ports-1).
-    #[arg(long, default_value_t = 20)]
-    pub ports: u16,
-    /// Connections to open and verify (5000, 100k, 1M); the default is the seed's count.
-    #[arg(long, default_value = "340000", value_parser = parse_count)]
-    pub connections: u64,
-    /// Connection attempts in flight at most (all processes together).
-    #[arg(long, default_value_t = 1000)]
-    pub window: usize,
-    /// Pace connection attempts: per second, all processes together (5000, 5k/s).
-    #[arg(long, value_parser = parse_rate)]
-    pub rate: Option<f64>,
-    /// Local source addresses: ranges and lists (127.0.0.2-127.0.0.40,127.0.1.1).
-    #[arg(long)]
-    pub sources: Option<String>,
-    /// Worker processes: `auto` (as many as the fd limit requires) or a number.
-    #[arg(long, default_value = "auto", value_parser = parse_procs)]
-    pub procs: Procs,
-    /// Give up on an attempt not connected and echoed within this time.
-    #[arg(long, default_value = "3s", value_parser = parse_duration)]
-    pub connect_timeout: Duration,
-    /// Keep the connections open this long after the target ("forever" = until Ctrl-C).
-    #[arg(long, default_value = "forever", value_parser = parse_hold)]
-    pub hold: Hold,
-    /// During the hold, send a line on every connection this often and time the echo.
-    #[arg(long, value_parser = parse_duration)]
-    pub message_interval: Option<Duration>,
-    /// JSON lines (same as --log-format json).
-    #[arg(long)]
-    pub json: bool,
-    /// Log format: human, seed (the original client's lines), json.
-    #[arg(long, value_enum)]
-    pub log_format: Option<LogFormat>,
-    /// Also write the log to this file.
-    #[arg(long)]
-    pub output: Option<PathBuf>,
-    #[arg(long, hide = true)]
-    pub shard_index: Option<u32>,
-    #[arg(long, hide = true)]
-    pub shards: Option<u32>,
-    #[arg(long, hide = true)]
-    pub seed_lines: bool,
-}
-
-/// `--hold`: a duration or forever.
-#[derive(Debug, Clone, Copy)]
-pub struct Hold(pub Option<Duration>);
-
-fn parse_hold(text: &str) -> Result<Hold, String> {
-    match text.trim() {
-        "forever" | "inf" | "infinite" => Ok(Hold(None)),
-        t => parse_duration(t).map(|d| Hold(Some(d))),
-    }
-}
-
-fn parse_procs(text: &str) -> Result<Procs, String> {
-    match text.trim() {
-        "auto" => Ok(Procs::Auto),
-        t => match t.parse::<u32>() {
-            Ok(n) if n >= 1 => Ok(Procs::N(n)),
-            _ => Err(format!(
-                "'{text}' is not 'auto' or a number of processes >= 1"
-            )),
-        },
-    }
-}
-
-fn parse_rate(text: &str) -> Result<f64, String> {
-    let t = text.trim().trim_end_matches("/s");
-    let v = parse_count(t)? as f64;
-    if v <= 0.0 {
-        return Err(format!("'{text}' is not a rate > 0 (5000 or 5k/s)"));
-    }
-    Ok(v)
-}
 
 fn usage(e: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
     eprintln!("c1m flood: error: {e}");
     Ok(ExitCode::from(EXIT_ERROR))
 }
 
-pub fn run(args: FloodArgs) -> anyhow::Result<ExitCode> {
+/// Check the arguments and build the run they ask for; the error names
+/// the argument at fault.
+fn request(args: &FloodArgs) -> Result<Request, String> {
     if args.connections == 0 {
-        return usage("--connections: must be at least 1");
+        return Err("--connections: must be at least 1".into());
     }
     if args.window == 0 {
-        return usage("--window: must be at least 1");
+        return Err("--window: must be at least 1".into());
     }
     if args.connect_timeout.is_zero() {
-        return usage("--connect-timeout: must be more than 0");
+        return Err("--connect-timeout: must be more than 0".into());
     }
     if args.message_interval.is_some_and(|d| d.is_zero()) {
-        return usage("--message-interval: must be more than 0");
+        return Err("--message-interval: must be more than 0".into());
     }
-    if let Err(e) = plan::check_ports(args.port, args.ports) {
-        return usage(e);
-    }
-    let dest = match plan::resolve_host(&args.host) {
-        Ok(d) => d,
-        Err(e) => return usage(e),
-    };
+    plan::check_ports(args.port, args.ports).map_err(|e| e.to_string())?;
+    let dest = plan::resolve_host(&args.host).map_err(|e| e.to_string())?;
     let sources = match &args.sources {
-        Some(s) => match plan::parse_sources(s).and_then(|v| {
-            plan::check_sources_local(&v, dest)?;
-            Ok(v)
-        }) {
-            Ok(v) => v,
-            Err(e) => return usage(e),
-        },
+        Some(s) => {
+            let v = plan::parse_sources(s).map_err(|e| e.to_string())?;
+            plan::check_sources_local(&v, dest).map_err(|e| e.to_string())?;
+            v
+        }
         None => Vec::new(),
     };
     let format = if args.json {
@@ -143,12 +46,7 @@ pub fn run(args: FloodArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.log_format.unwrap_or(LogFormat::Human)
     };
-    let shard = match (args.shard_index, args.shards) {
-        (Some(i), Some(n)) if i < n => Some((i, n)),
-        (None, None) => None,
-        _ => return usage("--shard-index/--shards: inconsistent (internal flags)"),
-    };
-    let req = Request {
+    Ok(Request {
         plan: Plan {
             host: args.host.clone(),
             dest,
@@ -162,17 +60,79 @@ pub fn run(args: FloodArgs) -> anyhow::Result<ExitCode> {
             hold: args.hold.0,
             message_interval: args.message_interval,
         },
-        sources_arg: args.sources.clone(),
-        procs: args.procs,
+        args: args.clone(),
         format,
-        output: args.output.clone(),
-        shard,
-        seed_lines: args.seed_lines,
-    };
-    let ok = crate::flood::run(req)?;
-    Ok(if ok {
+        shard: None,
+        seed_lines: false,
+    })
+}
+
+fn exit(ok: bool) -> ExitCode {
+    if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAIL)
-    })
+    }
+}
+
+pub fn run(args: FloodArgs) -> anyhow::Result<ExitCode> {
+    match request(&args) {
+        Ok(req) => Ok(exit(crate::flood::run(req)?)),
+        Err(e) => usage(e),
+    }
+}
+
+/// `c1m flood-shard`: one worker process, started by a flood parent.
+pub fn run_shard(args: FloodShardArgs) -> anyhow::Result<ExitCode> {
+    if args.index >= args.of {
+        return usage(format!(
+            "--index {} --of {}: no such shard (internal flags)",
+            args.index, args.of
+        ));
+    }
+    match request(&args.run) {
+        Ok(mut req) => {
+            req.shard = Some((args.index, args.of));
+            req.seed_lines = args.seed_lines;
+            Ok(exit(crate::flood::run(req)?))
+        }
+        Err(e) => usage(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::commands::{Cli, Command};
+    use crate::flood::Procs;
+
+    fn parse(line: Vec<OsString>) -> Command {
+        let argv = std::iter::once(OsString::from("c1m")).chain(line);
+        Cli::try_parse_from(argv).unwrap().command
+    }
+
+    #[test]
+    fn the_cli_reads_back_what_to_argv_writes() {
+        let mut a = FloodArgs::new("127.0.0.1", 9000, 4, 1234).unwrap();
+        a.procs = Procs::N(3);
+        a.json = true;
+        match parse(a.command_line()) {
+            Command::Flood(b) => assert_eq!(a, b),
+            other => panic!("parsed as {other:?}"),
+        }
+        let s = FloodShardArgs {
+            index: 1,
+            of: 3,
+            seed_lines: false,
+            run: a,
+        };
+        match parse(s.command_line()) {
+            Command::FloodShard(b) => assert_eq!(s, b),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
 }

@@ -42,6 +42,12 @@ pub enum Command {
     Flood(flood::FloodArgs),
     /// Explain every failure in C1M client and server logs.
     Analyze(analyze::AnalyzeArgs),
+    /// One worker process of `c1m serve` (started by serve itself).
+    #[command(hide = true)]
+    ServeWorker(serve::ServeWorkerArgs),
+    /// One worker process of `c1m flood` (started by flood itself).
+    #[command(hide = true)]
+    FloodShard(flood::FloodShardArgs),
 }
 
 /// Parse the process arguments, run the chosen command, map the outcome to
@@ -54,6 +60,8 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Flood(args) => flood::run(args),
         Command::Analyze(args) => analyze::run(args),
+        Command::ServeWorker(args) => serve::run_worker(args),
+        Command::FloodShard(args) => flood::run_shard(args),
     };
     match result {
         Ok(code) => code,

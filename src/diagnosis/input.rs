@@ -266,46 +266,10 @@ pub fn read_batches<R: Read, T>(
     }
 }
 
-/// Position of `needle` in `hay`: a word-at-a-time scan (the classic
-/// "has zero byte" trick), several times faster than a byte loop and
-/// without an extra crate.
+/// Position of `needle` in `hay` (memchr's SIMD search).
 #[inline]
 pub fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let pattern = LO.wrapping_mul(needle as u64);
-    let mut i = 0;
-    let n = hay.len();
-    // Sixteen bytes per round: one branch for two words.
-    while i + 16 <= n {
-        let mut a = [0u8; 8];
-        let mut b = [0u8; 8];
-        a.copy_from_slice(&hay[i..i + 8]);
-        b.copy_from_slice(&hay[i + 8..i + 16]);
-        let xa = u64::from_le_bytes(a) ^ pattern;
-        let xb = u64::from_le_bytes(b) ^ pattern;
-        let fa = xa.wrapping_sub(LO) & !xa & HI;
-        let fb = xb.wrapping_sub(LO) & !xb & HI;
-        if fa | fb != 0 {
-            return Some(if fa != 0 {
-                i + (fa.trailing_zeros() / 8) as usize
-            } else {
-                i + 8 + (fb.trailing_zeros() / 8) as usize
-            });
-        }
-        i += 16;
-    }
-    while i + 8 <= n {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&hay[i..i + 8]);
-        let x = u64::from_le_bytes(word) ^ pattern;
-        let found = x.wrapping_sub(LO) & !x & HI;
-        if found != 0 {
-            return Some(i + (found.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    hay[i..].iter().position(|&b| b == needle).map(|p| p + i)
+    memchr::memchr(needle, hay)
 }
 
 #[cfg(test)]
@@ -392,19 +356,6 @@ mod tests {
                     self.carrying = true;
                 }
                 self.inner.consume(n);
-            }
-        }
-    }
-
-    #[test]
-    fn find_byte_matches_a_plain_search() {
-        let hay: Vec<u8> = (0..300u32).map(|i| (i * 7 % 251) as u8).collect();
-        for needle in 0..=255u8 {
-            for start in 0..20 {
-                assert_eq!(
-                    find_byte(needle, &hay[start..]),
-                    hay[start..].iter().position(|&b| b == needle)
-                );
             }
         }
     }

@@ -15,7 +15,6 @@
 //! goes through a lowercased copy in a reusable scratch buffer.
 use std::sync::OnceLock;
 
-use super::input::find_byte;
 use crate::catalogue::{CATALOGUE, FailureId};
 
 /// What one line is.
@@ -214,29 +213,9 @@ fn skip_spaces(s: &[u8]) -> &[u8] {
 }
 
 /// Position of `needle` in `hay` (both already in the wanted case).
+#[inline]
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() {
-        return Some(0);
-    }
-    if needle.len() > hay.len() {
-        return None;
-    }
-    let first = needle[0];
-    let last_start = hay.len() - needle.len();
-    let mut i = 0;
-    while i <= last_start {
-        match find_byte(first, &hay[i..=last_start]) {
-            None => return None,
-            Some(p) => {
-                let at = i + p;
-                if &hay[at..at + needle.len()] == needle {
-                    return Some(at);
-                }
-                i = at + 1;
-            }
-        }
-    }
-    None
+    memchr::memmem::find(hay, needle)
 }
 
 /// Per byte: 1 = a control byte (not tab, CR or ESC) or DEL, 2 = >= 0x80,
@@ -521,7 +500,7 @@ fn sysctl<'a>(t: &[u8], lower: &[u8]) -> Option<Line<'a>> {
     if !lower.starts_with(b"net.") && !lower.starts_with(b"fs.") {
         return None;
     }
-    let eq = find_byte(b'=', t)?;
+    let eq = memchr::memchr(b'=', t)?;
     let key_text = trim(&lower[..eq]);
     if key_text.contains(&b' ') {
         return None;
@@ -878,7 +857,7 @@ fn error_line<'a>(t: &[u8], lower: &[u8]) -> Option<Line<'a>> {
 /// `已杀死` (zh_CN).
 fn shell_killed<'a>(t: &[u8]) -> Option<Line<'a>> {
     let s = if t[0] == b'[' {
-        let close = find_byte(b']', t)?;
+        let close = memchr::memchr(b']', t)?;
         let s = &t[close + 1..];
         let s = s
             .strip_prefix(b"+")

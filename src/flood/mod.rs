@@ -6,17 +6,17 @@
 //! process's descriptor limit runs in-process; a bigger one re-executes
 //! this binary as worker shards (`sys::workers::Pool`), each with its
 //! share of connections and paths, and merges their JSON lines.
+pub mod args;
 pub mod engine;
 pub mod plan;
 pub mod report;
 pub mod stats;
 
-use std::ffi::OsString;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::sys::signals;
 use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
+use args::{FloodArgs, FloodShardArgs};
 use engine::{Engine, EngineOptions};
 use plan::Plan;
 use report::{LogFormat, Reporter, WorkerLine, WorkerSink};
@@ -37,11 +37,9 @@ pub enum Procs {
 #[derive(Debug, Clone)]
 pub struct Request {
     pub plan: Plan,
-    /// The `--sources` text, passed on to workers as given.
-    pub sources_arg: Option<String>,
-    pub procs: Procs,
+    /// The command line it came from: workers are started with it.
+    pub args: FloodArgs,
     pub format: LogFormat,
-    pub output: Option<PathBuf>,
     /// Set in worker processes: (index, count).
     pub shard: Option<(u32, u32)>,
     pub seed_lines: bool,
@@ -65,7 +63,7 @@ fn settings(req: &Request, procs: u32) -> serde_json::Value {
         "dest": p.dest.to_string(),
         "port": p.first_port,
         "ports": p.ports,
-        "sources": req.sources_arg,
+        "sources": req.args.sources,
         "source_count": p.sources.len(),
         "connections": p.connections,
         "window": p.window,
@@ -105,11 +103,11 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
     if let Some((index, count)) = req.shard {
         return Ok(run_worker(&req, index, count));
     }
-    let procs = match req.procs {
+    let procs = match req.args.procs {
         Procs::Auto => plan::auto_procs(req.plan.connections, budget),
         Procs::N(n) => n.max(1),
     };
-    let mut reporter = Reporter::new(req.format, req.output.as_deref(), req.plan.connections)?;
+    let mut reporter = Reporter::new(req.format, req.args.output.as_deref(), req.plan.connections)?;
     reporter.hold_text = report::human_duration(req.plan.hold);
     reporter.expected_workers = procs as usize;
     reporter.start(settings(&req, procs), &headline(&req, procs));
@@ -160,50 +158,21 @@ fn run_worker(req: &Request, index: u32, count: u32) -> bool {
     summary.success()
 }
 
-/// Arguments of worker `index`: the same request, one process each, JSON
-/// lines out.
-fn worker_args(req: &Request, index: u32, count: u32) -> Vec<OsString> {
-    let p = &req.plan;
-    let ms = |d: Duration| format!("{}ms", d.as_millis());
-    let mut a: Vec<String> = vec![
-        "flood".into(),
-        p.host.clone(),
-        p.first_port.to_string(),
-        "--ports".into(),
-        p.ports.to_string(),
-        "--connections".into(),
-        p.connections.to_string(),
-        "--window".into(),
-        p.window.to_string(),
-        "--procs".into(),
-        "1".into(),
-        "--connect-timeout".into(),
-        ms(p.connect_timeout),
-        "--hold".into(),
-        p.hold.map(ms).unwrap_or_else(|| "forever".into()),
-        "--log-format".into(),
-        "json".into(),
-        "--shard-index".into(),
-        index.to_string(),
-        "--shards".into(),
-        count.to_string(),
-    ];
-    if let Some(r) = p.rate {
-        a.push("--rate".into());
-        a.push(format!("{r}"));
+/// The command line of worker `index` of `count`: the same request, one
+/// process, JSON lines out, no log file of its own.
+fn worker_args(req: &Request, index: u32, count: u32) -> FloodShardArgs {
+    FloodShardArgs {
+        index,
+        of: count,
+        seed_lines: req.format == LogFormat::Seed,
+        run: FloodArgs {
+            procs: Procs::N(1),
+            json: false,
+            log_format: Some(LogFormat::Json),
+            output: None,
+            ..req.args.clone()
+        },
     }
-    if let Some(s) = &req.sources_arg {
-        a.push("--sources".into());
-        a.push(s.clone());
-    }
-    if let Some(i) = p.message_interval {
-        a.push("--message-interval".into());
-        a.push(ms(i));
-    }
-    if req.format == LogFormat::Seed {
-        a.push("--seed-lines".into());
-    }
-    a.into_iter().map(OsString::from).collect()
 }
 
 fn run_parent(
@@ -215,7 +184,7 @@ fn run_parent(
     let mut pool = Pool::new()?;
     let nofile = budget + FD_SLACK;
     for i in 0..procs {
-        let mut spec = WorkerSpec::new(worker_args(req, i, procs));
+        let mut spec = WorkerSpec::new(worker_args(req, i, procs).command_line());
         spec.nofile = Some(nofile);
         pool.spawn(spec)?;
     }

@@ -8,6 +8,7 @@
 //! Scenarios that change a sysctl (`ports`) or read counters (`backlog`)
 //! need the private network namespace the lab enters by default; without it
 //! they are skipped with the reason, never run against the host.
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
@@ -19,6 +20,9 @@ use serde::Serialize;
 
 use crate::catalogue::FailureId;
 use crate::events::{Event, Record};
+use crate::flood::Procs as ProcCount;
+use crate::flood::args::{FloodArgs, Hold};
+use crate::reactor::args::{ServeArgs, WorkersArg};
 use crate::sys::probe;
 use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
 use crate::sys::{netns, signals};
@@ -186,7 +190,7 @@ impl Procs {
         })
     }
 
-    fn spawn(&mut self, name: &str, args: &[String], nofile: Option<u64>) -> Result<usize> {
+    fn spawn(&mut self, name: &str, args: Vec<OsString>, nofile: Option<u64>) -> Result<usize> {
         let mut spec = WorkerSpec::new(args);
         spec.nofile = nofile;
         let stderr_dir = self.dir.join("stderr");
@@ -266,94 +270,52 @@ impl Procs {
     }
 }
 
-fn s(v: impl ToString) -> String {
-    v.to_string()
+/// `c1m serve` on 127.0.0.1, ports `base..base+ports-1`, JSON lines, one
+/// worker that holds at most `max_connections`.
+fn serve_args(base: u16, ports: u16, max_connections: u64) -> Result<ServeArgs> {
+    let mut a = ServeArgs::new(Ipv4Addr::LOCALHOST.into(), base, ports)
+        .context("the serve command line")?;
+    a.workers = WorkersArg::Count(1);
+    a.max_connections = Some(max_connections);
+    a.json = true;
+    Ok(a)
 }
 
-fn serve_args(base: u16, ports: u16, extra: &[&str]) -> Vec<String> {
-    let mut a = vec![
-        s("serve"),
-        s("--bind"),
-        s("127.0.0.1"),
-        s("--port"),
-        s(base),
-        s("--ports"),
-        s(ports),
-        s("--json"),
-    ];
-    a.extend(extra.iter().map(s));
-    a
+/// What every scenario's client is told besides its own settings:
+/// `connections` to 127.0.0.1:`base`, one process, a 2 s connect timeout,
+/// a 1 s hold, JSON lines.
+fn client_args(base: u16, connections: u64) -> Result<FloodArgs> {
+    let mut a =
+        FloodArgs::new("127.0.0.1", base, 1, connections).context("the flood command line")?;
+    a.procs = ProcCount::N(1);
+    a.connect_timeout = Duration::from_secs(2);
+    a.hold = Hold(Some(Duration::from_secs(1)));
+    a.json = true;
+    Ok(a)
 }
 
-fn flood_args(base: u16, ports: u16, connections: u64, extra: &[&str]) -> Vec<String> {
-    let mut a = vec![
-        s("flood"),
-        s("127.0.0.1"),
-        s(base),
-        s("--ports"),
-        s(ports),
-        s("--connections"),
-        s(connections),
-        s("--json"),
-    ];
-    a.extend(extra.iter().map(s));
-    a
-}
-
-/// What every scenario's client is told besides its own flags: one
-/// process, a 2 s connect timeout, a 1 s hold.
-const CLIENT_FLAGS: [&str; 6] = ["--procs", "1", "--connect-timeout", "2s", "--hold", "1s"];
-
-/// Run one `c1m flood` client (`client-1`) of `connections` to one port,
-/// with `extra` flags, until it exits or `timeout` passes.
-fn run_client(
-    p: &mut Procs,
-    base: u16,
-    connections: u64,
-    extra: &[&str],
-    timeout: Duration,
-) -> Result<()> {
-    let flags: Vec<&str> = CLIENT_FLAGS
-        .iter()
-        .copied()
-        .chain(extra.iter().copied())
-        .collect();
-    let cli = p.spawn("client-1", &flood_args(base, 1, connections, &flags), None)?;
+/// Run one `c1m flood` client (`client-1`) until it exits or `timeout`
+/// passes.
+fn run_client(p: &mut Procs, client: &FloodArgs, timeout: Duration) -> Result<()> {
+    let cli = p.spawn("client-1", client.command_line(), None)?;
     p.wait_exit(cli, timeout);
     Ok(())
 }
 
-/// Start `c1m serve` on `ports` ports (`extra` flags, RLIMIT_NOFILE
-/// `nofile`) and wait until it listens.
-fn start_server(
-    p: &mut Procs,
-    base: u16,
-    ports: u16,
-    extra: &[&str],
-    nofile: Option<u64>,
-) -> Result<()> {
-    let srv = p.spawn("serve", &serve_args(base, ports, extra), nofile)?;
+/// Start `c1m serve` (with RLIMIT_NOFILE `nofile`) and wait until it
+/// listens.
+fn start_server(p: &mut Procs, server: &ServeArgs, nofile: Option<u64>) -> Result<()> {
+    let srv = p.spawn("serve", server.command_line(), nofile)?;
     p.wait_ready(srv)
 }
 
 /// A server worker may hold 128 descriptors; 400 clients come.
 fn fd_limit(dir: &Path, base: u16) -> Result<String> {
     let mut p = Procs::new(dir)?;
-    start_server(
-        &mut p,
-        base,
-        1,
-        &[
-            "--workers",
-            "1",
-            "--max-connections",
-            "1000",
-            "--stats-interval",
-            "500ms",
-        ],
-        Some(128),
-    )?;
-    run_client(&mut p, base, 400, &[], Duration::from_secs(30))?;
+    let mut server = serve_args(base, 1, 1000)?;
+    server.stats_interval = Duration::from_millis(500);
+    start_server(&mut p, &server, Some(128))?;
+    run_client(&mut p, &client_args(base, 400)?, Duration::from_secs(30))?;
     // Let the server report its interval with the EMFILE count.
     p.pump(Duration::from_millis(700), |_| false);
     p.finish();
@@ -367,14 +329,8 @@ fn fd_limit(dir: &Path, base: u16) -> Result<String> {
 fn ports(dir: &Path, base: u16) -> Result<String> {
     netns::write_sysctl("net.ipv4.ip_local_port_range", "40000 40199")?;
     let mut p = Procs::new(dir)?;
-    start_server(
-        &mut p,
-        base,
-        1,
-        &["--workers", "1", "--max-connections", "2000"],
-        None,
-    )?;
-    run_client(&mut p, base, 500, &[], Duration::from_secs(30))?;
+    start_server(&mut p, &serve_args(base, 1, 2000)?, None)?;
+    run_client(&mut p, &client_args(base, 500)?, Duration::from_secs(30))?;
     p.finish();
     Ok("in a private network namespace with ip_local_port_range 40000 40199, c1m flood opened 500 connections from one source to one port".into())
 }
@@ -382,7 +338,7 @@ fn ports(dir: &Path, base: u16) -> Result<String> {
 /// Nothing listens on the port.
 fn refused(dir: &Path, base: u16) -> Result<String> {
     let mut p = Procs::new(dir)?;
-    run_client(&mut p, base, 100, &[], Duration::from_secs(30))?;
+    run_client(&mut p, &client_args(base, 100)?, Duration::from_secs(30))?;
     p.finish();
     Ok(format!(
         "c1m flood opened 100 connections to 127.0.0.1:{base}, where nothing listens"
@@ -399,13 +355,9 @@ fn backlog(dir: &Path, base: u16) -> Result<String> {
     sock.listen(1)
         .with_context(|| format!("listening on {addr}"))?;
     let mut p = Procs::new(dir)?;
-    run_client(
-        &mut p,
-        base,
-        100,
-        &["--window", "100"],
-        Duration::from_secs(40),
-    )?;
+    let mut client = client_args(base, 100)?;
+    client.window = 100;
+    run_client(&mut p, &client, Duration::from_secs(40))?;
     p.finish();
     drop(sock);
     Ok(format!(
@@ -423,13 +375,7 @@ pub const SCALED_CAP: u64 = 3_400;
 fn cap(dir: &Path, base: u16) -> Result<String> {
     let ports: u16 = 4;
     let mut p = Procs::new(dir)?;
-    start_server(
-        &mut p,
-        base,
-        ports,
-        &["--workers", "1", "--max-connections", "10000"],
-        None,
-    )?;
+    start_server(&mut p, &serve_args(base, ports, 10_000)?, None)?;
     let path = dir.join("logs").join("client-1.log");
 
     let mut log = BufWriter::new(

@@ -51,6 +51,7 @@
 //!     EPOLLEXCLUSIVE it is.
 //!   - The minimal C server with the same layout: 22,899 conn/s at 6
 //!     processes, 24,540 at 51: c1m is at its rate.
+pub mod args;
 pub mod listen;
 pub mod supervisor;
 pub mod worker;

@@ -1,10 +1,9 @@
 //! The parent process of `c1m serve`: opens the ports, starts the workers
-//! (this binary re-executed with hidden flags, see `commands::serve`) with
-//! the listening fds inherited, waits until all of them listen and says so,
-//! then reads their JSON lines from the pipes, sums their counters into one
+//! (this binary re-executed as the hidden `c1m serve-worker`, see
+//! `reactor::args`) with the listening fds inherited, waits until all of
+//! them listen and says so, then reads their JSON lines from the pipes, sums their counters into one
 //! line per interval, restarts a worker that dies (and reports it), forwards
 //! SIGINT/SIGTERM, and prints the final summary.
-use std::ffi::OsString;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
@@ -19,6 +18,7 @@ use crate::sys::signals;
 use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
 use crate::util::thousands;
 
+use super::args::ServeWorkerArgs;
 use super::{Plan, Wake};
 
 /// Output style of the parent.
@@ -290,28 +290,15 @@ impl Parent {
 }
 
 fn worker_spec(opts: &ServeOptions, plan: &Plan, index: u32, fds: &[i32]) -> WorkerSpec {
-    let fd_list: Vec<String> = fds.iter().map(|f| f.to_string()).collect();
-    let mut args: Vec<OsString> = vec![
-        "serve".into(),
-        "--worker-index".into(),
-        index.to_string().into(),
-        "--worker-of".into(),
-        plan.workers.to_string().into(),
-        "--listen-fds".into(),
-        fd_list.join(",").into(),
-        "--worker-cap".into(),
-        plan.cap.to_string().into(),
-        "--stats-interval".into(),
-        format!("{}ms", opts.stats_interval.as_millis()).into(),
-        "--wake".into(),
-        opts.wake.as_str().into(),
-        "--json".into(),
-    ];
-    if opts.log_format == LogFormat::Seed {
-        args.push("--log-format".into());
-        args.push("seed".into());
-    }
-    WorkerSpec::new(args)
+    let args = ServeWorkerArgs {
+        index,
+        listen_fds: fds.to_vec(),
+        cap: plan.cap,
+        stats_interval: opts.stats_interval,
+        seed_log: opts.log_format == LogFormat::Seed,
+        wake: opts.wake,
+    };
+    WorkerSpec::new(args.command_line())
 }
 
 /// Run the parent until SIGINT/SIGTERM. Returns the process exit status.

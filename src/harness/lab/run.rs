@@ -4,12 +4,16 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 use crate::events::{Event, Record};
+use crate::flood::Procs;
+use crate::flood::args::{FloodArgs, Hold};
+use crate::reactor::args::{ServeArgs, WorkersArg};
 use crate::sys::probe::{self, CounterSet, KmsgTail};
 use crate::sys::signals;
 use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
@@ -64,26 +68,17 @@ pub fn run(
     let mut pool = Pool::new().context("preparing worker processes")?;
     let mut logs: Vec<BufWriter<File>> = Vec::new();
     let mut live: Vec<Live> = Vec::new();
-    let serve_args = vec![
-        "serve".to_string(),
-        "--bind".into(),
-        "127.0.0.1".into(),
-        "--port".into(),
-        cfg.base_port.to_string(),
-        "--ports".into(),
-        cfg.ports.to_string(),
-        "--workers".into(),
-        "auto".into(),
-        "--max-connections".into(),
-        server_capacity(cfg.target).to_string(),
-        "--json".into(),
-    ];
+    let mut serve_args = ServeArgs::new(Ipv4Addr::LOCALHOST.into(), cfg.base_port, cfg.ports)
+        .context("the serve command line")?;
+    serve_args.workers = WorkersArg::Auto;
+    serve_args.max_connections = Some(server_capacity(cfg.target));
+    serve_args.json = true;
     let logs_dir = dir.join("logs");
     let stderr_dir = dir.join("stderr");
     for d in [&logs_dir, &stderr_dir] {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
-    let mut serve_spec = WorkerSpec::new(&serve_args);
+    let mut serve_spec = WorkerSpec::new(serve_args.command_line());
     serve_spec.stderr = Some(stderr_dir.join("serve.txt"));
     pool.spawn(serve_spec).context("starting c1m serve")?;
     logs.push(create_log(&logs_dir, "serve.log")?);
@@ -133,30 +128,17 @@ pub fn run(
     for (i, share) in shares.iter().enumerate() {
         let k = i + 1;
         let sources = format!("127.0.{k}.1-127.0.{k}.{}", cfg.sources_per_client);
-        let mut args = vec![
-            "flood".to_string(),
-            "127.0.0.1".into(),
-            cfg.base_port.to_string(),
-            "--ports".into(),
-            cfg.ports.to_string(),
-            "--connections".into(),
-            share.to_string(),
-            "--sources".into(),
-            sources.clone(),
-            "--procs".into(),
-            "auto".into(),
-            "--hold".into(),
-            // The lab ends the hold itself (so that it can read the
-            // counters before the teardown); this is only a backstop for a
-            // client that never reaches its share.
-            format!("{}ms", (cfg.hold + CLIENT_HOLD_MARGIN).as_millis()),
-            "--json".into(),
-        ];
-        if let Some(mi) = cfg.message_interval {
-            args.push("--message-interval".into());
-            args.push(format!("{}ms", mi.as_millis()));
-        }
-        let mut spec = WorkerSpec::new(&args);
+        let mut args = FloodArgs::new("127.0.0.1", cfg.base_port, cfg.ports, *share)
+            .context("the flood command line")?;
+        args.sources = Some(sources.clone());
+        args.procs = Procs::Auto;
+        // The lab ends the hold itself (so that it can read the counters
+        // before the teardown); this is only a backstop for a client that
+        // never reaches its share.
+        args.hold = Hold(Some(cfg.hold + CLIENT_HOLD_MARGIN));
+        args.json = true;
+        args.message_interval = cfg.message_interval;
+        let mut spec = WorkerSpec::new(args.command_line());
         spec.stderr = Some(stderr_dir.join(format!("client-{k}.txt")));
         pool.spawn(spec)
             .with_context(|| format!("starting client {k}"))?;

@@ -1,0 +1,278 @@
+//! What a serve process is told: [`ServeArgs`] (the `c1m serve` command
+//! line) and [`ServeWorkerArgs`] (the hidden `c1m serve-worker` the parent
+//! starts for each worker process), with their value parsers and
+//! `to_argv()`. The supervisor, the lab and the scenarios build the child's
+//! command line from these types, so a renamed or retyped flag is a compile
+//! error; `commands::serve` only turns them into a run.
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use clap::{Args, Parser};
+
+use super::Wake;
+use super::supervisor::LogFormat;
+use super::worker::WorkerConfig;
+use crate::argv::Argv;
+
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+    /// First port.
+    #[arg(long, default_value_t = 8888, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// Number of consecutive ports, from --port.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..))]
+    pub ports: u16,
+    /// Worker processes: "auto" (enough that each stays under its fd limit
+    /// for --max-connections) or a number.
+    #[arg(long, default_value = "auto", value_parser = parse_workers)]
+    pub workers: WorkersArg,
+    /// Connections to plan for (100k, 1M...); each worker stops accepting
+    /// at its share. Default: what `c1m doctor` estimates this host can
+    /// hold as a server, at most 1M (half of fs.file-max if the host cannot
+    /// be read).
+    #[arg(long, value_parser = crate::util::parse_count)]
+    pub max_connections: Option<u64>,
+    /// Time between progress lines.
+    #[arg(long, default_value = "1s", value_parser = crate::util::parse_duration)]
+    pub stats_interval: Duration,
+    /// JSON lines on stdout instead of human text.
+    #[arg(long)]
+    pub json: bool,
+    /// "seed": the seed reactor-style line `connections: N, sockfd:FD,
+    /// time_used:MS` every 1000 accepts of each worker (N = that worker's
+    /// open connections, FD = the fd just accepted, MS = milliseconds since
+    /// that worker's previous such line).
+    #[arg(long, value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+    /// How listeners wake workers (one: EPOLLEXCLUSIVE; all: the herd).
+    #[arg(long, value_enum, default_value = "one", hide = true)]
+    pub wake: Wake,
+}
+
+/// `c1m serve-worker`: one worker process of `c1m serve`, polling the
+/// listeners it inherited from the parent.
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct ServeWorkerArgs {
+    /// This worker's index (0-based), for its lines.
+    #[arg(long)]
+    pub index: u32,
+    /// The inherited listening sockets, by fd number.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub listen_fds: Vec<RawFd>,
+    /// Stop accepting at this many open connections.
+    #[arg(long)]
+    pub cap: u64,
+    /// Time between the worker's interval lines.
+    #[arg(long, value_parser = crate::util::parse_duration)]
+    pub stats_interval: Duration,
+    /// Print the seed's progress line every 1000 accepts.
+    #[arg(long)]
+    pub seed_log: bool,
+    #[arg(long, value_enum)]
+    pub wake: Wake,
+}
+
+/// `--workers`: auto or a count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkersArg {
+    Auto,
+    Count(u32),
+}
+
+impl std::fmt::Display for WorkersArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkersArg::Auto => f.write_str("auto"),
+            WorkersArg::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+fn parse_workers(s: &str) -> Result<WorkersArg, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(WorkersArg::Auto);
+    }
+    match s.parse::<u32>() {
+        Ok(n) if (1..=4096).contains(&n) => Ok(WorkersArg::Count(n)),
+        _ => Err(format!(
+            "'{s}' is not \"auto\" or a worker count from 1 to 4096"
+        )),
+    }
+}
+
+/// The flags of one subcommand alone, to parse what `to_argv` wrote.
+#[derive(Debug, Parser)]
+#[command(no_binary_name = true)]
+struct Only<A: Args> {
+    #[command(flatten)]
+    args: A,
+}
+
+impl ServeArgs {
+    /// The subcommand that takes these arguments.
+    pub const COMMAND: &'static str = "serve";
+
+    /// The arguments as `c1m serve` would parse them from `argv` (after
+    /// the subcommand name).
+    pub fn try_parse_from<I, S>(argv: I) -> Result<ServeArgs, clap::Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString> + Clone,
+    {
+        Only::<ServeArgs>::try_parse_from(argv).map(|o| o.args)
+    }
+
+    /// A server on `bind`, ports `port..port+ports-1`, every other setting
+    /// at the command's default.
+    pub fn new(bind: IpAddr, port: u16, ports: u16) -> Result<ServeArgs, clap::Error> {
+        let mut a = ServeArgs::try_parse_from(std::iter::empty::<OsString>())?;
+        a.bind = bind;
+        a.port = port;
+        a.ports = ports;
+        Ok(a)
+    }
+
+    /// The command line (after the subcommand name) that parses back into
+    /// these arguments.
+    pub fn to_argv(&self) -> Vec<OsString> {
+        Argv::new()
+            .opt("bind", self.bind)
+            .opt("port", self.port)
+            .opt("ports", self.ports)
+            .opt("workers", self.workers)
+            .opt_some("max-connections", self.max_connections)
+            .duration("stats-interval", self.stats_interval)
+            .flag("json", self.json)
+            .value_enum("log-format", &self.log_format)
+            .value_enum("wake", &self.wake)
+            .into_vec()
+    }
+
+    /// `serve` and [`to_argv`](Self::to_argv): what a child is started with.
+    pub fn command_line(&self) -> Vec<OsString> {
+        let mut v = vec![OsString::from(Self::COMMAND)];
+        v.extend(self.to_argv());
+        v
+    }
+}
+
+impl ServeWorkerArgs {
+    /// The hidden subcommand of a serve worker process.
+    pub const COMMAND: &'static str = "serve-worker";
+
+    pub fn try_parse_from<I, S>(argv: I) -> Result<ServeWorkerArgs, clap::Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString> + Clone,
+    {
+        Only::<ServeWorkerArgs>::try_parse_from(argv).map(|o| o.args)
+    }
+
+    pub fn to_argv(&self) -> Vec<OsString> {
+        Argv::new()
+            .opt("index", self.index)
+            .list("listen-fds", &self.listen_fds)
+            .opt("cap", self.cap)
+            .duration("stats-interval", self.stats_interval)
+            .flag("seed-log", self.seed_log)
+            .value_enum("wake", &self.wake)
+            .into_vec()
+    }
+
+    pub fn command_line(&self) -> Vec<OsString> {
+        let mut v = vec![OsString::from(Self::COMMAND)];
+        v.extend(self.to_argv());
+        v
+    }
+}
+
+impl From<ServeWorkerArgs> for WorkerConfig {
+    fn from(a: ServeWorkerArgs) -> WorkerConfig {
+        WorkerConfig {
+            index: a.index,
+            listen_fds: a.listen_fds,
+            cap: a.cap,
+            stats_interval: a.stats_interval,
+            seed_log: a.seed_log,
+            wake: a.wake,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip(a: &ServeArgs) {
+        let back = ServeArgs::try_parse_from(a.to_argv())
+            .unwrap_or_else(|e| panic!("{:?} did not parse: {e}", a.to_argv()));
+        assert_eq!(&back, a);
+    }
+
+    #[test]
+    fn defaults_and_hand_built_cases_round_trip() {
+        let d = ServeArgs::new("0.0.0.0".parse().unwrap(), 8888, 20).unwrap();
+        assert_eq!(d.workers, WorkersArg::Auto);
+        assert_eq!(d.max_connections, None);
+        round_trip(&d);
+        let a = ServeArgs {
+            bind: "::1".parse().unwrap(),
+            port: 65535,
+            ports: 1,
+            workers: WorkersArg::Count(4096),
+            max_connections: Some(2_000_000),
+            stats_interval: Duration::from_millis(10),
+            json: true,
+            log_format: LogFormat::Seed,
+            wake: Wake::All,
+        };
+        round_trip(&a);
+        let w = ServeWorkerArgs {
+            index: 7,
+            listen_fds: vec![3, 4, 5],
+            cap: 19_936,
+            stats_interval: Duration::new(1, 1),
+            seed_log: true,
+            wake: Wake::One,
+        };
+        assert_eq!(ServeWorkerArgs::try_parse_from(w.to_argv()).unwrap(), w);
+        assert!(
+            ServeWorkerArgs::try_parse_from(["--index", "0", "--cap", "1"]).is_err(),
+            "a worker without listeners is refused"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_serve_args_round_trip(
+            v4 in any::<u32>(),
+            port in 1u16..,
+            ports in 1u16..,
+            workers in proptest::option::of(1u32..=4096),
+            max in proptest::option::of(0u64..(1 << 50)),
+            interval_ns in 0u64..(1 << 40),
+            json in any::<bool>(),
+            seed in any::<bool>(),
+            herd in any::<bool>(),
+        ) {
+            let a = ServeArgs {
+                bind: IpAddr::from(std::net::Ipv4Addr::from(v4)),
+                port,
+                ports,
+                workers: workers.map_or(WorkersArg::Auto, WorkersArg::Count),
+                max_connections: max,
+                stats_interval: Duration::from_nanos(interval_ns),
+                json,
+                log_format: if seed { LogFormat::Seed } else { LogFormat::Human },
+                wake: if herd { Wake::All } else { Wake::One },
+            };
+            round_trip(&a);
+        }
+    }
+}
