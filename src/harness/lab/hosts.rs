@@ -17,6 +17,7 @@
 //! `conntrack` (a stateful nftables rule on the server host and a small
 //! table) and `ports` (one client host's own narrow ephemeral range).
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::BufWriter;
 use std::net::Ipv4Addr;
@@ -29,6 +30,9 @@ use serde::Serialize;
 
 use crate::catalogue::FailureId;
 use crate::events::{Event, Record};
+use crate::flood::Procs as FloodProcs;
+use crate::flood::args::{FloodArgs, Hold};
+use crate::reactor::args::{ServeArgs, WorkersArg};
 use crate::sys::hosts::{self, SERVER_ADDR, Topology};
 use crate::sys::probe::{self, CounterSet, KmsgTail};
 use crate::sys::signals;
@@ -438,12 +442,15 @@ impl Procs {
     fn spawn(
         &mut self,
         host: &hosts::Host,
-        args: Vec<String>,
+        args: Vec<OsString>,
         dir: &Path,
         log: &str,
     ) -> Result<()> {
-        let mut argv = hosts::exec_in(&host.netns);
-        argv.push(this_exe()?);
+        let mut argv: Vec<OsString> = hosts::exec_in(&host.netns)
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+        argv.push(this_exe()?.into());
         argv.extend(args);
         let mut spec = WorkerSpec::new(argv);
         spec.stderr = Some(dir.join("stderr").join(format!("{}.txt", host.name)));
@@ -488,74 +495,50 @@ impl Procs {
     }
 }
 
-/// Arguments of `c1m serve` in the server host.
-fn serve_args(cfg: &LabConfig) -> Vec<String> {
-    [
-        "serve",
-        "--bind",
-        &SERVER_ADDR.to_string(),
-        "--port",
-        &cfg.base_port.to_string(),
-        "--ports",
-        &cfg.ports.to_string(),
-        "--workers",
-        "auto",
-        "--max-connections",
-        &server_capacity(cfg.target).to_string(),
-        "--json",
-    ]
-    .map(String::from)
-    .to_vec()
+/// `c1m serve` in the server host.
+fn serve_args(cfg: &LabConfig) -> Result<Vec<OsString>> {
+    let mut a = ServeArgs::new(SERVER_ADDR.into(), cfg.base_port, cfg.ports)
+        .context("the serve command line")?;
+    a.workers = WorkersArg::Auto;
+    a.max_connections = Some(server_capacity(cfg.target));
+    a.json = true;
+    Ok(a.command_line())
 }
 
-/// Arguments of `c1m flood` in client host `k` for `share` connections.
+/// `c1m flood` in client host `host` for `share` connections, from the
+/// host's own addresses.
 fn flood_args(
     cfg: &LabConfig,
     host: &hosts::Host,
     share: u64,
     scenario: Option<HostsScenario>,
-) -> Vec<String> {
-    let first = host
-        .addrs
-        .first()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let last = host.addrs.last().map(|a| a.to_string()).unwrap_or_default();
-    let mut a: Vec<String> = [
-        "flood",
-        &SERVER_ADDR.to_string(),
-        &cfg.base_port.to_string(),
-        "--ports",
-        &cfg.ports.to_string(),
-        "--connections",
-        &share.to_string(),
-        "--sources",
-        &format!("{first}-{last}"),
-        "--procs",
-        "auto",
-        "--json",
-    ]
-    .map(String::from)
-    .to_vec();
+) -> Result<Vec<OsString>> {
+    let mut a = FloodArgs::new(&SERVER_ADDR.to_string(), cfg.base_port, cfg.ports, share)
+        .context("the flood command line")?;
+    a.sources = match host.addrs.as_slice() {
+        [] => None,
+        [one] => Some(one.to_string()),
+        [first, .., last] => Some(format!("{first}-{last}")),
+    };
+    a.procs = FloodProcs::Auto;
+    a.json = true;
+    a.message_interval = cfg.message_interval;
     if scenario.is_some() {
         // A failure scenario: give up on a connect after 2 s and end by
         // itself shortly after, whatever was reached.
-        a.extend(["--connect-timeout", "2s", "--hold", "1s"].map(String::from));
+        a.connect_timeout = Duration::from_secs(2);
+        a.hold = Hold(Some(Duration::from_secs(1)));
     } else {
-        a.push("--hold".into());
-        a.push(format!("{}ms", (cfg.hold + CLIENT_HOLD_MARGIN).as_millis()));
+        // The lab ends the hold itself; this is a backstop.
+        a.hold = Hold(Some(cfg.hold + CLIENT_HOLD_MARGIN));
     }
-    if let Some(mi) = cfg.message_interval {
-        a.push("--message-interval".into());
-        a.push(format!("{}ms", mi.as_millis()));
-    }
-    a
+    Ok(a.command_line())
 }
 
 /// Start serve in the server host and wait until it listens.
 fn start_server(p: &mut Procs, topo: &Topology, cfg: &LabConfig, dir: &Path) -> Result<()> {
     let server = topo.host("server").context("no server host")?;
-    p.spawn(server, serve_args(cfg), dir, "serve.log")?;
+    p.spawn(server, serve_args(cfg)?, dir, "serve.log")?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while p.live[0].start.is_none() {
         if signals::stop_requested() {
@@ -770,7 +753,7 @@ pub fn run_hosts(
     let run_start_ts = crate::util::unix_now();
     for (i, share) in shares.iter().enumerate() {
         let h = &topo.hosts[i + 1];
-        p.spawn(h, flood_args(cfg, h, *share, scenario), &dir, "flood.log")?;
+        p.spawn(h, flood_args(cfg, h, *share, scenario)?, &dir, "flood.log")?;
         report.clients.push(ClientResult {
             index: i as u32 + 1,
             sources: h
@@ -1016,9 +999,10 @@ mod tests {
             netns: "c1m-1-client-2".into(),
             addrs: hosts[2].1.clone(),
         };
-        let args = flood_args(&cfg, &host, 50, None);
-        assert_eq!(args[1], "198.18.0.1");
-        let s = args.iter().position(|a| a == "--sources").unwrap();
-        assert_eq!(args[s + 1], "198.18.2.1-198.18.2.4");
+        let argv = flood_args(&cfg, &host, 50, None).unwrap();
+        let a = FloodArgs::try_parse_from(&argv[1..]).unwrap();
+        assert_eq!(a.host, "198.18.0.1");
+        assert_eq!(a.connections, 50);
+        assert_eq!(a.sources.as_deref(), Some("198.18.2.1-198.18.2.4"));
     }
 }
