@@ -116,7 +116,7 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
         let opts = EngineOptions {
             seed_lines: req.format == LogFormat::Seed,
         };
-        let engine = Engine::new(req.plan.clone(), shard, opts, &mut reporter)
+        let engine = Engine::new(&req.plan, shard, opts, &mut reporter)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let (summary, held) = engine.run();
         let reason = reporter.finish(&summary);
@@ -138,7 +138,7 @@ fn run_worker(req: &Request, index: u32, count: u32) -> bool {
     let opts = EngineOptions {
         seed_lines: req.seed_lines,
     };
-    let (summary, held) = match Engine::new(req.plan.clone(), shard.clone(), opts, &mut sink) {
+    let (summary, held) = match Engine::new(&req.plan, shard.clone(), opts, &mut sink) {
         Ok(engine) => {
             let (summary, held) = engine.run();
             (summary, Some(held))

@@ -1,0 +1,105 @@
+//! Socket setup for one connection attempt: a non-blocking, close-on-exec
+//! TCP socket (one `socket()` call with both flags, through socket2), the
+//! path's source address bound with `IP_BIND_ADDRESS_NO_PORT` (through nix)
+//! so the kernel picks the port at connect time per 4-tuple instead of
+//! reserving one per bind, and a non-blocking `connect()`. Each failure
+//! names the call and carries its errno, so the engine can count it.
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use nix::sys::socket::{setsockopt, sockopt::IpBindAddressNoPort};
+use socket2::{Domain, Socket, Type};
+
+use super::failure::errno_of;
+use crate::flood::plan::Path;
+
+/// The call of [`connect_nonblocking`] that failed, and its errno.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetupError {
+    pub call: &'static str,
+    pub errno: i32,
+}
+
+/// The `call` of a failed `setsockopt(IP_BIND_ADDRESS_NO_PORT)`.
+pub const BIND_NO_PORT_CALL: &str = "setsockopt";
+
+/// Open a socket on `path` and start connecting. Returns the stream and
+/// the instant just before `connect()`: the start of this connection's
+/// connect latency.
+pub fn connect_nonblocking(path: &Path) -> Result<(TcpStream, Instant), SetupError> {
+    let fail = |call: &'static str| {
+        move |e: std::io::Error| SetupError {
+            call,
+            errno: errno_of(&e),
+        }
+    };
+    let domain = match path.dest {
+        SocketAddr::V4(_) => Domain::IPV4,
+        SocketAddr::V6(_) => Domain::IPV6,
+    };
+    // socket2 adds SOCK_CLOEXEC on Linux; the socket is closed on every
+    // error path below when `sock` drops.
+    let sock = Socket::new(domain, Type::STREAM.nonblocking(), None).map_err(fail("socket"))?;
+    if let Some(src) = path.source {
+        if matches!(src, IpAddr::V4(_)) {
+            setsockopt(&sock, IpBindAddressNoPort, &true).map_err(|e| SetupError {
+                call: BIND_NO_PORT_CALL,
+                errno: e as i32,
+            })?;
+        }
+        sock.bind(&SocketAddr::new(src, 0).into())
+            .map_err(fail("bind"))?;
+    }
+    let started = Instant::now();
+    match sock.connect(&path.dest.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(fail("connect")(e)),
+    }
+    Ok((
+        TcpStream::from_std(std::net::TcpStream::from(sock)),
+        started,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn the_socket_is_nonblocking_cloexec_and_bound_without_a_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let path = Path {
+            source: Some(IpAddr::from([127, 0, 0, 1])),
+            dest: listener.local_addr().expect("local_addr"),
+        };
+        let (stream, _) = connect_nonblocking(&path).expect("connect");
+        let fd = stream.as_raw_fd();
+        // SAFETY: fcntl F_GETFL/F_GETFD on a descriptor this test owns.
+        let (fl, fdfl) = unsafe {
+            (
+                libc::fcntl(fd, libc::F_GETFL),
+                libc::fcntl(fd, libc::F_GETFD),
+            )
+        };
+        assert!(fl & libc::O_NONBLOCK != 0, "O_NONBLOCK not set");
+        assert!(fdfl & libc::FD_CLOEXEC != 0, "FD_CLOEXEC not set");
+        let on = nix::sys::socket::getsockopt(&stream, IpBindAddressNoPort).expect("getsockopt");
+        assert!(on, "IP_BIND_ADDRESS_NO_PORT not set");
+    }
+
+    #[test]
+    fn a_refused_setup_names_its_call() {
+        // An IPv6 source on an IPv4 socket: bind() refuses it locally,
+        // before any packet.
+        let path = Path {
+            source: Some("::1".parse().expect("address")),
+            dest: SocketAddr::from(([127, 0, 0, 1], 9)),
+        };
+        let err = connect_nonblocking(&path).expect_err("bind with the wrong family");
+        assert_eq!(err.call, "bind");
+        assert_ne!(err.errno, 0);
+    }
+}
