@@ -42,6 +42,10 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Inputs that could not be opened or read to the end.
     pub input_errors: Vec<InputProblem>,
+    /// Logs from several hosts: a row per host and findings across them
+    /// (see `diagnosis::hosts`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<super::hosts::HostView>,
     #[serde(skip)]
     pub series: Vec<Series>,
 }
@@ -82,7 +86,9 @@ pub fn analyze(paths: &[PathBuf]) -> Report {
             }),
         }
     }
-    from_sources(sources, stats, errors)
+    let mut report = from_sources(sources, stats, errors);
+    report.hosts = super::hosts::view(paths, &report.sources, &report.findings);
+    report
 }
 
 /// Classify already-read sources into a report.
@@ -110,6 +116,7 @@ pub fn from_sources(
         totals: c.totals,
         findings: c.findings,
         input_errors: errors,
+        hosts: None,
         series,
     }
 }
@@ -245,6 +252,9 @@ impl Report {
         }
         for e in &self.input_errors {
             let _ = writeln!(out, "  error: {}: {}", e.path, e.error);
+        }
+        if let Some(h) = &self.hosts {
+            let _ = write!(out, "\n{}", h.render());
         }
         let _ = writeln!(out);
         if self.findings.is_empty() {

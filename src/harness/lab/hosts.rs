@@ -564,6 +564,7 @@ fn start_server(p: &mut Procs, topo: &Topology, cfg: &LabConfig, dir: &Path) -> 
 #[derive(Default)]
 struct Seen {
     counters_end: Option<Vec<CounterSet>>,
+    counters_end_ts: Option<f64>,
     tables_end: Option<Vec<String>>,
     memory_peak: Option<probe::Memory>,
 }
@@ -583,6 +584,7 @@ fn supervise(
     let mut last_print = Instant::now();
     while p.live[1..].iter().any(|l| l.exit.is_none()) {
         if hold_started.is_some_and(|t| t.elapsed() >= cfg.hold) && seen.counters_end.is_none() {
+            seen.counters_end_ts = Some(crate::util::unix_now());
             seen.counters_end = Some(counters_of(topo)?);
             seen.tables_end = Some(tables_of(topo));
             p.stop_clients();
@@ -653,8 +655,8 @@ fn stop_server(p: &mut Procs) {
 fn write_evidence(
     logs: &Path,
     topo: &Topology,
-    before: &[CounterSet],
-    at_end: &[CounterSet],
+    (before, at_end): (&[CounterSet], &[CounterSet]),
+    stamps: (f64, f64),
     tables: &[String],
     kernel: &[String],
 ) -> Result<()> {
@@ -666,7 +668,7 @@ fn write_evidence(
             &at_end[i],
             &crate::catalogue::evidence_counters(),
         );
-        std::fs::write(d.join("counters.nstat"), nstat)
+        std::fs::write(d.join("counters.nstat"), stamped(&nstat, stamps))
             .with_context(|| format!("writing {}/counters.nstat", d.display()))?;
         std::fs::write(d.join("sysctl.txt"), &tables[i])
             .with_context(|| format!("writing {}/sysctl.txt", d.display()))?;
@@ -674,6 +676,22 @@ fn write_evidence(
     let path = logs.join("kernel.log");
     std::fs::write(&path, kernel.join("\n") + "\n")
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Two nstat snapshots, each after a line with its time (so analyze can
+/// line a server's counters up with a client host's failures).
+fn stamped(nstat: &str, (t0, t1): (f64, f64)) -> String {
+    let mut out = String::new();
+    let mut n = 0;
+    for line in nstat.split_inclusive('\n') {
+        if line.starts_with("#kernel") {
+            let t = if n == 0 { t0 } else { t1 };
+            out.push_str(&format!("{}{t:.3}\n", crate::diagnosis::hosts::TS_MARK));
+            n += 1;
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 /// nf_conntrack_count from a `sysctl`-style table.
@@ -732,6 +750,7 @@ pub fn run_hosts(
         notes,
         ..Default::default()
     };
+    let before_ts = crate::util::unix_now();
     let before = counters_of(&topo)?;
     let mut kmsg = KmsgTail::open();
     if let Some(why) = &kmsg.unavailable {
@@ -773,6 +792,7 @@ pub fn run_hosts(
     stop_server(&mut p);
     report.elapsed_s = t0.elapsed().as_secs_f64();
     let after = counters_of(&topo)?;
+    let at_end_ts = seen.counters_end_ts.unwrap_or_else(crate::util::unix_now);
     let at_end = seen.counters_end.unwrap_or_else(|| after.clone());
     let tables = seen.tables_end.unwrap_or_default();
     report.kernel_lines = kmsg.read_new();
@@ -780,8 +800,8 @@ pub fn run_hosts(
     write_evidence(
         &logs,
         &topo,
-        &before,
-        &at_end,
+        (&before, &at_end),
+        (before_ts, at_end_ts),
         &tables,
         &report.kernel_lines,
     )?;
@@ -967,6 +987,18 @@ pub fn cleanup() -> Result<Vec<hosts::Removed>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_snapshot_carries_its_time() {
+        let text = stamped(
+            "#kernel\nTcpExtListenOverflows 1 0.0\n#kernel\nTcpExtListenOverflows 5 0.0\n",
+            (10.0, 20.5),
+        );
+        assert_eq!(
+            text,
+            "# c1m ts=10.000\n#kernel\nTcpExtListenOverflows 1 0.0\n# c1m ts=20.500\n#kernel\nTcpExtListenOverflows 5 0.0\n"
+        );
+    }
 
     #[test]
     fn conntrack_count_is_read_from_the_table() {
