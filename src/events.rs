@@ -3,9 +3,20 @@
 //! back. One object per line, each with the same envelope: a Unix timestamp,
 //! the role and process that wrote it, and an `event` tag. Readers ignore
 //! fields they do not know, so the schema can grow without breaking old logs.
+//!
+//! The free-form parts (`start` settings, `summary` details) are typed too:
+//! each writer serializes one struct and each reader deserializes the same
+//! one ([`ServeStart`], [`ServeWorkerStart`], [`ServeSummary`],
+//! [`FloodStart`] here; flood's summary details are `flood::wire::
+//! FloodSummary`, built on its shard summary). Every field has a serde
+//! default, so a log written before a field existed still parses.
+//! [`Record`] is generic over its event so that a writer can add typed
+//! fields of its own to a line (flood's interval and failure lines, its
+//! workers' lines) while readers of [`Event`] still read it.
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::catalogue::FailureId;
@@ -21,7 +32,7 @@ pub enum Role {
 
 /// One JSON line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
+pub struct Record<E = Event> {
     /// Seconds since the Unix epoch.
     pub ts: f64,
     pub role: Role,
@@ -31,7 +42,7 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<u32>,
     #[serde(flatten)]
-    pub event: Event,
+    pub event: E,
 }
 
 /// Counters common to `serve` and `flood` intervals and summaries.
@@ -145,9 +156,9 @@ fn one() -> u64 {
     1
 }
 
-impl Record {
+impl<E: Serialize> Record<E> {
     /// A record stamped now by this process.
-    pub fn now(role: Role, worker: Option<u32>, event: Event) -> Record {
+    pub fn now(role: Role, worker: Option<u32>, event: E) -> Record<E> {
         Record {
             ts: crate::util::unix_now(),
             role,
@@ -165,14 +176,118 @@ impl Record {
         out.flush()
     }
 
-    /// Parse one line; `None` for anything that is not a c1m record.
-    pub fn parse(line: &str) -> Option<Record> {
+    /// The record as one JSON line, without the newline.
+    pub fn to_line(&self) -> Option<String> {
+        serde_json::to_string(self).ok()
+    }
+}
+
+impl<E: DeserializeOwned> Record<E> {
+    /// Parse one line as a record of `E`; `None` for anything else.
+    pub fn parse_as(line: &str) -> Option<Record<E>> {
         let t = line.trim();
         if !t.starts_with('{') {
             return None;
         }
         serde_json::from_str(t).ok()
     }
+}
+
+impl Record {
+    /// Parse one line; `None` for anything that is not a c1m record.
+    pub fn parse(line: &str) -> Option<Record> {
+        Record::parse_as(line)
+    }
+}
+
+/// Read a typed `start` settings or `summary` details object; `None` when
+/// it is not one (a field of the wrong type). Missing fields take their
+/// defaults, so older logs parse.
+pub fn typed<T: DeserializeOwned>(value: &serde_json::Value) -> Option<T> {
+    T::deserialize(value).ok()
+}
+
+/// Where a flood process stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    #[default]
+    Connect,
+    Hold,
+    Done,
+}
+
+/// `start` settings of the `c1m serve` parent, once every worker listens.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServeStart {
+    pub bind: String,
+    /// First and last port.
+    pub ports: Vec<u16>,
+    pub workers: u32,
+    pub max_connections: u64,
+    pub per_worker_cap: u64,
+    /// The soft RLIMIT_NOFILE of the workers.
+    pub nofile: u64,
+    /// The listen backlog (`net.core.somaxconn`).
+    pub backlog: i64,
+    pub wake: String,
+    pub worker_pids: Vec<u32>,
+}
+
+/// `start` settings of one serve worker, once it polls the listeners.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServeWorkerStart {
+    pub worker: u32,
+    pub cap: u64,
+    pub listeners: u64,
+    pub nofile: u64,
+    /// Its RSS before any connection, bytes: the parent takes it off the
+    /// RSS it reports per connection.
+    pub rss_baseline: u64,
+    pub wake: String,
+}
+
+/// `summary` details of the `c1m serve` parent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServeSummary {
+    /// Most connections open at once (all workers).
+    pub peak_connections: u64,
+    pub workers: u64,
+    pub restarts: u64,
+    /// Fewest and most connections one worker held at the end.
+    pub per_worker_min: u64,
+    pub per_worker_max: u64,
+    /// Highest RSS of all workers together, bytes.
+    pub peak_rss_bytes: u64,
+    /// Workers' RSS above their empty baselines per connection, at the peak.
+    pub user_bytes_per_connection: Option<f64>,
+    pub max_connections: u64,
+    pub per_worker_cap: u64,
+}
+
+/// `start` settings of `c1m flood` (the whole run, not a shard).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FloodStart {
+    pub host: String,
+    /// The destination address HOST resolved to.
+    pub dest: String,
+    pub port: u16,
+    pub ports: u16,
+    /// `--sources` as given.
+    pub sources: Option<String>,
+    pub source_count: u64,
+    pub connections: u64,
+    pub window: u64,
+    pub rate: Option<f64>,
+    pub connect_timeout_s: f64,
+    /// `None`: until Ctrl-C.
+    pub hold_s: Option<f64>,
+    pub message_interval_s: Option<f64>,
+    pub procs: u32,
 }
 
 #[cfg(test)]

@@ -33,8 +33,8 @@ pub struct LabArgs {
     /// Echo a message on every connection at this interval during the hold
     /// ("off" for none; "auto": about 10,000 messages a second in all, so
     /// the echoes measure round trips without saturating a small host).
-    #[arg(long, default_value = "auto")]
-    pub message_interval: String,
+    #[arg(long, default_value = "auto", value_parser = lab::parse_message_interval)]
+    pub message_interval: lab::MessageInterval,
     /// Source addresses per client (127.0.K.1 - 127.0.K.N).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=254))]
     pub sources: u32,
@@ -160,15 +160,6 @@ fn run_scenarios(
     })
 }
 
-/// `--message-interval` as the lab uses it.
-fn message_interval(text: &str, target: u64) -> Result<Option<Duration>> {
-    Ok(match text {
-        "off" | "0" | "none" => None,
-        "auto" => Some(lab::auto_message_interval(target)),
-        s => Some(parse_duration(s).map_err(|e| anyhow::anyhow!("--message-interval: {e}"))?),
-    })
-}
-
 /// `--cleanup`: what a killed hosts lab left behind.
 fn cleanup() -> Result<ExitCode> {
     let removed = lab::hosts::cleanup()?;
@@ -218,7 +209,7 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
         ports: if scenario.is_some() { 1 } else { args.ports },
         base_port: args.port,
         hold: args.hold,
-        message_interval: message_interval(&args.message_interval, target)?,
+        message_interval: args.message_interval.resolve(target),
         sources_per_client: if scenario.is_some() { 1 } else { args.sources },
         apply: args.apply,
         force: args.force,
@@ -313,7 +304,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         }
         return run_scenarios(choice, private, &args.report, args.json);
     }
-    let message_interval = message_interval(&args.message_interval, args.target)?;
+    let message_interval = args.message_interval.resolve(args.target);
     let cfg = LabConfig {
         target: args.target,
         clients: args.clients,

@@ -26,7 +26,7 @@ use super::classify::{Finding, SourceSummary};
 use super::input::Input;
 use super::source::Kind;
 use crate::catalogue::FailureId;
-use crate::events::{Event, Record};
+use crate::events::{Event, FloodStart, Record, typed};
 use crate::util::thousands;
 
 /// Slack, in seconds, on each side of a window compared across hosts.
@@ -98,16 +98,19 @@ pub fn host_by_folder(file: &Path, roots: &[PathBuf]) -> Option<String> {
 
 /// Where a client sent its connections, from its start record.
 fn dest_of(settings: &serde_json::Value) -> Option<String> {
-    let host = settings
-        .get("dest")
-        .or_else(|| settings.get("host"))?
-        .as_str()?;
-    let port = settings.get("port")?.as_u64()?;
-    let ports = settings.get("ports").and_then(|p| p.as_u64()).unwrap_or(1);
-    Some(if ports > 1 {
-        format!("{host}:{port}-{}", port + ports - 1)
+    let s = typed::<FloodStart>(settings)?;
+    let host = if s.dest.is_empty() { s.host } else { s.dest };
+    if host.is_empty() || s.port == 0 {
+        return None;
+    }
+    Some(if s.ports > 1 {
+        format!(
+            "{host}:{}-{}",
+            s.port,
+            u32::from(s.port) + u32::from(s.ports) - 1
+        )
     } else {
-        format!("{host}:{port}")
+        format!("{host}:{}", s.port)
     })
 }
 

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod plan;
 pub mod report;
 pub mod stats;
+pub mod wire;
 
 use std::time::{Duration, Instant};
 
@@ -19,8 +20,9 @@ use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
 use args::{FloodArgs, FloodShardArgs};
 use engine::{Engine, EngineOptions};
 use plan::Plan;
-use report::{LogFormat, Reporter, WorkerLine, WorkerSink};
+use report::{LogFormat, Reporter};
 use stats::ShardSummary;
+use wire::{Received, WorkerLine, WorkerSink};
 
 /// Descriptors kept free in every process for stdio, epoll, pipes: the
 /// slack doctor's capacity estimate counts with.
@@ -56,23 +58,23 @@ pub fn per_process_budget() -> u64 {
     limits::usable_sockets(hard).max(1)
 }
 
-fn settings(req: &Request, procs: u32) -> serde_json::Value {
+fn settings(req: &Request, procs: u32) -> crate::events::FloodStart {
     let p = &req.plan;
-    serde_json::json!({
-        "host": p.host,
-        "dest": p.dest.to_string(),
-        "port": p.first_port,
-        "ports": p.ports,
-        "sources": req.args.sources,
-        "source_count": p.sources.len(),
-        "connections": p.connections,
-        "window": p.window,
-        "rate": p.rate,
-        "connect_timeout_s": p.connect_timeout.as_secs_f64(),
-        "hold_s": p.hold.map(|h| h.as_secs_f64()),
-        "message_interval_s": p.message_interval.map(|h| h.as_secs_f64()),
-        "procs": procs,
-    })
+    crate::events::FloodStart {
+        host: p.host.clone(),
+        dest: p.dest.to_string(),
+        port: p.first_port,
+        ports: p.ports,
+        sources: req.args.sources.clone(),
+        source_count: p.sources.len() as u64,
+        connections: p.connections,
+        window: p.window as u64,
+        rate: p.rate,
+        connect_timeout_s: p.connect_timeout.as_secs_f64(),
+        hold_s: p.hold.map(|h| h.as_secs_f64()),
+        message_interval_s: p.message_interval.map(|h| h.as_secs_f64()),
+        procs,
+    }
 }
 
 fn headline(req: &Request, procs: u32) -> String {
@@ -110,7 +112,7 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
     let mut reporter = Reporter::new(req.format, req.args.output.as_deref(), req.plan.connections)?;
     reporter.hold_text = report::human_duration(req.plan.hold);
     reporter.expected_workers = procs as usize;
-    reporter.start(settings(&req, procs), &headline(&req, procs));
+    reporter.start(&settings(&req, procs), &headline(&req, procs));
     let summary = if procs == 1 {
         let shard = req.plan.shard(0, 1);
         let opts = EngineOptions {
@@ -197,12 +199,14 @@ fn run_parent(
                   summaries: &mut Vec<Option<ShardSummary>>,
                   running: &mut usize,
                   lost: &mut Vec<String>| match msg {
-        WorkerMsg::Line { index, line } => match report::parse_worker_line(&line) {
-            WorkerLine::Progress(snap) => reporter.update(index as u32, snap),
-            WorkerLine::Failure(note) => reporter.failure(Some(index as u32), &note),
-            WorkerLine::Summary(s) => summaries[index] = Some(*s),
-            WorkerLine::Raw => reporter.raw(&line),
-            WorkerLine::Other => {}
+        WorkerMsg::Line { index, line } => match wire::parse_worker_line(&line) {
+            Received::Line(WorkerLine::Interval(snap)) => reporter.update(index as u32, snap),
+            Received::Line(WorkerLine::Failure(note)) => {
+                reporter.failure(Some(index as u32), &note)
+            }
+            Received::Line(WorkerLine::Summary(s)) => summaries[index] = Some(*s),
+            Received::Raw => reporter.raw(&line),
+            Received::Other => {}
         },
         WorkerMsg::Exited { index, status } => {
             *running = running.saturating_sub(1);

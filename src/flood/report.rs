@@ -3,7 +3,8 @@
 //! log (a progress bar on a terminal, otherwise a line per second), the
 //! seed's exact lines (`connections: N, sockfd:FD, time_used:MS` at every
 //! thousand verified connections, `connect: <strerror>` for failed
-//! connects), or `events::Record` JSON lines. Every line goes to stdout and
+//! connects), or `events::Record` JSON lines (their flood-specific types are
+//! in `wire`, with what workers send their parent). Every line goes to stdout and
 //! to `--output` when given, and is flushed at once, so a killed run keeps
 //! its log. The run ends with a summary table (comfy-table).
 use std::collections::BTreeMap;
@@ -15,7 +16,8 @@ use comfy_table::{ContentArrangement, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::stats::{FailureNote, Phase, ShardSummary, Sink, Snapshot, percentiles};
-use crate::events::{Counters, Event, Record, Role};
+use super::wire::{FloodLine, FloodSummary};
+use crate::events::{Counters, Event, FloodStart, Record, Role};
 use crate::util::thousands;
 
 /// The log format.
@@ -45,25 +47,6 @@ impl Out {
     }
 }
 
-/// A flood `events::Record` stamped now, as one JSON line, with `extra`'s
-/// keys added beside the record's own (a record field of the same name
-/// wins; readers ignore keys they do not know).
-fn record_line(
-    worker: Option<u32>,
-    event: Event,
-    extra: Option<serde_json::Value>,
-) -> Option<String> {
-    let rec = Record::now(Role::Flood, worker, event);
-    let mut v = serde_json::to_value(&rec).ok()?;
-    if let (Some(serde_json::Value::Object(extra)), serde_json::Value::Object(m)) = (extra, &mut v)
-    {
-        for (k, x) in extra {
-            m.entry(k).or_insert(x);
-        }
-    }
-    Some(v.to_string())
-}
-
 /// Renders a run's progress (see the module doc).
 pub struct Reporter {
     format: LogFormat,
@@ -80,6 +63,8 @@ pub struct Reporter {
     hold_announced: bool,
     /// Verified per second over the last tick, for the progress bar.
     bar_rate: u64,
+    /// Most verified connections open at once (summed over processes).
+    peak: u64,
     /// How long the hold lasts, for the human log ("for 10s").
     pub hold_text: String,
     /// Processes whose counters are summed (the phase is "hold" only once
@@ -129,6 +114,7 @@ impl Reporter {
             ticks: 0,
             hold_announced: false,
             bar_rate: 0,
+            peak: 0,
             hold_text: String::new(),
             expected_workers: 1,
         })
@@ -147,20 +133,20 @@ impl Reporter {
         self.say(&line);
     }
 
-    fn emit(&mut self, worker: Option<u32>, event: Event) {
-        self.emit_with(worker, event, None);
-    }
-
-    fn emit_with(&mut self, worker: Option<u32>, event: Event, extra: Option<serde_json::Value>) {
-        if let Some(line) = record_line(worker, event, extra) {
+    /// Write one record (`Event` or [`FloodLine`]) as a JSON line.
+    fn emit<E: serde::Serialize>(&mut self, worker: Option<u32>, event: E) {
+        if let Some(line) = Record::now(Role::Flood, worker, event).to_line() {
             self.say(&line);
         }
     }
 
-    /// The run starts: settings as free-form JSON.
-    pub fn start(&mut self, settings: serde_json::Value, headline: &str) {
+    /// The run starts: its settings.
+    pub fn start(&mut self, settings: &FloodStart, headline: &str) {
         match self.format {
-            LogFormat::Json => self.emit(None, Event::Start { settings }),
+            LogFormat::Json => {
+                let settings = serde_json::to_value(settings).unwrap_or_default();
+                self.emit(None, Event::Start { settings })
+            }
             LogFormat::Human => self.say(headline),
             LogFormat::Seed => {}
         }
@@ -193,6 +179,7 @@ impl Reporter {
         let fd = snap.last_fd;
         self.workers.insert(worker, snap);
         let (c, in_flight, phase) = self.totals();
+        self.peak = self.peak.max(c.connections);
         if self.format == LogFormat::Seed {
             while c.opened_total >= self.seed_next {
                 let now = Instant::now();
@@ -251,14 +238,15 @@ impl Reporter {
         match self.format {
             LogFormat::Json => {
                 if let Some(failure) = note.failure {
-                    let ev = Event::Failure {
+                    let line = FloodLine::Failure {
                         failure,
                         call: note.call.clone(),
                         errno: note.errno,
                         count: note.count,
                         detail: note.detail.clone(),
+                        key: note.key.clone(),
                     };
-                    self.emit_with(worker, ev, Some(serde_json::json!({ "key": note.key })));
+                    self.emit(worker, line);
                 }
             }
             LogFormat::Seed => {
@@ -331,17 +319,14 @@ impl Reporter {
         self.bar_rate = rate.round() as u64;
         match self.format {
             LogFormat::Json => {
-                let ev = Event::Interval {
+                let line = FloodLine::Interval {
                     counters: c,
                     rate: (rate * 10.0).round() / 10.0,
-                    target: Some(self.target),
+                    target: self.target,
+                    in_flight,
+                    phase,
                 };
-                let phase = serde_json::to_value(phase).unwrap_or_default();
-                self.emit_with(
-                    None,
-                    ev,
-                    Some(serde_json::json!({ "in_flight": in_flight, "phase": phase })),
-                );
+                self.emit(None, line);
             }
             LogFormat::Human
                 if self.bar.is_none()
@@ -379,33 +364,8 @@ impl Reporter {
         let rtt = percentiles(&s.rtt_us);
         match self.format {
             LogFormat::Json => {
-                let mut plain = s.clone();
-                plain.connect_latency_us.clear();
-                plain.rtt_us.clear();
-                let mut details = serde_json::to_value(&plain).unwrap_or_default();
-                if let serde_json::Value::Object(m) = &mut details {
-                    m.remove("connect_latency_us");
-                    m.remove("rtt_us");
-                    m.insert("established".into(), s.open.into());
-                    m.insert("reached".into(), s.success().into());
-                    m.insert(
-                        "connect_rate".into(),
-                        ((s.connect_rate() * 10.0).round() / 10.0).into(),
-                    );
-                    m.insert(
-                        "failed_by_class".into(),
-                        serde_json::to_value(&s.errors).unwrap_or_default(),
-                    );
-                    m.insert(
-                        "connect_latency_ms".into(),
-                        serde_json::to_value(&lat).unwrap_or_default(),
-                    );
-                    m.insert(
-                        "rtt_ms".into(),
-                        serde_json::to_value(&rtt).unwrap_or_default(),
-                    );
-                    m.insert("reason".into(), reason.clone().into());
-                }
+                let details =
+                    serde_json::to_value(FloodSummary::new(s, self.peak)).unwrap_or_default();
                 let counters = s.counters(None);
                 self.emit(
                     None,
@@ -532,145 +492,6 @@ impl Sink for Reporter {
         if self.format == LogFormat::Seed {
             self.say(line);
         }
-    }
-}
-
-/// The sink of a worker process: JSON lines on stdout for the parent,
-/// with the snapshot fields `events::Record` has no place for added as
-/// extra keys (readers ignore them).
-pub struct WorkerSink {
-    pub index: u32,
-    pub seed_lines: bool,
-}
-
-impl WorkerSink {
-    fn write(&self, event: Event, extra: serde_json::Value) {
-        if let Some(line) = record_line(Some(self.index), event, Some(extra)) {
-            let mut so = std::io::stdout().lock();
-            let _ = writeln!(so, "{line}");
-            let _ = so.flush();
-        }
-    }
-
-    pub fn summary(&self, s: &ShardSummary) {
-        let details = serde_json::to_value(s).unwrap_or_default();
-        let counters = s.counters(crate::util::rss_bytes());
-        self.write(
-            Event::Summary {
-                counters,
-                elapsed_s: s.elapsed_s,
-                details,
-            },
-            serde_json::json!({}),
-        );
-    }
-}
-
-impl Sink for WorkerSink {
-    fn progress(&mut self, snap: &Snapshot, _tick: bool) {
-        let ev = Event::Interval {
-            counters: snap.counters.clone(),
-            rate: 0.0,
-            target: Some(snap.target),
-        };
-        self.write(
-            ev,
-            serde_json::json!({
-                "in_flight": snap.in_flight,
-                "attempts": snap.attempts,
-                "last_fd": snap.last_fd,
-                "phase": snap.phase,
-            }),
-        );
-    }
-
-    fn failure(&mut self, note: &FailureNote) {
-        // Classes without a catalogue id still reach the parent: it needs
-        // the key and count; the id is then a stand-in the parent drops.
-        let ev = Event::Failure {
-            failure: note
-                .failure
-                .unwrap_or(crate::catalogue::FailureId::PeerDisconnect),
-            call: note.call.clone(),
-            errno: note.errno,
-            count: note.count,
-            detail: note.detail.clone(),
-        };
-        self.write(
-            ev,
-            serde_json::json!({ "key": note.key, "has_id": note.failure.is_some() }),
-        );
-    }
-
-    fn conn_line(&mut self, line: &str) {
-        if self.seed_lines {
-            let mut so = std::io::stdout().lock();
-            let _ = writeln!(so, "{line}");
-            let _ = so.flush();
-        }
-    }
-}
-
-/// Parse a worker's line back into what its sink was given.
-pub enum WorkerLine {
-    Progress(Snapshot),
-    Failure(FailureNote),
-    Summary(Box<ShardSummary>),
-    Other,
-    Raw,
-}
-
-pub fn parse_worker_line(line: &str) -> WorkerLine {
-    let t = line.trim();
-    if !t.starts_with('{') {
-        return WorkerLine::Raw;
-    }
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(t) else {
-        return WorkerLine::Raw;
-    };
-    let Some(rec) = Record::parse(t) else {
-        return WorkerLine::Raw;
-    };
-    match rec.event {
-        Event::Interval {
-            counters, target, ..
-        } => WorkerLine::Progress(Snapshot {
-            counters,
-            in_flight: v.get("in_flight").and_then(|x| x.as_u64()).unwrap_or(0),
-            attempts: v.get("attempts").and_then(|x| x.as_u64()).unwrap_or(0),
-            last_fd: v.get("last_fd").and_then(|x| x.as_i64()).map(|x| x as i32),
-            phase: v
-                .get("phase")
-                .and_then(|x| serde_json::from_value(x.clone()).ok())
-                .unwrap_or_default(),
-            target: target.unwrap_or(0),
-        }),
-        Event::Failure {
-            failure,
-            call,
-            errno,
-            count,
-            detail,
-        } => {
-            let has_id = v.get("has_id").and_then(|x| x.as_bool()).unwrap_or(true);
-            WorkerLine::Failure(FailureNote {
-                key: v
-                    .get("key")
-                    .and_then(|x| x.as_str())
-                    .unwrap_or(failure.as_str())
-                    .to_string(),
-                failure: has_id.then_some(failure),
-                call,
-                errno,
-                count,
-                detail,
-            })
-        }
-        Event::Summary { details, .. } => match serde_json::from_value::<ShardSummary>(details) {
-            Ok(s) => WorkerLine::Summary(Box::new(s)),
-            Err(_) => WorkerLine::Other,
-        },
-        _ => WorkerLine::Other,
     }
 }
 

@@ -12,19 +12,13 @@ use serde::{Deserialize, Serialize};
 use crate::catalogue::FailureId;
 use crate::events::Counters;
 
-/// Where a flood process stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    #[default]
-    Connect,
-    Hold,
-    Done,
-}
+pub use crate::events::Phase;
 
-/// A snapshot of one process's counters (cumulative).
-#[derive(Debug, Clone, Default)]
+/// A snapshot of one process's counters (cumulative). A worker sends it to
+/// its parent as an interval line (`flood::wire`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
+    #[serde(flatten)]
     pub counters: Counters,
     pub in_flight: u64,
     pub attempts: u64,
@@ -35,7 +29,7 @@ pub struct Snapshot {
 }
 
 /// Failures of one class over one interval.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailureNote {
     /// Class key: an errno name ("ECONNREFUSED") or one of flood's own
     /// ("ECHO_TIMEOUT", "ECHO_MISMATCH", "EOF").
@@ -139,10 +133,10 @@ pub struct ShardSummary {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired: Vec<Retired>,
     /// Connect latency (connect() to handshake done), microseconds.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connect_latency_us: Vec<(u64, u64)>,
     /// Hold-message round trips, microseconds.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rtt_us: Vec<(u64, u64)>,
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::events::{Counters, Event, Record, Role};
+use crate::events::{Counters, Event, Record, Role, ServeStart, ServeSummary, ServeWorkerStart};
 use crate::sys::signals;
 use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
 use crate::util::thousands;
@@ -157,7 +157,8 @@ impl Parent {
         };
         match rec.event {
             Event::Start { settings } => {
-                self.slots[i].baseline = settings.get("rss_baseline").and_then(|v| v.as_u64());
+                self.slots[i].baseline =
+                    crate::events::typed::<ServeWorkerStart>(&settings).map(|w| w.rss_baseline);
                 self.slots[i].pid = rec.pid;
                 return true;
             }
@@ -230,18 +231,19 @@ impl Parent {
         self.peak = self.peak.max(c.connections);
         let elapsed = self.started.elapsed().as_secs_f64();
         let (min, max) = self.min_max();
-        let details = serde_json::json!({
-            "peak_connections": self.peak,
-            "workers": self.slots.len(),
-            "restarts": self.restarts,
-            "per_worker_min": min,
-            "per_worker_max": max,
-            "peak_rss_bytes": self.peak_rss,
-            "user_bytes_per_connection": self.peak_bytes_per_conn,
-            "max_connections": self.opts.max_connections,
-            "per_worker_cap": self.plan.cap,
-        });
+        let details = ServeSummary {
+            peak_connections: self.peak,
+            workers: self.slots.len() as u64,
+            restarts: self.restarts,
+            per_worker_min: min,
+            per_worker_max: max,
+            peak_rss_bytes: self.peak_rss,
+            user_bytes_per_connection: self.peak_bytes_per_conn,
+            max_connections: self.opts.max_connections,
+            per_worker_cap: self.plan.cap,
+        };
         if self.opts.json {
+            let details = serde_json::to_value(details).unwrap_or_default();
             emit(
                 None,
                 Event::Summary {
@@ -370,17 +372,18 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
         emit(
             None,
             Event::Start {
-                settings: serde_json::json!({
-                    "bind": bind,
-                    "ports": [opts.port, last],
-                    "workers": plan.workers,
-                    "max_connections": opts.max_connections,
-                    "per_worker_cap": plan.cap,
-                    "nofile": nofile,
-                    "backlog": super::listen::somaxconn(),
-                    "wake": opts.wake.as_str(),
-                    "worker_pids": pool.pids(),
-                }),
+                settings: serde_json::to_value(ServeStart {
+                    bind: bind.clone(),
+                    ports: vec![opts.port, last],
+                    workers: plan.workers,
+                    max_connections: opts.max_connections,
+                    per_worker_cap: plan.cap,
+                    nofile,
+                    backlog: super::listen::somaxconn().into(),
+                    wake: opts.wake.as_str().into(),
+                    worker_pids: pool.pids(),
+                })
+                .unwrap_or_default(),
             },
         );
     } else {

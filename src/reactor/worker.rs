@@ -27,7 +27,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::catalogue::FailureId;
-use crate::events::{Counters, Event, Record, Role};
+use crate::events::{Counters, Event, Record, Role, ServeWorkerStart};
 use crate::sys::signals;
 
 use super::Wake;
@@ -245,14 +245,15 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         let baseline = self.rss().unwrap_or(0);
         self.emit(Event::Start {
-            settings: serde_json::json!({
-                "worker": self.cfg.index,
-                "cap": self.cfg.cap,
-                "listeners": self.listeners.len(),
-                "nofile": self.fd_soft,
-                "rss_baseline": baseline,
-                "wake": self.cfg.wake.as_str(),
-            }),
+            settings: serde_json::to_value(ServeWorkerStart {
+                worker: self.cfg.index,
+                cap: self.cfg.cap,
+                listeners: self.listeners.len() as u64,
+                nofile: self.fd_soft,
+                rss_baseline: baseline,
+                wake: self.cfg.wake.as_str().into(),
+            })
+            .unwrap_or_default(),
         })?;
         let mut next_tick = Instant::now() + self.cfg.stats_interval;
         let mut next_sweep = Instant::now() + SWEEP;

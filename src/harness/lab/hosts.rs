@@ -29,7 +29,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::catalogue::FailureId;
-use crate::events::{Event, Record};
+use crate::events::{Event, Record, ServeStart, typed};
 use crate::flood::Procs as FloodProcs;
 use crate::flood::args::{FloodArgs, Hold};
 use crate::reactor::args::{ServeArgs, WorkersArg};
@@ -764,10 +764,7 @@ pub fn run_hosts(
     };
     start_server(&mut p, &topo, cfg, &dir)?;
     if let Some(Event::Start { settings }) = p.live[0].start.as_ref().map(|r| &r.event) {
-        report.server_workers = settings
-            .get("workers")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0);
+        report.server_workers = typed::<ServeStart>(settings).map_or(0, |s| s.workers.into());
     }
     let run_start_ts = crate::util::unix_now();
     for (i, share) in shares.iter().enumerate() {

@@ -141,6 +141,43 @@ pub fn auto_message_interval(target: u64) -> Duration {
     Duration::from_secs((target / AUTO_MESSAGES_PER_S).max(1))
 }
 
+/// `c1m lab --message-interval`: off, auto, or a duration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageInterval {
+    /// No messages during the hold.
+    Off,
+    /// [`auto_message_interval`] of the target.
+    Auto,
+    Every(Duration),
+}
+
+impl MessageInterval {
+    /// The interval the clients are given for `target` connections.
+    pub fn resolve(self, target: u64) -> Option<Duration> {
+        match self {
+            MessageInterval::Off => None,
+            MessageInterval::Auto => Some(auto_message_interval(target)),
+            MessageInterval::Every(d) => Some(d),
+        }
+    }
+}
+
+/// The value parser of `--message-interval`: "off" (or "none", "0"),
+/// "auto", or a duration (250ms, 2s); a zero duration is off.
+pub fn parse_message_interval(text: &str) -> Result<MessageInterval, String> {
+    match text.trim() {
+        "off" | "none" | "0" => Ok(MessageInterval::Off),
+        "auto" => Ok(MessageInterval::Auto),
+        t => crate::util::parse_duration(t).map(|d| {
+            if d.is_zero() {
+                MessageInterval::Off
+            } else {
+                MessageInterval::Every(d)
+            }
+        }),
+    }
+}
+
 /// The server's connection limit for a lab target: 5% above the target, so
 /// that connections a client gave up on but the server has not yet reaped
 /// never keep the last clients out.
@@ -165,6 +202,17 @@ pub fn split(total: u64, parts: u32) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_intervals_parse_to_what_the_clients_get() {
+        let p = |s| parse_message_interval(s).map(|m| m.resolve(100_000));
+        assert_eq!(p("off"), Ok(None));
+        assert_eq!(p("0"), Ok(None));
+        assert_eq!(p("0s"), Ok(None));
+        assert_eq!(p("auto"), Ok(Some(Duration::from_secs(10))));
+        assert_eq!(p("250ms"), Ok(Some(Duration::from_millis(250))));
+        assert!(parse_message_interval("often").is_err());
+    }
 
     #[test]
     fn shares_add_up() {

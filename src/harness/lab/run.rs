@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::events::{Event, Record};
+use crate::events::{Counters, Event, Record, ServeStart, ServeSummary, typed};
 use crate::flood::Procs;
 use crate::flood::args::{FloodArgs, Hold};
+use crate::flood::wire::FloodSummary;
 use crate::reactor::args::{ServeArgs, WorkersArg};
 use crate::sys::probe::{self, CounterSet, KmsgTail};
 use crate::sys::signals;
@@ -29,6 +30,8 @@ use super::{
 #[derive(Default)]
 pub(super) struct Live {
     pub(super) connections: u64,
+    /// Most connections any interval reported.
+    peak: u64,
     opened_total: u64,
     /// Highest RSS any interval reported.
     rss: Option<u64>,
@@ -117,10 +120,7 @@ pub fn run(
         }
     }
     if let Some(Event::Start { settings }) = live[0].start.as_ref().map(|r| &r.event) {
-        report.server_workers = settings
-            .get("workers")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0);
+        report.server_workers = typed::<ServeStart>(settings).map_or(0, |s| s.workers.into());
     }
 
     // Clients.
@@ -309,6 +309,7 @@ pub(super) fn absorb(live: &mut Live, rec: Record) {
     match &rec.event {
         Event::Interval { counters, .. } => {
             live.connections = counters.connections;
+            live.peak = live.peak.max(counters.connections);
             live.opened_total = counters.opened_total;
             if let Some(r) = counters.rss_bytes {
                 live.rss = Some(live.rss.unwrap_or(0).max(r));
@@ -333,13 +334,8 @@ pub(super) fn summarize(report: &mut LabReport, live: &[Live], run_start_ts: f64
         let l = &live[i + 1];
         client.exit_code = l.exit;
         client.rss_bytes = l.rss;
-        if let Some(Record {
-            event: Event::Summary {
-                counters, details, ..
-            },
-            ..
-        }) = &l.summary
-        {
+        client.peak_connections = l.peak;
+        if let Some((counters, summary)) = flood_summary(l) {
             client.established = counters.opened_total.max(counters.connections);
             client.failed = counters.failed_total;
             client.failures = counters
@@ -347,17 +343,12 @@ pub(super) fn summarize(report: &mut LabReport, live: &[Live], run_start_ts: f64
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect();
-            client.details = details.clone();
-            let field = |key: &str| details.get(key).and_then(|v| v.as_u64());
-            if let Some(v) = field("peak_connections") {
-                client.peak_connections = v;
-            }
-            for v in [field("established"), field("verified")]
-                .into_iter()
-                .flatten()
-            {
-                client.established = client.established.max(v);
-            }
+            client.established = client
+                .established
+                .max(summary.established)
+                .max(summary.shard.verified);
+            client.peak_connections = client.peak_connections.max(summary.peak_connections);
+            client.details = serde_json::to_value(&summary).unwrap_or_default();
         } else {
             client.established = l.opened_total;
         }
@@ -382,17 +373,8 @@ pub(super) fn summarize(report: &mut LabReport, live: &[Live], run_start_ts: f64
         .iter()
         .map(|l| {
             let start = l.start.as_ref()?.ts;
-            let Some(Record {
-                event: Event::Summary { details, .. },
-                ..
-            }) = &l.summary
-            else {
-                return None;
-            };
-            if details.get("reached").and_then(|v| v.as_bool()) != Some(true) {
-                return None;
-            }
-            Some(start + details.get("connect_s")?.as_f64()?)
+            let (_, summary) = flood_summary(l)?;
+            summary.reached.then_some(start + summary.shard.connect_s)
         })
         .collect();
     if let Some(times) = reached_at
@@ -405,16 +387,11 @@ pub(super) fn summarize(report: &mut LabReport, live: &[Live], run_start_ts: f64
         event: Event::Summary { details, .. },
         ..
     }) = &live[0].summary
+        && let Some(serve) = typed::<ServeSummary>(details)
     {
-        if let Some(v) = details.get("peak_rss_bytes").and_then(|v| v.as_u64()) {
-            report.server_rss_bytes = Some(v);
-        }
-        report.server_user_bytes_per_connection = details
-            .get("user_bytes_per_connection")
-            .and_then(|v| v.as_f64());
-        if let Some(p) = details.get("peak_connections").and_then(|v| v.as_u64()) {
-            report.server_peak_connections = report.server_peak_connections.max(p);
-        }
+        report.server_rss_bytes = (serve.peak_rss_bytes > 0).then_some(serve.peak_rss_bytes);
+        report.server_user_bytes_per_connection = serve.user_bytes_per_connection;
+        report.server_peak_connections = report.server_peak_connections.max(serve.peak_connections);
     }
     report.server_rss_bytes = report.server_rss_bytes.or(live[0].rss);
     let client_rss: u64 = live[1..].iter().filter_map(|l| l.rss).sum();
@@ -445,23 +422,40 @@ pub(super) fn summarize(report: &mut LabReport, live: &[Live], run_start_ts: f64
         }
     }
     // Percentiles: take the worst (max) over clients for each key.
-    for c in &report.clients {
-        for (field, into) in [
-            ("rtt_ms", &mut report.rtt_ms),
-            ("connect_latency_ms", &mut report.connect_latency_ms),
+    for l in &live[1..] {
+        let Some((_, summary)) = flood_summary(l) else {
+            continue;
+        };
+        for (p, into) in [
+            (&summary.rtt_ms, &mut report.rtt_ms),
+            (&summary.connect_latency_ms, &mut report.connect_latency_ms),
         ] {
-            if let Some(obj) = c.details.get(field).and_then(|v| v.as_object()) {
-                for (k, v) in obj {
-                    if k == "count" {
-                        continue;
-                    }
-                    if let Some(x) = v.as_f64() {
-                        let e = into.entry(k.clone()).or_insert(0.0);
-                        *e = e.max(x);
-                    }
+            let Ok(serde_json::Value::Object(obj)) = serde_json::to_value(p) else {
+                continue;
+            };
+            for (k, v) in obj {
+                if k == "count" {
+                    continue;
+                }
+                if let Some(x) = v.as_f64() {
+                    let e = into.entry(k).or_insert(0.0);
+                    *e = e.max(x);
                 }
             }
         }
+    }
+}
+
+/// A client's summary: its counters and its typed details.
+fn flood_summary(l: &Live) -> Option<(&Counters, FloodSummary)> {
+    match &l.summary {
+        Some(Record {
+            event: Event::Summary {
+                counters, details, ..
+            },
+            ..
+        }) => Some((counters, typed::<FloodSummary>(details)?)),
+        _ => None,
     }
 }
 
