@@ -1,6 +1,7 @@
 //! Small helpers every command needs: errno names and texts, durations and
-//! counts from the command line, wall-clock timestamps, and this process's
-//! resident memory. Kept here so that `serve`, `flood`, `analyze` and `lab`
+//! counts from the command line, wall-clock timestamps, the page size, and
+//! numbers and byte sizes for people (indicatif's `HumanCount` and
+//! `HumanBytes`). Kept here so that `serve`, `flood`, `analyze` and `lab`
 //! name things the same way.
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -76,23 +77,6 @@ pub fn parse_count(text: &str) -> Result<u64, String> {
     Ok((v * mult).round() as u64)
 }
 
-/// Resident set size of this process in bytes, from /proc/self/statm.
-pub fn rss_bytes() -> Option<u64> {
-    rss_of("self")
-}
-
-/// Resident set size of process `pid` ("self" or a number) in bytes.
-pub fn rss_of(pid: &str) -> Option<u64> {
-    statm_rss(&std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?)
-}
-
-/// Resident bytes from the text of a `/proc/PID/statm` (its second field,
-/// in pages).
-pub fn statm_rss(statm: &str) -> Option<u64> {
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * page_size())
-}
-
 /// The page size in bytes (4096 if sysconf cannot say).
 pub fn page_size() -> u64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
@@ -110,17 +94,15 @@ pub fn add_counts<K: Ord + Clone>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K
     }
 }
 
-/// Format a number with thousands separators: 1234567 -> "1,234,567".
+/// A count with thousands separators: 1234567 -> "1,234,567".
 pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
+    indicatif::HumanCount(n).to_string()
+}
+
+/// A size in bytes with binary units: 512 -> "512 B", 1536 -> "1.50 KiB",
+/// 20447232 -> "19.50 MiB".
+pub fn bytes(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
 }
 
 #[cfg(test)]
@@ -147,5 +129,10 @@ mod tests {
         assert_eq!(parse_count("1_000_000"), Ok(1_000_000));
         assert!(parse_count("lots").unwrap_err().contains("lots"));
         assert_eq!(thousands(941999), "941,999");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.50 KiB");
+        assert_eq!(bytes(20_447_232), "19.50 MiB");
     }
 }

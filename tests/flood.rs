@@ -345,8 +345,8 @@ fn human_log_without_a_terminal_has_lines_and_the_summary_table() {
     );
     for row in [
         "verified (echo checked)",
-        "connect latency p50 / p99 / max",
-        "message RTT p50 / p99 / max",
+        "connect latency p50 / p90 / p99 / p99.9 / max",
+        "message RTT p50 / p90 / p99 / p99.9 / max",
         "target reached and verified",
     ] {
         assert!(text.contains(row), "table row {row} missing:\n{text}");

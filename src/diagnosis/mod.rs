@@ -7,6 +7,7 @@ pub mod input;
 pub mod parse;
 pub mod plot;
 pub mod report;
+pub mod rules;
 pub mod source;
 
 pub use crate::catalogue::{Failure, FailureId, Side};

@@ -377,64 +377,78 @@ pub fn parse_line<'a>(raw: &'a [u8], scratch: &mut Scratch) -> Parsed<'a> {
 }
 
 fn classify_slow<'a>(t: &'a [u8], scratch: &mut Scratch, bytes: Bytes) -> Line<'a> {
+    match structure_or_seed(t, bytes) {
+        Some(line) => line,
+        None => classify_text(t, scratch),
+    }
+}
+
+/// Markdown structure, JSON, the seed client's records and shell prompts.
+#[inline]
+fn structure_or_seed(t: &[u8], bytes: Bytes) -> Option<Line<'_>> {
     // Markdown structure.
     if t.starts_with(b"```") {
-        return Line::Fence;
+        return Some(Line::Fence);
     }
     if t[0] == b'#' {
         let level = t.iter().take_while(|&&b| b == b'#').count();
         if level <= 6 && t.get(level) == Some(&b' ') {
-            return Line::Header {
+            return Some(Line::Header {
                 level: level as u8,
                 title: trim(&t[level..]),
-            };
+            });
         }
     }
     if t[0] == b'{' {
-        return Line::Json;
+        return Some(Line::Json);
     }
     // The seed client's records.
     if let Some(rest) = t.strip_prefix(b"Error ")
         && let Some((fd, errno)) = clientfd_errno(skip_spaces(rest))
     {
-        return Line::SeedError { fd, errno };
+        return Some(Line::SeedError { fd, errno });
     }
     if let Some((fd, errno)) = clientfd_errno(t) {
-        return Line::SeedError { fd, errno };
+        return Some(Line::SeedError { fd, errno });
     }
     if let Some(rest) = t.strip_prefix(b"RecvBuffer:") {
-        return Line::RecvBuffer {
+        return Some(Line::RecvBuffer {
             garbage: rest
                 .iter()
                 .any(|&b| b >= 0x80 || (b < 0x20 && b != b'\t') || b == 0x7f),
-        };
+        });
     }
     if let Some(rest) = t.strip_prefix(b"Disconnect clientfd:")
         && let Some((fd, _)) = digits(skip_spaces(rest))
     {
-        return Line::Disconnect { fd };
+        return Some(Line::Disconnect { fd });
     }
     // A progress record glued to noise before or after it.
     if let Some(at) = find(t, b"connections:")
         && let Some(((conns, fd, ms), rest)) = progress(&t[at..])
     {
         let glued = at > 0 || !trim(rest).is_empty() || bytes.control || bytes.non_ascii;
-        return Line::Progress {
+        return Some(Line::Progress {
             conns,
             fd,
             ms,
             glued,
-        };
+        });
     }
     // A shell prompt: `[user@host dir]# cmd` or `$ cmd`.
     if t[0] == b'['
         && let Some(close) = find(t, b"]# ").or_else(|| find(t, b"]$ "))
         && find(&t[..close], b"@").is_some()
     {
-        return Line::Prompt {
+        return Some(Line::Prompt {
             command: trim(&t[close + 3..]),
-        };
+        });
     }
+    None
+}
+
+/// Error, kernel, sysctl, sockstat and counter lines.
+fn classify_text<'a>(t: &'a [u8], scratch: &mut Scratch) -> Line<'a> {
     // Error, kernel, sysctl and sockstat lines all hold ':', '(' or '=';
     // other lines can only be counters, a shell's "Killed", or a bare errno
     // name. Checking that first keeps program chatter cheap.

@@ -15,6 +15,7 @@ pub mod wire;
 
 use std::time::{Duration, Instant};
 
+use crate::sys::limits::FD_SLACK;
 use crate::sys::signals;
 use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
 use args::{FloodArgs, FloodShardArgs};
@@ -23,10 +24,6 @@ use plan::Plan;
 use report::{LogFormat, Reporter};
 use stats::ShardSummary;
 use wire::{Received, WorkerLine, WorkerSink};
-
-/// Descriptors kept free in every process for stdio, epoll, pipes: the
-/// slack doctor's capacity estimate counts with.
-pub const FD_SLACK: u64 = crate::sys::limits::FD_SLACK;
 
 /// Processes: a number or as many as the fd limit requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,12 +47,8 @@ pub struct Request {
 /// The per-process descriptor budget: the hard RLIMIT_NOFILE (the soft
 /// limit is raised to it) minus slack.
 pub fn per_process_budget() -> u64 {
-    use crate::sys::limits::{self, Target};
-    let hard = match limits::raise_soft_to_hard() {
-        Ok((_, now)) => now.hard,
-        Err(_) => limits::nofile(Target::This).map_or(1024, |n| n.hard),
-    };
-    limits::usable_sockets(hard).max(1)
+    use crate::sys::limits;
+    limits::sockets_per_process(limits::raise_nofile().hard, 0)
 }
 
 fn settings(req: &Request, procs: u32) -> crate::events::FloodStart {

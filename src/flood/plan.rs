@@ -265,7 +265,7 @@ impl Plan {
 /// How many worker processes `--procs auto` needs: one per `per_process`
 /// connections.
 pub fn auto_procs(connections: u64, per_process: u64) -> u32 {
-    connections.div_ceil(per_process.max(1)).clamp(1, 4096) as u32
+    crate::sys::limits::processes_for(connections, per_process).clamp(1, 4096) as u32
 }
 
 #[cfg(test)]

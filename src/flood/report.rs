@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use comfy_table::{ContentArrangement, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::stats::{FailureNote, Phase, ShardSummary, Sink, Snapshot, percentiles};
+use super::stats::{FailureNote, Percentiles, Phase, ShardSummary, Sink, Snapshot, percentiles};
 use super::wire::{FloodLine, FloodSummary};
 use crate::events::{Counters, Event, FloodStart, Record, Role};
 use crate::util::thousands;
@@ -402,15 +402,14 @@ impl Reporter {
 /// The final table.
 pub fn summary_table(
     s: &ShardSummary,
-    lat: &super::stats::Percentiles,
-    rtt: &super::stats::Percentiles,
+    lat: &Percentiles,
+    rtt: &Percentiles,
     reason: Option<&str>,
 ) -> String {
     let mut t = Table::new();
     t.set_content_arrangement(ContentArrangement::Dynamic);
     t.set_width(110);
     t.set_header(vec!["c1m flood", "value"]);
-    let ms = |v: f64| format!("{v:.2} ms");
     t.add_row(vec!["target".to_string(), thousands(s.target)]);
     t.add_row(vec![
         "verified (echo checked)".to_string(),
@@ -434,22 +433,15 @@ pub fn summary_table(
         ),
     ]);
     t.add_row(vec![
-        "connect latency p50 / p99 / max".to_string(),
-        format!(
-            "{} / {} / {}",
-            ms(lat.p50_ms),
-            ms(lat.p99_ms),
-            ms(lat.max_ms)
-        ),
+        format!("connect latency {}", Percentiles::NAMES),
+        lat.human(),
     ]);
     if rtt.count > 0 {
         t.add_row(vec![
-            "message RTT p50 / p99 / max".to_string(),
+            format!("message RTT {}", Percentiles::NAMES),
             format!(
-                "{} / {} / {} ({} answered of {} sent)",
-                ms(rtt.p50_ms),
-                ms(rtt.p99_ms),
-                ms(rtt.max_ms),
+                "{} ({} answered of {} sent)",
+                rtt.human(),
                 thousands(s.messages_answered),
                 thousands(s.messages_sent)
             ),

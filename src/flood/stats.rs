@@ -66,14 +66,35 @@ pub fn hist_pairs(h: &Histogram<u64>) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// Percentiles in milliseconds of a pairs list.
+/// Percentiles in milliseconds of a pairs list: the five that wrk and oha
+/// show (p50, p90, p99, p99.9 and max).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
     pub count: u64,
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
+    #[serde(default)]
+    pub p999_ms: f64,
     pub max_ms: f64,
+}
+
+impl Percentiles {
+    /// The names of the values [`Percentiles::human`] shows, in its order.
+    pub const NAMES: &str = "p50 / p90 / p99 / p99.9 / max";
+
+    /// The five values for people: `1.23 ms / ... / 9.87 ms`.
+    pub fn human(&self) -> String {
+        [
+            self.p50_ms,
+            self.p90_ms,
+            self.p99_ms,
+            self.p999_ms,
+            self.max_ms,
+        ]
+        .map(|v| format!("{v:.2} ms"))
+        .join(" / ")
+    }
 }
 
 pub fn percentiles(pairs: &[(u64, u64)]) -> Percentiles {
@@ -90,6 +111,7 @@ pub fn percentiles(pairs: &[(u64, u64)]) -> Percentiles {
         p50_ms: ms(h.value_at_quantile(0.50)),
         p90_ms: ms(h.value_at_quantile(0.90)),
         p99_ms: ms(h.value_at_quantile(0.99)),
+        p999_ms: ms(h.value_at_quantile(0.999)),
         max_ms: ms(h.max()),
     }
 }
@@ -305,8 +327,10 @@ pub fn fix_for(failure: Option<FailureId>, key: &str) -> String {
 
 /// This namespace's `net.ipv4.ip_local_port_range`, "low high".
 pub fn local_port_range() -> Option<String> {
-    let t = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
-    Some(t.split_whitespace().collect::<Vec<_>>().join(" "))
+    let t = crate::sys::sysctl::Sysctl::proc()
+        .read("net.ipv4.ip_local_port_range")
+        .ok()?;
+    Some(crate::sys::sysctl::squash(&t))
 }
 
 fn merge_pairs(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
@@ -347,9 +371,34 @@ mod tests {
         let p = percentiles(&m.connect_latency_us);
         assert_eq!(p.count, 200);
         assert!((p.p50_ms - 50.0).abs() < 0.1, "{p:?}");
+        assert!((p.p90_ms - 90.0).abs() < 0.1, "{p:?}");
+        assert!((p.p99_ms - 99.0).abs() < 0.1, "{p:?}");
         assert!((p.max_ms - 100.0).abs() < 0.1, "{p:?}");
         assert!(!m.success());
         assert!(m.reason().unwrap().contains("closed 3 of 20"));
         assert!(a.success() && a.reason().is_none());
+    }
+
+    #[test]
+    fn p999_sits_between_p99_and_max_and_people_see_all_five() {
+        // 1 ms x 998, 500 ms once, 900 ms once: p99 is 1 ms, p99.9 the
+        // 999th value (500 ms), max the 1000th.
+        let pairs = vec![(1000, 998), (500_000, 1), (900_000, 1)];
+        let p = percentiles(&pairs);
+        assert_eq!(p.count, 1000);
+        assert!((p.p99_ms - 1.0).abs() < 0.01, "{p:?}");
+        assert!((p.p999_ms - 500.0).abs() < 1.0, "{p:?}");
+        assert!((p.max_ms - 900.0).abs() < 1.0, "{p:?}");
+        let text = p.human();
+        assert_eq!(text.split(" / ").count(), 5, "{text}");
+        assert!(
+            text.starts_with("1.00 ms / 1.00 ms / 1.00 ms / 500."),
+            "{text}"
+        );
+        assert!(text.ends_with(" ms") && text.contains("/ 900."), "{text}");
+        let json = serde_json::to_value(&p).expect("json");
+        for key in ["p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms"] {
+            assert!(json[key].is_f64(), "{key} missing in {json}");
+        }
     }
 }

@@ -12,9 +12,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 /// `net.core.somaxconn` of this network namespace (4096 if unreadable).
 pub fn somaxconn() -> i32 {
-    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+    crate::sys::sysctl::Sysctl::proc()
+        .read("net.core.somaxconn")
         .ok()
-        .and_then(|s| s.trim().parse().ok())
+        .and_then(|s| s.parse().ok())
         .unwrap_or(4096)
 }
 

@@ -74,12 +74,6 @@ impl Wake {
     }
 }
 
-/// Fds a worker needs besides its connections: the inherited listeners,
-/// epoll, stdio, and some margin.
-pub fn fd_slack(ports: u16) -> u64 {
-    ports as u64 + 32
-}
-
 /// The default `--max-connections`: what doctor's capacity estimate says
 /// this host can hold as a server (fd limit x processes, fs.file-max,
 /// memory...), capped at the C1M goal of one million. If the host cannot be
@@ -92,9 +86,8 @@ pub fn default_max_connections() -> u64 {
             .max_connections
             .clamp(1, GOAL);
     }
-    let file_max = std::fs::read_to_string("/proc/sys/fs/file-max")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
+    let file_max = crate::sys::sysctl::Sysctl::proc()
+        .read_u64("fs.file-max")
         .unwrap_or(u64::MAX);
     GOAL.min(file_max / 2).max(1)
 }
@@ -110,29 +103,20 @@ pub struct Plan {
 }
 
 /// Plan the workers for `max_connections` given the per-process fd limit
-/// `nofile` and the number of ports. `workers = None` means auto: the fewest
-/// processes that each stay under their fd limit.
+/// `nofile` and the number of ports (each worker holds every listener).
+/// `workers = None` means auto: the fewest processes that each stay under
+/// their fd limit.
 pub fn plan(max_connections: u64, nofile: u64, ports: u16, workers: Option<u32>) -> Plan {
-    let usable = nofile.saturating_sub(fd_slack(ports)).max(1);
+    use crate::sys::limits::{processes_for, sockets_per_process};
+    let usable = sockets_per_process(nofile, ports as u64);
     let w = match workers {
         Some(n) => n.max(1),
-        None => max_connections.div_ceil(usable).max(1) as u32,
+        None => processes_for(max_connections, usable) as u32,
     };
     Plan {
         workers: w,
         cap: max_connections.div_ceil(w as u64).max(1),
         usable_fds: usable,
-    }
-}
-
-/// Raise this process's soft RLIMIT_NOFILE to its hard limit (always
-/// allowed); returns the soft limit now in force (1024 if it cannot be
-/// read).
-pub fn raise_nofile() -> u64 {
-    use crate::sys::limits::{self, Target};
-    match limits::raise_soft_to_hard() {
-        Ok((_, now)) => now.soft,
-        Err(_) => limits::nofile(Target::This).map_or(1024, |n| n.soft),
     }
 }
 
@@ -147,7 +131,7 @@ mod tests {
         assert!(p.cap <= p.usable_fds);
         assert!(p.cap * p.workers as u64 >= 1_000_000);
         let p = plan(1000, 300, 20, None);
-        assert_eq!(p.usable_fds, 248);
+        assert_eq!(p.usable_fds, 300 - 20 - crate::sys::limits::FD_SLACK);
         assert_eq!(p.workers, 5);
         assert_eq!(p.cap, 200);
         let p = plan(100_000, 20_000, 20, None);

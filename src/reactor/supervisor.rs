@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use crate::events::{Counters, Event, Record, Role, ServeStart, ServeSummary, ServeWorkerStart};
 use crate::sys::signals;
 use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
-use crate::util::thousands;
+use crate::util::{bytes, thousands};
 
 use super::args::ServeWorkerArgs;
 use super::{Plan, Wake};
@@ -87,21 +87,6 @@ fn describe_status(status: &ExitStatus) -> String {
         format!("killed by {name}")
     } else {
         format!("exited with status {}", status.code().unwrap_or(-1))
-    }
-}
-
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
     }
 }
 
@@ -306,7 +291,7 @@ fn worker_spec(opts: &ServeOptions, plan: &Plan, index: u32, fds: &[i32]) -> Wor
 /// Run the parent until SIGINT/SIGTERM. Returns the process exit status.
 pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
     signals::install().context("installing signal handlers")?;
-    let nofile = super::raise_nofile();
+    let nofile = crate::sys::limits::raise_nofile().soft;
     let plan = super::plan(opts.max_connections, nofile, opts.ports, opts.workers);
     let last = opts.port.checked_add(opts.ports - 1).with_context(|| {
         format!(

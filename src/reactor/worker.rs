@@ -28,7 +28,9 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::catalogue::FailureId;
 use crate::events::{Counters, Event, Record, Role, ServeWorkerStart};
+use crate::sys::procfs::StatmFile;
 use crate::sys::signals;
+use crate::sys::sysctl::Sysctl;
 
 use super::Wake;
 
@@ -132,9 +134,7 @@ fn epoll_ctl(epfd: RawFd, op: libc::c_int, fd: RawFd, token: usize, wake: Wake) 
 
 /// The soft RLIMIT_NOFILE of this process.
 pub fn nofile_soft() -> u64 {
-    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .map(|(soft, _)| soft)
-        .unwrap_or(1024)
+    crate::sys::limits::nofile(crate::sys::limits::Target::This).map_or(1024, |n| n.soft)
 }
 
 struct Worker {
@@ -156,7 +156,7 @@ struct Worker {
     fd_soft: u64,
     /// /proc/self/statm, opened once: at the fd limit it could not be
     /// opened any more, and that is exactly when its figures matter.
-    statm: Option<std::fs::File>,
+    statm: Option<StatmFile>,
     /// fs.file-max, read at start for the same reason.
     file_max: String,
 }
@@ -202,9 +202,9 @@ pub fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         stats: Stats::default(),
         seed_mark: Instant::now(),
         fd_soft,
-        statm: std::fs::File::open("/proc/self/statm").ok(),
-        file_max: std::fs::read_to_string("/proc/sys/fs/file-max")
-            .map(|s| s.trim().to_string())
+        statm: StatmFile::open().ok(),
+        file_max: Sysctl::proc()
+            .read("fs.file-max")
             .unwrap_or_else(|_| "unknown".into()),
     };
     w.set_accepting(true)?;
@@ -321,10 +321,7 @@ impl Worker {
 
     /// Resident set size in bytes, from the statm file held open.
     fn rss(&self) -> Option<u64> {
-        use std::os::unix::fs::FileExt;
-        let mut buf = [0u8; 128];
-        let n = self.statm.as_ref()?.read_at(&mut buf, 0).ok()?;
-        crate::util::statm_rss(std::str::from_utf8(&buf[..n]).ok()?)
+        self.statm.as_ref()?.rss_bytes()
     }
 
     fn counters(&self) -> Counters {

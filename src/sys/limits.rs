@@ -1,16 +1,27 @@
-//! The per-process open-files limit (RLIMIT_NOFILE) and whether it can rise:
-//! the soft and hard values of this process (getrlimit) or of another one
-//! (`/proc/PID/limits`), CAP_SYS_RESOURCE from the `CapEff` mask in
-//! `/proc/PID/status` (bit 24), and raising this process's soft limit to its
-//! hard limit. On hosts without CAP_SYS_RESOURCE (containers, this machine)
-//! the hard limit is a wall: one process holds at most that many sockets,
-//! so c1m spreads a run over several processes.
+//! The per-process open-files limit (RLIMIT_NOFILE) and what it means for
+//! a run: the soft and hard values of this process (getrlimit) or of
+//! another one (`/proc/PID/limits`, through [`procfs`]), CAP_SYS_RESOURCE
+//! (bit 24 of `CapEff`), the one way c1m raises its own limit
+//! ([`raise_nofile`]), and the one sizing rule serve, flood, doctor's
+//! capacity estimate and the lab share: a process holds its limit minus
+//! [`FD_SLACK`] (and minus the listeners it keeps open) sockets
+//! ([`sockets_per_process`]), so N sockets need [`processes_for`] processes.
+//! On hosts without CAP_SYS_RESOURCE (containers, this machine) the hard
+//! limit is a wall, which is why c1m spreads a run over several processes.
 use anyhow::{Context, Result, anyhow};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use serde::Serialize;
 
+use super::procfs;
+pub use super::procfs::Target;
+
 /// Bit of CAP_SYS_RESOURCE in the capability masks.
 pub const CAP_SYS_RESOURCE_BIT: u32 = 24;
+
+/// Descriptors every c1m process keeps besides its sockets and listeners:
+/// stdio, the epoll descriptor, pipes to its parent or workers, log files,
+/// `/proc` files held open, and a margin.
+pub const FD_SLACK: u64 = 64;
 
 /// An open-files limit; `u64::MAX` stands for "unlimited".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -19,68 +30,21 @@ pub struct Nofile {
     pub hard: u64,
 }
 
-/// Which process a reading is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    This,
-    Pid(i32),
-}
-
-impl Target {
-    fn proc_dir(self) -> String {
-        match self {
-            Target::This => "/proc/self".into(),
-            Target::Pid(p) => format!("/proc/{p}"),
-        }
-    }
-}
-
 /// The open-files limit of a process.
 pub fn nofile(target: Target) -> Result<Nofile> {
-    match target {
-        Target::This => {
-            let (soft, hard) =
-                getrlimit(Resource::RLIMIT_NOFILE).context("getrlimit(RLIMIT_NOFILE)")?;
-            Ok(Nofile { soft, hard })
-        }
+    let (soft, hard) = match target {
+        Target::This => getrlimit(Resource::RLIMIT_NOFILE).context("getrlimit(RLIMIT_NOFILE)")?,
         Target::Pid(pid) => {
-            let path = format!("/proc/{pid}/limits");
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {path} (is process {pid} running?)"))?;
-            parse_limits(&text).ok_or_else(|| anyhow!("{path}: no 'Max open files' line"))
-        }
-    }
-}
-
-/// Parse the `Max open files` line of `/proc/PID/limits`.
-pub fn parse_limits(text: &str) -> Option<Nofile> {
-    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    let rest = line.trim_start_matches("Max open files");
-    let mut it = rest.split_whitespace();
-    let parse = |s: &str| {
-        if s == "unlimited" {
-            Some(u64::MAX)
-        } else {
-            s.parse().ok()
+            procfs::nofile(target).with_context(|| format!("open-files limit of process {pid}"))?
         }
     };
-    let soft = parse(it.next()?)?;
-    let hard = parse(it.next()?)?;
-    Some(Nofile { soft, hard })
+    Ok(Nofile { soft, hard })
 }
 
 /// Whether a process has CAP_SYS_RESOURCE in its effective set.
 pub fn has_cap_sys_resource(target: Target) -> Result<bool> {
-    let path = format!("{}/status", target.proc_dir());
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    cap_eff_has(&text, CAP_SYS_RESOURCE_BIT).ok_or_else(|| anyhow!("{path}: no CapEff line"))
-}
-
-/// Whether the `CapEff:` mask in a status text has capability `bit`.
-pub fn cap_eff_has(status: &str, bit: u32) -> Option<bool> {
-    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
-    let mask = u64::from_str_radix(line.trim_start_matches("CapEff:").trim(), 16).ok()?;
-    Some(mask & (1u64 << bit) != 0)
+    let mask = procfs::cap_eff(target).map_err(|e| anyhow!("{e}"))?;
+    Ok(mask & (1u64 << CAP_SYS_RESOURCE_BIT) != 0)
 }
 
 /// Raise this process's soft open-files limit to its hard limit. Returns
@@ -94,13 +58,33 @@ pub fn raise_soft_to_hard() -> Result<(Nofile, Nofile)> {
     Ok((before, nofile(Target::This)?))
 }
 
-/// Sockets one process can hold: the limit minus a slack for stdio, the
-/// epoll descriptor, listeners, pipes and log files.
-pub const FD_SLACK: u64 = 64;
+/// Raise this process's soft open-files limit to its hard limit (always
+/// allowed) and return the limit now in force: what serve and flood size
+/// themselves with. If the limit cannot even be read, 1024 for both (the
+/// usual default soft limit).
+pub fn raise_nofile() -> Nofile {
+    match raise_soft_to_hard() {
+        Ok((_, now)) => now,
+        Err(_) => nofile(Target::This).unwrap_or(Nofile {
+            soft: 1024,
+            hard: 1024,
+        }),
+    }
+}
 
-/// Usable sockets per process for a given limit.
-pub fn usable_sockets(limit: u64) -> u64 {
-    limit.saturating_sub(FD_SLACK)
+/// Sockets one process can hold under open-files limit `limit` when it also
+/// keeps `listeners` listening sockets open: the limit minus those and
+/// [`FD_SLACK`], at least 1.
+pub fn sockets_per_process(limit: u64, listeners: u64) -> u64 {
+    limit
+        .saturating_sub(FD_SLACK.saturating_add(listeners))
+        .max(1)
+}
+
+/// Processes needed for `sockets` sockets when one holds `per_process`
+/// (from [`sockets_per_process`]): at least 1.
+pub fn processes_for(sockets: u64, per_process: u64) -> u64 {
+    sockets.div_ceil(per_process.max(1)).max(1)
 }
 
 /// Display a limit value ("unlimited" for `u64::MAX`).
@@ -117,30 +101,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limits_and_capabilities_parse() {
-        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
-Max processes             unlimited            unlimited            processes \n\
-Max open files            1024                 20000                files     \n";
-        assert_eq!(
-            parse_limits(limits),
-            Some(Nofile {
-                soft: 1024,
-                hard: 20000
-            })
-        );
-        let status = "Name:\tx\nCapEff:\t000001fffeffffff\n";
-        assert_eq!(cap_eff_has(status, CAP_SYS_RESOURCE_BIT), Some(false));
-        assert_eq!(cap_eff_has(status, 21), Some(true));
-        let full = "CapEff:\t000001ffffffffff\n";
-        assert_eq!(cap_eff_has(full, CAP_SYS_RESOURCE_BIT), Some(true));
-        assert_eq!(cap_eff_has("Name: x\n", 24), None);
-    }
-
-    #[test]
-    fn this_process_limit_matches_proc() {
+    fn this_process_limit_matches_proc_and_raising_reaches_hard() {
         let me = nofile(Target::This).unwrap();
         let via_proc = nofile(Target::Pid(std::process::id() as i32)).unwrap();
         assert_eq!(me, via_proc);
-        assert!(usable_sockets(20000) >= 19900 && usable_sockets(20000) < 20000);
+        let now = raise_nofile();
+        assert_eq!(now.soft, now.hard);
+        assert_eq!(now.hard, me.hard);
+        let e = nofile(Target::Pid(i32::MAX)).unwrap_err();
+        assert!(format!("{e:#}").contains(&i32::MAX.to_string()), "{e:#}");
+    }
+
+    #[test]
+    fn sizing_keeps_the_slack_and_listeners_free() {
+        assert_eq!(sockets_per_process(20_000, 0), 20_000 - FD_SLACK);
+        assert_eq!(sockets_per_process(20_000, 20), 20_000 - FD_SLACK - 20);
+        assert_eq!(sockets_per_process(10, 20), 1);
+        // 1M connections at 20,000 fds: 51 processes, each under its limit.
+        let per = sockets_per_process(20_000, 20);
+        let n = processes_for(1_000_000, per);
+        assert_eq!(n, 51);
+        assert!(n * per >= 1_000_000 && (n - 1) * per < 1_000_000);
+        assert_eq!(processes_for(0, per), 1);
+        assert_eq!(processes_for(5, 0), 5);
     }
 }

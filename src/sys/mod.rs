@@ -11,10 +11,19 @@
 //! - [`hosts`]: named namespace hosts on a bridge (`c1m lab --hosts`).
 //! - [`probe`]: kernel evidence (TCP counters, memory, sockstat, new kernel
 //!   log lines).
-//! - [`limits`]: RLIMIT_NOFILE of this or another process, CAP_SYS_RESOURCE.
+//! - [`limits`]: RLIMIT_NOFILE of this or another process, CAP_SYS_RESOURCE,
+//!   the one way to raise it, and the one sizing rule ("how many processes
+//!   for N sockets", one slack constant).
+//! - [`procfs`]: every read of `/proc` (meminfo, limits, status, statm, TCP
+//!   counters, sockstat, liveness, namespace identity), on the `procfs`
+//!   crate where it covers the file.
+//! - [`sysctl`]: the `/proc/sys` tree (`C1M_SYSCTL_ROOT` replaces it in
+//!   tests).
 pub mod hosts;
 pub mod limits;
 pub mod netns;
 pub mod probe;
+pub mod procfs;
 pub mod signals;
+pub mod sysctl;
 pub mod workers;

@@ -10,6 +10,8 @@
 //! the namespace first and read `/proc/thread-self/net/...` from that thread.
 use std::io;
 
+use super::sysctl::Sysctl;
+
 /// Move the calling thread into a new network namespace and bring its
 /// loopback up. Needs CAP_SYS_ADMIN; the error says so.
 pub fn enter_private() -> io::Result<()> {
@@ -60,17 +62,12 @@ pub fn loopback_up() -> io::Result<()> {
 /// Write a `net.*` sysctl of the current thread's namespace, e.g.
 /// `("net.ipv4.ip_local_port_range", "40000 40099")`.
 pub fn write_sysctl(key: &str, value: &str) -> io::Result<()> {
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    std::fs::write(&path, value)
-        .map_err(|e| io::Error::new(e.kind(), format!("writing {value:?} to {path}: {e}")))
+    Sysctl::proc().write(key, value).map_err(io::Error::from)
 }
 
 /// Read a sysctl of the current thread's namespace, trimmed.
 pub fn read_sysctl(key: &str) -> io::Result<String> {
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    std::fs::read_to_string(&path)
-        .map(|s| s.trim().to_string())
-        .map_err(|e| io::Error::new(e.kind(), format!("reading {path}: {e}")))
+    Sysctl::proc().read(key).map_err(io::Error::from)
 }
 
 #[cfg(test)]

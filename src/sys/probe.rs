@@ -1,46 +1,22 @@
 //! Kernel-side evidence for the lab: TCP counters (what `nstat` shows), the
 //! memory the kernel spends on sockets (MemAvailable, Slab, sockstat), and
 //! new kernel log lines (what `dmesg` would add). Snapshots are taken from
-//! `/proc/thread-self/net`, so a thread inside a private network namespace
+//! `/proc/thread-self/net` (read in [`procfs`]), so a thread inside a private network namespace
 //! sees that namespace's counters only. Deltas are written in nstat's text
 //! format so that `c1m analyze` reads them like any nstat output.
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 
-/// Counters by nstat name ("TcpExtListenOverflows", "TcpActiveOpens").
-pub type CounterSet = BTreeMap<String, u64>;
+use super::procfs;
+use super::sysctl::Sysctl;
 
-/// Read /proc/thread-self/net/{snmp,netstat} into nstat-style names.
+pub use super::procfs::CounterSet;
+
+/// This thread's namespace's TCP counters (`net/snmp` and `net/netstat`)
+/// under nstat-style names.
 pub fn counters() -> io::Result<CounterSet> {
-    let mut set = CounterSet::new();
-    for file in ["snmp", "netstat"] {
-        let path = format!("/proc/thread-self/net/{file}");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| io::Error::new(e.kind(), format!("reading {path}: {e}")))?;
-        parse_proc_counters(&text, &mut set);
-    }
-    Ok(set)
-}
-
-/// Parse the header/value line pairs of /proc/net/snmp and netstat.
-pub fn parse_proc_counters(text: &str, into: &mut CounterSet) {
-    let lines: Vec<&str> = text.lines().collect();
-    for pair in lines.chunks(2) {
-        let [names, values] = pair else { continue };
-        let (Some((prefix, names)), Some((_, values))) =
-            (names.split_once(':'), values.split_once(':'))
-        else {
-            continue;
-        };
-        for (name, value) in names.split_whitespace().zip(values.split_whitespace()) {
-            // Signed fields (Tcp MaxConn = -1) are not counters: skip them.
-            if let Ok(v) = value.parse::<u64>() {
-                into.insert(format!("{prefix}{name}"), v);
-            }
-        }
-    }
+    procfs::net_counters()
 }
 
 /// after - before, keeping only counters that moved.
@@ -96,6 +72,7 @@ pub fn nstat_snapshots(before: &CounterSet, after: &CounterSet, always: &[&str])
 /// (`key = value`), read in this thread's network namespace: conntrack
 /// count and max (when the module is loaded), file-nr and file-max, tcp_mem.
 pub fn sysctl_text() -> String {
+    let tree = Sysctl::proc();
     let mut out = String::new();
     for key in [
         "net.netfilter.nf_conntrack_count",
@@ -105,8 +82,7 @@ pub fn sysctl_text() -> String {
         "net.ipv4.tcp_mem",
         "net.ipv4.tcp_max_orphans",
     ] {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        if let Ok(v) = std::fs::read_to_string(&path) {
+        if let Ok(v) = tree.read(key) {
             out.push_str(&format!(
                 "{key} = {}\n",
                 v.split_whitespace().collect::<Vec<_>>().join("\t")
@@ -116,8 +92,8 @@ pub fn sysctl_text() -> String {
     out
 }
 
-/// The fields of /proc/meminfo the lab reports, in KiB.
-
+/// The memory figures the lab reports: `/proc/meminfo` fields in KiB and
+/// this namespace's TCP socket memory (sockstat).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Memory {
     pub mem_available_kib: u64,
@@ -131,32 +107,16 @@ pub struct Memory {
 
 /// Read /proc/meminfo and this namespace's sockstat.
 pub fn memory() -> io::Result<Memory> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo")
-        .map_err(|e| io::Error::new(e.kind(), format!("reading /proc/meminfo: {e}")))?;
-    let mut m = Memory::default();
-    for line in meminfo.lines() {
-        let mut it = line.split_whitespace();
-        let (Some(k), Some(v)) = (it.next(), it.next().and_then(|v| v.parse::<u64>().ok())) else {
-            continue;
-        };
-        match k {
-            "MemAvailable:" => m.mem_available_kib = v,
-            "Slab:" => m.slab_kib = v,
-            "SUnreclaim:" => m.sunreclaim_kib = v,
-            _ => {}
-        }
-    }
-    if let Ok(sockstat) = std::fs::read_to_string("/proc/thread-self/net/sockstat") {
-        for line in sockstat.lines().filter(|l| l.starts_with("TCP:")) {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            for w in words.windows(2) {
-                match w[0] {
-                    "mem" => m.tcp_mem_pages = w[1].parse().unwrap_or(0),
-                    "alloc" => m.tcp_alloc = w[1].parse().unwrap_or(0),
-                    _ => {}
-                }
-            }
-        }
+    let mi = procfs::meminfo()?;
+    let mut m = Memory {
+        mem_available_kib: mi.available.unwrap_or(0) / 1024,
+        slab_kib: mi.slab / 1024,
+        sunreclaim_kib: mi.sunreclaim.unwrap_or(0) / 1024,
+        ..Memory::default()
+    };
+    if let Ok(tcp) = procfs::sockstat_tcp() {
+        m.tcp_mem_pages = tcp.mem_pages.unwrap_or(0);
+        m.tcp_alloc = tcp.alloc.unwrap_or(0);
     }
     Ok(m)
 }
@@ -235,7 +195,7 @@ mod tests {
     fn proc_counters_parse_and_delta_keep_what_moved() {
         let text = "TcpExt: SyncookiesSent ListenOverflows\nTcpExt: 1 5\nTcp: RtoAlgorithm MaxConn ActiveOpens\nTcp: 1 -1 10\n";
         let mut before = CounterSet::new();
-        parse_proc_counters(text, &mut before);
+        procfs::parse_net_counters(text, &mut before);
         assert_eq!(before.get("TcpExtListenOverflows"), Some(&5));
         assert_eq!(before.get("TcpMaxConn"), None);
         let mut after = before.clone();

@@ -2,16 +2,13 @@
 //! a flag, the event loops poll it between iterations and shut down cleanly.
 //! SIGPIPE is ignored process-wide, so a peer that vanishes mid-write gives
 //! EPIPE on that one socket instead of killing the process.
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
 static STOP: AtomicBool = AtomicBool::new(false);
-static LAST: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn on_signal(sig: libc::c_int) {
+extern "C" fn on_signal(_sig: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
-    LAST.store(sig, Ordering::SeqCst);
 }
 
 /// Install the SIGINT/SIGTERM/SIGHUP flag handler and ignore SIGPIPE. Safe to call
@@ -38,14 +35,4 @@ pub fn install() -> std::io::Result<()> {
 /// Has SIGINT, SIGTERM or SIGHUP arrived?
 pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
-}
-
-/// Ask for a stop from inside the program (as if a signal had arrived).
-pub fn request_stop() {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// The last signal received (0 if none).
-pub fn last_signal() -> i32 {
-    LAST.load(Ordering::SeqCst)
 }

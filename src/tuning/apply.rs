@@ -135,16 +135,15 @@ impl State {
 
 /// The network namespace of this process, as `/proc/self/ns/net` names it.
 pub fn current_netns() -> Option<String> {
-    std::fs::read_link("/proc/self/ns/net")
-        .ok()
-        .map(|p| p.display().to_string())
+    crate::sys::procfs::netns(crate::sys::procfs::Target::This)
 }
 
 /// Whether this process runs in a network namespace other than PID 1's
 /// (None when PID 1's namespace cannot be read).
 pub fn in_child_netns() -> Option<bool> {
-    let init = std::fs::read_link("/proc/1/ns/net").ok()?;
-    let mine = std::fs::read_link("/proc/self/ns/net").ok()?;
+    use crate::sys::procfs::{Target, netns};
+    let init = netns(Target::Pid(1))?;
+    let mine = netns(Target::This)?;
     Some(init != mine)
 }
 

@@ -26,7 +26,7 @@ use serde::Serialize;
 use super::Role;
 use super::snapshot::{Conntrack, Snapshot};
 use crate::catalogue::FailureId;
-use crate::sys::limits::{FD_SLACK, usable_sockets};
+use crate::sys::limits::{FD_SLACK, processes_for, sockets_per_process};
 use crate::util::thousands;
 
 /// Kernel memory per TCP socket used by the estimate (socket, inode, dentry,
@@ -142,9 +142,9 @@ pub fn estimate(snap: &Snapshot, plan: &Plan) -> Capacity {
     } else {
         hard
     };
-    let per_process = usable_sockets(per_limit).max(1);
+    let per_process = sockets_per_process(per_limit, 0);
     // Each end of a lab runs its own processes.
-    let processes_needed = (div_ceil(target, per_process) * spc).max(spc);
+    let processes_needed = processes_for(target, per_process) * spc;
     let processes = plan.processes.unwrap_or(processes_needed).max(1);
     let mut limits = Vec::new();
 

@@ -13,7 +13,7 @@ use super::profile::{Entry, Op, Profile, ProfileError, Vars, Wanted};
 use super::snapshot::{Conntrack, Snapshot};
 use super::sysctl::{Scope, Sysctl, SysctlError, Writable, scope};
 use crate::catalogue::FailureId;
-use crate::sys::limits::{self, usable_sockets};
+use crate::sys::limits::{self, sockets_per_process};
 use crate::util::thousands;
 
 /// A row's verdict.
@@ -295,7 +295,7 @@ fn rlimit_row(entry: &Entry, wanted: &Wanted, snap: &Snapshot, cap: &Capacity) -
         Status::Cannot,
         format!(
             "no CAP_SYS_RESOURCE: the hard limit of {who} cannot rise, so one process holds at most {} sockets and c1m shards over {} processes",
-            thousands(usable_sockets(current_value)),
+            thousands(sockets_per_process(current_value, 0)),
             cap.processes_needed
         ),
     )
@@ -304,7 +304,7 @@ fn rlimit_row(entry: &Entry, wanted: &Wanted, snap: &Snapshot, cap: &Capacity) -
 fn host_rows(snap: &Snapshot, plan: &Plan) -> Vec<Row> {
     let mut rows = Vec::new();
     rows.push(Row {
-        check: "/proc/sys writable".into(),
+        check: format!("{} writable", crate::sys::procfs::SYSCTL_ROOT),
         kind: Kind::Host,
         scope: Scope::Global,
         current: if snap.sysctl_writable {
@@ -358,7 +358,7 @@ fn host_rows(snap: &Snapshot, plan: &Plan) -> Vec<Row> {
             wanted: format!(">= {}", gib(need)),
             status: Status::NotApplicable,
             failure: Some(FailureId::OutOfMemory),
-            why: "/proc/meminfo has no MemAvailable".into(),
+            why: format!("{} has no MemAvailable", crate::sys::procfs::MEMINFO),
             origin: None,
             apply_value: None,
         },

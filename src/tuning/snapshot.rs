@@ -3,12 +3,15 @@
 //! the ephemeral port range, memory, conntrack and epoll. A [`Snapshot`] is
 //! plain data so that the capacity arithmetic can be tested on made-up
 //! hosts; [`take`] fills one from the running system (sysctls through
-//! [`Sysctl`], so `C1M_SYSCTL_ROOT` applies).
+//! [`Sysctl`], so `C1M_SYSCTL_ROOT` applies; meminfo, sockstat and the
+//! process's limits through the leaf layer's `sys::procfs` and
+//! `sys::limits`).
 use anyhow::Result;
 use serde::Serialize;
 
 use super::sysctl::Sysctl;
 use crate::sys::limits::{self, Nofile, Target};
+use crate::sys::procfs;
 
 /// The state of connection tracking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -59,8 +62,8 @@ pub struct Snapshot {
 pub fn take(sysctl: &Sysctl, target: Target) -> Result<Snapshot> {
     let nofile = limits::nofile(target)?;
     let cap_sys_resource = limits::has_cap_sys_resource(target)?;
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let sockstat = std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
+    let meminfo = procfs::meminfo().ok();
+    let sockstat = procfs::sockstat_tcp().unwrap_or_default();
     let conntrack = match (
         sysctl.read_u64("net.netfilter.nf_conntrack_max"),
         sysctl.read_u64("net.netfilter.nf_conntrack_count"),
@@ -86,30 +89,15 @@ pub fn take(sysctl: &Sysctl, target: Target) -> Result<Snapshot> {
             .read("net.ipv4.ip_local_reserved_ports")
             .map(|s| parse_port_list(&s))
             .unwrap_or_default(),
-        mem_total: meminfo_bytes(&meminfo, "MemTotal"),
-        mem_available: meminfo_bytes(&meminfo, "MemAvailable"),
+        mem_total: meminfo.map(|m| m.total),
+        mem_available: meminfo.and_then(|m| m.available),
         page_size: crate::util::page_size(),
         conntrack,
         epoll_max_user_watches: sysctl.read_u64("fs.epoll.max_user_watches"),
         tcp_mem: sysctl.read_numbers("net.ipv4.tcp_mem"),
-        tcp_mem_in_use: sockstat_tcp_mem(&sockstat),
+        tcp_mem_in_use: sockstat.mem_pages,
         sysctl_writable: sysctl.tree_writable(),
     })
-}
-
-/// A `/proc/meminfo` field in bytes.
-pub fn meminfo_bytes(text: &str, field: &str) -> Option<u64> {
-    let line = text.lines().find(|l| l.split(':').next() == Some(field))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// The `mem` field of the `TCP:` line of `/proc/net/sockstat` (pages).
-pub fn sockstat_tcp_mem(text: &str) -> Option<u64> {
-    let line = text.lines().find(|l| l.starts_with("TCP:"))?;
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let i = words.iter().position(|w| *w == "mem")?;
-    words.get(i + 1)?.parse().ok()
 }
 
 /// Parse `ip_local_reserved_ports`: "8000-8100,9000" (empty: none).
@@ -136,13 +124,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn proc_texts_parse() {
-        let mi = "MemTotal:       24684096 kB\nMemFree: 1 kB\nMemAvailable:   24277420 kB\n";
-        assert_eq!(meminfo_bytes(mi, "MemAvailable"), Some(24277420 * 1024));
-        assert_eq!(meminfo_bytes(mi, "Mem"), None);
-        let ss =
-            "sockets: used 13\nTCP: inuse 1 orphan 0 tw 0 alloc 1 mem 192\nUDP: inuse 0 mem 0\n";
-        assert_eq!(sockstat_tcp_mem(ss), Some(192));
+    fn reserved_port_lists_parse() {
         assert_eq!(parse_port_list(""), vec![]);
         assert_eq!(
             parse_port_list("8000-8100,9000"),

@@ -171,7 +171,7 @@ impl<'s> Engine<'s> {
 
     fn snapshot(&self) -> Snapshot {
         let mut c = self.counters.clone();
-        c.rss_bytes = crate::util::rss_bytes();
+        c.rss_bytes = crate::sys::procfs::rss_bytes();
         Snapshot {
             counters: c,
             in_flight: self.in_flight,
