@@ -224,7 +224,7 @@ pub fn owner_pid(ns: &str) -> Option<u32> {
 
 /// Whether `pid` is a running c1m (a lab still using its namespaces).
 pub fn lab_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "c1m")
+    super::procfs::comm(pid as i32).is_some_and(|c| c == "c1m")
 }
 
 /// Lab namespaces whose lab is gone: what a killed lab left behind.

@@ -102,6 +102,15 @@ pub fn pid_listed(pid: i32) -> bool {
     Process::new(pid).is_ok()
 }
 
+/// The command name of process `pid` (`/proc/PID/stat`'s comm), if it
+/// runs.
+pub fn comm(pid: i32) -> Option<String> {
+    Process::new(pid)
+        .and_then(|p| p.stat())
+        .ok()
+        .map(|s| s.comm)
+}
+
 /// This process's network namespace as `/proc/self/ns/net` names it
 /// (`net:[4026531840]`), or PID `pid`'s.
 pub fn netns(target: Target) -> Option<String> {
