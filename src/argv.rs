@@ -6,6 +6,9 @@
 //! back exactly (durations in humantime's exact form, value enums by their
 //! clap names). Each struct's round-trip test (`parse(to_argv(a)) == a`)
 //! keeps the two sides in step.
+//!
+//! [`Procs`] lives here too: `serve` and `flood` take the same
+//! `--procs auto|N` (serve's old `--workers` is a hidden alias).
 use std::ffi::OsString;
 use std::fmt::Display;
 use std::time::Duration;
@@ -89,9 +92,65 @@ pub fn value_name<T: clap::ValueEnum>(v: &T) -> String {
         .unwrap_or_default()
 }
 
+/// `--procs`: how many processes, in serve and flood alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Procs {
+    /// As many as the per-process fd limit requires for the connections.
+    Auto,
+    N(u32),
+}
+
+/// The most processes `--procs` takes (and `auto` sizes to).
+pub const MAX_PROCS: u32 = 4096;
+
+impl Procs {
+    /// The fixed count, `None` for auto.
+    pub fn count(self) -> Option<u32> {
+        match self {
+            Procs::Auto => None,
+            Procs::N(n) => Some(n),
+        }
+    }
+}
+
+impl std::fmt::Display for Procs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Procs::Auto => f.write_str("auto"),
+            Procs::N(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// The value parser of `--procs`: "auto" or a count from 1 to [`MAX_PROCS`].
+pub fn parse_procs(text: &str) -> Result<Procs, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("auto") {
+        return Ok(Procs::Auto);
+    }
+    match t.parse::<u32>() {
+        Ok(n) if (1..=MAX_PROCS).contains(&n) => Ok(Procs::N(n)),
+        _ => Err(format!(
+            "'{text}' is not 'auto' or a number of processes from 1 to {MAX_PROCS}"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn procs_parse_and_print_alike() {
+        for p in [Procs::Auto, Procs::N(1), Procs::N(MAX_PROCS)] {
+            assert_eq!(parse_procs(&p.to_string()), Ok(p));
+        }
+        assert_eq!(parse_procs("AUTO"), Ok(Procs::Auto));
+        for bad in ["0", "4097", "zero", "-1", ""] {
+            let e = parse_procs(bad).unwrap_err();
+            assert!(e.contains(&format!("'{bad}'")), "{e}");
+        }
+    }
 
     #[test]
     fn durations_read_back_exactly() {

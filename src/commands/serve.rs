@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-pub use crate::reactor::args::{ServeArgs, ServeWorkerArgs, WorkersArg};
+pub use crate::reactor::args::{ServeArgs, ServeWorkerArgs};
 use crate::reactor::supervisor::ServeOptions;
 use crate::reactor::worker;
 
@@ -28,10 +28,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         bind: args.bind,
         port: args.port,
         ports: args.ports,
-        workers: match args.workers {
-            WorkersArg::Auto => None,
-            WorkersArg::Count(n) => Some(n),
-        },
+        workers: args.procs.count(),
         max_connections,
         stats_interval: args.stats_interval,
         json: args.json,
@@ -66,7 +63,7 @@ mod tests {
     #[test]
     fn the_cli_reads_back_what_to_argv_writes() {
         let mut a = ServeArgs::new("127.0.0.1".parse().unwrap(), 9000, 3).unwrap();
-        a.workers = WorkersArg::Count(2);
+        a.procs = crate::argv::Procs::N(2);
         a.max_connections = Some(5000);
         match parse(a.command_line()) {
             Command::Serve(b) => assert_eq!(a, b),

@@ -13,7 +13,7 @@ use clap::{Args, Parser};
 
 use super::Procs;
 use super::report::LogFormat;
-use crate::argv::{self, Argv};
+use crate::argv::{self, Argv, parse_procs};
 use crate::util::{parse_count, parse_duration};
 
 /// Open, verify and hold many TCP connections to an echo server.
@@ -44,7 +44,8 @@ pub struct FloodArgs {
     /// Local source addresses: ranges and lists (127.0.0.2-127.0.0.40,127.0.1.1).
     #[arg(long)]
     pub sources: Option<String>,
-    /// Worker processes: `auto` (as many as the fd limit requires) or a number.
+    /// Worker processes: `auto` (as many as the fd limit requires) or a
+    /// number from 1 to 4096; the same flag as serve's.
     #[arg(long, default_value = "auto", value_parser = parse_procs)]
     pub procs: Procs,
     /// Give up on an attempt not connected and echoed within this time.
@@ -103,27 +104,6 @@ fn parse_hold(text: &str) -> Result<Hold, String> {
     match text.trim() {
         "forever" | "inf" | "infinite" => Ok(Hold(None)),
         t => parse_duration(t).map(|d| Hold(Some(d))),
-    }
-}
-
-fn parse_procs(text: &str) -> Result<Procs, String> {
-    match text.trim() {
-        "auto" => Ok(Procs::Auto),
-        t => match t.parse::<u32>() {
-            Ok(n) if n >= 1 => Ok(Procs::N(n)),
-            _ => Err(format!(
-                "'{text}' is not 'auto' or a number of processes >= 1"
-            )),
-        },
-    }
-}
-
-impl std::fmt::Display for Procs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Procs::Auto => f.write_str("auto"),
-            Procs::N(n) => write!(f, "{n}"),
-        }
     }
 }
 
@@ -293,7 +273,7 @@ mod tests {
             connections in 0u64..(1 << 50),
             window in 1usize..1_000_000,
             rate in proptest::option::of(1u64..10_000_000),
-            procs in proptest::option::of(1u32..5000),
+            procs in proptest::option::of(1u32..=crate::argv::MAX_PROCS),
             timeout_ns in 0u64..(1 << 40),
             hold_ns in proptest::option::of(0u64..(1 << 45)),
             interval_ms in proptest::option::of(1u64..100_000),

@@ -25,12 +25,8 @@ use report::{LogFormat, Reporter};
 use stats::ShardSummary;
 use wire::{Received, WorkerLine, WorkerSink};
 
-/// Processes: a number or as many as the fd limit requires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Procs {
-    Auto,
-    N(u32),
-}
+/// `--procs`: a number or as many as the fd limit requires.
+pub use crate::argv::Procs;
 
 /// A request, as the command line gives it (already validated).
 #[derive(Debug, Clone)]

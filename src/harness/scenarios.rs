@@ -22,7 +22,7 @@ use crate::catalogue::FailureId;
 use crate::events::{Event, Record};
 use crate::flood::Procs as ProcCount;
 use crate::flood::args::{FloodArgs, Hold};
-use crate::reactor::args::{ServeArgs, WorkersArg};
+use crate::reactor::args::ServeArgs;
 use crate::sys::probe;
 use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
 use crate::sys::{netns, signals};
@@ -275,7 +275,7 @@ impl Procs {
 fn serve_args(base: u16, ports: u16, max_connections: u64) -> Result<ServeArgs> {
     let mut a = ServeArgs::new(Ipv4Addr::LOCALHOST.into(), base, ports)
         .context("the serve command line")?;
-    a.workers = WorkersArg::Count(1);
+    a.procs = ProcCount::N(1);
     a.max_connections = Some(max_connections);
     a.json = true;
     Ok(a)

@@ -14,7 +14,7 @@ use clap::{Args, Parser};
 use super::Wake;
 use super::supervisor::LogFormat;
 use super::worker::WorkerConfig;
-use crate::argv::Argv;
+use crate::argv::{Argv, Procs, parse_procs};
 
 #[derive(Debug, Clone, PartialEq, Args)]
 pub struct ServeArgs {
@@ -28,9 +28,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..))]
     pub ports: u16,
     /// Worker processes: "auto" (enough that each stays under its fd limit
-    /// for --max-connections) or a number.
-    #[arg(long, default_value = "auto", value_parser = parse_workers)]
-    pub workers: WorkersArg,
+    /// for --max-connections) or a number from 1 to 4096; the same flag as
+    /// flood's (`--workers` is still accepted).
+    #[arg(long, alias = "workers", default_value = "auto", value_parser = parse_procs)]
+    pub procs: Procs,
     /// Connections to plan for (100k, 1M...); each worker stops accepting
     /// at its share. Default: what `c1m doctor` estimates this host can
     /// hold as a server, at most 1M (half of fs.file-max if the host cannot
@@ -77,34 +78,6 @@ pub struct ServeWorkerArgs {
     pub wake: Wake,
 }
 
-/// `--workers`: auto or a count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WorkersArg {
-    Auto,
-    Count(u32),
-}
-
-impl std::fmt::Display for WorkersArg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WorkersArg::Auto => f.write_str("auto"),
-            WorkersArg::Count(n) => write!(f, "{n}"),
-        }
-    }
-}
-
-fn parse_workers(s: &str) -> Result<WorkersArg, String> {
-    if s.eq_ignore_ascii_case("auto") {
-        return Ok(WorkersArg::Auto);
-    }
-    match s.parse::<u32>() {
-        Ok(n) if (1..=4096).contains(&n) => Ok(WorkersArg::Count(n)),
-        _ => Err(format!(
-            "'{s}' is not \"auto\" or a worker count from 1 to 4096"
-        )),
-    }
-}
-
 /// The flags of one subcommand alone, to parse what `to_argv` wrote.
 #[derive(Debug, Parser)]
 #[command(no_binary_name = true)]
@@ -144,7 +117,7 @@ impl ServeArgs {
             .opt("bind", self.bind)
             .opt("port", self.port)
             .opt("ports", self.ports)
-            .opt("workers", self.workers)
+            .opt("procs", self.procs)
             .opt_some("max-connections", self.max_connections)
             .duration("stats-interval", self.stats_interval)
             .flag("json", self.json)
@@ -216,16 +189,23 @@ mod tests {
     }
 
     #[test]
+    fn the_old_workers_flag_still_sets_procs() {
+        let a = ServeArgs::try_parse_from(["--workers", "3"]).unwrap();
+        assert_eq!(a.procs, Procs::N(3));
+        assert!(ServeArgs::try_parse_from(["--workers", "zero"]).is_err());
+    }
+
+    #[test]
     fn defaults_and_hand_built_cases_round_trip() {
         let d = ServeArgs::new("0.0.0.0".parse().unwrap(), 8888, 20).unwrap();
-        assert_eq!(d.workers, WorkersArg::Auto);
+        assert_eq!(d.procs, Procs::Auto);
         assert_eq!(d.max_connections, None);
         round_trip(&d);
         let a = ServeArgs {
             bind: "::1".parse().unwrap(),
             port: 65535,
             ports: 1,
-            workers: WorkersArg::Count(4096),
+            procs: Procs::N(4096),
             max_connections: Some(2_000_000),
             stats_interval: Duration::from_millis(10),
             json: true,
@@ -265,7 +245,7 @@ mod tests {
                 bind: IpAddr::from(std::net::Ipv4Addr::from(v4)),
                 port,
                 ports,
-                workers: workers.map_or(WorkersArg::Auto, WorkersArg::Count),
+                procs: workers.map_or(Procs::Auto, Procs::N),
                 max_connections: max,
                 stats_interval: Duration::from_nanos(interval_ns),
                 json,

@@ -4,9 +4,11 @@
 //!
 //! - [`profile`]: the profile file format (`profiles/*.conf`), includes,
 //!   comparisons and target scaling.
-//! - [`sysctl`]: reading and writing `/proc/sys` keys (`C1M_SYSCTL_ROOT`
-//!   redirects it for tests), key scopes (per network namespace or global).
-//! - RLIMIT_NOFILE and CAP_SYS_RESOURCE are read in `crate::sys::limits`.
+//! - [`sysctl`]: key scopes (per network namespace or global); the tree
+//!   itself (`/proc/sys`, `C1M_SYSCTL_ROOT` for tests) is
+//!   `crate::sys::sysctl`, re-exported there.
+//! - RLIMIT_NOFILE and CAP_SYS_RESOURCE are read in `crate::sys::limits`,
+//!   `/proc` files in `crate::sys::procfs`.
 //! - [`snapshot`](mod@snapshot): one reading of every limit ([`snapshot()`]).
 //! - [`capacity`]: `capacity::estimate(&snapshot, &Plan) -> Capacity` with
 //!   `max_connections`, `binding`, `per_process_sockets`,

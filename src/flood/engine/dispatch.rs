@@ -131,8 +131,8 @@ impl Engine<'_> {
                 .map(|f| fix_for(Some(f), key.as_str()))
                 .unwrap_or_default();
             let limit = if errno == libc::EMFILE {
-                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-                    .map(|(s, _)| format!(" (RLIMIT_NOFILE {s})"))
+                crate::sys::limits::nofile(crate::sys::limits::Target::This)
+                    .map(|n| format!(" (RLIMIT_NOFILE {})", n.soft))
                     .unwrap_or_default()
             } else {
                 String::new()

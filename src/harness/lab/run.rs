@@ -14,7 +14,7 @@ use crate::events::{Counters, Event, Record, ServeStart, ServeSummary, typed};
 use crate::flood::Procs;
 use crate::flood::args::{FloodArgs, Hold};
 use crate::flood::wire::FloodSummary;
-use crate::reactor::args::{ServeArgs, WorkersArg};
+use crate::reactor::args::ServeArgs;
 use crate::sys::probe::{self, CounterSet, KmsgTail};
 use crate::sys::signals;
 use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
@@ -73,7 +73,7 @@ pub fn run(
     let mut live: Vec<Live> = Vec::new();
     let mut serve_args = ServeArgs::new(Ipv4Addr::LOCALHOST.into(), cfg.base_port, cfg.ports)
         .context("the serve command line")?;
-    serve_args.workers = WorkersArg::Auto;
+    serve_args.procs = Procs::Auto;
     serve_args.max_connections = Some(server_capacity(cfg.target));
     serve_args.json = true;
     let logs_dir = dir.join("logs");
