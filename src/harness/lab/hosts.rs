@@ -30,9 +30,9 @@ use serde::Serialize;
 
 use crate::catalogue::FailureId;
 use crate::events::{Event, Record, ServeStart, typed};
-use crate::flood::Procs as FloodProcs;
+use crate::flood::Procs as AutoProcs;
 use crate::flood::args::{FloodArgs, Hold};
-use crate::reactor::args::{ServeArgs, WorkersArg};
+use crate::reactor::args::ServeArgs;
 use crate::sys::hosts::{self, SERVER_ADDR, Topology};
 use crate::sys::probe::{self, CounterSet, KmsgTail};
 use crate::sys::signals;
@@ -499,7 +499,7 @@ impl Procs {
 fn serve_args(cfg: &LabConfig) -> Result<Vec<OsString>> {
     let mut a = ServeArgs::new(SERVER_ADDR.into(), cfg.base_port, cfg.ports)
         .context("the serve command line")?;
-    a.workers = WorkersArg::Auto;
+    a.procs = AutoProcs::Auto;
     a.max_connections = Some(server_capacity(cfg.target));
     a.json = true;
     Ok(a.command_line())
@@ -520,7 +520,7 @@ fn flood_args(
         [one] => Some(one.to_string()),
         [first, .., last] => Some(format!("{first}-{last}")),
     };
-    a.procs = FloodProcs::Auto;
+    a.procs = AutoProcs::Auto;
     a.json = true;
     a.message_interval = cfg.message_interval;
     if scenario.is_some() {
