@@ -272,7 +272,9 @@ fn ctrl_c_leaves_no_process_and_no_applied_setting() {
     let root = tempfile::tempdir().unwrap();
     let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab-netns-only.conf");
     let host_somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(C1M)
+        .env("C1M_STATE_DIR", state_dir.path())
         .args([
             "lab",
             "--target",
@@ -338,8 +340,10 @@ fn ctrl_c_leaves_no_process_and_no_applied_setting() {
     std::thread::sleep(Duration::from_millis(200));
     let left: Vec<u32> = kids.into_iter().filter(|&p| alive(p)).collect();
     assert!(left.is_empty(), "processes left behind: {left:?}");
-    let state = std::env::temp_dir().join(format!("c1m-lab-{pid}.state.json"));
-    assert!(!state.exists(), "state file removed after rollback");
+    assert!(
+        !state_dir.path().join("lab-state.json").exists(),
+        "state file removed after rollback"
+    );
     assert_eq!(
         std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap(),
         host_somaxconn

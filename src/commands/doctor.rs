@@ -46,8 +46,8 @@ pub struct DoctorArgs {
     #[arg(long, conflicts_with = "rollback")]
     pub apply: bool,
     /// With --apply: also write sysctl.d and limits.d files (and print a
-    /// systemd drop-in).
-    #[arg(long, requires = "apply")]
+    /// systemd drop-in). Not with --netns-only: boot files are host-wide.
+    #[arg(long, requires = "apply", conflicts_with = "netns_only")]
     pub persist: bool,
     /// With --apply: write only per-network-namespace keys (net.*), never
     /// host-wide ones (fs.*, vm.*): for trying a profile in `unshare -n`.
@@ -82,11 +82,23 @@ pub fn run(args: DoctorArgs) -> Result<ExitCode> {
     }
 
     if args.rollback {
-        let rep = apply::rollback(&sysctl, &state_path, &dirs)?;
+        // Without --state, what a lab left behind (killed before its own
+        // rollback) is restored too, unless a lab is running (it holds the
+        // lock and its state is its own).
+        let lab_rep = if args.state.is_none() {
+            rollback_lab_leftover(&sysctl)?
+        } else {
+            None
+        };
+        if let Some(r) = lab_rep.as_ref().filter(|_| !args.json) {
+            print_rollback(r);
+        }
+        let lab_ok = lab_rep.as_ref().is_none_or(|r| r.ok());
+        let rep = apply::rollback(&sysctl, &state_path, Some(&dirs))?;
         if args.json {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&json!({ "rollback": rep }))?
+                serde_json::to_string_pretty(&json!({ "rollback": rep, "lab_rollback": lab_rep }))?
             );
         } else if rep.nothing_to_roll_back {
             println!(
@@ -96,37 +108,13 @@ pub fn run(args: DoctorArgs) -> Result<ExitCode> {
                 dirs.limits_d.display()
             );
         } else {
-            println!("Rollback ({}):", state_path.display());
-            for k in &rep.keys {
-                let what = match k.status {
-                    KeyStatus::Applied => "restored",
-                    KeyStatus::AlreadyOk => "already at its saved value",
-                    _ => "FAILED",
-                };
-                println!(
-                    "  {:<36} {} -> {}  {what}{}",
-                    k.key,
-                    k.before.as_deref().unwrap_or("-"),
-                    k.after.as_deref().unwrap_or("-"),
-                    k.reason
-                        .as_deref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
-                );
-            }
-            for f in &rep.removed_files {
-                println!("  removed {f}");
-            }
-            for e in &rep.errors {
-                println!("  error: {e}");
-            }
-            if rep.ok() {
-                println!("  state file removed; the host is as it was before --apply.");
-            } else {
-                println!("  state file kept: fix the errors above and run --rollback again.");
-            }
+            print_rollback(&rep);
         }
-        return Ok(ExitCode::from(if rep.ok() { 0 } else { EXIT_FAIL }));
+        return Ok(ExitCode::from(if rep.ok() && lab_ok {
+            0
+        } else {
+            EXIT_FAIL
+        }));
     }
 
     let target = match args.pid {
@@ -244,6 +232,61 @@ pub fn run(args: DoctorArgs) -> Result<ExitCode> {
     }
     let failed = final_report.failed() || apply_failed;
     Ok(ExitCode::from(if failed { EXIT_FAIL } else { 0 }))
+}
+
+/// Roll back what a lab left in its state file, when no lab is running.
+fn rollback_lab_leftover(sysctl: &Sysctl) -> Result<Option<apply::RollbackReport>> {
+    let path = apply::lab_state_path();
+    if apply::State::load(&path)?.is_none() {
+        return Ok(None);
+    }
+    let dir = crate::tuning::safe_fs::Dir::open(&apply::state_dir(), 0o700)?;
+    let Some(_lock) = dir.try_lock("lab.lock")? else {
+        eprintln!(
+            "c1m doctor: a c1m lab is running and will roll back {} itself; left alone.",
+            path.display()
+        );
+        return Ok(None);
+    };
+    apply::rollback(sysctl, &path, None).map(Some)
+}
+
+fn print_rollback(rep: &apply::RollbackReport) {
+    println!("Rollback ({}):", rep.state_file);
+    for k in &rep.keys {
+        let what = match k.status {
+            KeyStatus::Applied => "restored",
+            KeyStatus::AlreadyOk => "already at its saved value",
+            KeyStatus::Skipped => "not written",
+            _ => "FAILED",
+        };
+        println!(
+            "  {:<36} {} -> {}  {what}{}",
+            k.key,
+            k.before.as_deref().unwrap_or("-"),
+            k.after.as_deref().unwrap_or("-"),
+            k.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+    }
+    for f in &rep.removed_files {
+        println!("  removed {f}");
+    }
+    for e in &rep.errors {
+        println!("  error: {e}");
+    }
+    if rep.ok() && !rep.kept_in_state.is_empty() {
+        println!(
+            "  host-wide values restored; {} kept in the state file for a rollback inside its network namespace.",
+            rep.kept_in_state.join(", ")
+        );
+    } else if rep.ok() {
+        println!("  state file removed; the host is as it was before --apply.");
+    } else {
+        println!("  state file kept: fix the errors above and run --rollback again.");
+    }
 }
 
 fn print_apply(rep: &apply::ApplyReport, snap: &crate::tuning::Snapshot) {

@@ -1,6 +1,6 @@
 //! Every read of `/proc` in c1m goes through this module: memory
-//! (`meminfo`), a process's limits, capabilities, resident memory and
-//! liveness (`/proc/PID/{limits,status,statm}`), the TCP counters and socket
+//! (`meminfo`), a process's limits, capabilities, resident memory, name
+//! and liveness (`/proc/PID/{limits,status,statm,stat}`), the TCP counters and socket
 //! memory of this thread's network namespace (`net/snmp`, `net/netstat`,
 //! `net/sockstat`), the namespace's identity (`ns/net`), and the root of the
 //! sysctl tree ([`SYSCTL_ROOT`], read and written through
@@ -102,13 +102,10 @@ pub fn pid_listed(pid: i32) -> bool {
     Process::new(pid).is_ok()
 }
 
-/// The command name of process `pid` (`/proc/PID/stat`'s comm), if it
-/// runs.
+/// The command name of process `pid` (`comm`, at most 15 bytes: "c1m"),
+/// if it is listed.
 pub fn comm(pid: i32) -> Option<String> {
-    Process::new(pid)
-        .and_then(|p| p.stat())
-        .ok()
-        .map(|s| s.comm)
+    Process::new(pid).ok()?.stat().ok().map(|s| s.comm)
 }
 
 /// This process's network namespace as `/proc/self/ns/net` names it
@@ -121,6 +118,37 @@ pub fn netns(target: Target) -> Option<String> {
     std::fs::read_link(link)
         .ok()
         .map(|p| p.display().to_string())
+}
+
+/// Whether the network namespace `id` (`net:[4026532...]`, as [`netns`]
+/// names it) still exists: some process is in it, or it is bind-mounted
+/// (nsfs, `ip netns add`). True when it cannot be told.
+pub fn netns_exists(id: &str) -> bool {
+    let Ok(procs) = ::procfs::process::all_processes() else {
+        return true;
+    };
+    for p in procs.flatten() {
+        if std::fs::read_link(format!("/proc/{}/ns/net", p.pid()))
+            .is_ok_and(|l| l.as_os_str() == id)
+        {
+            return true;
+        }
+    }
+    Process::myself()
+        .and_then(|p| p.mountinfo())
+        .map(|m| {
+            m.iter()
+                .any(|mi| mi.fs_type == "nsfs" && mi.root.contains(id))
+        })
+        .unwrap_or(true)
+}
+
+/// This boot's id (`kernel/random/boot_id`): a value saved under another
+/// boot id was reset by the reboot since.
+pub fn boot_id() -> Option<String> {
+    ::procfs::sys::kernel::random::boot_id()
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// The fields of `/proc/meminfo` c1m uses, in bytes.
@@ -313,6 +341,9 @@ mod tests {
         let me = std::process::id() as i32;
         assert_eq!(nofile(Target::Pid(me)).unwrap(), (soft, hard));
         assert!(pid_listed(me));
+        let name = comm(me).unwrap();
+        assert!(!name.is_empty() && name.len() <= 15, "{name}");
+        assert_eq!(comm(i32::MAX), None);
         let statm = StatmFile::open().unwrap();
         let rss = statm.rss_bytes().unwrap();
         assert!(rss > 0);

@@ -21,6 +21,10 @@ use crate::util::errno_name;
 #[derive(Debug, Error)]
 pub enum SysctlError {
     #[error(
+        "'{key}' is not a sysctl name (dot-separated parts of letters, digits, '_' and '-'; no '/', no empty part)"
+    )]
+    InvalidKey { key: String },
+    #[error(
         "{key}: absent ({path} does not exist: its module is not loaded, or this network namespace does not have it)"
     )]
     Absent { key: String, path: String },
@@ -42,6 +46,29 @@ pub enum SysctlError {
         wrote: String,
         read: String,
     },
+}
+
+/// Whether `key` follows the sysctl-name grammar: two or more non-empty
+/// dot-separated parts of ASCII letters, digits, `_` and `-`. Checked before
+/// any path is built from a key, so a key read from a file can never name
+/// a file outside the sysctl tree (`/etc/passwd`, `..`).
+pub fn valid_key(key: &str) -> bool {
+    key.split('.').count() >= 2
+        && key.split('.').all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+        })
+}
+
+fn check_key(key: &str) -> Result<(), SysctlError> {
+    if valid_key(key) {
+        Ok(())
+    } else {
+        Err(SysctlError::InvalidKey {
+            key: key.to_string(),
+        })
+    }
 }
 
 /// Whether a key can be written, judged before writing.
@@ -103,6 +130,7 @@ impl Sysctl {
 
     /// The value of a key, trimmed; `Absent` if the file does not exist.
     pub fn read(&self, key: &str) -> Result<String, SysctlError> {
+        check_key(key)?;
         let path = self.path(key);
         match std::fs::read_to_string(&path) {
             Ok(s) => Ok(s.trim().to_string()),
@@ -131,6 +159,7 @@ impl Sysctl {
 
     /// Write a value (one write(2), like `sysctl -w`).
     pub fn write(&self, key: &str, value: &str) -> Result<(), SysctlError> {
+        check_key(key)?;
         let path = self.path(key);
         if !path.exists() {
             return Err(SysctlError::Absent {
@@ -166,6 +195,9 @@ impl Sysctl {
 
     /// Judge, before writing, whether a key can be written.
     pub fn writable(&self, key: &str) -> Writable {
+        if !valid_key(key) {
+            return Writable::Absent;
+        }
         let path = self.path(key);
         let Ok(meta) = std::fs::metadata(&path) else {
             return Writable::Absent;
@@ -220,6 +252,7 @@ impl From<SysctlError> for std::io::Error {
     /// InvalidData for a value the kernel did not keep), with the message.
     fn from(e: SysctlError) -> std::io::Error {
         let kind = match &e {
+            SysctlError::InvalidKey { .. } => std::io::ErrorKind::InvalidInput,
             SysctlError::Absent { .. } => std::io::ErrorKind::NotFound,
             SysctlError::Io { source, .. } => source.kind(),
             SysctlError::Verify { .. } => std::io::ErrorKind::InvalidData,

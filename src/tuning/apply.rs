@@ -7,18 +7,25 @@
 //! removes the files [`persist`] wrote, and removes the state file; with no
 //! state it says there is nothing to roll back.
 //!
+//! The state is root's alone: it lives in a root-owned 0700 directory, is
+//! read and written only through [`safe_fs`] (no symlink followed, atomic
+//! replace, owner and mode checked) and every key in it must be a sysctl
+//! name before a path is built from it. Host-wide originals are restored
+//! whatever happened to the network namespace they were saved in, so a run
+//! killed with SIGKILL is always recoverable with `c1m doctor --rollback`.
+//!
 //! Paths are overridable for tests: the state file (`--state` or
 //! `$C1M_STATE_DIR/doctor-state.json`, default `/var/lib/c1m`), the
 //! persist directories (`$C1M_SYSCTL_D`, `$C1M_LIMITS_D`) and the sysctl
 //! root (`$C1M_SYSCTL_ROOT`).
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::check::{Kind, Row, Status};
-use super::sysctl::{Scope, Sysctl, Writable, same_value, scope, squash};
+use super::safe_fs::{self, Dir};
+use super::sysctl::{Scope, Sysctl, Writable, same_value, scope, squash, valid_key};
 use crate::sys::limits::{self, Nofile};
 
 /// The first line of every file c1m writes outside its state directory.
@@ -26,11 +33,24 @@ pub const HEADER_MARK: &str = "# Written by c1m doctor";
 /// File name used in sysctl.d and limits.d.
 pub const PERSIST_NAME: &str = "90-c1m.conf";
 
-/// The default state file: `$C1M_STATE_DIR/doctor-state.json`, or
-/// `/var/lib/c1m/doctor-state.json`.
+/// The state directory: `$C1M_STATE_DIR` (for tests; it gets the same
+/// checks), or `/var/lib/c1m`. Root-owned, 0700, created on first use.
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("C1M_STATE_DIR")
+        .unwrap_or_else(|| "/var/lib/c1m".into())
+        .into()
+}
+
+/// The default state file: `<state dir>/doctor-state.json`.
 pub fn default_state_path() -> PathBuf {
-    let dir = std::env::var_os("C1M_STATE_DIR").unwrap_or_else(|| "/var/lib/c1m".into());
-    PathBuf::from(dir).join("doctor-state.json")
+    state_dir().join("doctor-state.json")
+}
+
+/// The lab's state file, `<state dir>/lab-state.json`: one fixed place, so
+/// that what a lab killed before its rollback left changed is found by the
+/// next lab and by `c1m doctor --rollback`.
+pub fn lab_state_path() -> PathBuf {
+    state_dir().join("lab-state.json")
 }
 
 /// Where `--persist` writes.
@@ -82,6 +102,9 @@ pub struct State {
     pub keys: Vec<Saved>,
     /// Files written by --persist.
     pub persisted: Vec<String>,
+    /// The boot the values were saved in (see [`boot_id`]).
+    #[serde(default)]
+    pub boot_id: Option<String>,
 }
 
 impl State {
@@ -94,42 +117,79 @@ impl State {
             netns: current_netns(),
             keys: Vec::new(),
             persisted: Vec::new(),
+            boot_id: boot_id(),
         }
     }
 
-    /// Read a state file; Ok(None) if it does not exist.
+    /// Read a state file; Ok(None) if it does not exist. The file and its
+    /// directory must be owned by root and not writable by group or others
+    /// (see [`safe_fs`]), no symlink is followed, and every key must be a
+    /// sysctl name: a state file is never trusted to name a path.
     pub fn load(path: &Path) -> Result<Option<State>> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let state = serde_json::from_str(&text).with_context(|| {
-                    format!(
-                        "state file {} is not a c1m doctor state (corrupt?)",
-                        path.display()
-                    )
-                })?;
-                Ok(Some(state))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("cannot read state file {}", path.display())),
+        let (dir, name) = safe_fs::split(path)?;
+        let Some(dir) = Dir::open_existing(&dir)? else {
+            return Ok(None);
+        };
+        let Some(bytes) = dir.read_trusted(&name)? else {
+            return Ok(None);
+        };
+        let state: State = serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "state file {} is not a c1m doctor state (corrupt?)",
+                path.display()
+            )
+        })?;
+        if let Some(bad) = state.keys.iter().find(|k| !valid_key(&k.key)) {
+            bail!(
+                "refusing state file {}: '{}' is not a sysctl name (the file was tampered with?)",
+                path.display(),
+                bad.key
+            );
         }
+        Ok(Some(state))
     }
 
-    /// Write atomically (temporary file, fsync, rename).
+    /// Write atomically into a private directory (created 0700 if absent;
+    /// see [`safe_fs`]).
     pub fn save(&self, path: &Path) -> Result<()> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create state directory {}", dir.display()))?;
-        }
-        let tmp = path.with_extension("json.tmp");
+        let (dir, name) = safe_fs::split(path)?;
         let text = serde_json::to_string_pretty(self).context("serializing the state")?;
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(text.as_bytes())
-            .and_then(|_| f.sync_all())
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
-        Ok(())
+        Dir::open(&dir, 0o700)?.write_atomic(&name, text.as_bytes(), 0o600)
+    }
+}
+
+/// Remove a state file (no symlink followed); nothing if it is absent.
+fn remove_state(path: &Path) -> Result<()> {
+    let (dir, name) = safe_fs::split(path)?;
+    if let Some(dir) = Dir::open_existing(&dir)? {
+        dir.remove(&name)?;
+    }
+    Ok(())
+}
+
+/// The boot this process runs in: values saved in another boot were reset
+/// by the reboot.
+pub fn boot_id() -> Option<String> {
+    crate::sys::procfs::boot_id()
+}
+
+/// Whether a network namespace (`net:[4026532...]`) still exists. A
+/// namespace that no longer exists took its per-namespace keys with it.
+pub fn netns_exists(id: &str) -> bool {
+    current_netns().as_deref() == Some(id) || crate::sys::procfs::netns_exists(id)
+}
+
+/// Test-only crash point: with `C1M_TEST_KILL_AFTER_WRITES=N`, the process
+/// kills itself with SIGKILL once N sysctl writes of an apply are done
+/// (N = 0: right after the state is saved, before the first write). The
+/// crash-consistency tests use it to stop an apply at every point.
+fn crash_point(writes_done: usize) {
+    if std::env::var("C1M_TEST_KILL_AFTER_WRITES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        == Some(writes_done)
+    {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
     }
 }
 
@@ -288,10 +348,13 @@ pub fn apply(
             pre.push(original);
         }
         state.save(state_path)?;
+        crash_point(0);
 
         let mut written: Vec<usize> = Vec::new(); // indexes into todo
         for (i, (idx, key, value)) in todo.iter().enumerate() {
-            match sysctl.write_verified(key, value) {
+            let result = sysctl.write_verified(key, value);
+            crash_point(i + 1);
+            match result {
                 Ok(()) => {
                     keys[*idx].status = KeyStatus::Applied;
                     keys[*idx].after = sysctl.read(key).ok().map(|v| squash(&v));
@@ -343,7 +406,7 @@ pub fn apply(
                 // Nothing changed: put the state file back as it was.
                 match &previous {
                     Some(p) => p.save(state_path)?,
-                    None => remove_if_exists(state_path)?,
+                    None => remove_state(state_path)?,
                 }
             } else {
                 aborted = Some(format!(
@@ -369,7 +432,7 @@ pub fn apply(
     })
 }
 
-fn check_same_place(state: &State, sysctl: &Sysctl, path: &Path) -> Result<()> {
+fn check_same_root(state: &State, sysctl: &Sysctl, path: &Path) -> Result<()> {
     let here = sysctl.root().display().to_string();
     if state.sysctl_root != here {
         bail!(
@@ -378,6 +441,11 @@ fn check_same_place(state: &State, sysctl: &Sysctl, path: &Path) -> Result<()> {
             state.sysctl_root
         );
     }
+    Ok(())
+}
+
+fn check_same_place(state: &State, sysctl: &Sysctl, path: &Path) -> Result<()> {
+    check_same_root(state, sysctl, path)?;
     let ns = current_netns();
     let has_netns_keys = state.keys.iter().any(|k| scope(&k.key) == Scope::Netns);
     if has_netns_keys && state.netns.is_some() && ns != state.netns {
@@ -391,14 +459,6 @@ fn check_same_place(state: &State, sysctl: &Sysctl, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn remove_if_exists(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
-    }
-}
-
 /// What `rollback` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct RollbackReport {
@@ -408,6 +468,9 @@ pub struct RollbackReport {
     pub keys: Vec<KeyReport>,
     pub removed_files: Vec<String>,
     pub errors: Vec<String>,
+    /// Per-namespace keys left in the state file for a rollback run inside
+    /// the (still existing) namespace they were saved in.
+    pub kept_in_state: Vec<String>,
 }
 
 impl RollbackReport {
@@ -417,7 +480,22 @@ impl RollbackReport {
 }
 
 /// Restore the saved values, remove persisted files and the state file.
-pub fn rollback(sysctl: &Sysctl, state_path: &Path, dirs: &PersistDirs) -> Result<RollbackReport> {
+///
+/// The files `--persist` wrote are removed first, whatever the namespace.
+/// Host-wide keys are restored whatever happened to the network namespace
+/// the state was saved in. Per-namespace keys saved in another namespace
+/// are not written here: when that namespace no longer exists they went
+/// with it (said, and dropped); when it still exists they stay in the state
+/// file for a rollback run inside it. Values saved before the last reboot
+/// are not written back: the reboot reset them.
+/// `dirs`: also remove c1m's files from these directories even when the
+/// state does not list them (doctor); None for the lab, which never
+/// persists and must not remove what doctor persisted.
+pub fn rollback(
+    sysctl: &Sysctl,
+    state_path: &Path,
+    dirs: Option<&PersistDirs>,
+) -> Result<RollbackReport> {
     let state = State::load(state_path)?;
     let mut report = RollbackReport {
         state_file: state_path.display().to_string(),
@@ -425,69 +503,131 @@ pub fn rollback(sysctl: &Sysctl, state_path: &Path, dirs: &PersistDirs) -> Resul
         keys: Vec::new(),
         removed_files: Vec::new(),
         errors: Vec::new(),
+        kept_in_state: Vec::new(),
     };
-    let mut files: Vec<PathBuf> = dirs.files().to_vec();
+    let mut files: Vec<PathBuf> = dirs.map(|d| d.files().to_vec()).unwrap_or_default();
     if let Some(state) = &state {
-        check_same_place(state, sysctl, state_path)?;
-        for saved in state.keys.iter().rev() {
-            let before = sysctl.read(&saved.key).ok();
-            let shown_before = before.as_deref().map(squash);
-            let unchanged = before
-                .as_deref()
-                .is_some_and(|b| same_value(b, &saved.original));
-            let result = if unchanged {
-                Ok(())
-            } else {
-                sysctl.write_verified(&saved.key, &saved.original)
-            };
-            let (status, reason) = match result {
-                Ok(()) if unchanged => (KeyStatus::AlreadyOk, None),
-                Ok(()) => (KeyStatus::Applied, None),
-                Err(e) => {
-                    report.errors.push(e.to_string());
-                    (KeyStatus::Failed, Some(e.to_string()))
-                }
-            };
-            report.keys.push(KeyReport {
-                key: saved.key.clone(),
-                status,
-                before: shown_before,
-                after: sysctl.read(&saved.key).ok().map(|v| squash(&v)),
-                reason,
-            });
-        }
-        report.keys.reverse();
         files.extend(state.persisted.iter().map(PathBuf::from));
     }
     files.sort();
     files.dedup();
     for f in files {
-        // Bytes, not text: a file that is not UTF-8 is simply not ours.
-        match std::fs::read(&f) {
-            Ok(text) if text.starts_with(HEADER_MARK.as_bytes()) => {
-                match std::fs::remove_file(&f) {
-                    Ok(()) => report.removed_files.push(f.display().to_string()),
-                    Err(e) => report
-                        .errors
-                        .push(format!("cannot remove {}: {e}", f.display())),
+        remove_persisted(&f, &mut report);
+    }
+    let mut kept = Vec::new();
+    if let Some(state) = &state {
+        check_same_root(state, sysctl, state_path)?;
+        let elsewhere = state
+            .netns
+            .as_deref()
+            .filter(|&ns| current_netns().as_deref() != Some(ns));
+        let gone = elsewhere.is_some_and(|ns| !netns_exists(ns));
+        let now = boot_id();
+        let rebooted = state.boot_id.is_some() && now.is_some() && state.boot_id != now;
+        for saved in state.keys.iter().rev() {
+            let skip = if rebooted {
+                Some("saved before the last reboot, which reset it; not written".to_string())
+            } else if let Some(ns) = elsewhere.filter(|_| scope(&saved.key) == Scope::Netns) {
+                if gone {
+                    Some(format!(
+                        "saved in network namespace {ns}, which no longer exists: the value went with it"
+                    ))
+                } else {
+                    kept.push(saved.clone());
+                    Some(format!(
+                        "saved in network namespace {ns}, which still exists: kept in {}; run c1m doctor --rollback inside it",
+                        state_path.display()
+                    ))
                 }
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => report.errors.push(format!(
-                "cannot read {} to check whether c1m wrote it: {e}",
-                f.display()
-            )),
+            } else {
+                None
+            };
+            report.keys.push(match skip {
+                Some(why) => KeyReport {
+                    key: saved.key.clone(),
+                    status: KeyStatus::Skipped,
+                    before: sysctl.read(&saved.key).ok().map(|v| squash(&v)),
+                    after: None,
+                    reason: Some(why),
+                },
+                None => restore_one(sysctl, saved, &mut report.errors),
+            });
         }
+        report.keys.reverse();
+        kept.reverse();
     }
     if state.is_none() && report.removed_files.is_empty() {
         report.nothing_to_roll_back = true;
         return Ok(report);
     }
     if report.errors.is_empty() {
-        remove_if_exists(state_path)?;
+        match state {
+            Some(mut s) if !kept.is_empty() => {
+                report.kept_in_state = kept.iter().map(|k| k.key.clone()).collect();
+                s.keys = kept;
+                s.persisted.clear();
+                s.save(state_path)?;
+            }
+            _ => remove_state(state_path)?,
+        }
     }
     Ok(report)
+}
+
+/// Write one saved value back (unless it is already there).
+fn restore_one(sysctl: &Sysctl, saved: &Saved, errors: &mut Vec<String>) -> KeyReport {
+    let before = sysctl.read(&saved.key).ok();
+    let unchanged = before
+        .as_deref()
+        .is_some_and(|b| same_value(b, &saved.original));
+    let result = if unchanged {
+        Ok(())
+    } else {
+        sysctl.write_verified(&saved.key, &saved.original)
+    };
+    let (status, reason) = match result {
+        Ok(()) if unchanged => (KeyStatus::AlreadyOk, None),
+        Ok(()) => (KeyStatus::Applied, None),
+        Err(e) => {
+            errors.push(e.to_string());
+            (KeyStatus::Failed, Some(e.to_string()))
+        }
+    };
+    KeyReport {
+        key: saved.key.clone(),
+        status,
+        before: before.as_deref().map(squash),
+        after: sysctl.read(&saved.key).ok().map(|v| squash(&v)),
+        reason,
+    }
+}
+
+/// Remove one file `--persist` wrote, if it is there and c1m wrote it
+/// (its first line is [`HEADER_MARK`]). Only files named [`PERSIST_NAME`]
+/// are considered, never through a symlink.
+fn remove_persisted(f: &Path, report: &mut RollbackReport) {
+    let result = (|| -> Result<bool> {
+        let (dir, name) = safe_fs::split(f)?;
+        if name != PERSIST_NAME {
+            bail!(
+                "the state names {}, which is not a file c1m writes; left alone",
+                f.display()
+            );
+        }
+        let Some(dir) = Dir::open_existing(&dir)? else {
+            return Ok(false);
+        };
+        // Bytes, not text: a file that is not UTF-8 is simply not ours.
+        match dir.read(&name)? {
+            Some(text) if text.starts_with(HEADER_MARK.as_bytes()) => dir.remove(&name),
+            _ => Ok(false),
+        }
+    })();
+    match result {
+        Ok(true) => report.removed_files.push(f.display().to_string()),
+        Ok(false) => {}
+        Err(e) => report.errors.push(format!("{e:#}")),
+    }
 }
 
 /// What `persist` wrote.
@@ -527,29 +667,28 @@ pub fn persist(
     let limits_text = format!(
         "{header}*    soft nofile {nofile}\n*    hard nofile {nofile}\nroot soft nofile {nofile}\nroot hard nofile {nofile}\n"
     );
-    let mut written = Vec::new();
+    // Check both files before writing either.
+    let mut targets = Vec::new();
     for (dir, text) in [(&dirs.sysctl_d, sysctl_text), (&dirs.limits_d, limits_text)] {
         let path = dir.join(PERSIST_NAME);
-        // Bytes, not text: a file that is not UTF-8 is not c1m's either,
-        // and one that cannot be read is not overwritten blind.
-        match std::fs::read(&path) {
-            Ok(existing) if !existing.starts_with(HEADER_MARK.as_bytes()) => bail!(
+        let dir = Dir::open(dir, 0o755)?;
+        // Bytes, not text: a file that is not UTF-8 is not c1m's either;
+        // one that cannot be read (or is a symlink) is not overwritten.
+        match dir
+            .read(PERSIST_NAME)
+            .with_context(|| format!("not overwriting {}", path.display()))?
+        {
+            Some(existing) if !existing.starts_with(HEADER_MARK.as_bytes()) => bail!(
                 "{} exists and was not written by c1m; not overwriting it",
                 path.display()
             ),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!(
-                        "cannot read {} to check who wrote it; not overwriting it",
-                        path.display()
-                    )
-                });
-            }
+            _ => {}
         }
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        targets.push((dir, path, text));
+    }
+    let mut written = Vec::new();
+    for (dir, path, text) in targets {
+        dir.write_atomic(PERSIST_NAME, text.as_bytes(), 0o644)?;
         written.push(path.display().to_string());
     }
     let mut state = match State::load(state_path)? {

@@ -34,6 +34,7 @@ pub mod apply;
 pub mod capacity;
 pub mod check;
 pub mod profile;
+pub mod safe_fs;
 pub mod snapshot;
 pub mod sysctl;
 

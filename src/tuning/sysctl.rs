@@ -8,7 +8,7 @@
 //! all): see [`scope`].
 use serde::Serialize;
 
-pub use crate::sys::sysctl::{Sysctl, SysctlError, Writable, same_value, squash};
+pub use crate::sys::sysctl::{Sysctl, SysctlError, Writable, same_value, squash, valid_key};
 
 /// Whether a key lives in the network namespace or is host-wide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

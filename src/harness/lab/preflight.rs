@@ -33,11 +33,16 @@ pub fn enter_netns(mode: NetnsMode) -> Result<(bool, Option<String>)> {
 }
 
 /// The lab profile applied for this run; rolled back on drop (normal end,
-/// error, Ctrl-C or panic), so the host is left as it was.
+/// error, Ctrl-C, SIGHUP, SIGQUIT or panic), so the host is left as it
+/// was. What a SIGKILL or the OOM killer prevents, the next lab or
+/// `c1m doctor --rollback` restores from the state file.
 pub struct AppliedProfile {
     sysctl: crate::tuning::sysctl::Sysctl,
     state_path: PathBuf,
     rolled_back: bool,
+    /// Held while the lab runs: another lab --apply waits for none and
+    /// refuses, and never takes this lab's state for a leftover.
+    _lock: nix::fcntl::Flock<std::os::fd::OwnedFd>,
     /// What apply did, for the report.
     pub report: crate::tuning::apply::ApplyReport,
 }
@@ -46,8 +51,7 @@ impl AppliedProfile {
     /// Restore every saved value now; returns what rollback said.
     pub fn rollback(&mut self) -> Result<crate::tuning::apply::RollbackReport> {
         self.rolled_back = true;
-        let dirs = crate::tuning::apply::PersistDirs::from_env();
-        crate::tuning::apply::rollback(&self.sysctl, &self.state_path, &dirs)
+        crate::tuning::apply::rollback(&self.sysctl, &self.state_path, None)
     }
 }
 
@@ -68,6 +72,72 @@ impl Drop for AppliedProfile {
             }
         }
     }
+}
+
+/// Lock the lab's state (one lab --apply at a time) and restore what an
+/// earlier lab left changed when it died before its rollback (SIGKILL, OOM
+/// killer, power loss). Returns the lock, the state path and a note.
+fn take_lab_state(
+    sysctl: &crate::tuning::sysctl::Sysctl,
+) -> Result<(
+    nix::fcntl::Flock<std::os::fd::OwnedFd>,
+    PathBuf,
+    Option<String>,
+)> {
+    use crate::tuning::{apply, safe_fs::Dir};
+    let state_path = apply::lab_state_path();
+    let dir = Dir::open(&apply::state_dir(), 0o700)?;
+    let Some(lock) = dir.try_lock("lab.lock")? else {
+        bail!(
+            "another c1m lab --apply is running (it holds {}); wait for it to end",
+            dir.join("lab.lock").display()
+        );
+    };
+    if apply::State::load(&state_path)?.is_none() {
+        return Ok((lock, state_path, None));
+    }
+    let how = format!(
+        "run c1m doctor --rollback --state {} and fix what it says",
+        state_path.display()
+    );
+    let rep = apply::rollback(sysctl, &state_path, None).with_context(|| {
+        format!(
+            "an earlier lab left its originals in {}; {how}",
+            state_path.display()
+        )
+    })?;
+    if !rep.ok() || !rep.kept_in_state.is_empty() {
+        bail!(
+            "an earlier lab left its originals in {} and they could not all be restored ({}); {how}",
+            state_path.display(),
+            if rep.errors.is_empty() {
+                format!(
+                    "{} are kept for their network namespace",
+                    rep.kept_in_state.join(", ")
+                )
+            } else {
+                rep.errors.join("; ")
+            }
+        );
+    }
+    let restored: Vec<String> = rep
+        .keys
+        .iter()
+        .filter(|k| k.status == apply::KeyStatus::Applied)
+        .map(|k| format!("{} {}", k.key, k.after.as_deref().unwrap_or("?")))
+        .collect();
+    Ok((
+        lock,
+        state_path,
+        Some(format!(
+            "an earlier lab ended without rolling back; restored its originals first: {}",
+            if restored.is_empty() {
+                "nothing had stayed changed".to_string()
+            } else {
+                restored.join(", ")
+            }
+        )),
+    ))
 }
 
 /// What the lab learned before starting anything.
@@ -98,8 +168,11 @@ pub fn preflight(cfg: &LabConfig, profile_name: &str) -> Result<Preflight> {
             .with_context(|| format!("loading profile {profile_name}"))?;
         let snap = snapshot::take(&sysctl, crate::sys::limits::Target::This)?;
         let rows = check::check(&sysctl, &snap, &prof, &plan)?;
-        let state_path =
-            std::env::temp_dir().join(format!("c1m-lab-{}.state.json", std::process::id()));
+        let (lock, state_path, restored) = take_lab_state(&sysctl)?;
+        if let Some(note) = restored {
+            eprintln!("c1m lab: {note}");
+            notes.push(note);
+        }
         let rep = apply::apply(
             &sysctl,
             &state_path,
@@ -146,6 +219,7 @@ pub fn preflight(cfg: &LabConfig, profile_name: &str) -> Result<Preflight> {
             sysctl: sysctl.clone(),
             state_path,
             rolled_back: false,
+            _lock: lock,
             report: rep,
         });
     }

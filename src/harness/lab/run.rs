@@ -186,7 +186,7 @@ pub fn run(
             interrupted = true;
             report
                 .notes
-                .push("interrupted (SIGINT/SIGTERM): all processes stopped".into());
+                .push("interrupted (SIGINT/SIGTERM/SIGHUP/SIGQUIT): all processes stopped".into());
             pool.signal_all(nix::sys::signal::Signal::SIGTERM);
         }
         if !gave_up && report.time_to_target_s.is_none() && run_start.elapsed() > cfg.deadline {
