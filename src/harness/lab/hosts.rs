@@ -128,12 +128,14 @@ struct HostWide {
     sysctl: Sysctl,
     state: PathBuf,
     done: bool,
+    /// One lab applying at a time (the lab's state lock).
+    _lock: nix::fcntl::Flock<std::os::fd::OwnedFd>,
 }
 
 impl HostWide {
     fn rollback(&mut self) -> Result<apply::RollbackReport> {
         self.done = true;
-        apply::rollback(&self.sysctl, &self.state, &apply::PersistDirs::from_env())
+        apply::rollback(&self.sysctl, &self.state, None)
     }
 }
 
@@ -213,10 +215,10 @@ fn apply_host_wide(
         return Ok((None, None));
     }
     let sysctl = Sysctl::from_env();
-    let state = std::env::temp_dir().join(format!(
-        "c1m-lab-{}-host-wide.state.json",
-        std::process::id()
-    ));
+    // The lab's own state file and lock: what a killed lab left lowered
+    // is restored first, by this or any later lab.
+    let (lock, state, note) = super::preflight::take_lab_state(&sysctl)?;
+    notes.extend(note);
     let rep = apply::apply(
         &sysctl,
         &state,
@@ -231,6 +233,7 @@ fn apply_host_wide(
         sysctl,
         state,
         done: false,
+        _lock: lock,
     };
     let written: Vec<String> = rep
         .keys
