@@ -6,31 +6,18 @@
 //! the plot.
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use c1m::diagnosis::FailureId;
 use serde_json::Value;
 
-fn c1m() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_c1m"))
-}
+mod common;
 
-fn fixture(name: &str) -> String {
-    format!(
-        "{}/tests/fixtures/classes/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    )
-}
+use common::*;
 
-fn analyze_json(path: &str) -> Value {
-    let out = c1m().args(["analyze", "--json", path]).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{path}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+/// A fixture of tests/fixtures/classes/.
+fn class_fixture(name: &str) -> String {
+    fixture(&format!("classes/{name}"))
 }
 
 /// (fixture, id, side, certainty, an evidence line number)
@@ -259,7 +246,7 @@ const CASES: &[(&str, &str, &str, &str, u64)] = &[
 fn every_catalogue_class_has_a_fixture_that_classifies() {
     let mut covered = BTreeSet::new();
     for (file, id, side, certainty, line) in CASES {
-        let r = analyze_json(&fixture(file));
+        let r = analyze_json(&[class_fixture(file)]);
         let found: Vec<&Value> = r["findings"]
             .as_array()
             .unwrap()
@@ -311,7 +298,7 @@ fn nothing_is_found_where_nothing_failed() {
     }
     text.push_str("write: No space left on device\nfs.epoll.max_user_watches = 100\n");
     std::fs::write(&path, text).unwrap();
-    let r = analyze_json(path.to_str().unwrap());
+    let r = analyze_json(&[&path]);
     assert_eq!(
         r["findings"].as_array().unwrap().len(),
         0,
@@ -327,13 +314,9 @@ fn nothing_is_found_where_nothing_failed() {
 #[test]
 fn a_connect_timeout_is_blamed_on_conntrack_when_the_kernel_says_so() {
     // A client log and the server's kernel log analyzed together.
-    let client = fixture("connect_timeout_seed_client2.txt");
-    let kernel = fixture("conntrack_full_journald.log");
-    let out = c1m()
-        .args(["analyze", "--json", &client, &kernel])
-        .output()
-        .unwrap();
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let client = class_fixture("connect_timeout_seed_client2.txt");
+    let kernel = class_fixture("conntrack_full_journald.log");
+    let r = analyze_json(&[&client, &kernel]);
     let f = r["findings"].as_array().unwrap();
     let timeout = f.iter().find(|f| f["id"] == "connect_timeout").unwrap();
     assert_eq!(timeout["caused_by"], serde_json::json!(["conntrack_full"]));
@@ -352,12 +335,8 @@ fn flat_listen_overflows_rule_the_accept_queue_out() {
         "TcpExtListenOverflows  7  0.0\nTcpExtListenOverflows  7  0.0\n",
     )
     .unwrap();
-    let client = fixture("connect_timeout_musl.log");
-    let out = c1m()
-        .args(["analyze", "--json", &client, nstat.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let client = class_fixture("connect_timeout_musl.log");
+    let r = analyze_json(&[client.as_str(), nstat.to_str().unwrap()]);
     let f = r["findings"].as_array().unwrap();
     let timeout = f.iter().find(|f| f["id"] == "connect_timeout").unwrap();
     assert_eq!(timeout["caused_by"], serde_json::json!(["conntrack_full"]));
@@ -372,8 +351,7 @@ fn flat_listen_overflows_rule_the_accept_queue_out() {
 #[test]
 fn bad_paths_are_named_exit_2_and_the_other_files_are_still_analyzed() {
     let missing = "/nonexistent/c1m-analyze/client.log";
-    let out = c1m()
-        .args(["analyze", missing, &fixture("fd_limit_musl.log")])
+    let out = c1m(&["analyze", missing, &class_fixture("fd_limit_musl.log")])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -388,8 +366,8 @@ fn bad_paths_are_named_exit_2_and_the_other_files_are_still_analyzed() {
 
 #[test]
 fn exit_status_is_0_when_analyzed_and_1_with_fail_on_findings() {
-    let bad = fixture("fd_limit_musl.log");
-    let status = |args: &[&str]| c1m().args(args).output().unwrap().status.code();
+    let bad = class_fixture("fd_limit_musl.log");
+    let status = |args: &[&str]| c1m(args).output().unwrap().status.code();
     assert_eq!(status(&["analyze", &bad]), Some(0));
     assert_eq!(status(&["analyze", "--fail-on-findings", &bad]), Some(1));
     let dir = tempfile::tempdir().unwrap();
@@ -405,12 +383,11 @@ fn exit_status_is_0_when_analyzed_and_1_with_fail_on_findings() {
 
 #[test]
 fn stdin_and_gzip_and_directories_are_read() {
-    let data = std::fs::read(fixture("connect_timeout_musl.log")).unwrap();
+    let data = std::fs::read(class_fixture("connect_timeout_musl.log")).unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&data).unwrap();
     let gz = gz.finish().unwrap();
-    let mut child = c1m()
-        .args(["analyze", "--json", "-"])
+    let mut child = c1m(&["analyze", "--json", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -424,8 +401,7 @@ fn stdin_and_gzip_and_directories_are_read() {
     assert_eq!(f["evidence"][0]["file"], "-");
     assert_eq!(f["evidence"][0]["line"], 2);
 
-    let dir = format!("{}/tests/fixtures/classes", env!("CARGO_MANIFEST_DIR"));
-    let r = analyze_json(&dir);
+    let r = analyze_json(&[fixture("classes")]);
     assert_eq!(r["inputs"].as_array().unwrap().len(), CASES.len());
 }
 
@@ -433,9 +409,8 @@ fn stdin_and_gzip_and_directories_are_read() {
 fn plot_draws_every_source_with_error_marks() {
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("seed.svg");
-    let seed = format!("{}/tests/fixtures/seed.txt", env!("CARGO_MANIFEST_DIR"));
-    let out = c1m()
-        .args(["analyze", "--plot", svg.to_str().unwrap(), &seed])
+    let seed = fixture("seed.txt");
+    let out = c1m(&["analyze", "--plot", svg.to_str().unwrap(), &seed])
         .output()
         .unwrap();
     assert_eq!(
@@ -456,8 +431,7 @@ fn plot_draws_every_source_with_error_marks() {
     ] {
         assert!(text.contains(name), "plot lacks {name}");
     }
-    let unwritable = c1m()
-        .args(["analyze", "--plot", "/nonexistent/dir/p.svg", &seed])
+    let unwritable = c1m(&["analyze", "--plot", "/nonexistent/dir/p.svg", &seed])
         .output()
         .unwrap();
     assert_eq!(unwritable.status.code(), Some(2));

@@ -2,11 +2,14 @@
 //! `serve` and `flood` write them with `--json`) are written as logs, and
 //! `c1m analyze` reads back the connection counts, rates and failures.
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use c1m::diagnosis::FailureId;
 use c1m::events::{Counters, Event, Record, Role};
 use serde_json::{Value, json};
+
+mod common;
+
+use common::*;
 
 fn rec(ts: f64, role: Role, worker: Option<u32>, event: Event) -> Record {
     Record {
@@ -36,22 +39,6 @@ fn write(path: &std::path::Path, records: &[Record]) {
         r.emit(&mut buf).unwrap();
     }
     std::fs::write(path, buf).unwrap();
-}
-
-fn analyze(paths: &[&std::path::Path]) -> Value {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_c1m"));
-    cmd.args(["analyze", "--json"]);
-    for p in paths {
-        cmd.arg(p);
-    }
-    let out = cmd.output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
@@ -140,7 +127,7 @@ fn flood_and_serve_json_lines_round_trip() {
     let spath = dir.path().join("serve.jsonl");
     write(&fpath, &flood);
     write(&spath, &serve);
-    let r = analyze(&[&fpath, &spath]);
+    let r = analyze_json(&[&fpath, &spath]);
 
     let sources = r["sources"].as_array().unwrap();
     assert_eq!(sources.len(), 2);
@@ -199,7 +186,7 @@ fn a_cut_json_record_is_counted_corrupted_not_fatal() {
         .unwrap();
     buf.truncate(buf.len() - 20);
     std::fs::write(&path, buf).unwrap();
-    let r = analyze(&[&path]);
+    let r = analyze_json(&[&path]);
     assert_eq!(r["sources"][0]["connections_max"], 10);
     assert_eq!(r["sources"][0]["lines"]["corrupted"], 1);
     let log = r["findings"]
@@ -227,6 +214,6 @@ fn a_healthy_c1m_run_at_a_round_count_is_no_plateau() {
             rec(t0 + 2.0, Role::Serve, None, interval(20_000, 20_000)),
         ],
     );
-    let v = analyze(&[&serve]);
+    let v = analyze_json(&[&serve]);
     assert_eq!(v["findings"], json!([]), "{}", v["findings"]);
 }

@@ -6,25 +6,16 @@
 //! `sockfd - connections` offset going from +3 to -111, client 1's offset
 //! of -100 at its first visible line, 548,838 ms of time_used over client
 //! 2's 262 progress lines.
-use std::process::Command;
-
 use serde_json::Value;
 
-fn c1m() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_c1m"))
-}
+mod common;
+
+use common::*;
 
 const SEED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed.txt");
 
 fn json_report() -> Value {
-    let out = c1m().args(["analyze", "--json", SEED]).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    analyze_json(&[SEED])
 }
 
 fn source<'a>(r: &'a Value, section: &str) -> &'a Value {
@@ -226,7 +217,7 @@ fn findings_come_most_important_first() {
 
 #[test]
 fn human_output_tells_the_story() {
-    let out = c1m().args(["analyze", SEED]).output().unwrap();
+    let out = c1m(&["analyze", SEED]).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8(out.stdout).unwrap();
     for needle in [

@@ -3,38 +3,13 @@
 //! that fails midway, per-namespace keys really changed inside
 //! `unshare -n` (and the host's left alone), non-root refusal, bad input.
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_c1m");
+mod common;
 
-fn doctor(args: &[&str], env: &[(&str, &Path)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("doctor").args(args);
-    // Never let a test fall back to the host's state dir or /etc: the
-    // defaults point at a directory that does not exist (a test that needs
-    // them gives its own).
-    cmd.env_remove("C1M_SYSCTL_ROOT");
-    let nowhere = std::env::temp_dir().join("c1m-doctor-test-no-such-dir");
-    for k in ["C1M_STATE_DIR", "C1M_SYSCTL_D", "C1M_LIMITS_D"] {
-        cmd.env(k, nowhere.join(k));
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run c1m")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::*;
 
 fn json(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
@@ -340,29 +315,6 @@ fn apply_as_non_root_fails_with_a_clear_message() {
     assert!(!state.exists(), "nothing may be written");
 }
 
-/// A fake /proc/sys: every key a file holding its value.
-fn fake_tree(dir: &Path, keys: &[(&str, &str)]) -> PathBuf {
-    let root = dir.join("sys");
-    for (k, v) in keys {
-        let p = root.join(k.replace('.', "/"));
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, format!("{v}\n")).unwrap();
-    }
-    root
-}
-
-fn read_tree(root: &Path, keys: &[(&str, &str)]) -> BTreeMap<String, String> {
-    keys.iter()
-        .map(|(k, _)| {
-            let p = root.join(k.replace('.', "/"));
-            (
-                k.to_string(),
-                std::fs::read_to_string(p).unwrap().trim().to_string(),
-            )
-        })
-        .collect()
-}
-
 /// The key/`field` pairs of an array of objects that each have a `key`
 /// (apply reports, saved originals).
 fn by_key(items: &Value, field: &str) -> BTreeMap<String, String> {
@@ -378,32 +330,6 @@ fn by_key(items: &Value, field: &str) -> BTreeMap<String, String> {
         })
         .collect()
 }
-
-/// A fake /proc/sys with the [`FAKE`] keys and a profile file holding
-/// [`FAKE_PROFILE`], in `dir`: (sysctl root, profile path).
-fn fake_host(dir: &Path) -> (PathBuf, PathBuf) {
-    let root = fake_tree(dir, FAKE);
-    let profile = dir.join("fake.conf");
-    std::fs::write(&profile, FAKE_PROFILE).unwrap();
-    (root, profile)
-}
-
-const FAKE: &[(&str, &str)] = &[
-    ("fs.nr_open", "1048576"),
-    ("fs.file-max", "100000"),
-    ("fs.file-nr", "449\t0\t100000"),
-    ("fs.epoll.max_user_watches", "5000"),
-    ("net.core.somaxconn", "4096"),
-    ("net.ipv4.tcp_rmem", "4096\t131072\t6291456"),
-];
-
-const FAKE_PROFILE: &str = "\
-fs.nr_open >= max(2097152, target + 1000) | fd_limit
-fs.file-max >= 2*target + 10000 | system_fd_limit
-fs.epoll.max_user_watches >= 2*target | epoll_watch_limit
-net.core.somaxconn >= 65535 | accept_queue_overflow
-net.ipv4.tcp_rmem = 4096 4096 16777216 | tcp_memory_pressure
-";
 
 #[test]
 #[cfg_attr(

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const C1M: &str = env!("CARGO_BIN_EXE_c1m");
+mod common;
+
+use common::*;
 
 fn scenario(name: &str, expected: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(C1M)
+    let out = Command::new(BIN)
         .args(["lab", "--scenario", name, "--json", "--report"])
         .arg(dir.path())
         .output()
@@ -126,7 +128,7 @@ fn last_event(log: &Path, event: &str) -> Value {
 #[test]
 fn small_lab_reaches_its_target_and_the_report_matches_the_processes() {
     let root = tempfile::tempdir().unwrap();
-    let out = Command::new(C1M)
+    let out = Command::new(BIN)
         .args([
             "lab",
             "--target",
@@ -216,53 +218,6 @@ fn small_lab_reaches_its_target_and_the_report_matches_the_processes() {
     );
 }
 
-/// Every process whose parent chain leads to `root`.
-fn descendants(root: u32) -> Vec<u32> {
-    let mut parent = std::collections::HashMap::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(after) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let ppid: u32 = after
-            .1
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        parent.insert(pid, ppid);
-    }
-    parent
-        .keys()
-        .copied()
-        .filter(|&p| {
-            let mut cur = p;
-            for _ in 0..64 {
-                match parent.get(&cur) {
-                    Some(&pp) if pp == root => return true,
-                    Some(&pp) if pp > 1 => cur = pp,
-                    _ => return false,
-                }
-            }
-            false
-        })
-        .collect()
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
-
 #[test]
 #[cfg_attr(
     not(c1m_netns),
@@ -270,10 +225,10 @@ fn alive(pid: u32) -> bool {
 )]
 fn ctrl_c_leaves_no_process_and_no_applied_setting() {
     let root = tempfile::tempdir().unwrap();
-    let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab-netns-only.conf");
+    let profile = fixture("lab-netns-only.conf");
     let host_somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
     let state_dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(C1M)
+    let mut child = Command::new(BIN)
         .env("C1M_STATE_DIR", state_dir.path())
         .args([
             "lab",

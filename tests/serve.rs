@@ -2,50 +2,22 @@
 //! chosen at run time in the 10000-13999 band (every port of the range is
 //! checked to bind), every process ended by the test.
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use c1m::events::{Event, Record};
 
-const BIN: &str = env!("CARGO_BIN_EXE_c1m");
+mod common;
+
+use common::*;
 
 /// Raise this test process's soft fd limit to the hard one (the client side
 /// of these tests holds up to a few thousand sockets).
 fn raise_nofile() {
     c1m::sys::limits::raise_soft_to_hard().expect("raising the test's soft fd limit");
-}
-
-/// A cheap pseudo-random number (no rand crate): time, pid and a counter.
-fn random() -> u64 {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let mut x =
-        t ^ ((std::process::id() as u64) << 32) ^ N.fetch_add(0x9E37_79B9, Ordering::SeqCst);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x
-}
-
-/// A base port such that base..base+n all bind on 127.0.0.1 right now.
-fn free_base(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base = 10000 + (random() % (4000 - n as u64)) as u16;
-        let held: Vec<_> = (0..n)
-            .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
-            .collect();
-        if held.len() == n as usize {
-            return base;
-        }
-    }
-    panic!("no free range of {n} ports in 10000-13999");
 }
 
 struct Server {
@@ -65,7 +37,7 @@ impl Server {
     /// on another base if a port was taken in between.
     fn start(ports: u16, extra: &[&str], nofile: Option<u32>) -> Server {
         for _ in 0..5 {
-            let base = free_base(ports);
+            let base = free_base(SERVE_BAND, ports);
             let mut args: Vec<String> = vec![
                 "serve".into(),
                 "--bind".into(),
@@ -260,32 +232,6 @@ fn echo_ok(s: &mut TcpStream, msg: &[u8]) {
     let mut got = vec![0u8; msg.len()];
     s.read_exact(&mut got).unwrap();
     assert_eq!(got, msg);
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // fields 14 and 15 of stat are utime, stime; `after` starts at field 3
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
-fn rss(pid: u32) -> u64 {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap();
-    statm
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 4096
-}
-
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s[s.rfind(')').unwrap() + 2..].starts_with('Z'),
-        Err(_) => false,
-    }
 }
 
 #[test]
@@ -535,6 +481,37 @@ fn a_killed_worker_is_restarted_and_sigterm_ends_everything() {
 }
 
 #[test]
+fn default_max_connections_is_what_doctor_says_a_server_can_hold() {
+    // doctor's capacity estimate for a server at the C1M goal, capped there.
+    let doc = run_c1m(&[
+        "doctor", "--role", "server", "--target", "1000000", "--json",
+    ]);
+    let doc: serde_json::Value = serde_json::from_slice(&doc.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json ({e}): {}", text(&doc)));
+    let can_hold = doc["capacity"]["max_connections"]
+        .as_u64()
+        .expect("capacity.max_connections")
+        .min(1_000_000);
+    raise_nofile();
+    let mut srv = Server::start(1, &["--json"], None);
+    let settings = srv.start.clone().expect("--json start record");
+    srv.terminate();
+    let default = settings["max_connections"]
+        .as_u64()
+        .expect("max_connections");
+    // Files in use (fs.file-nr) move between the two reads: 1% of slack.
+    assert!(
+        default.abs_diff(can_hold) <= can_hold / 100,
+        "serve's default --max-connections {default}, doctor says {can_hold}: {settings}"
+    );
+    // And the workers it planned hold that many, each under its fd limit.
+    let workers = settings["workers"].as_u64().unwrap();
+    let cap = settings["per_worker_cap"].as_u64().unwrap();
+    let nofile = settings["nofile"].as_u64().unwrap();
+    assert!(workers * cap >= default && cap < nofile, "{settings}");
+}
+
+#[test]
 fn sigterm_prints_the_human_summary_and_exits_zero() {
     raise_nofile();
     let mut srv = Server::start(
@@ -574,8 +551,8 @@ fn garbage_resets_and_empty_connections_never_hurt_the_server() {
     // random bytes, in odd sizes, some connections closed without reading
     for i in 0..60 {
         let mut s = connect(srv.addr(i));
-        let n = (random() % 100_000) as usize;
-        let data: Vec<u8> = (0..n).map(|_| random() as u8).collect();
+        let n = random(100_000) as usize;
+        let data: Vec<u8> = (0..n).map(|_| random(256) as u8).collect();
         let _ = s.write_all(&data);
         if i % 2 == 0 {
             let mut got = vec![0u8; n];

@@ -1,13 +1,13 @@
 //! A small echo server for flood's integration tests (c1m serve is built
 //! elsewhere): one mio thread, listening on 127.0.0.1 on a run of ports
-//! picked at random inside this branch's band (14000-17999) and checked to
+//! picked at random inside flood's band ([`FLOOD_BAND`]) and checked to
 //! all bind. It echoes every byte, counts accepts per port, and can be
 //! "killed": every connection reset (SO_LINGER 0) and every listener closed.
 //! Some ports can instead get a listener with backlog 1 that never accepts,
 //! to make connects time out. Dropping the server stops its thread.
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,40 +17,7 @@ use std::time::Duration;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
-use super::{c1m, wait_bounded};
-
-/// A pseudo-random number from the clock, the pid and a counter.
-pub fn random(limit: u64) -> u64 {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let mut x =
-        t ^ ((std::process::id() as u64) << 32) ^ N.fetch_add(0x9e37_79b9, Ordering::Relaxed);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x % limit.max(1)
-}
-
-/// Bind `count` consecutive ports on 127.0.0.1 at a random base in the band.
-pub fn bind_run(count: u16) -> (u16, Vec<StdListener>) {
-    for _ in 0..500 {
-        let base = 14000 + random((17999 - 14000 - count as u64).max(1)) as u16;
-        let mut ls = Vec::new();
-        for p in base..base + count {
-            match StdListener::bind(("127.0.0.1", p)) {
-                Ok(l) => ls.push(l),
-                Err(_) => break,
-            }
-        }
-        if ls.len() == count as usize {
-            return (base, ls);
-        }
-    }
-    panic!("no run of {count} free ports in 14000-17999");
-}
+use super::{FLOOD_BAND, bind_run, c1m, wait_bounded};
 
 pub struct EchoServer {
     pub base: u16,
@@ -80,7 +47,7 @@ impl EchoServer {
     }
 
     pub fn start_with(kinds: &[PortKind]) -> EchoServer {
-        let (base, std_ls) = bind_run(kinds.len() as u16);
+        let (base, std_ls) = bind_run(FLOOD_BAND, kinds.len() as u16);
         let mut listeners = Vec::new();
         let mut dead = Vec::new();
         for (i, l) in std_ls.into_iter().enumerate() {

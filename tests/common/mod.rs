@@ -1,6 +1,8 @@
-//! What every integration test shares: the `c1m` binary and bounded runs
-//! of it, c1m's JSON-lines output parsed, and (in submodules) the echo
-//! server flood's tests connect to.
+//! What every integration test shares: the `c1m` binary, bounded runs of
+//! it, fixtures, c1m's JSON-lines output parsed; and in submodules the echo
+//! server flood's tests connect to (`echo_server`), doctor's fake host
+//! (`fake_host`), analyze's JSON report (`analyze`), other processes seen
+//! through /proc (`procs`) and free loopback ports (`ports`).
 //!
 //! # Tests that cannot run here are ignored, never passed
 //!
@@ -28,11 +30,20 @@
 //! A new tool goes in `build.rs`'s `TOOLS` (or `PY_MODULES`) and in
 //! `.ci/run`. `C1M_TEST_UNPRIVILEGED=1 cargo test --release` builds as if
 //! nothing were allowed, to see the skips on a privileged machine.
-#![allow(dead_code)]
+// Each test binary uses part of what is here.
+#![allow(dead_code, unused_imports)]
 
+pub mod analyze;
 pub mod echo_server;
+pub mod fake_host;
+pub mod ports;
+pub mod procs;
 
+pub use analyze::*;
 pub use echo_server::*;
+pub use fake_host::*;
+pub use ports::*;
+pub use procs::*;
 
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -80,6 +91,21 @@ pub fn with_nofile(cmd: &mut Command, n: u64) -> &mut Command {
     use std::os::unix::process::CommandExt;
     // SAFETY: setrlimit only, between fork and exec.
     unsafe { cmd.pre_exec(move || c1m::sys::workers::set_nofile(n)) }
+}
+
+/// A file under `tests/fixtures/`.
+pub fn fixture(rel: &str) -> String {
+    format!("{}/tests/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A child's exit status, stdout and stderr, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// A child's stderr, for assertion messages.
