@@ -54,7 +54,25 @@ pub enum Command {
 /// an exit status. Errors are printed with their whole context chain.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<ExitCode> = match cli.command {
+    quiet_on_broken_pipe();
+    // A print to a closed stdout (`c1m doctor | head -1`) panics in std's
+    // print macros; unwinding still runs every destructor (the lab's
+    // rollback), then the process ends the way `ls | head` does.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(cli)));
+    match result {
+        Ok(Ok(code)) => code,
+        Ok(Err(err)) if is_broken_pipe(&err) => die_of_sigpipe(),
+        Ok(Err(err)) => {
+            eprintln!("c1m: error: {err:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+        Err(payload) if panic_is_broken_pipe(payload.as_ref()) => die_of_sigpipe(),
+        Err(payload) => std::panic::resume_unwind(payload),
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
         Command::Doctor(args) => doctor::run(args),
         Command::Lab(args) => lab::run(args),
         Command::Serve(args) => serve::run(args),
@@ -62,12 +80,43 @@ pub fn main() -> ExitCode {
         Command::Analyze(args) => analyze::run(args),
         Command::ServeWorker(args) => serve::run_worker(args),
         Command::FloodShard(args) => flood::run_shard(args),
-    };
-    match result {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("c1m: error: {err:#}");
-            ExitCode::from(EXIT_ERROR)
-        }
     }
+}
+
+/// Whether a panic is std's "failed printing to stdout: Broken pipe".
+fn panic_is_broken_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
+    let text = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("");
+    text.contains("failed printing to std") && text.contains("Broken pipe")
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Keep the default panic message for every panic but a broken pipe.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !panic_is_broken_pipe(info.payload()) {
+            default(info);
+        }
+    }));
+}
+
+/// End as a process killed by SIGPIPE (what `ls | head` does), quietly.
+fn die_of_sigpipe() -> ExitCode {
+    use nix::sys::signal::{SigHandler, Signal, raise, signal};
+    // SAFETY: restoring the default disposition installs no handler.
+    unsafe {
+        let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
+    }
+    let _ = raise(Signal::SIGPIPE);
+    ExitCode::from(EXIT_ERROR)
 }
