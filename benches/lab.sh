@@ -16,6 +16,8 @@
 #   N=100000 benches/lab.sh
 #   N=1500000 benches/lab.sh       # needs the lab profile: applies it (fs.file-max...)
 #                                  # for both runs and rolls it back on exit
+#   HOSTS=1 benches/lab.sh         # also c1m lab --hosts at the same target (namespace
+#                                  # hosts on a bridge), its time to target next to step 1's
 #
 # Loopback only, inside throwaway network namespaces; every process started
 # here is ended here; anything applied is rolled back on exit.
@@ -140,3 +142,28 @@ row("server RSS per connection (B)", m["srv_user"], c["srv_user"], lambda v: f"{
 print("(c1m: server RSS above its empty baseline; C server: whole RSS, it keeps nothing per connection)")
 print(f"c1m lab: {'reached' if r['reached'] else 'NOT reached'}; findings: {', '.join(f['id'] for f in r['findings']) or 'none'}")
 PY
+
+# 3. HOSTS=1: the same target between namespace hosts (c1m lab --hosts: a
+#    server host and 3 client hosts on a bridge, 198.18.0.0/15), next to the
+#    loopback lab of step 1, from this one run.
+if [ "${HOSTS:-0}" = 1 ]; then
+    "$C1M" lab --hosts --target "$N" --clients "$CLIENTS" --ports "$PORTS" --port "$BASE" --hold 5s \
+        --report "$work/hosts" > "$work/hosts.out" 2>&1 || true
+    hreport=$(ls -d "$work"/hosts/*/ 2>/dev/null | head -1)report.json
+    [ -f "$hreport" ] || { echo "c1m lab --hosts wrote no report:" >&2; tail -20 "$work/hosts.out" >&2; exit 1; }
+    python3 - "$report" "$hreport" <<'PY'
+import json, sys
+lo, h = (json.load(open(p)) for p in sys.argv[1:3])
+print(f"\n{'':<36}{'loopback':>14}{'--hosts':>14}{'hosts / lo':>12}")
+for name, key, fmt in [("verified connections", "verified", "{:,}"),
+                       ("time to target (s)", "time_to_target_s", "{:.1f}"),
+                       ("connect rate (/s)", "connect_rate_per_s", "{:,.0f}"),
+                       ("kernel memory per connection (B)", "kernel_bytes_per_connection", "{:,.0f}")]:
+    a, b = lo.get(key), h.get(key)
+    ratio = f"{b / a:.2f}x" if a and b and key != "verified" else ""
+    print(f"{name:<36}{fmt.format(a) if a is not None else 'n/a':>14}{fmt.format(b) if b is not None else 'n/a':>14}{ratio:>12}")
+for row in h["hosts"]:
+    print(f"  {row['host']:<10} {row['connections']:>10,} connections, failures: {row['failures'] or 'none'}")
+print(f"c1m lab --hosts: {'reached' if h['reached'] else 'NOT reached'}; findings: {', '.join(f['id'] for f in h['findings']) or 'none'}")
+PY
+fi

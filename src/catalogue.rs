@@ -156,6 +156,8 @@ pub const CATALOGUE: &[Failure] = &[
         texts: &[
             "nf_conntrack: table full, dropping packet",
             "table full, dropping packet",
+            // Kernels since 6.x name the namespace whose table is full.
+            "nf_conntrack: table full in netns",
         ],
         counters: &[],
         plateaus: &[65_536, 131_072, 262_144],

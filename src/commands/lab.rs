@@ -64,9 +64,17 @@ pub struct LabArgs {
     #[arg(short, long, conflicts_with = "json")]
     pub quiet: bool,
     /// Provoke one failure for real and check that analyze names it
-    /// ("all" runs every scenario).
+    /// ("all" runs every scenario; "conntrack" needs --hosts).
     #[arg(long, value_name = "NAME")]
     pub scenario: Option<ScenarioChoice>,
+    /// Run between namespace hosts (server, client-1..N on a bridge,
+    /// 198.18.0.0/15) instead of one loopback; root only.
+    #[arg(long)]
+    pub hosts: bool,
+    /// Remove the namespaces (and processes in them) a killed
+    /// `lab --hosts` left behind, and say what was removed.
+    #[arg(long, conflicts_with_all = ["hosts", "scenario"])]
+    pub cleanup: bool,
 }
 
 /// `--scenario` values: one scenario, or all of them.
@@ -77,6 +85,8 @@ pub enum ScenarioChoice {
     Refused,
     Backlog,
     Cap,
+    /// A stateful firewall and a small conntrack table (--hosts only).
+    Conntrack,
     All,
 }
 
@@ -89,6 +99,7 @@ impl ScenarioChoice {
             ScenarioChoice::Backlog => vec![Scenario::Backlog],
             ScenarioChoice::Cap => vec![Scenario::Cap],
             ScenarioChoice::All => Scenario::all().to_vec(),
+            ScenarioChoice::Conntrack => Vec::new(),
         }
     }
 }
@@ -160,8 +171,142 @@ fn run_scenarios(
     })
 }
 
+/// `--cleanup`: what a killed hosts lab left behind.
+fn cleanup() -> Result<ExitCode> {
+    let removed = lab::hosts::cleanup()?;
+    if removed.is_empty() {
+        println!("lab: nothing to clean up (no c1m-<pid>-* namespace of a lab that is gone)");
+    }
+    for r in &removed {
+        println!(
+            "lab: removed network namespace {}{}",
+            r.netns,
+            if r.killed.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " and killed {} process(es) in it: {:?}",
+                    r.killed.len(),
+                    r.killed
+                )
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--hosts`: the experiment (or one scenario) between namespace hosts.
+fn run_hosts(args: LabArgs) -> Result<ExitCode> {
+    use lab::hosts::HostsScenario;
+    let scenario = match args.scenario {
+        None => None,
+        Some(ScenarioChoice::Conntrack) => Some(HostsScenario::Conntrack),
+        Some(ScenarioChoice::Ports) => Some(HostsScenario::Ports),
+        Some(other) => anyhow::bail!(
+            "--hosts runs the conntrack and ports scenarios; {other:?} runs without --hosts"
+        ),
+    };
+    // A scenario is small and short: it provokes a failure, not a million.
+    let (target, deadline) = match scenario {
+        Some(_) => (
+            args.target.min(600 * u64::from(args.clients)),
+            args.deadline.min(Duration::from_secs(60)),
+        ),
+        None => (args.target, args.deadline),
+    };
+    let cfg = LabConfig {
+        target,
+        clients: args.clients,
+        ports: if scenario.is_some() { 1 } else { args.ports },
+        base_port: args.port,
+        hold: args.hold,
+        message_interval: args.message_interval.resolve(target),
+        sources_per_client: if scenario.is_some() { 1 } else { args.sources },
+        apply: args.apply,
+        force: args.force,
+        netns: args.netns,
+        report_root: args.report,
+        deadline,
+        json: args.json,
+    };
+    say(
+        args.json,
+        format!(
+            "lab: {} connections between namespace hosts: server (198.18.0.1, {} ports), {} client hosts with {} addresses each{}",
+            thousands(cfg.target),
+            cfg.ports,
+            cfg.clients,
+            cfg.sources_per_client,
+            scenario
+                .map(|s| format!(", scenario {}", s.name()))
+                .unwrap_or_default()
+        ),
+    );
+    let r = lab::hosts::run_hosts(&cfg, &args.profile, scenario, Vec::new())?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("{}", r.lab.analysis);
+        print!("{}", lab::hosts::hosts_markdown(&r));
+        for n in &r.lab.notes {
+            println!("  note: {n}");
+        }
+    }
+    let ok = match (scenario, r.named) {
+        (Some(s), Some(named)) => {
+            say(
+                args.json,
+                format!(
+                    "lab: scenario {}: analyze {} {}; report in {}",
+                    s.name(),
+                    if named { "named" } else { "did NOT name" },
+                    s.expected(),
+                    r.lab.report_dir
+                ),
+            );
+            named
+        }
+        _ => {
+            say(
+                args.json,
+                format!(
+                    "lab --hosts: target {} {}: verified {}, time to target {}, {} namespaces removed, report in {}",
+                    thousands(r.lab.target),
+                    if r.lab.reached {
+                        "reached"
+                    } else {
+                        "NOT reached"
+                    },
+                    thousands(r.lab.verified),
+                    r.lab
+                        .time_to_target_s
+                        .map(|t| format!("{t:.1} s"))
+                        .unwrap_or_else(|| "n/a".into()),
+                    r.removed.len(),
+                    r.lab.report_dir
+                ),
+            );
+            r.lab.reached
+        }
+    };
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::EXIT_FAIL)
+    })
+}
+
 pub fn run(args: LabArgs) -> Result<ExitCode> {
     signals::install()?;
+    if args.cleanup {
+        return cleanup();
+    }
+    if args.hosts {
+        return run_hosts(args);
+    }
+    if args.scenario == Some(ScenarioChoice::Conntrack) {
+        anyhow::bail!("--scenario conntrack runs between namespace hosts: add --hosts");
+    }
     // First, before any thread exists: the namespace is per thread.
     let (private, note) = lab::enter_netns(args.netns)?;
     if let Some(choice) = args.scenario {

@@ -52,6 +52,10 @@ pub struct Report {
     pub input_errors: Vec<InputProblem>,
     /// The story in a few lines (the first lines of the human output).
     pub verdict: Vec<String>,
+    /// Logs from several hosts: a row per host and findings across them
+    /// (see `diagnosis::hosts`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<super::hosts::HostView>,
     #[serde(skip)]
     pub series: Vec<Series>,
 }
@@ -110,7 +114,9 @@ pub fn analyze(paths: &[PathBuf]) -> Report {
             }),
         }
     }
-    from_sources(sources, stats, errors)
+    let mut report = from_sources(sources, stats, errors);
+    report.hosts = super::hosts::view(paths, &report.sources, &report.findings);
+    report
 }
 
 /// Classify already-read sources into a report.
@@ -140,6 +146,7 @@ pub fn from_sources(
         findings: c.findings,
         input_errors: errors,
         verdict,
+        hosts: None,
         series,
     }
 }
@@ -238,6 +245,9 @@ impl Report {
         }
         for n in &self.totals.notes {
             let _ = writeln!(out, "{}", wrap("  total: ", n, width, "      "));
+        }
+        if let Some(h) = &self.hosts {
+            let _ = write!(out, "\n{}", h.render());
         }
         let _ = writeln!(out);
         if self.findings.is_empty() {

@@ -8,6 +8,7 @@
 //!   own fd limit, reporting JSON lines over a pipe, ended with their parent).
 //! - [`signals`]: the stop flag every long-running command polls.
 //! - [`netns`]: throwaway network namespaces.
+//! - [`hosts`]: named namespace hosts on a bridge (`c1m lab --hosts`).
 //! - [`probe`]: kernel evidence (TCP counters, memory, sockstat, new kernel
 //!   log lines).
 //! - [`limits`]: RLIMIT_NOFILE of this or another process, CAP_SYS_RESOURCE,
@@ -18,6 +19,7 @@
 //!   crate where it covers the file.
 //! - [`sysctl`]: the `/proc/sys` tree (`C1M_SYSCTL_ROOT` replaces it in
 //!   tests).
+pub mod hosts;
 pub mod limits;
 pub mod netns;
 pub mod probe;

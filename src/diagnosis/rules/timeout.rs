@@ -46,9 +46,10 @@ fn blame_shown(findings: &mut [Finding], si: usize) -> bool {
             // A server that hit its fd limit stopped accepting: the
             // handshakes wait in its queue until the client gives up.
             let server_fd_limit = f.id == FailureId::FdLimit && f.side == Side::Server;
+            // A cause shown once explains every client's timeouts (several
+            // client hosts, one server): it may be blamed more than once.
             (CAUSES_OF_TIMEOUT.contains(&f.id) || server_fd_limit)
                 && f.certainty <= Certainty::Likely
-                && f.cause_of.is_none()
         })
         .map(|(i, _)| i)
         .collect();

@@ -21,6 +21,8 @@
 //! - [`run`](mod@run): serve, the clients, the hold and the teardown, and the
 //!   figures derived from what they said.
 //! - [`report`](mod@report): report.json and report.md.
+//! - [`hosts`](mod@hosts): `--hosts`, the same experiment between namespace
+//!   hosts (a server and client hosts on a bridge), and `--cleanup`.
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,6 +31,7 @@ use serde::Serialize;
 
 use crate::sys::probe::{CounterSet, Memory};
 
+pub mod hosts;
 mod preflight;
 mod report;
 mod run;

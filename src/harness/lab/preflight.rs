@@ -77,7 +77,7 @@ impl Drop for AppliedProfile {
 /// Lock the lab's state (one lab --apply at a time) and restore what an
 /// earlier lab left changed when it died before its rollback (SIGKILL, OOM
 /// killer, power loss). Returns the lock, the state path and a note.
-fn take_lab_state(
+pub(super) fn take_lab_state(
     sysctl: &crate::tuning::sysctl::Sysctl,
 ) -> Result<(
     nix::fcntl::Flock<std::os::fd::OwnedFd>,

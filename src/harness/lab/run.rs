@@ -28,16 +28,16 @@ use super::{
 
 /// Per-process state while the run goes on.
 #[derive(Default)]
-struct Live {
-    connections: u64,
+pub(super) struct Live {
+    pub(super) connections: u64,
     /// Most connections any interval reported.
     peak: u64,
     opened_total: u64,
     /// Highest RSS any interval reported.
     rss: Option<u64>,
     summary: Option<Record>,
-    start: Option<Record>,
-    exit: Option<i32>,
+    pub(super) start: Option<Record>,
+    pub(super) exit: Option<i32>,
 }
 
 /// Run the lab: the caller has already checked capacity and applied the
@@ -305,7 +305,7 @@ pub fn run(
     Ok(report)
 }
 
-fn absorb(live: &mut Live, rec: Record) {
+pub(super) fn absorb(live: &mut Live, rec: Record) {
     match &rec.event {
         Event::Interval { counters, .. } => {
             live.connections = counters.connections;
@@ -328,7 +328,7 @@ fn absorb(live: &mut Live, rec: Record) {
 }
 
 /// Fill the derived fields from what the processes said.
-fn summarize(report: &mut LabReport, live: &[Live], run_start_ts: f64) {
+pub(super) fn summarize(report: &mut LabReport, live: &[Live], run_start_ts: f64) {
     let mut failures: BTreeMap<String, u64> = BTreeMap::new();
     for (i, client) in report.clients.iter_mut().enumerate() {
         let l = &live[i + 1];
@@ -459,7 +459,13 @@ fn flood_summary(l: &Live) -> Option<(&Counters, FloodSummary)> {
     }
 }
 
-fn progress(cfg: &LabConfig, report: &LabReport, established: u64, server: u64, elapsed: Duration) {
+pub(super) fn progress(
+    cfg: &LabConfig,
+    report: &LabReport,
+    established: u64,
+    server: u64,
+    elapsed: Duration,
+) {
     let mut out = std::io::stdout().lock();
     if cfg.json {
         let line = serde_json::json!({
@@ -486,7 +492,7 @@ fn progress(cfg: &LabConfig, report: &LabReport, established: u64, server: u64, 
     let _ = out.flush();
 }
 
-fn report_dir(root: &Path, started: &str) -> Result<PathBuf> {
+pub(super) fn report_dir(root: &Path, started: &str) -> Result<PathBuf> {
     let name = started.trim_end_matches('Z').replace(':', "-");
     let mut dir = root.join(&name);
     let mut n = 1;
@@ -499,13 +505,13 @@ fn report_dir(root: &Path, started: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn create_log(dir: &Path, name: &str) -> Result<BufWriter<File>> {
+pub(super) fn create_log(dir: &Path, name: &str) -> Result<BufWriter<File>> {
     let path = dir.join(name);
     let f = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     Ok(BufWriter::new(f))
 }
 
-fn record_line(log: &mut BufWriter<File>, line: &str) {
+pub(super) fn record_line(log: &mut BufWriter<File>, line: &str) {
     let _ = log.write_all(line.as_bytes());
     let _ = log.write_all(b"\n");
 }
