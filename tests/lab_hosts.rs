@@ -43,6 +43,9 @@ fn lab(args: &[&str], report: &Path) -> Child {
         .args(args)
         .arg("--report")
         .arg(report)
+        // The lab's state and lock live in the test's own folder, never in
+        // the host's /var/lib/c1m.
+        .env("C1M_STATE_DIR", report.join("state"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
