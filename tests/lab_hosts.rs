@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const C1M: &str = env!("CARGO_BIN_EXE_c1m");
+mod common;
+use common::BIN as C1M;
+use common::procs::{alive, descendants};
 
 /// Network namespaces of the lab run by `pid`.
 fn namespaces_of(pid: u32) -> Vec<String> {
@@ -79,48 +81,6 @@ fn report_of(out: &Output) -> Value {
             String::from_utf8_lossy(&out.stderr)
         )
     })
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
-
-/// Every process whose parent chain leads to `root`.
-fn descendants(root: u32) -> Vec<u32> {
-    let mut parent = std::collections::HashMap::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok())
-            .unwrap_or(0);
-        parent.insert(pid, ppid);
-    }
-    parent
-        .keys()
-        .copied()
-        .filter(|&p| {
-            let mut cur = p;
-            for _ in 0..64 {
-                match parent.get(&cur) {
-                    Some(&pp) if pp == root => return true,
-                    Some(&pp) if pp > 1 => cur = pp,
-                    _ => return false,
-                }
-            }
-            false
-        })
-        .collect()
 }
 
 #[test]

@@ -142,18 +142,8 @@ impl HostWide {
 impl Drop for HostWide {
     fn drop(&mut self) {
         if !self.done {
-            match self.rollback() {
-                Ok(r) if r.ok() => {}
-                Ok(r) => eprintln!(
-                    "c1m lab: host-wide rollback left errors: {}; state kept in {}",
-                    r.errors.join("; "),
-                    self.state.display()
-                ),
-                Err(e) => eprintln!(
-                    "c1m lab: host-wide rollback failed: {e:#}; state kept in {}",
-                    self.state.display()
-                ),
-            }
+            let result = self.rollback();
+            super::preflight::say_failed_rollback("host-wide rollback", result, &self.state);
         }
     }
 }

@@ -58,19 +58,31 @@ impl AppliedProfile {
 impl Drop for AppliedProfile {
     fn drop(&mut self) {
         if !self.rolled_back {
-            match self.rollback() {
-                Ok(r) if r.ok() => {}
-                Ok(r) => eprintln!(
-                    "c1m lab: rollback left errors: {}; state kept in {}",
-                    r.errors.join("; "),
-                    self.state_path.display()
-                ),
-                Err(e) => eprintln!(
-                    "c1m lab: rollback failed: {e:#}; state kept in {}",
-                    self.state_path.display()
-                ),
-            }
+            let result = self.rollback();
+            say_failed_rollback("rollback", result, &self.state_path);
         }
+    }
+}
+
+/// What a rollback run from a destructor (normal end, error, Ctrl-C,
+/// panic) could not do, said on stderr: nothing else can report it, and the
+/// state file it names is what `c1m doctor --rollback` restores from.
+pub(super) fn say_failed_rollback(
+    what: &str,
+    result: Result<crate::tuning::apply::RollbackReport>,
+    state: &std::path::Path,
+) {
+    match result {
+        Ok(r) if r.ok() => {}
+        Ok(r) => eprintln!(
+            "c1m lab: {what} left errors: {}; state kept in {}",
+            r.errors.join("; "),
+            state.display()
+        ),
+        Err(e) => eprintln!(
+            "c1m lab: {what} failed: {e:#}; state kept in {}",
+            state.display()
+        ),
     }
 }
 
