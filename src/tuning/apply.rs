@@ -248,6 +248,23 @@ pub struct ApplyReport {
 }
 
 impl ApplyReport {
+    /// The keys written, each as "key before -> after", for notes and
+    /// reports.
+    pub fn written(&self) -> Vec<String> {
+        self.keys
+            .iter()
+            .filter(|k| k.status == KeyStatus::Applied)
+            .map(|k| {
+                format!(
+                    "{} {} -> {}",
+                    k.key,
+                    k.before.as_deref().unwrap_or("?"),
+                    k.after.as_deref().unwrap_or("?")
+                )
+            })
+            .collect()
+    }
+
     /// True when nothing failed.
     pub fn ok(&self) -> bool {
         self.aborted.is_none() && self.keys.iter().all(|k| k.status != KeyStatus::Failed)

@@ -228,19 +228,7 @@ fn apply_host_wide(
         done: false,
         _lock: lock,
     };
-    let written: Vec<String> = rep
-        .keys
-        .iter()
-        .filter(|k| k.status == KeyStatus::Applied)
-        .map(|k| {
-            format!(
-                "{} {} -> {}",
-                k.key,
-                k.before.as_deref().unwrap_or("?"),
-                k.after.as_deref().unwrap_or("?")
-            )
-        })
-        .collect();
+    let written = rep.written();
     notes.push(format!(
         "host-wide keys applied once (rolled back at the end): {}",
         if written.is_empty() {

@@ -194,19 +194,7 @@ pub fn preflight(cfg: &LabConfig, profile_name: &str) -> Result<Preflight> {
                 raise_own_nofile: true,
             },
         )?;
-        let written: Vec<String> = rep
-            .keys
-            .iter()
-            .filter(|k| k.status == apply::KeyStatus::Applied)
-            .map(|k| {
-                format!(
-                    "{} {} -> {}",
-                    k.key,
-                    k.before.as_deref().unwrap_or("?"),
-                    k.after.as_deref().unwrap_or("?")
-                )
-            })
-            .collect();
+        let written = rep.written();
         let failed: Vec<String> = rep
             .keys
             .iter()
