@@ -3,17 +3,13 @@
 //! that fails midway, per-namespace keys really changed inside
 //! `unshare -n` (and the host's left alone), non-root refusal, bad input.
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 
 mod common;
 
 use common::*;
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
-}
 
 fn host(key: &str) -> String {
     let p = format!("/proc/sys/{}", key.replace('.', "/"));
@@ -22,15 +18,6 @@ fn host(key: &str) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn row<'a>(v: &'a Value, check: &str) -> &'a Value {
-    v["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["check"] == check)
-        .unwrap_or_else(|| panic!("no row {check}"))
 }
 
 fn my_nofile() -> (u64, u64) {

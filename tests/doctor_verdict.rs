@@ -8,9 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_c1m");
+mod common;
+use common::{BIN, fake_tree, json, row, text};
 
 /// A host like this one: defaults of a stock kernel, file-max of 24 GiB.
 const HOST: &[(&str, &str)] = &[
@@ -34,13 +33,7 @@ const HOST: &[(&str, &str)] = &[
 ];
 
 fn fake_host(dir: &Path) -> PathBuf {
-    let root = dir.join("sys");
-    for (k, v) in HOST {
-        let p = root.join(k.replace('.', "/"));
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, format!("{v}\n")).unwrap();
-    }
-    root
+    fake_tree(dir, HOST)
 }
 
 fn doctor(root: &Path, args: &[&str]) -> Output {
@@ -51,28 +44,6 @@ fn doctor(root: &Path, args: &[&str]) -> Output {
         .env_remove("C1M_PROFILE_DIR")
         .output()
         .expect("run c1m")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
-}
-
-fn row<'a>(v: &'a Value, check: &str) -> &'a Value {
-    v["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["check"] == check)
-        .unwrap_or_else(|| panic!("no row {check}"))
 }
 
 /// Connections this host's RAM allows per the estimate (6 KiB a socket).

@@ -80,3 +80,19 @@ fs.epoll.max_user_watches >= 2*target | epoll_watch_limit
 net.core.somaxconn >= 65535 | accept_queue_overflow
 net.ipv4.tcp_rmem = 4096 4096 16777216 | tcp_memory_pressure
 ";
+
+/// `c1m doctor --json`'s output, parsed; panics with the whole output.
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", super::text(o)))
+}
+
+/// The doctor row whose `check` is `check`.
+pub fn row<'a>(v: &'a serde_json::Value, check: &str) -> &'a serde_json::Value {
+    v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["check"] == check)
+        .unwrap_or_else(|| panic!("no row {check}"))
+}
