@@ -32,6 +32,8 @@ pub enum FailureId {
     ClientCapReached,
     UnterminatedBuffer,
     LogCorrupted,
+    ConnectFailed,
+    ServerConnectionCap,
 }
 
 /// Where a failure lives.
@@ -343,6 +345,30 @@ pub const CATALOGUE: &[Failure] = &[
         fix: "flush every line (line-buffered output), and log as JSON lines (c1m --json)",
         settings: &[],
     },
+    Failure {
+        id: FailureId::ConnectFailed,
+        title: "connects failed (cause not printed)",
+        errnos: &[],
+        texts: &[],
+        counters: &[],
+        plateaus: &[],
+        side: Side::SeenByClient,
+        explanation: "the tool counted failed connect() calls without saying why (wrk's `connect` errors: refused, out of ports or out of file descriptors all land there)",
+        fix: "a symptom: rerun with fewer connections or a client that prints errno, and check the client's ulimit -n, its ephemeral port range and that the server listens",
+        settings: &[],
+    },
+    Failure {
+        id: FailureId::ServerConnectionCap,
+        title: "server or proxy connection cap",
+        errnos: &[],
+        texts: &[],
+        counters: &[],
+        plateaus: &[],
+        side: Side::Server,
+        explanation: "the server or proxy reached a connection cap of its own configuration (nginx worker_connections, HAProxy maxconn, an Envoy circuit breaker), so it refused or queued new connections while the kernel still had room",
+        fix: "raise the cap with the fd limit behind it: nginx worker_connections and worker_rlimit_nofile, HAProxy global and frontend maxconn, Envoy's cluster circuit_breakers max_connections",
+        settings: &[],
+    },
 ];
 
 impl FailureId {
@@ -374,6 +400,8 @@ impl FailureId {
             FailureId::ClientCapReached => "client_cap_reached",
             FailureId::UnterminatedBuffer => "unterminated_buffer",
             FailureId::LogCorrupted => "log_corrupted",
+            FailureId::ConnectFailed => "connect_failed",
+            FailureId::ServerConnectionCap => "server_connection_cap",
         }
     }
 
@@ -444,7 +472,7 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", f.id.as_str()));
             assert!(!f.fix.is_empty() && !f.explanation.is_empty());
         }
-        assert_eq!(CATALOGUE.len(), 19);
+        assert_eq!(CATALOGUE.len(), 21);
     }
 
     #[test]

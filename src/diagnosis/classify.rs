@@ -272,7 +272,7 @@ fn summarize(cx: &Ctx, mut notes: Vec<String>) -> SourceSummary {
 fn class(id: FailureId) -> u8 {
     use FailureId::*;
     match id {
-        ConnectTimeout | ConnectionRefused | ConnectionReset => 0,
+        ConnectTimeout | ConnectionRefused | ConnectionReset | ConnectFailed => 0,
         FdLimit
         | SystemFdLimit
         | EphemeralPortsExhausted
@@ -282,7 +282,8 @@ fn class(id: FailureId) -> u8 {
         | OrphanSockets
         | TimeWaitOverflow
         | OutOfMemory
-        | EpollWatchLimit => 0,
+        | EpollWatchLimit
+        | ServerConnectionCap => 0,
         EagainMisuse => 1,
         ClientCapReached => 2,
         WrongFd => 3,
