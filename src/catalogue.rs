@@ -32,6 +32,9 @@ pub enum FailureId {
     ClientCapReached,
     UnterminatedBuffer,
     LogCorrupted,
+    ServerConnectionLimit,
+    ProtocolMismatch,
+    ProtocolRefused,
 }
 
 /// Where a failure lives.
@@ -343,6 +346,51 @@ pub const CATALOGUE: &[Failure] = &[
         fix: "flush every line (line-buffered output), and log as JSON lines (c1m --json)",
         settings: &[],
     },
+    Failure {
+        id: FailureId::ServerConnectionLimit,
+        title: "server's own connection limit",
+        errnos: &[],
+        texts: &[
+            "max number of clients reached",
+            "worker_connections are not enough",
+            "setting the max clients configuration to",
+            "max_connections",
+        ],
+        counters: &[],
+        plateaus: &[],
+        side: Side::Server,
+        explanation: "the server refuses or stops accepting clients at a limit of its own configuration (Redis maxclients, nginx worker_connections, Mosquitto max_connections), often lowered by the server itself to what its per-process fd limit allows",
+        fix: "raise the server's own limit (Redis maxclients, nginx worker_processes x worker_connections, Mosquitto max_connections) and the fd limit it runs with (systemd LimitNOFILE=, ulimit -n); a one-process server (Redis, Mosquitto) cannot hold more clients than its fd limit: run several instances",
+        settings: &["RLIMIT_NOFILE"],
+    },
+    Failure {
+        id: FailureId::ProtocolMismatch,
+        title: "server does not speak the protocol",
+        errnos: &[],
+        texts: &["the server does not speak"],
+        counters: &[],
+        plateaus: &[],
+        side: Side::SeenByClient,
+        explanation: "the server answered with bytes that are not the protocol the client speaks (an HTTP error page to a Redis PING, a RESP error to an HTTP GET)",
+        fix: "point the client at the right port, or pick the server's protocol (c1m flood --protocol echo|connect|line|http|websocket|redis|mqtt)",
+        settings: &[],
+    },
+    Failure {
+        id: FailureId::ProtocolRefused,
+        title: "server refused the session",
+        errnos: &[],
+        texts: &[
+            "the broker refused connect",
+            "answered http",
+            "redis answered '-",
+        ],
+        counters: &[],
+        plateaus: &[],
+        side: Side::Server,
+        explanation: "the server speaks the protocol but said no: an HTTP 4xx/5xx status, a Redis error reply, an MQTT CONNACK refusal code, a WebSocket upgrade refused or closed",
+        fix: "send what the server accepts: the right --path and --header (HTTP, WebSocket), credentials or an allowed client id (MQTT, Redis); the server's log says why it refused",
+        settings: &[],
+    },
 ];
 
 impl FailureId {
@@ -374,6 +422,9 @@ impl FailureId {
             FailureId::ClientCapReached => "client_cap_reached",
             FailureId::UnterminatedBuffer => "unterminated_buffer",
             FailureId::LogCorrupted => "log_corrupted",
+            FailureId::ServerConnectionLimit => "server_connection_limit",
+            FailureId::ProtocolMismatch => "protocol_mismatch",
+            FailureId::ProtocolRefused => "protocol_refused",
         }
     }
 
@@ -444,7 +495,7 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", f.id.as_str()));
             assert!(!f.fix.is_empty() && !f.explanation.is_empty());
         }
-        assert_eq!(CATALOGUE.len(), 19);
+        assert_eq!(CATALOGUE.len(), 22);
     }
 
     #[test]

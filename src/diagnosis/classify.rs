@@ -282,7 +282,10 @@ fn class(id: FailureId) -> u8 {
         | OrphanSockets
         | TimeWaitOverflow
         | OutOfMemory
-        | EpollWatchLimit => 0,
+        | EpollWatchLimit
+        | ServerConnectionLimit
+        | ProtocolMismatch
+        | ProtocolRefused => 0,
         EagainMisuse => 1,
         ClientCapReached => 2,
         WrongFd => 3,
