@@ -286,6 +286,8 @@ fn class(id: FailureId) -> u8 {
         | ServerConnectionLimit
         | ProtocolMismatch
         | ProtocolRefused => 0,
+        // Faults: root causes (see rules::faults, which also puts them first).
+        ServerProcessDied | ServerStalled | PacketLoss | ReconnectStorm | ClientProcessDied => 0,
         EagainMisuse => 1,
         ClientCapReached => 2,
         WrongFd => 3,
