@@ -54,6 +54,7 @@
 pub mod args;
 pub mod listen;
 pub mod supervisor;
+pub mod wire;
 pub mod worker;
 
 /// How a listener wakes the workers polling it.
