@@ -19,6 +19,7 @@ use super::input::{Batch, read_batches};
 use super::parse::{self, Bytes, Detail, Line, Scratch, SysctlKey};
 use crate::catalogue::FailureId;
 use crate::events::{Event, FloodStart, Record, Role};
+use crate::flood::wire::FloodSummary;
 
 /// How many evidence lines a finding keeps.
 pub const MAX_EVIDENCE: usize = 3;
@@ -832,11 +833,10 @@ impl Source {
                 elapsed_s,
                 details,
             } => {
-                if let Some(c) = details.get("connect_s").and_then(|v| v.as_f64()) {
-                    j.summary_connect_s = j.summary_connect_s.max(c);
-                }
-                if let Some(v) = details.get("verified").and_then(|v| v.as_u64()) {
-                    j.summary_verified = j.summary_verified.saturating_add(v);
+                // flood's details (serve's have neither field: both stay 0).
+                if let Some(d) = crate::events::typed::<FloodSummary>(&details) {
+                    j.summary_connect_s = j.summary_connect_s.max(d.shard.connect_s);
+                    j.summary_verified = j.summary_verified.saturating_add(d.verified);
                 }
                 let sc = j.summary_connections.get_or_insert(0);
                 *sc = sc.saturating_add(counters.connections);

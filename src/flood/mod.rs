@@ -320,7 +320,7 @@ fn run_parent(
             }
         }
     }
-    if signals::stop_requested() && total.verified < total.target {
+    if signals::stop_requested() && total.verified() < total.target {
         total.interrupted = true;
     }
     total.stops.extend(lost);

@@ -360,15 +360,11 @@ impl<'s> Engine<'s> {
         self.phase = Phase::Done;
         self.tick();
         self.s.elapsed_s = end.duration_since(clock.start).as_secs_f64();
-        self.s.verified = self.counters.opened_total;
-        self.s.open = self.counters.connections;
+        self.s.counters = Counters {
+            rss_bytes: None,
+            ..self.counters.clone()
+        };
         self.s.attempts = self.attempts;
-        self.s.failed = self.counters.failed_total;
-        self.s.closed = self.counters.closed_total;
-        self.s.errors = self.counters.errors.clone();
-        self.s.failures = self.counters.failures.clone();
-        self.s.bytes_in = self.counters.bytes_in;
-        self.s.bytes_out = self.counters.bytes_out;
         self.s.stops = self.stopped.clone();
         // Report what each retired path carried in the end (connections
         // in flight when it was given up may have been verified since).
