@@ -283,7 +283,11 @@ fn class(id: FailureId) -> u8 {
         | TimeWaitOverflow
         | OutOfMemory
         | EpollWatchLimit
-        | ServerConnectionCap => 0,
+        | ServerConnectionLimit
+        | ProtocolMismatch
+        | ProtocolRefused => 0,
+        // Faults: root causes (see rules::faults, which also puts them first).
+        ServerProcessDied | ServerStalled | PacketLoss | ReconnectStorm | ClientProcessDied => 0,
         EagainMisuse => 1,
         ClientCapReached => 2,
         WrongFd => 3,

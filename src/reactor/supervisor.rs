@@ -13,12 +13,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::events::{Counters, Event, Record, Role, ServeStart, ServeSummary, ServeWorkerStart};
+use crate::events::{Counters, Event, Record, Role, ServeStart, ServeSummary};
 use crate::sys::signals;
 use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
 use crate::util::{bytes, thousands};
 
 use super::args::ServeWorkerArgs;
+use super::lost::Losses;
+use super::wire::{self, Received, ServeInterval, ServeLine, ServeSummaryLine, WorkerLine};
 use super::{Plan, Wake};
 
 /// Output style of the parent.
@@ -68,6 +70,8 @@ struct Parent {
     peak_bytes_per_conn: Option<f64>,
     peak_rss: u64,
     started: Instant,
+    /// Workers that died while serving, and what they held.
+    losses: Losses,
 }
 
 fn out_line(line: &str) {
@@ -75,7 +79,7 @@ fn out_line(line: &str) {
     let _ = writeln!(out, "{line}").and_then(|_| out.flush());
 }
 
-fn emit(worker: Option<u32>, event: Event) {
+fn emit<E: serde::Serialize>(worker: Option<u32>, event: E) {
     let _ = Record::now(Role::Serve, worker, event).emit(&mut io::stdout().lock());
 }
 
@@ -120,48 +124,52 @@ impl Parent {
         (it.clone().min().unwrap_or(0), it.max().unwrap_or(0))
     }
 
-    fn retire(&mut self, i: usize) {
-        let mut s = std::mem::take(&mut self.slots[i].latest);
-        // Whatever it held died with it, and so did its memory.
-        s.closed_total += s.connections;
-        s.connections = 0;
-        s.rss_bytes = None;
-        self.retired.add(&s);
+    /// Worker `i` died while serving (killed, crashed, exited): what it
+    /// held is lost, not closed (see `lost`), and said at once.
+    fn died(&mut self, i: usize, status: &ExitStatus) {
+        let last = std::mem::take(&mut self.slots[i].latest);
+        let (death, kept) = self
+            .losses
+            .record(i as u32, self.slots[i].pid, status, last);
+        self.retired.add(&kept);
         self.slots[i].baseline = None;
+        if self.opts.json {
+            emit(None, death.event());
+        } else {
+            out_line(&death.sentence());
+        }
     }
 
     /// Take in one line from worker `i`. Returns true for its Start record.
     fn on_line(&mut self, i: usize, line: &str) -> bool {
-        let Some(rec) = Record::parse(line) else {
-            // Seed-format progress lines (and anything else a worker
-            // prints) go through as they are.
-            if !self.opts.json || self.opts.log_format == LogFormat::Seed {
-                out_line(line);
+        let rec = match wire::parse_worker_line(line) {
+            Received::Line(rec) => rec,
+            Received::Raw => {
+                // Seed-format progress lines (and anything else a worker
+                // prints) go through as they are.
+                if !self.opts.json || self.opts.log_format == LogFormat::Seed {
+                    out_line(line);
+                }
+                return false;
             }
-            return false;
         };
         match rec.event {
-            Event::Start { settings } => {
-                self.slots[i].baseline =
-                    crate::events::typed::<ServeWorkerStart>(&settings).map(|w| w.rss_baseline);
+            WorkerLine::Start { settings } => {
+                self.slots[i].baseline = Some(settings.rss_baseline);
                 self.slots[i].pid = rec.pid;
                 return true;
             }
-            Event::Interval { counters, .. } => {
-                self.slots[i].latest = counters;
+            WorkerLine::Interval(interval) => {
+                self.slots[i].latest = interval.counters;
             }
-            Event::Failure {
-                failure, detail, ..
-            } => {
+            WorkerLine::Failure(f) => {
                 if self.opts.json {
                     // As the worker wrote it: its pid and index stay.
                     out_line(line.trim());
                 } else {
-                    out_line(&format!("worker {i}: {failure}: {detail}"));
+                    out_line(&format!("worker {i}: {}: {}", f.failure, f.detail));
                 }
             }
-            Event::Summary { counters, .. } => self.slots[i].latest = counters,
-            Event::Worker { .. } => {}
         }
         false
     }
@@ -177,11 +185,11 @@ impl Parent {
         if self.opts.json {
             emit(
                 None,
-                Event::Interval {
+                ServeLine::Interval(ServeInterval {
                     counters: c,
                     rate,
-                    target: None,
-                },
+                    workers: self.slots.len() as u32,
+                }),
             );
             return;
         }
@@ -226,16 +234,17 @@ impl Parent {
             user_bytes_per_connection: self.peak_bytes_per_conn,
             max_connections: self.opts.max_connections,
             per_worker_cap: self.plan.cap,
+            lost_connections: self.losses.lost(),
+            worker_deaths: self.losses.deaths.clone(),
         };
         if self.opts.json {
-            let details = serde_json::to_value(details).unwrap_or_default();
             emit(
                 None,
-                Event::Summary {
+                ServeLine::Summary(ServeSummaryLine {
                     counters: c,
                     elapsed_s: elapsed,
                     details,
-                },
+                }),
             );
             return;
         }
@@ -250,6 +259,7 @@ impl Parent {
             ("peak connections", thousands(self.peak)),
             ("accepted", thousands(c.opened_total)),
             ("closed", thousands(c.closed_total)),
+            ("lost (workers died)", thousands(self.losses.lost())),
             ("accept failures", thousands(c.failed_total)),
             (
                 "bytes in / out",
@@ -265,6 +275,9 @@ impl Parent {
         ];
         for (k, v) in rows {
             t.add_row(vec![k.to_string(), v]);
+        }
+        for d in &self.losses.deaths {
+            t.add_row(vec!["worker died".to_string(), d.sentence()]);
         }
         for (k, v) in &c.errors {
             t.add_row(vec![format!("errors {k}"), thousands(*v)]);
@@ -319,6 +332,7 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
         peak_bytes_per_conn: None,
         peak_rss: 0,
         started: Instant::now(),
+        losses: Losses::default(),
     };
     for i in 0..plan.workers {
         pool.spawn(worker_spec(&opts, &plan, i, &fds))
@@ -356,8 +370,8 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
     if opts.json {
         emit(
             None,
-            Event::Start {
-                settings: serde_json::to_value(ServeStart {
+            ServeLine::Start {
+                settings: ServeStart {
                     bind: bind.clone(),
                     ports: vec![opts.port, last],
                     workers: plan.workers,
@@ -367,8 +381,7 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
                     backlog: super::listen::somaxconn().into(),
                     wake: opts.wake.as_str().into(),
                     worker_pids: pool.pids(),
-                })
-                .unwrap_or_default(),
+                },
             },
         );
     } else {
@@ -401,7 +414,7 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
                 if signals::stop_requested() {
                     break;
                 }
-                parent.retire(index);
+                parent.died(index, &st);
                 let now = Instant::now();
                 let slot = &mut parent.slots[index];
                 slot.recent

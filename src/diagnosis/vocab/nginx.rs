@@ -32,7 +32,7 @@ pub const TABLE: Table = Table {
         ),
         Entry::new(
             "worker_connections are not enough",
-            F::ServerConnectionCap,
+            F::ServerConnectionLimit,
             "accept",
             None,
             "2024/05/01 10:00:00 [alert] 1234#1234: 1024 worker_connections are not enough",

@@ -12,7 +12,7 @@ pub const TABLE: Table = Table {
     entries: &[
         Entry::new(
             "reached the configured maximum connection limit",
-            F::ServerConnectionCap,
+            F::ServerConnectionLimit,
             "accept",
             None,
             "[WARNING]  (8) : Proxy fe_main reached the configured maximum connection limit. Please check the global 'maxconn' value.",
@@ -41,7 +41,7 @@ pub const TABLE: Table = Table {
         .also(&["connect() failed for backend"]),
         Entry::new(
             "reset reason: overflow",
-            F::ServerConnectionCap,
+            F::ServerConnectionLimit,
             "connect",
             None,
             "upstream connect error or disconnect/reset before headers. reset reason: overflow",
