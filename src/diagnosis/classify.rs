@@ -236,6 +236,35 @@ fn summarize(cx: &Ctx, mut notes: Vec<String>) -> SourceSummary {
             thousands(t)
         ));
     }
+    if s.seed.max.is_none()
+        && s.json.records == 0
+        && let Some((form, series, sure)) = s.free.pick()
+    {
+        notes.push(format!(
+            "connections read from {} lines ({} line{}){}",
+            form.as_str(),
+            thousands(series.samples),
+            plural(series.samples),
+            if sure {
+                String::new()
+            } else {
+                ": likely a connection count, not certain (a bare number or one that also falls)"
+                    .to_string()
+            }
+        ));
+    }
+    if s.free.salvaged > 0 {
+        notes.push(format!(
+            "{} damaged progress line{} still gave {} count (salvaged){}",
+            thousands(s.free.salvaged),
+            plural(s.free.salvaged),
+            if s.free.salvaged == 1 { "its" } else { "their" },
+            s.salvaged_evidence
+                .as_ref()
+                .map(|e| format!(", first at line {}", e.line))
+                .unwrap_or_default()
+        ));
+    }
     if s.json.worker_events > 0 {
         notes.push(format!(
             "{} worker exit/restart record(s)",

@@ -87,6 +87,9 @@ pub enum Line<'a> {
         key: SysctlKey,
         values: [u64; 3],
     },
+    /// A connection count in free-form progress (`super::counts`), or the
+    /// count of a damaged seed progress line (salvaged).
+    Count(super::counts::Sample),
     /// Starts with `{`: maybe a c1m JSON record.
     Json,
     Other,
@@ -300,7 +303,10 @@ pub fn fast_record(raw: &[u8]) -> Option<Fast> {
             let errno = i32::try_from(errno).ok()?;
             only_blanks(&s[n..]).then_some(Fast::SeedError { fd, errno })
         }
-        Some(b'a'..=b'z') => (classes(t) == 0).then_some(Fast::Chatter),
+        // `active 1003` is a free-form count, not chatter.
+        Some(b'a'..=b'z') => {
+            (classes(t) == 0 && !t.starts_with(b"active ")).then_some(Fast::Chatter)
+        }
         _ => None,
     }
 }
@@ -438,6 +444,12 @@ fn structure_or_seed(t: &[u8], bytes: Bytes) -> Option<Line<'_>> {
             glued,
         });
     }
+    // A damaged progress line: `connections: N` intact, garbage after it.
+    if (bytes.control || bytes.invalid_utf8)
+        && let Some(sample) = super::counts::salvage(t)
+    {
+        return Some(Line::Count(sample));
+    }
     // A shell prompt: `[user@host dir]# cmd` or `$ cmd`.
     if t[0] == b'['
         && let Some(close) = find(t, b"]# ").or_else(|| find(t, b"]$ "))
@@ -479,7 +491,7 @@ fn classify_text<'a>(t: &'a [u8], scratch: &mut Scratch) -> Line<'a> {
                 return line;
             }
         }
-        return Line::Other;
+        return count_line(t, lower);
     }
     lower.extend(t.iter().map(|b| b.to_ascii_lowercase()));
     if let Some(line) = sysctl(t, lower) {
@@ -491,11 +503,11 @@ fn classify_text<'a>(t: &'a [u8], scratch: &mut Scratch) -> Line<'a> {
     if let Some(line) = counter(t, lower) {
         return line;
     }
-    if let Some(line) = evidence_text(lower) {
-        return line;
-    }
     if let Some(hit) = runtime_line(lower) {
         return hit;
+    }
+    if let Some(line) = evidence_text(lower) {
+        return line;
     }
     if let Some(line) = error_line(t, lower) {
         return line;
@@ -503,7 +515,19 @@ fn classify_text<'a>(t: &'a [u8], scratch: &mut Scratch) -> Line<'a> {
     if let Some(line) = shell_killed(t) {
         return line;
     }
-    Line::Other
+    count_line(t, lower)
+}
+
+/// A free-form progress line (`1013 connections`, `established=1018`...),
+/// else nothing known.
+fn count_line<'a>(t: &[u8], lower: &mut Vec<u8>) -> Line<'a> {
+    if lower.is_empty() {
+        lower.extend(t.iter().map(|b| b.to_ascii_lowercase()));
+    }
+    match super::counts::last_sample(lower) {
+        Some(sample) => Line::Count(sample),
+        None => Line::Other,
+    }
 }
 
 /// `net.netfilter.nf_conntrack_count = 262144` and friends.

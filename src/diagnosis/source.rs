@@ -290,6 +290,12 @@ pub struct Source {
     /// thread "main" java.lang.RuntimeException: ...`): the wrapper, kept
     /// as context when a `Caused by:` below it is recognised.
     wrapper: Option<String>,
+    /// Counts from free-form progress lines, one series per form.
+    pub free: super::counts::FreeCounts,
+    free_lazy: [Lazy; 8],
+    /// The highest line of the series `free.pick()` chose (set at the end).
+    pub free_max_evidence: Option<Evidence>,
+    pub salvaged_evidence: Option<Evidence>,
     /// Plot: (seconds, connections), thinned to MAX_POINTS.
     pub points: Vec<(f64, f64)>,
     stride: u64,
@@ -324,6 +330,10 @@ impl Source {
             last_error: None,
             exception: None,
             wrapper: None,
+            free: Default::default(),
+            free_lazy: Default::default(),
+            free_max_evidence: None,
+            salvaged_evidence: None,
             points: Vec::new(),
             stride: 1,
             seen_points: 0,
@@ -462,6 +472,10 @@ impl Source {
         match &parsed.line {
             Line::Blank | Line::Header { .. } | Line::Fence | Line::Other => {
                 self.lines.skipped += 1;
+                if matches!(parsed.line, Line::Other) && exception_header(raw) {
+                    // Kept as context for a `Caused by:` below it.
+                    self.wrapper = Some(header_text(raw));
+                }
                 let t = parse::trim(raw);
                 if matches!(parsed.line, Line::Other)
                     && matches!(t.first(), Some(b'#') | Some(b'.'))
@@ -610,6 +624,7 @@ impl Source {
                     self.sysctl.insert(*key, (*values, ev()));
                 }
             }
+            Line::Count(sample) => self.count(no, raw, sample, &ev),
             Line::Json => self.json_line(no, raw, &ev),
         }
     }
@@ -663,6 +678,36 @@ impl Source {
                     self.mark(id);
                 }
             }
+        }
+    }
+
+    /// A count from a free-form progress line (or a damaged seed line).
+    fn count(
+        &mut self,
+        no: u64,
+        raw: &[u8],
+        sample: &super::counts::Sample,
+        ev: &dyn Fn() -> Evidence,
+    ) {
+        self.lines.recognized += 1;
+        self.program_lines += 1;
+        let i = super::counts::Form::ALL
+            .iter()
+            .position(|f| *f == sample.form)
+            .unwrap_or(0);
+        let before = self.free.series[i].max;
+        let first = self.free.series[i].samples == 0;
+        self.free.add(sample, no);
+        if first || sample.value > before {
+            self.free_lazy[i].set(no, raw);
+        }
+        if sample.salvaged && self.salvaged_evidence.is_none() {
+            self.salvaged_evidence = Some(ev());
+        }
+        if !self.is_seed_format() {
+            self.x += 1.0;
+            let x = self.x;
+            self.point(x, sample.value as f64);
         }
     }
 
@@ -924,6 +969,13 @@ impl Source {
     fn json_line(&mut self, no: u64, raw: &[u8], ev: &dyn Fn() -> Evidence) {
         let record = std::str::from_utf8(raw).ok().and_then(Record::parse);
         let Some(r) = record else {
+            let lower = raw.to_ascii_lowercase();
+            if let Some(sample) = super::counts::sample(&lower)
+                && parse::find(raw, b"\"event\"").is_none()
+            {
+                self.count(no, raw, &sample, ev);
+                return;
+            }
             if parse::find(raw, b"\"event\"").is_some() {
                 self.lines.corrupted += 1;
                 self.corruption.bad_json += 1;
@@ -1047,6 +1099,13 @@ impl Source {
         self.seed.max_evidence = self.seed.max_lazy.get(&self.file);
         self.seed.last_drop = self.seed.drop_lazy.get(&self.file);
         self.json.max_evidence = self.json.max_lazy.get(&self.file);
+        if let Some((form, _, _)) = self.free.pick() {
+            let i = super::counts::Form::ALL
+                .iter()
+                .position(|f| *f == form)
+                .unwrap_or(0);
+            self.free_max_evidence = self.free_lazy[i].get(&self.file);
+        }
         if unterminated_last {
             self.corruption.unterminated_last = true;
         }
@@ -1080,7 +1139,18 @@ impl Source {
         if self.json.records > 0 && self.json.max_lazy.set {
             return Some(self.json.max);
         }
-        self.seed.max.map(|p| p.conns)
+        self.seed
+            .max
+            .map(|p| p.conns)
+            .or_else(|| self.free.pick().map(|(_, s, _)| s.max))
+    }
+
+    /// The line that shows the highest count (seed or free-form).
+    pub fn max_evidence(&self) -> Option<&Evidence> {
+        if self.seed.max.is_some() {
+            return self.seed.max_evidence.as_ref();
+        }
+        self.free_max_evidence.as_ref()
     }
 
     /// Last connection count the source printed.
@@ -1088,7 +1158,10 @@ impl Source {
         if self.json.records > 0 && self.json.max_lazy.set {
             return Some(self.json.summary_connections.unwrap_or(self.json.current));
         }
-        self.seed.last.map(|p| p.conns)
+        self.seed
+            .last
+            .map(|p| p.conns)
+            .or_else(|| self.free.pick().map(|(_, s, _)| s.last))
     }
 
     /// Connections per second while connecting: from `time_used` over

@@ -3,7 +3,12 @@
 //! table size...) gets a possible finding of that limit. Only for logs
 //! that do not name their failures: c1m's own JSON lines report every
 //! failure as a record, and their counts are sums over worker processes,
-//! so a round target (20,000) is no per-process plateau.
+//! so a round target (20,000) is no per-process plateau. Works on any
+//! source with a count: the seed's progress lines or a free-form series
+//! (`diagnosis::counts`). Besides the catalogue's plateaus, a count a
+//! little below 1,024 or 4,096 (a default open-files soft limit minus the
+//! process's other descriptors) names the fd limit, and 32,768 or 65,535
+//! the port range.
 use std::collections::BTreeSet;
 
 use super::super::classify::{Certainty, Finding};
@@ -19,16 +24,37 @@ pub fn findings(sources: &[Source], plateau_used: &BTreeSet<String>, out: &mut V
         if plateau_used.contains(&name) || s.seed.cap_value.is_some() {
             continue;
         }
-        let (Some(max), Some(ev)) = (s.max_connections(), s.seed.max_evidence.clone()) else {
+        if s.json.records > 0 && s.json.max_evidence.is_some() {
+            continue;
+        }
+        let (Some(max), Some(ev)) = (s.max_connections(), s.max_evidence().cloned()) else {
             continue;
         };
+        // The seed prints every 1,000: its stops near a soft limit are the
+        // catalogue's plateaus; the window is for free-form counts.
+        if s.seed.max.is_none()
+            && let Some(f) = below_soft_limit(s, &name, max, &ev)
+            && !out.iter().any(|o| o.id == f.id && o.source == name)
+        {
+            out.push(f);
+            continue;
+        }
         for info in crate::catalogue::CATALOGUE {
             if info.id == FailureId::ClientCapReached
                 || out.iter().any(|f| f.id == info.id && f.source == name)
             {
                 continue;
             }
-            if let Some(p) = info.plateaus.iter().find(|&&p| near_plateau(max, p)) {
+            let extra = EXTRA_PLATEAUS
+                .iter()
+                .filter(|(id, _)| *id == info.id)
+                .map(|(_, p)| p);
+            if let Some(p) = info
+                .plateaus
+                .iter()
+                .chain(extra)
+                .find(|&&p| near_plateau(max, p))
+            {
                 let mut f = Finding::new(info.id, info.side, Certainty::Possible, &name);
                 f.count = 1;
                 f.evidence.push(ev.clone());
@@ -40,6 +66,64 @@ pub fn findings(sources: &[Source], plateau_used: &BTreeSet<String>, out: &mut V
             }
         }
     }
+}
+
+/// Plateaus of the port range besides the catalogue's: a range of 32,768
+/// ports (32768-65535), and every port.
+const EXTRA_PLATEAUS: &[(FailureId, u64)] = &[
+    (FailureId::EphemeralPortsExhausted, 32_768),
+    (FailureId::EphemeralPortsExhausted, 65_535),
+];
+
+/// Default open-files soft limits and how many descriptors below them a
+/// process stops (stdio, its listener or epoll, a runtime's own files).
+const SOFT_LIMITS: &[u64] = &[1_024, 4_096];
+const OTHER_FDS: u64 = 48;
+
+/// A count that stopped a little below a default soft limit: `likely`
+/// when the count is a sure series that ended at its peak, else
+/// `possible`.
+fn below_soft_limit(
+    s: &Source,
+    name: &str,
+    max: u64,
+    ev: &super::super::source::Evidence,
+) -> Option<Finding> {
+    let limit = *SOFT_LIMITS
+        .iter()
+        .find(|&&l| max < l && max + OTHER_FDS >= l)?;
+    // A round number (1,000) or a reached total is a target, not a limit.
+    let reached = s
+        .free
+        .pick()
+        .is_some_and(|(_, series, _)| series.total == Some(max));
+    if max.is_multiple_of(100) || reached {
+        return None;
+    }
+    let stopped = s
+        .free
+        .pick()
+        .is_some_and(|(_, series, sure)| sure && series.last == series.max);
+    let certainty = if stopped {
+        Certainty::Likely
+    } else {
+        Certainty::Possible
+    };
+    let mut f = Finding::new(
+        FailureId::FdLimit,
+        FailureId::FdLimit.info().side,
+        certainty,
+        name,
+    );
+    f.count = 1;
+    f.evidence.push(ev.clone());
+    Some(f.detail(format!(
+        "the count stopped at {}, {} below {}: a default open-files soft limit (ulimit -n {}) less the process's other descriptors",
+        thousands(max),
+        limit - max,
+        thousands(limit),
+        limit
+    )))
 }
 
 #[cfg(test)]
@@ -68,6 +152,22 @@ mod tests {
             "{}",
             p[0].explanation
         );
+    }
+
+    #[test]
+    fn a_free_form_count_below_a_default_soft_limit_names_the_fd_limit() {
+        // Node's `N connections` stopping at 1,004 under `ulimit -n 1024`.
+        let log = "100 connections\n500 connections\n1000 connections\n1004 connections\n";
+        let f = findings(&[("client.log", log)]);
+        let fd = of(&f, FailureId::FdLimit);
+        assert_eq!(fd.len(), 1, "{f:#?}");
+        assert_eq!(fd[0].certainty, Certainty::Likely);
+        assert!(
+            fd[0].explanation.contains("20 below 1,024"),
+            "{}",
+            fd[0].explanation
+        );
+        assert_eq!(fd[0].evidence[0].line, 4);
     }
 
     #[test]
