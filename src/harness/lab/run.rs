@@ -595,7 +595,7 @@ fn hold_account(
                     eof: s.shard.hold_closed,
                     reset: s.shard.hold_resets,
                     died,
-                    open: s.shard.open,
+                    open: s.shard.open(),
                 },
                 // No summary: the client process itself died, and every
                 // connection of its last report with it.
