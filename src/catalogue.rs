@@ -32,6 +32,11 @@ pub enum FailureId {
     ClientCapReached,
     UnterminatedBuffer,
     LogCorrupted,
+    ServerProcessDied,
+    ServerStalled,
+    PacketLoss,
+    ReconnectStorm,
+    ClientProcessDied,
 }
 
 /// Where a failure lives.
@@ -343,6 +348,66 @@ pub const CATALOGUE: &[Failure] = &[
         fix: "flush every line (line-buffered output), and log as JSON lines (c1m --json)",
         settings: &[],
     },
+    Failure {
+        id: FailureId::ServerProcessDied,
+        title: "server process died",
+        errnos: &[],
+        texts: &[],
+        counters: &[],
+        plateaus: &[],
+        side: Side::Server,
+        explanation: "a server process (a serve worker, or the whole server) was killed or exited, and every connection it held died with it: its clients saw EOFs or resets at that moment",
+        fix: "find why it died (the signal or exit status, an OOM kill in the kernel log, a crash); clients must reconnect with backoff and jitter (c1m flood --reconnect) so the survivors are not flattened by a reconnect storm",
+        settings: &[],
+    },
+    Failure {
+        id: FailureId::ServerStalled,
+        title: "server stalled",
+        errnos: &[],
+        texts: &[],
+        counters: &[],
+        plateaus: &[],
+        side: Side::Server,
+        explanation: "a server process stopped running for a while (SIGSTOP, a long GC or swap pause, a blocked syscall): its connections got no echo, and its share of new connects queued up in the accept backlog",
+        fix: "find what paused it (signals, page faults, a blocking call in the event loop); keep every blocking call off the event loop, and give clients a request timeout longer than the longest pause you accept",
+        settings: &[],
+    },
+    Failure {
+        id: FailureId::PacketLoss,
+        title: "packet loss or network partition",
+        errnos: &[],
+        texts: &[],
+        counters: &[],
+        plateaus: &[],
+        side: Side::Host,
+        explanation: "packets between the hosts were dropped (a lossy link, or every packet for a while: a partition): retransmissions rose, echoes and connects timed out, and connections whose retries ran out were lost",
+        fix: "find the dropping link or firewall rule (nft list ruleset, interface drop counters); clients must time out and reconnect with backoff and jitter rather than hang",
+        settings: &["net.ipv4.tcp_retries2", "net.ipv4.tcp_syn_retries"],
+    },
+    Failure {
+        id: FailureId::ReconnectStorm,
+        title: "reconnect storm",
+        errnos: &[],
+        texts: &[],
+        counters: &[],
+        plateaus: &[],
+        side: Side::Client,
+        explanation: "many clients reconnected at the same moment after a failure, so the server's accept queue and SYN backlog overflowed and the recovery took longer than the failure",
+        fix: "reconnect with exponential backoff and full jitter (c1m flood --reconnect --reconnect-backoff 100ms..30s), and size net.core.somaxconn and tcp_max_syn_backlog for the burst",
+        settings: &["net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog"],
+    },
+    Failure {
+        id: FailureId::ClientProcessDied,
+        title: "client process died",
+        errnos: &[],
+        texts: &[],
+        counters: &[],
+        plateaus: &[],
+        side: Side::Client,
+        explanation: "a client process was killed or exited, and the kernel closed every connection it held: the server saw them end (EOFs or resets) at that moment",
+        fix: "find why the client died (the signal or exit status, an OOM kill in the kernel log); not a server fault",
+        settings: &[],
+    },
 ];
 
 impl FailureId {
@@ -374,6 +439,11 @@ impl FailureId {
             FailureId::ClientCapReached => "client_cap_reached",
             FailureId::UnterminatedBuffer => "unterminated_buffer",
             FailureId::LogCorrupted => "log_corrupted",
+            FailureId::ServerProcessDied => "server_process_died",
+            FailureId::ServerStalled => "server_stalled",
+            FailureId::PacketLoss => "packet_loss",
+            FailureId::ReconnectStorm => "reconnect_storm",
+            FailureId::ClientProcessDied => "client_process_died",
         }
     }
 
@@ -444,7 +514,7 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", f.id.as_str()));
             assert!(!f.fix.is_empty() && !f.explanation.is_empty());
         }
-        assert_eq!(CATALOGUE.len(), 19);
+        assert_eq!(CATALOGUE.len(), 24);
     }
 
     #[test]

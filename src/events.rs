@@ -286,6 +286,30 @@ pub struct ServeSummary {
     pub user_bytes_per_connection: Option<f64>,
     pub max_connections: u64,
     pub per_worker_cap: u64,
+    /// Connections that died with a worker (killed, crashed, exited): each
+    /// one's last reported live count. Not in `closed_total`.
+    pub lost_connections: u64,
+    /// Every worker that died while serving, with what it held.
+    pub worker_deaths: Vec<WorkerDeath>,
+}
+
+/// A serve worker that died while serving (not at the end of the run): who,
+/// when, why, and how many connections died with it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerDeath {
+    pub index: u32,
+    pub pid: u32,
+    /// Seconds since the Unix epoch, when the parent saw it end.
+    pub ts: f64,
+    /// `killed by SIGKILL`, `exited with status 3`.
+    pub cause: String,
+    /// The signal's name, when a signal ended it.
+    pub signal: Option<String>,
+    /// Its exit status, when it exited.
+    pub exit_code: Option<i32>,
+    /// Its last reported live count: the connections lost with it.
+    pub connections_lost: u64,
 }
 
 /// `start` settings of `c1m flood` (the whole run, not a worker process;

@@ -23,6 +23,35 @@ fn class_fixture(name: &str) -> String {
 /// (fixture, id, side, certainty, an evidence line number)
 const CASES: &[(&str, &str, &str, &str, u64)] = &[
     (
+        "server_process_died_serve.log",
+        "server_process_died",
+        "server",
+        "certain",
+        2,
+    ),
+    (
+        "server_stalled_lab.log",
+        "server_stalled",
+        "server",
+        "certain",
+        2,
+    ),
+    ("packet_loss_lab.log", "packet_loss", "host", "certain", 2),
+    (
+        "reconnect_storm_flood.log",
+        "reconnect_storm",
+        "client",
+        "certain",
+        2,
+    ),
+    (
+        "client_process_died_lab.log",
+        "client_process_died",
+        "client",
+        "certain",
+        2,
+    ),
+    (
         "fd_limit_server_perror.log",
         "fd_limit",
         "server",

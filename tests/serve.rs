@@ -652,3 +652,99 @@ fn bad_arguments_are_named_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("lots"));
 }
+
+/// Start serve with one worker, open `n` echoed connections, wait until an
+/// interval line counts them, and kill the worker with SIGKILL. Returns the
+/// server and the connections (still open on this side).
+fn kill_worker_holding(n: usize, json: bool) -> (Server, Vec<TcpStream>) {
+    raise_nofile();
+    let mut extra = vec![
+        "--workers",
+        "1",
+        "--max-connections",
+        "1000",
+        "--stats-interval",
+        "200ms",
+    ];
+    if json {
+        extra.push("--json");
+    }
+    let srv = Server::start(2, &extra, None);
+    let conns: Vec<TcpStream> = (0..n)
+        .map(|i| {
+            let mut c = connect(srv.addr(i));
+            echo_ok(&mut c, b"hold me");
+            c
+        })
+        .collect();
+    let worker = if json {
+        let seen = srv.wait_record(10, |r| {
+            matches!(&r.event, Event::Interval { counters, .. } if r.worker.is_none() && counters.connections == n as u64)
+        });
+        assert!(seen.is_some(), "no interval with {n}: {}", srv.stdout());
+        srv.worker_pids()[0]
+    } else {
+        let want = format!("connections {n} ");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !srv.stdout().contains(&want) {
+            assert!(Instant::now() < deadline, "{}", srv.stdout());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        descendants(srv.child.id())[0]
+    };
+    unsafe { libc::kill(worker as i32, libc::SIGKILL) };
+    (srv, conns)
+}
+
+#[test]
+fn a_worker_killed_holding_connections_reports_them_lost_in_json() {
+    let (mut srv, _conns) = kill_worker_holding(150, true);
+    let died = srv
+        .wait_record(10, |r| {
+            matches!(&r.event, Event::Failure { failure, .. } if failure.as_str() == "server_process_died")
+        })
+        .expect("a server_process_died failure line");
+    if let Event::Failure { count, detail, .. } = &died.event {
+        assert_eq!(*count, 150, "{detail}");
+        assert!(
+            detail.contains("killed by SIGKILL holding 150 connections"),
+            "{detail}"
+        );
+    }
+    assert_eq!(srv.terminate().code(), Some(0));
+    let recs: Vec<serde_json::Value> = srv
+        .stdout()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let sum = summary(&recs);
+    assert_eq!(sum["details"]["lost_connections"], 150, "{sum}");
+    assert_eq!(sum["failures"]["server_process_died"], 150, "{sum}");
+    assert_eq!(sum["opened_total"], 150, "{sum}");
+    assert_eq!(sum["closed_total"], 0, "lost is not closed: {sum}");
+    let death = &sum["details"]["worker_deaths"][0];
+    assert_eq!(death["signal"], "SIGKILL", "{sum}");
+    assert_eq!(death["connections_lost"], 150, "{sum}");
+    assert_eq!(sum["details"]["peak_connections"], 150, "{sum}");
+}
+
+#[test]
+fn a_worker_killed_holding_connections_reports_them_lost_in_the_table() {
+    let (mut srv, _conns) = kill_worker_holding(40, false);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !srv.stdout().contains("restarted as pid") {
+        assert!(Instant::now() < deadline, "{}", srv.stdout());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(srv.terminate().code(), Some(0));
+    let out = srv.stdout();
+    assert!(
+        out.contains("killed by SIGKILL holding 40 connections: all lost"),
+        "{out}"
+    );
+    let lost_row = out
+        .lines()
+        .find(|l| l.contains("lost (workers died)"))
+        .unwrap_or_else(|| panic!("no lost row: {out}"));
+    assert!(lost_row.contains(" 40 "), "{lost_row}");
+}

@@ -283,6 +283,8 @@ fn class(id: FailureId) -> u8 {
         | TimeWaitOverflow
         | OutOfMemory
         | EpollWatchLimit => 0,
+        // Faults: root causes (see rules::faults, which also puts them first).
+        ServerProcessDied | ServerStalled | PacketLoss | ReconnectStorm | ClientProcessDied => 0,
         EagainMisuse => 1,
         ClientCapReached => 2,
         WrongFd => 3,

@@ -3,7 +3,8 @@
 //!
 //! * [`listen`] opens the ports (in the parent), [`worker`] is one event
 //!   loop (a worker process), [`supervisor`] starts, watches, restarts and
-//!   ends the workers and prints what they report.
+//!   ends the workers and prints what they report; [`lost`] accounts for
+//!   the connections a dead worker took with it.
 //!
 //! # How workers share the ports (decision and measurements)
 //!
@@ -53,6 +54,7 @@
 //!     processes, 24,540 at 51: c1m is at its rate.
 pub mod args;
 pub mod listen;
+pub mod lost;
 pub mod supervisor;
 pub mod worker;
 

@@ -19,6 +19,7 @@ use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
 use crate::util::{bytes, thousands};
 
 use super::args::ServeWorkerArgs;
+use super::lost::Losses;
 use super::{Plan, Wake};
 
 /// Output style of the parent.
@@ -68,6 +69,8 @@ struct Parent {
     peak_bytes_per_conn: Option<f64>,
     peak_rss: u64,
     started: Instant,
+    /// Workers that died while serving, and what they held.
+    losses: Losses,
 }
 
 fn out_line(line: &str) {
@@ -120,14 +123,20 @@ impl Parent {
         (it.clone().min().unwrap_or(0), it.max().unwrap_or(0))
     }
 
-    fn retire(&mut self, i: usize) {
-        let mut s = std::mem::take(&mut self.slots[i].latest);
-        // Whatever it held died with it, and so did its memory.
-        s.closed_total += s.connections;
-        s.connections = 0;
-        s.rss_bytes = None;
-        self.retired.add(&s);
+    /// Worker `i` died while serving (killed, crashed, exited): what it
+    /// held is lost, not closed (see `lost`), and said at once.
+    fn died(&mut self, i: usize, status: &ExitStatus) {
+        let last = std::mem::take(&mut self.slots[i].latest);
+        let (death, kept) = self
+            .losses
+            .record(i as u32, self.slots[i].pid, status, last);
+        self.retired.add(&kept);
         self.slots[i].baseline = None;
+        if self.opts.json {
+            emit(None, death.event());
+        } else {
+            out_line(&death.sentence());
+        }
     }
 
     /// Take in one line from worker `i`. Returns true for its Start record.
@@ -226,6 +235,8 @@ impl Parent {
             user_bytes_per_connection: self.peak_bytes_per_conn,
             max_connections: self.opts.max_connections,
             per_worker_cap: self.plan.cap,
+            lost_connections: self.losses.lost(),
+            worker_deaths: self.losses.deaths.clone(),
         };
         if self.opts.json {
             let details = serde_json::to_value(details).unwrap_or_default();
@@ -250,6 +261,7 @@ impl Parent {
             ("peak connections", thousands(self.peak)),
             ("accepted", thousands(c.opened_total)),
             ("closed", thousands(c.closed_total)),
+            ("lost (workers died)", thousands(self.losses.lost())),
             ("accept failures", thousands(c.failed_total)),
             (
                 "bytes in / out",
@@ -265,6 +277,9 @@ impl Parent {
         ];
         for (k, v) in rows {
             t.add_row(vec![k.to_string(), v]);
+        }
+        for d in &self.losses.deaths {
+            t.add_row(vec!["worker died".to_string(), d.sentence()]);
         }
         for (k, v) in &c.errors {
             t.add_row(vec![format!("errors {k}"), thousands(*v)]);
@@ -319,6 +334,7 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
         peak_bytes_per_conn: None,
         peak_rss: 0,
         started: Instant::now(),
+        losses: Losses::default(),
     };
     for i in 0..plan.workers {
         pool.spawn(worker_spec(&opts, &plan, i, &fds))
@@ -401,7 +417,7 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
                 if signals::stop_requested() {
                     break;
                 }
-                parent.retire(index);
+                parent.died(index, &st);
                 let now = Instant::now();
                 let slot = &mut parent.slots[index];
                 slot.recent
