@@ -70,6 +70,8 @@ pub struct LabConfig {
     pub deadline: Duration,
     /// Print JSON lines of progress instead of human lines.
     pub json: bool,
+    /// serve --defer-accept (TCP_DEFER_ACCEPT on the listeners).
+    pub defer_accept: bool,
 }
 
 /// One client's outcome, from its summary line.
