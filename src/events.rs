@@ -66,7 +66,9 @@ pub fn set_origin(host: Option<String>, shard: Option<String>) {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counters {
     /// Connections open now (serve: accepted and not closed; flood:
-    /// established and verified, not closed).
+    /// established and verified, not closed). Defaults to 0 so that a
+    /// summary written before it was flattened in still parses.
+    #[serde(default)]
     pub connections: u64,
     /// Connections ever opened (serve: accepted; flood: verified).
     #[serde(default)]

@@ -282,7 +282,10 @@ fn class(id: FailureId) -> u8 {
         | OrphanSockets
         | TimeWaitOverflow
         | OutOfMemory
-        | EpollWatchLimit => 0,
+        | EpollWatchLimit
+        | ServerConnectionLimit
+        | ProtocolMismatch
+        | ProtocolRefused => 0,
         // Faults: root causes (see rules::faults, which also puts them first).
         ServerProcessDied | ServerStalled | PacketLoss | ReconnectStorm | ClientProcessDied => 0,
         EagainMisuse => 1,

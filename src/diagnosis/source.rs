@@ -9,7 +9,8 @@
 //! header, and repeated headers continue the same source. Sections without
 //! a single record (prose, the author's notes) are read and counted but do
 //! not become sources.
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Read;
 
 use serde::Serialize;
@@ -18,6 +19,7 @@ use super::input::{Batch, read_batches};
 use super::parse::{self, Bytes, Detail, Line, Scratch, SysctlKey};
 use crate::catalogue::FailureId;
 use crate::events::{Event, FloodStart, Record, Role};
+use crate::flood::wire::FloodSummary;
 
 /// How many evidence lines a finding keeps.
 pub const MAX_EVIDENCE: usize = 3;
@@ -831,11 +833,10 @@ impl Source {
                 elapsed_s,
                 details,
             } => {
-                if let Some(c) = details.get("connect_s").and_then(|v| v.as_f64()) {
-                    j.summary_connect_s = j.summary_connect_s.max(c);
-                }
-                if let Some(v) = details.get("verified").and_then(|v| v.as_u64()) {
-                    j.summary_verified = j.summary_verified.saturating_add(v);
+                // flood's details (serve's have neither field: both stay 0).
+                if let Some(d) = crate::events::typed::<FloodSummary>(&details) {
+                    j.summary_connect_s = j.summary_connect_s.max(d.shard.connect_s);
+                    j.summary_verified = j.summary_verified.saturating_add(d.verified);
                 }
                 let sc = j.summary_connections.get_or_insert(0);
                 *sc = sc.saturating_add(counters.connections);
@@ -1029,6 +1030,8 @@ pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileSta
     let mut scratch = Scratch::default();
     let mut sections: Vec<Source> = vec![Source::new(name, None)];
     let mut current = 0usize;
+    // Section title -> index in `sections`.
+    let mut by_title: HashMap<String, usize> = HashMap::new();
     let mut stat = FileStat {
         path: name.to_string(),
         ..Default::default()
@@ -1084,14 +1087,13 @@ pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileSta
                 let parsed = parse::parse_line(line, &mut scratch);
                 if let Line::Header { level: 2, title } = parsed.line {
                     let title = String::from_utf8_lossy(title).into_owned();
-                    current = match sections
-                        .iter()
-                        .position(|s| s.section.as_deref() == Some(title.as_str()))
-                    {
-                        Some(i) => i,
-                        None => {
-                            sections.push(Source::new(name, Some(title)));
-                            sections.len() - 1
+                    // A map, not a scan of the sections: a file of 20,000
+                    // headers stays linear.
+                    current = match by_title.entry(title) {
+                        Entry::Occupied(e) => *e.get(),
+                        Entry::Vacant(e) => {
+                            sections.push(Source::new(name, Some(e.key().clone())));
+                            *e.insert(sections.len() - 1)
                         }
                     };
                 }

@@ -156,8 +156,8 @@ impl Reporter {
     pub fn start(&mut self, settings: &FloodStart, headline: &str) {
         match self.format {
             LogFormat::Json => {
-                let settings = serde_json::to_value(settings).unwrap_or_default();
-                self.emit(None, Event::Start { settings })
+                let settings = settings.clone();
+                self.emit(None, FloodLine::Start { settings })
             }
             LogFormat::Human => self.say(headline),
             LogFormat::Seed => {}
@@ -368,7 +368,7 @@ impl Reporter {
     /// reason the run failed, if it did.
     pub fn finish(&mut self, s: &ShardSummary) -> Option<String> {
         if let Some(bar) = self.bar.take() {
-            bar.set_position(s.verified.min(self.target));
+            bar.set_position(s.verified().min(self.target));
             bar.finish_and_clear();
         }
         let reason = s.reason();
@@ -376,12 +376,11 @@ impl Reporter {
         let rtt = percentiles(&s.rtt_us);
         match self.format {
             LogFormat::Json => {
-                let details =
-                    serde_json::to_value(FloodSummary::new(s, self.peak)).unwrap_or_default();
+                let details = Box::new(FloodSummary::new(s, self.peak));
                 let counters = s.counters(None);
                 self.emit(
                     None,
-                    Event::Summary {
+                    FloodLine::Summary {
                         counters,
                         elapsed_s: s.elapsed_s,
                         details,
@@ -392,7 +391,7 @@ impl Reporter {
                 let line = match &reason {
                     None => format!(
                         "done: {} of {} connections verified and held",
-                        thousands(s.open),
+                        thousands(s.open()),
                         thousands(s.target)
                     ),
                     Some(r) => format!("FAILED: {r}"),
@@ -425,15 +424,18 @@ pub fn summary_table(
     t.add_row(vec!["target".to_string(), thousands(s.target)]);
     t.add_row(vec![
         "verified (echo checked)".to_string(),
-        thousands(s.verified),
+        thousands(s.verified()),
     ]);
-    t.add_row(vec!["open at the end".to_string(), thousands(s.open)]);
+    t.add_row(vec!["open at the end".to_string(), thousands(s.open())]);
     t.add_row(vec!["connect attempts".to_string(), thousands(s.attempts)]);
-    t.add_row(vec!["failed attempts".to_string(), thousands(s.failed)]);
-    for (k, v) in &s.errors {
+    t.add_row(vec![
+        "failed attempts".to_string(),
+        thousands(s.counters.failed_total),
+    ]);
+    for (k, v) in &s.counters.errors {
         t.add_row(vec![format!("  by class: {k}"), thousands(*v)]);
     }
-    for (k, v) in &s.failures {
+    for (k, v) in &s.counters.failures {
         t.add_row(vec![format!("  catalogue: {k}"), thousands(*v)]);
     }
     t.add_row(vec![

@@ -116,26 +116,25 @@ pub fn percentiles(pairs: &[(u64, u64)]) -> Percentiles {
     }
 }
 
-/// The final account of one process (or, merged, of a whole run).
+/// The final account of one process (or, merged, of a whole run). Every
+/// field has a default, so a summary written before a field existed parses.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ShardSummary {
+    /// `connections` = verified connections still open at the end,
+    /// `opened_total` = connections whose echo came back intact (ever),
+    /// `failed_total` = failed attempts (before verification),
+    /// `closed_total` = verified connections lost (closed or reset by the
+    /// server), `errors` / `failures` = failed attempts and losses by class
+    /// key and by catalogue id, `bytes_in` / `bytes_out`; `rss_bytes` is
+    /// left out (the writer puts its RSS on the record itself).
+    #[serde(flatten)]
+    pub counters: Counters,
     pub target: u64,
-    /// Connections whose echo came back intact (ever).
-    pub verified: u64,
-    /// Verified connections still open at the end.
-    pub open: u64,
     pub attempts: u64,
-    /// Failed attempts (before verification).
-    pub failed: u64,
-    /// Verified connections lost (closed or reset by the server).
-    pub closed: u64,
-    /// Of those: reset (ECONNRESET/EPIPE) and ended by EOF.
+    /// Of the lost ones: reset (ECONNRESET/EPIPE) and ended by EOF.
     pub lost_resets: u64,
     pub lost_eof: u64,
-    /// Failed attempts and losses by class key.
-    pub errors: BTreeMap<String, u64>,
-    /// The same by catalogue id.
-    pub failures: BTreeMap<FailureId, u64>,
     /// Seconds from start to the end of the connect phase.
     pub connect_s: f64,
     pub elapsed_s: f64,
@@ -145,8 +144,6 @@ pub struct ShardSummary {
     pub hold_resets: u64,
     pub messages_sent: u64,
     pub messages_answered: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
     pub interrupted: bool,
     /// Why connecting stopped early (process-wide, e.g. fd limit), if so.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -176,16 +173,11 @@ pub struct Retired {
 impl ShardSummary {
     /// Add another process's summary into this one.
     pub fn merge(&mut self, o: &ShardSummary) {
+        self.counters.add(&o.counters);
         self.target += o.target;
-        self.verified += o.verified;
-        self.open += o.open;
         self.attempts += o.attempts;
-        self.failed += o.failed;
-        self.closed += o.closed;
         self.lost_resets += o.lost_resets;
         self.lost_eof += o.lost_eof;
-        crate::util::add_counts(&mut self.errors, &o.errors);
-        crate::util::add_counts(&mut self.failures, &o.failures);
         self.connect_s = self.connect_s.max(o.connect_s);
         self.elapsed_s = self.elapsed_s.max(o.elapsed_s);
         self.hold_s = self.hold_s.max(o.hold_s);
@@ -193,8 +185,6 @@ impl ShardSummary {
         self.hold_resets += o.hold_resets;
         self.messages_sent += o.messages_sent;
         self.messages_answered += o.messages_answered;
-        self.bytes_in += o.bytes_in;
-        self.bytes_out += o.bytes_out;
         self.interrupted |= o.interrupted;
         for s in &o.stops {
             if !self.stops.contains(s) {
@@ -206,26 +196,28 @@ impl ShardSummary {
         self.rtt_us = merge_pairs(&self.rtt_us, &o.rtt_us);
     }
 
-    /// The summary as the `events` counters (`connections` = open at the
-    /// end, `opened_total` = verified), with the writer's RSS.
+    /// Connections whose echo came back intact (ever).
+    pub fn verified(&self) -> u64 {
+        self.counters.opened_total
+    }
+
+    /// Verified connections still open at the end.
+    pub fn open(&self) -> u64 {
+        self.counters.connections
+    }
+
+    /// The summary as the `events` counters, with the writer's RSS.
     pub fn counters(&self, rss_bytes: Option<u64>) -> Counters {
         Counters {
-            connections: self.open,
-            opened_total: self.verified,
-            closed_total: self.closed,
-            failed_total: self.failed,
-            bytes_in: self.bytes_in,
-            bytes_out: self.bytes_out,
-            errors: self.errors.clone(),
-            failures: self.failures.clone(),
             rss_bytes,
+            ..self.counters.clone()
         }
     }
 
     /// Verified connections per second over the connect phase.
     pub fn connect_rate(&self) -> f64 {
         if self.connect_s > 0.0 {
-            self.verified as f64 / self.connect_s
+            self.verified() as f64 / self.connect_s
         } else {
             0.0
         }
@@ -234,7 +226,7 @@ impl ShardSummary {
     /// Did the run do what it was asked: every target connection verified
     /// and still open at the end?
     pub fn success(&self) -> bool {
-        self.target > 0 && self.verified >= self.target && self.open >= self.target
+        self.target > 0 && self.verified() >= self.target && self.open() >= self.target
     }
 
     /// Why the run did not succeed, in one paragraph with the fix; `None`
@@ -244,10 +236,10 @@ impl ShardSummary {
             return None;
         }
         let t = crate::util::thousands;
-        if self.verified < self.target {
+        if self.verified() < self.target {
             let mut why = format!(
                 "reached {} of {} verified connections",
-                t(self.verified),
+                t(self.verified()),
                 t(self.target)
             );
             if self.interrupted {
@@ -265,11 +257,11 @@ impl ShardSummary {
         }
         Some(format!(
             "the server closed {} of {} verified connections ({} reset, {} closed by EOF); {} open at the end",
-            t(self.closed),
-            t(self.verified),
+            t(self.counters.closed_total),
+            t(self.verified()),
             t(self.lost_resets),
             t(self.lost_eof),
-            t(self.open)
+            t(self.open())
         ))
     }
 
@@ -353,20 +345,23 @@ mod tests {
         }
         let a = ShardSummary {
             target: 10,
-            verified: 10,
-            open: 10,
+            counters: Counters {
+                connections: 10,
+                opened_total: 10,
+                ..Default::default()
+            },
             connect_s: 2.0,
             connect_latency_us: hist_pairs(&h),
             ..Default::default()
         };
         let mut b = a.clone();
-        b.open = 7;
-        b.closed = 3;
-        b.errors.insert("EOF".into(), 3);
+        b.counters.connections = 7;
+        b.counters.closed_total = 3;
+        b.counters.errors.insert("EOF".into(), 3);
         let mut m = ShardSummary::default();
         m.merge(&a);
         m.merge(&b);
-        assert_eq!((m.target, m.verified, m.open), (20, 20, 17));
+        assert_eq!((m.target, m.verified(), m.open()), (20, 20, 17));
         assert_eq!(m.connect_rate(), 10.0);
         let p = percentiles(&m.connect_latency_us);
         assert_eq!(p.count, 200);

@@ -1,6 +1,6 @@
 //! flood's JSON lines as types: what a worker process (`c1m flood-shard`)
 //! sends its parent, and the typed parts of what a run writes with
-//! `--json` (its interval and failure lines, its summary details). Each
+//! `--json` (its start, interval, failure and summary lines). Each
 //! side serializes and deserializes the same struct, so a field renamed on
 //! one side is renamed on the other; human rendering lives in `report`.
 //!
@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::stats::{FailureNote, Percentiles, Phase, ShardSummary, Sink, Snapshot};
 use crate::catalogue::FailureId;
-use crate::events::{Counters, Record, Role};
+use crate::events::{Counters, FloodStart, Record, Role};
 
 /// A worker's line to its parent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +97,8 @@ impl Sink for WorkerSink {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum FloodLine {
+    /// The run starts: what it was asked to do.
+    Start { settings: FloodStart },
     /// Progress once a second.
     Interval {
         #[serde(flatten)]
@@ -118,6 +120,13 @@ pub enum FloodLine {
         /// flood's class key ("ECONNREFUSED", "ECHO_TIMEOUT"...).
         key: String,
     },
+    /// The last line: the whole run's counters and its [`FloodSummary`].
+    Summary {
+        #[serde(flatten)]
+        counters: Counters,
+        elapsed_s: f64,
+        details: Box<FloodSummary>,
+    },
 }
 
 /// The `details` of flood's `summary` line: the merged shard summary
@@ -127,7 +136,10 @@ pub enum FloodLine {
 pub struct FloodSummary {
     #[serde(flatten)]
     pub shard: ShardSummary,
-    /// Verified connections open at the end (the same as `open`).
+    /// Connections whose echo came back intact (the same as the shard's
+    /// `opened_total`; the name readers of flood's summary know).
+    pub verified: u64,
+    /// Verified connections open at the end (the same as `connections`).
     pub established: u64,
     /// Most verified connections open at once (all processes).
     pub peak_connections: u64,
@@ -151,11 +163,12 @@ impl FloodSummary {
         shard.connect_latency_us.clear();
         shard.rtt_us.clear();
         FloodSummary {
-            established: s.open,
-            peak_connections: peak.max(s.open),
+            verified: s.verified(),
+            established: s.open(),
+            peak_connections: peak.max(s.open()),
             reached: s.success(),
             connect_rate: (s.connect_rate() * 10.0).round() / 10.0,
-            failed_by_class: s.errors.clone(),
+            failed_by_class: s.counters.errors.clone(),
             connect_latency_ms: super::stats::percentiles(&s.connect_latency_us),
             rtt_ms: super::stats::percentiles(&s.rtt_us),
             reason: s.reason(),
@@ -195,7 +208,10 @@ mod tests {
         };
         let summary = ShardSummary {
             target: 100,
-            verified: 30,
+            counters: Counters {
+                opened_total: 30,
+                ..Default::default()
+            },
             connect_latency_us: vec![(100, 2), (250, 1)],
             ..Default::default()
         };
@@ -224,8 +240,11 @@ mod tests {
     fn summary_details_round_trip_and_old_ones_parse() {
         let s = ShardSummary {
             target: 10,
-            verified: 10,
-            open: 10,
+            counters: Counters {
+                connections: 10,
+                opened_total: 10,
+                ..Default::default()
+            },
             connect_s: 2.0,
             ..Default::default()
         };
@@ -239,6 +258,6 @@ mod tests {
         let mut old = v.clone();
         old.as_object_mut().unwrap().remove("peak_connections");
         let back: FloodSummary = crate::events::typed(&old).unwrap();
-        assert_eq!((back.peak_connections, back.shard.verified), (0, 10));
+        assert_eq!((back.peak_connections, back.shard.verified()), (0, 10));
     }
 }

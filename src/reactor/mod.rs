@@ -56,6 +56,7 @@ pub mod args;
 pub mod listen;
 pub mod lost;
 pub mod supervisor;
+pub mod wire;
 pub mod worker;
 
 /// How a listener wakes the workers polling it.

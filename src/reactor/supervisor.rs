@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::events::{Counters, Event, Record, Role, ServeStart, ServeSummary, ServeWorkerStart};
+use crate::events::{Counters, Event, Record, Role, ServeStart, ServeSummary};
 use crate::sys::signals;
 use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
 use crate::util::{bytes, thousands};
 
 use super::args::ServeWorkerArgs;
 use super::lost::Losses;
+use super::wire::{self, Received, ServeInterval, ServeLine, ServeSummaryLine, WorkerLine};
 use super::{Plan, Wake};
 
 /// Output style of the parent.
@@ -80,7 +81,7 @@ fn out_line(line: &str) {
     let _ = writeln!(out, "{line}").and_then(|_| out.flush());
 }
 
-fn emit(worker: Option<u32>, event: Event) {
+fn emit<E: serde::Serialize>(worker: Option<u32>, event: E) {
     let _ = Record::now(Role::Serve, worker, event).emit(&mut io::stdout().lock());
 }
 
@@ -143,36 +144,34 @@ impl Parent {
 
     /// Take in one line from worker `i`. Returns true for its Start record.
     fn on_line(&mut self, i: usize, line: &str) -> bool {
-        let Some(rec) = Record::parse(line) else {
-            // Seed-format progress lines (and anything else a worker
-            // prints) go through as they are.
-            if !self.opts.json || self.opts.log_format == LogFormat::Seed {
-                out_line(line);
+        let rec = match wire::parse_worker_line(line) {
+            Received::Line(rec) => rec,
+            Received::Raw => {
+                // Seed-format progress lines (and anything else a worker
+                // prints) go through as they are.
+                if !self.opts.json || self.opts.log_format == LogFormat::Seed {
+                    out_line(line);
+                }
+                return false;
             }
-            return false;
         };
         match rec.event {
-            Event::Start { settings } => {
-                self.slots[i].baseline =
-                    crate::events::typed::<ServeWorkerStart>(&settings).map(|w| w.rss_baseline);
+            WorkerLine::Start { settings } => {
+                self.slots[i].baseline = Some(settings.rss_baseline);
                 self.slots[i].pid = rec.pid;
                 return true;
             }
-            Event::Interval { counters, .. } => {
-                self.slots[i].latest = counters;
+            WorkerLine::Interval(interval) => {
+                self.slots[i].latest = interval.counters;
             }
-            Event::Failure {
-                failure, detail, ..
-            } => {
+            WorkerLine::Failure(f) => {
                 if self.opts.json {
                     // As the worker wrote it: its pid and index stay.
                     out_line(line.trim());
                 } else {
-                    out_line(&format!("worker {i}: {failure}: {detail}"));
+                    out_line(&format!("worker {i}: {}: {}", f.failure, f.detail));
                 }
             }
-            Event::Summary { counters, .. } => self.slots[i].latest = counters,
-            Event::Worker { .. } => {}
         }
         false
     }
@@ -188,11 +187,11 @@ impl Parent {
         if self.opts.json {
             emit(
                 None,
-                Event::Interval {
+                ServeLine::Interval(ServeInterval {
                     counters: c,
                     rate,
-                    target: None,
-                },
+                    workers: self.slots.len() as u32,
+                }),
             );
             return;
         }
@@ -241,14 +240,13 @@ impl Parent {
             worker_deaths: self.losses.deaths.clone(),
         };
         if self.opts.json {
-            let details = serde_json::to_value(details).unwrap_or_default();
             emit(
                 None,
-                Event::Summary {
+                ServeLine::Summary(ServeSummaryLine {
                     counters: c,
                     elapsed_s: elapsed,
                     details,
-                },
+                }),
             );
             return;
         }
@@ -374,8 +372,8 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
     if opts.json {
         emit(
             None,
-            Event::Start {
-                settings: serde_json::to_value(ServeStart {
+            ServeLine::Start {
+                settings: ServeStart {
                     bind: bind.clone(),
                     ports: vec![opts.port, last],
                     workers: plan.workers,
@@ -385,8 +383,7 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
                     backlog: super::listen::somaxconn().into(),
                     wake: opts.wake.as_str().into(),
                     worker_pids: pool.pids(),
-                })
-                .unwrap_or_default(),
+                },
             },
         );
     } else {

@@ -27,12 +27,13 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::catalogue::FailureId;
-use crate::events::{Counters, Event, Record, Role, ServeWorkerStart};
+use crate::events::{Counters, Record, Role, ServeWorkerStart};
 use crate::sys::procfs::StatmFile;
 use crate::sys::signals;
 use crate::sys::sysctl::Sysctl;
 
 use super::Wake;
+use super::wire::{FailureLine, WorkerInterval, WorkerLine};
 
 /// Size of the read buffer shared by all connections of a worker, and the
 /// bound on the unsent bytes one connection may hold (it is never more than
@@ -80,16 +81,11 @@ struct Pending {
     pos: usize,
 }
 
+/// The worker's counters (what it sends its parent, RSS aside) and its
+/// accept failures since the last interval line.
 #[derive(Default)]
 struct Stats {
-    open: u64,
-    opened: u64,
-    closed: u64,
-    failed: u64,
-    bytes_in: u64,
-    bytes_out: u64,
-    errors: std::collections::BTreeMap<String, u64>,
-    failures: std::collections::BTreeMap<FailureId, u64>,
+    c: Counters,
     /// accept errno -> count since the last interval line (for Failure lines).
     accept_fail_window: std::collections::BTreeMap<i32, u64>,
 }
@@ -97,9 +93,19 @@ struct Stats {
 impl Stats {
     fn error(&mut self, errno: i32) {
         *self
+            .c
             .errors
             .entry(crate::util::errno_name(errno))
             .or_default() += 1;
+    }
+
+    /// An attempt failed with `errno` in `call`.
+    fn failed(&mut self, call: &str, errno: i32) {
+        self.error(errno);
+        self.c.failed_total += 1;
+        if let Some(f) = FailureId::from_errno(call, errno) {
+            *self.c.failures.entry(f).or_default() += 1;
+        }
     }
 }
 
@@ -257,8 +263,8 @@ pub fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
 }
 
 impl Worker {
-    fn emit(&self, event: Event) -> anyhow::Result<()> {
-        let rec = Record::now(Role::Serve, Some(self.cfg.index), event);
+    fn emit(&self, line: WorkerLine) -> anyhow::Result<()> {
+        let rec = Record::now(Role::Serve, Some(self.cfg.index), line);
         rec.emit(&mut io::stdout().lock())
             .context("writing to the parent (stdout)")
     }
@@ -283,22 +289,21 @@ impl Worker {
 
     /// Accept if below cap and not paused; keep registration in line.
     fn want_accepting(&self) -> bool {
-        self.stats.open < self.cfg.cap && self.paused_until.is_none()
+        self.stats.c.connections < self.cfg.cap && self.paused_until.is_none()
     }
 
     fn main_loop(&mut self) -> anyhow::Result<()> {
         let mut events = Events::with_capacity(1024);
         let baseline = self.rss().unwrap_or(0);
-        self.emit(Event::Start {
-            settings: serde_json::to_value(ServeWorkerStart {
+        self.emit(WorkerLine::Start {
+            settings: ServeWorkerStart {
                 worker: self.cfg.index,
                 cap: self.cfg.cap,
                 listeners: self.listeners.len() as u64,
                 nofile: self.fd_soft,
                 rss_baseline: baseline,
                 wake: self.cfg.wake.as_str().into(),
-            })
-            .unwrap_or_default(),
+            },
         })?;
         let mut next_tick = Instant::now() + self.cfg.stats_interval;
         let mut sweep_events = Events::with_capacity(64);
@@ -355,8 +360,8 @@ impl Worker {
             }
             if now >= next_tick {
                 let secs = now.duration_since(last_tick).as_secs_f64().max(1e-3);
-                let rate = (self.stats.opened - last_opened) as f64 / secs;
-                last_opened = self.stats.opened;
+                let rate = (self.stats.c.opened_total - last_opened) as f64 / secs;
+                last_opened = self.stats.c.opened_total;
                 last_tick = now;
                 next_tick = now + self.cfg.stats_interval;
                 self.report(rate)?;
@@ -392,15 +397,8 @@ impl Worker {
 
     fn counters(&self) -> Counters {
         Counters {
-            connections: self.stats.open,
-            opened_total: self.stats.opened,
-            closed_total: self.stats.closed,
-            failed_total: self.stats.failed,
-            bytes_in: self.stats.bytes_in,
-            bytes_out: self.stats.bytes_out,
-            errors: self.stats.errors.clone(),
-            failures: self.stats.failures.clone(),
             rss_bytes: self.rss(),
+            ..self.stats.c.clone()
         }
     }
 
@@ -414,7 +412,7 @@ impl Worker {
                 libc::EMFILE => format!(
                     "accept failed with EMFILE {count} times: RLIMIT_NOFILE of this worker is {} and it holds {} connections; accepting paused {} ms each time",
                     self.fd_soft,
-                    self.stats.open,
+                    self.stats.c.connections,
                     ACCEPT_PAUSE.as_millis()
                 ),
                 libc::ENFILE => format!(
@@ -427,19 +425,19 @@ impl Worker {
                     crate::util::errno_name(errno)
                 ),
             };
-            self.emit(Event::Failure {
+            self.emit(WorkerLine::Failure(FailureLine {
                 failure,
                 call: "accept".into(),
                 errno: Some(errno),
                 count,
                 detail,
-            })?;
+            }))?;
         }
-        self.emit(Event::Interval {
+        self.emit(WorkerLine::Interval(WorkerInterval {
             counters: self.counters(),
             rate,
-            target: None,
-        })
+            cap: self.cfg.cap,
+        }))
     }
 
     fn accept(&mut self, li: usize) -> anyhow::Result<()> {
@@ -465,11 +463,7 @@ impl Worker {
                             // would spin. Stop accepting for a moment; the
                             // queued connections wait in the backlog (or other
                             // workers take them).
-                            self.stats.error(errno);
-                            self.stats.failed += 1;
-                            if let Some(f) = FailureId::from_errno("accept", errno) {
-                                *self.stats.failures.entry(f).or_default() += 1;
-                            }
+                            self.stats.failed("accept", errno);
                             *self.stats.accept_fail_window.entry(errno).or_default() += 1;
                             self.paused_until = Some(Instant::now() + ACCEPT_PAUSE);
                             self.set_accepting(false)?;
@@ -491,25 +485,21 @@ impl Worker {
         {
             // ENOSPC: fs.epoll.max_user_watches. Drop this one connection.
             let errno = e.raw_os_error().unwrap_or(0);
-            self.stats.error(errno);
-            self.stats.failed += 1;
-            if let Some(f) = FailureId::from_errno("epoll_ctl", errno) {
-                *self.stats.failures.entry(f).or_default() += 1;
-            }
+            self.stats.failed("epoll_ctl", errno);
             return Ok(());
         }
         if self.conns.len() <= fd {
             self.conns.resize_with(fd + 1, || None);
         }
         self.conns[fd] = Some(stream);
-        self.stats.open += 1;
-        self.stats.opened += 1;
+        self.stats.c.connections += 1;
+        self.stats.c.opened_total += 1;
         if self.defer_accept {
             // The first bytes are there already (that is what the kernel
             // waited for): echo them now, not after one more epoll_wait.
             self.serve_conn(fd, false);
         }
-        if self.cfg.seed_log && self.stats.opened.is_multiple_of(1000) {
+        if self.cfg.seed_log && self.stats.c.opened_total.is_multiple_of(1000) {
             let now = Instant::now();
             let ms = now.duration_since(self.seed_mark).as_millis();
             self.seed_mark = now;
@@ -517,7 +507,7 @@ impl Worker {
             writeln!(
                 out,
                 "connections: {}, sockfd:{}, time_used:{}",
-                self.stats.open, fd, ms
+                self.stats.c.connections, fd, ms
             )
             .and_then(|_| out.flush())
             .context("writing to the parent (stdout)")?;
@@ -533,8 +523,8 @@ impl Worker {
         if let Some(c) = self.conns.get_mut(fd)
             && c.take().is_some()
         {
-            self.stats.open -= 1;
-            self.stats.closed += 1;
+            self.stats.c.connections -= 1;
+            self.stats.c.closed_total += 1;
         }
     }
 
@@ -600,7 +590,7 @@ fn echo(
                 Ok(0) => return Outcome::Close(Some(libc::EPIPE)),
                 Ok(n) => {
                     p.pos += n;
-                    stats.bytes_out += n as u64;
+                    stats.c.bytes_out += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Wait,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -624,14 +614,14 @@ fn echo(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Outcome::Close(e.raw_os_error()),
         };
-        stats.bytes_in += n as u64;
+        stats.c.bytes_in += n as u64;
         let mut off = 0;
         while off < n {
             match stream.write(&buf[off..n]) {
                 Ok(0) => return Outcome::Close(Some(libc::EPIPE)),
                 Ok(m) => {
                     off += m;
-                    stats.bytes_out += m as u64;
+                    stats.c.bytes_out += m as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     pending.insert(

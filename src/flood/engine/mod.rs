@@ -9,6 +9,8 @@
 //! - this file: the loop (admit new connects, end the connect phase, hold,
 //!   sleep until the next thing to do) and the summary;
 //! - [`conn`]: one connection's state machine and its socket I/O;
+//! - [`speak`]: the protocols other than echo (`flood::proto`) on that
+//!   machine;
 //! - [`dispatch`]: readiness events, deadlines and new connects, wired
 //!   from the state machine to the counters;
 //! - [`account`]: failures counted by [`FailKey`], paths given up, stops;
@@ -26,8 +28,9 @@ mod conn;
 mod dispatch;
 mod failure;
 mod socket;
+mod speak;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
@@ -70,6 +73,8 @@ impl Timing {
 pub struct EngineOptions {
     /// Report seed-format lines for errors on single connections.
     pub seed_lines: bool,
+    /// What to speak on each connection (echo by default).
+    pub proto: crate::flood::proto::Proto,
 }
 
 /// The connections of a finished run, closed when this is dropped.
@@ -105,6 +110,11 @@ pub struct Engine<'s> {
     rtt: Histogram<u64>,
     s: ShardSummary,
     scratch: Vec<u8>,
+    /// A protocol's request being written (not echo's).
+    out: Vec<u8>,
+    /// Requests and replies of other protocols that did not complete in
+    /// one go, by slot (see `speak`).
+    partial: HashMap<u32, speak::Partial>,
 }
 
 /// The loop's clocks: when things started and are next due.
@@ -166,6 +176,8 @@ impl<'s> Engine<'s> {
             rtt: new_hist(),
             s,
             scratch: vec![0u8; 4096],
+            out: Vec::new(),
+            partial: HashMap::new(),
         })
     }
 
@@ -360,15 +372,11 @@ impl<'s> Engine<'s> {
         self.phase = Phase::Done;
         self.tick();
         self.s.elapsed_s = end.duration_since(clock.start).as_secs_f64();
-        self.s.verified = self.counters.opened_total;
-        self.s.open = self.counters.connections;
+        self.s.counters = Counters {
+            rss_bytes: None,
+            ..self.counters.clone()
+        };
         self.s.attempts = self.attempts;
-        self.s.failed = self.counters.failed_total;
-        self.s.closed = self.counters.closed_total;
-        self.s.errors = self.counters.errors.clone();
-        self.s.failures = self.counters.failures.clone();
-        self.s.bytes_in = self.counters.bytes_in;
-        self.s.bytes_out = self.counters.bytes_out;
         self.s.stops = self.stopped.clone();
         // Report what each retired path carried in the end (connections
         // in flight when it was given up may have been verified since).

@@ -82,7 +82,7 @@ fn connect_latency_is_timed_per_connection_in_a_burst() {
     drop(held);
     // Before the join: a server still waiting for a connection that never
     // came would block it.
-    assert_eq!(s.verified, n, "{s:?}");
+    assert_eq!(s.verified(), n, "{s:?}");
     let kept = server.join().expect("server thread");
     assert_eq!(kept.len(), n as usize);
     let p = crate::flood::stats::percentiles(&s.connect_latency_us);

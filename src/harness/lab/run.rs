@@ -347,7 +347,7 @@ pub(super) fn summarize(report: &mut LabReport, live: &[Live], run_start_ts: f64
             client.established = client
                 .established
                 .max(summary.established)
-                .max(summary.shard.verified);
+                .max(summary.verified);
             client.peak_connections = client.peak_connections.max(summary.peak_connections);
             client.details = serde_json::to_value(&summary).unwrap_or_default();
         } else {
