@@ -1006,6 +1006,7 @@ mod tests {
             deadline: Duration::from_secs(10),
             json: false,
             defer_accept: false,
+            fault: None,
         };
         let hosts = plan_hosts(&cfg).unwrap();
         assert_eq!(hosts.len(), 3);
