@@ -80,6 +80,10 @@ pub struct LabArgs {
     /// `lab --hosts` left behind, and say what was removed.
     #[arg(long, conflicts_with_all = ["hosts", "scenario"])]
     pub cleanup: bool,
+    /// Start serve with --defer-accept (TCP_DEFER_ACCEPT): a connection
+    /// is accepted once its first line is in, and echoed in that wake-up.
+    #[arg(long)]
+    pub defer_accept: bool,
 }
 
 /// `--scenario` values: one scenario, or all of them.
@@ -233,6 +237,7 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
         report_root: args.report,
         deadline,
         json: args.json,
+        defer_accept: args.defer_accept,
         fault: None,
     };
     say(
@@ -342,6 +347,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         report_root: args.report,
         deadline: args.deadline,
         json: args.json,
+        defer_accept: args.defer_accept,
         fault: args.fault,
     };
     let mut pre = lab::preflight(&cfg, &args.profile)?;

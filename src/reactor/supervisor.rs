@@ -47,6 +47,8 @@ pub struct ServeOptions {
     pub json: bool,
     pub log_format: LogFormat,
     pub wake: Wake,
+    /// TCP_DEFER_ACCEPT on the listeners (`--defer-accept`).
+    pub defer_accept: bool,
 }
 
 /// The latest state of one worker.
@@ -346,7 +348,7 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
             eprintln!("c1m serve: warning: {detail}");
         }
     }
-    let listeners = super::listen::open(opts.bind, opts.port, opts.ports)?;
+    let listeners = super::listen::open(opts.bind, opts.port, opts.ports, opts.defer_accept)?;
     let fds: Vec<i32> = listeners.iter().map(|s| s.as_raw_fd()).collect();
     let mut pool = Pool::new().context("preparing worker processes")?;
     let mut parent = Parent {

@@ -73,6 +73,8 @@ pub struct LabConfig {
     pub deadline: Duration,
     /// Print JSON lines of progress instead of human lines.
     pub json: bool,
+    /// serve --defer-accept (TCP_DEFER_ACCEPT on the listeners).
+    pub defer_accept: bool,
     /// `--fault`: one fault injected during the hold.
     pub fault: Option<faults::Fault>,
 }
