@@ -40,6 +40,7 @@ pub enum FailureId {
     ServerConnectionLimit,
     ProtocolMismatch,
     ProtocolRefused,
+    ConnectFailed,
 }
 
 /// Where a failure lives.
@@ -456,6 +457,18 @@ pub const CATALOGUE: &[Failure] = &[
         fix: "send what the server accepts: the right --path and --header (HTTP, WebSocket), credentials or an allowed client id (MQTT, Redis); the server's log says why it refused",
         settings: &[],
     },
+    Failure {
+        id: FailureId::ConnectFailed,
+        title: "connects failed (cause not printed)",
+        errnos: &[],
+        texts: &[],
+        counters: &[],
+        plateaus: &[],
+        side: Side::SeenByClient,
+        explanation: "the tool counted failed connect() calls without saying why (wrk's `connect` errors: refused, out of ports or out of file descriptors all land there)",
+        fix: "a symptom: rerun with fewer connections or a client that prints errno, and check the client's ulimit -n, its ephemeral port range and that the server listens",
+        settings: &[],
+    },
 ];
 
 impl FailureId {
@@ -495,6 +508,7 @@ impl FailureId {
             FailureId::ServerConnectionLimit => "server_connection_limit",
             FailureId::ProtocolMismatch => "protocol_mismatch",
             FailureId::ProtocolRefused => "protocol_refused",
+            FailureId::ConnectFailed => "connect_failed",
         }
     }
 
@@ -565,7 +579,7 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", f.id.as_str()));
             assert!(!f.fix.is_empty() && !f.explanation.is_empty());
         }
-        assert_eq!(CATALOGUE.len(), 27);
+        assert_eq!(CATALOGUE.len(), 28);
     }
 
     #[test]

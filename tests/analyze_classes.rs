@@ -23,6 +23,20 @@ fn class_fixture(name: &str) -> String {
 /// (fixture, id, side, certainty, an evidence line number)
 const CASES: &[(&str, &str, &str, &str, u64)] = &[
     (
+        "connect_failed_wrk_summary.txt",
+        "connect_failed",
+        "seen_by_client",
+        "certain",
+        7,
+    ),
+    (
+        "server_connection_limit_nginx_error.log",
+        "server_connection_limit",
+        "server",
+        "certain",
+        7,
+    ),
+    (
         "server_connection_limit_flood.log",
         "server_connection_limit",
         "server",

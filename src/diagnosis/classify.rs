@@ -272,7 +272,7 @@ fn summarize(cx: &Ctx, mut notes: Vec<String>) -> SourceSummary {
 fn class(id: FailureId) -> u8 {
     use FailureId::*;
     match id {
-        ConnectTimeout | ConnectionRefused | ConnectionReset => 0,
+        ConnectTimeout | ConnectionRefused | ConnectionReset | ConnectFailed => 0,
         FdLimit
         | SystemFdLimit
         | EphemeralPortsExhausted
