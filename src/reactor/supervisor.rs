@@ -46,6 +46,8 @@ pub struct ServeOptions {
     pub json: bool,
     pub log_format: LogFormat,
     pub wake: Wake,
+    /// TCP_DEFER_ACCEPT on the listeners (`--defer-accept`).
+    pub defer_accept: bool,
 }
 
 /// The latest state of one worker.
@@ -319,7 +321,7 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
             thousands(plan.usable_fds)
         );
     }
-    let listeners = super::listen::open(opts.bind, opts.port, opts.ports)?;
+    let listeners = super::listen::open(opts.bind, opts.port, opts.ports, opts.defer_accept)?;
     let fds: Vec<i32> = listeners.iter().map(|s| s.as_raw_fd()).collect();
     let mut pool = Pool::new().context("preparing worker processes")?;
     let mut parent = Parent {
@@ -412,6 +414,11 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 if signals::stop_requested() {
+                    // Stopping anyway; but a worker killed just before
+                    // still lost what it held.
+                    if super::lost::died_while_serving(&st) {
+                        parent.died(index, &st);
+                    }
                     break;
                 }
                 parent.died(index, &st);
@@ -488,8 +495,15 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
     }
     // Stop: workers get SIGTERM, print their last counters, exit.
     for msg in pool.shutdown() {
-        if let WorkerMsg::Line { index, line } = msg {
-            parent.on_line(index, &line);
+        match msg {
+            WorkerMsg::Line { index, line } => {
+                parent.on_line(index, &line);
+            }
+            // Killed (not stopped by our SIGTERM) while we were stopping.
+            WorkerMsg::Exited { index, status } if super::lost::died_while_serving(&status) => {
+                parent.died(index, &status);
+            }
+            WorkerMsg::Exited { .. } => {}
         }
     }
     drop(listeners);
