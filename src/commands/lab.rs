@@ -88,6 +88,15 @@ pub struct LabArgs {
     /// `lab --hosts` left behind, and say what was removed.
     #[arg(long, conflicts_with_all = ["hosts", "scenario"])]
     pub cleanup: bool,
+    /// The server: c1m serve (default), nginx, redis, mosquitto (a config
+    /// sized for the target is written into the report), or your own
+    /// command line with {port} in it.
+    #[arg(long, default_value = "serve", value_name = "SERVER", conflicts_with_all = ["hosts", "scenario"])]
+    pub server: crate::harness::server::ServerKind,
+    /// What the clients speak to a --server command line (nginx: http,
+    /// redis: redis, mosquitto: mqtt, serve: echo, whatever this says).
+    #[arg(long, value_enum, default_value_t = crate::flood::proto::Protocol::Connect)]
+    pub protocol: crate::flood::proto::Protocol,
     /// Start serve with --defer-accept (TCP_DEFER_ACCEPT): a connection
     /// is accepted once its first line is in, and echoed in that wake-up.
     #[arg(long)]
@@ -232,6 +241,8 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
         None => (args.target, args.deadline),
     };
     let cfg = LabConfig {
+        server: args.server.clone(),
+        protocol: args.protocol,
         target,
         clients: args.clients,
         ports: if scenario.is_some() { 1 } else { args.ports },
@@ -343,6 +354,8 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     }
     let message_interval = args.message_interval.resolve(args.target);
     let cfg = LabConfig {
+        server: args.server.clone(),
+        protocol: args.protocol,
         target: args.target,
         clients: args.clients,
         ports: args.ports,
@@ -381,6 +394,21 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
             }
         ),
     );
+    if let Some(w) = &pre.server_warning {
+        // Before the run, even with -q: it says how the run will end.
+        say(args.json, format!("lab: warning: {w}"));
+    }
+    if cfg.server != lab::ServerKind::Serve {
+        say_unless(
+            args.quiet,
+            args.json,
+            format!(
+                "lab: server {} (config and log in the report's server/ and logs/), clients speak {}",
+                cfg.server,
+                cfg.server.protocol().unwrap_or(cfg.protocol)
+            ),
+        );
+    }
     let mut notes: Vec<String> = note.into_iter().collect();
     notes.append(&mut pre.notes);
     let result = lab::run(&cfg, private, pre.applied.is_some(), notes);

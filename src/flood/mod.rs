@@ -168,7 +168,9 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
         }
     }
     let procs = match req.args.procs {
-        Procs::Auto => plan::auto_procs(req.plan.connections, budget),
+        Procs::Auto => {
+            plan::auto_procs(req.plan.connections, budget).map_err(anyhow::Error::msg)?
+        }
         Procs::N(n) => n.max(1),
     };
     let mut reporter = Reporter::new(req.format, req.args.output.as_deref(), req.plan.connections)?;

@@ -39,6 +39,7 @@ mod preflight;
 mod report;
 mod run;
 
+pub use crate::harness::server::ServerKind;
 pub use preflight::{AppliedProfile, Preflight, enter_netns, preflight};
 pub use report::markdown;
 pub use run::run;
@@ -73,6 +74,10 @@ pub struct LabConfig {
     pub deadline: Duration,
     /// Print JSON lines of progress instead of human lines.
     pub json: bool,
+    /// The server: c1m serve, or a real one (`--server`).
+    pub server: crate::harness::server::ServerKind,
+    /// What the clients speak to a `--server` command line.
+    pub protocol: crate::flood::proto::Protocol,
     /// serve --defer-accept (TCP_DEFER_ACCEPT on the listeners).
     pub defer_accept: bool,
     /// `--fault`: one fault injected during the hold.
