@@ -653,6 +653,47 @@ fn bad_arguments_are_named_and_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("lots"));
 }
 
+#[test]
+fn more_workers_than_the_cap_is_a_clear_error() {
+    // Under an fd limit of 1,100, five million connections need over 5,000
+    // workers: refused, saying why, before any is forked.
+    let mut cmd = c1m(&["serve", "--max-connections", "5000000", "--ports", "1"]);
+    let out = wait_bounded(
+        with_nofile(&mut cmd, 1100).spawn().unwrap(),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("more than 4096") && err.contains("--max-connections"),
+        "{err}"
+    );
+}
+
+#[test]
+fn with_json_the_fd_limit_warning_is_a_record() {
+    // One worker allowed 5,000 connections under an fd limit of 1,100.
+    let mut srv = Server::start(
+        2,
+        &["--workers", "1", "--max-connections", "5000", "--json"],
+        Some(1100),
+    );
+    let warning = srv.wait_record(10, |r| matches!(r.event, Event::Warning { .. }));
+    srv.terminate();
+    match warning.map(|r| r.event) {
+        Some(Event::Warning { failure, detail }) => {
+            assert_eq!(failure.as_str(), "fd_limit");
+            assert!(detail.contains("5,000 connections"), "{detail}");
+        }
+        other => panic!("no warning record: {other:?}\n{}", srv.stdout()),
+    }
+    assert!(!srv.stderr.lock().unwrap().contains("warning"));
+    // Every line is still a c1m record.
+    for line in srv.stdout().lines() {
+        assert!(Record::parse(line).is_some(), "{line}");
+    }
+}
+
 /// Start serve with one worker, open `n` echoed connections, wait until an
 /// interval line counts them, and kill the worker with SIGKILL. Returns the
 /// server and the connections (still open on this side).
@@ -747,4 +788,50 @@ fn a_worker_killed_holding_connections_reports_them_lost_in_the_table() {
         .find(|l| l.contains("lost (workers died)"))
         .unwrap_or_else(|| panic!("no lost row: {out}"));
     assert!(lost_row.contains(" 40 "), "{lost_row}");
+}
+
+/// A line followed at once by the client's FIN: the server echoes the line
+/// and closes, with or without TCP_DEFER_ACCEPT (the FIN may come in the
+/// same edge as the bytes, or in the very accept's wake-up).
+fn line_then_fin_is_echoed_and_closed(extra: &[&str]) {
+    raise_nofile();
+    let mut args = vec!["--workers", "2", "--max-connections", "2000", "--json"];
+    args.extend_from_slice(extra);
+    let srv = Server::start(4, &args, None);
+    let mut conns: Vec<TcpStream> = (0..300).map(|i| connect(srv.addr(i))).collect();
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.write_all(format!("line {i}\n").as_bytes()).unwrap();
+        if i % 2 == 0 {
+            c.shutdown(Shutdown::Write).unwrap();
+        }
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        let want = format!("line {i}\n");
+        if i % 2 == 0 {
+            // echoed, then the server's own close: read_to_end ends
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).unwrap();
+            assert_eq!(got, want.as_bytes(), "connection {i}");
+        } else {
+            let mut got = vec![0u8; want.len()];
+            c.read_exact(&mut got).unwrap();
+            assert_eq!(got, want.as_bytes(), "connection {i}");
+            echo_ok(c, b"second\n");
+        }
+    }
+    srv.wait_record(5, |r| {
+        matches!(&r.event, Event::Interval { counters, .. }
+            if r.worker.is_none() && counters.opened_total >= 300 && counters.closed_total >= 150)
+    })
+    .expect("every connection accepted, the half-closed ones closed");
+}
+
+#[test]
+fn a_line_then_fin_is_echoed_and_closed() {
+    line_then_fin_is_echoed_and_closed(&[]);
+}
+
+#[test]
+fn with_defer_accept_a_first_line_is_echoed_at_accept() {
+    line_then_fin_is_echoed_and_closed(&["--defer-accept"]);
 }

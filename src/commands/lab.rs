@@ -67,6 +67,19 @@ pub struct LabArgs {
     /// ("all" runs every scenario; "conntrack" needs --hosts).
     #[arg(long, value_name = "NAME")]
     pub scenario: Option<ScenarioChoice>,
+    /// Inject one fault a third of the way into the hold, for real, and
+    /// compare what the clients lost with what the victim held (exit 0
+    /// when they agree).
+    #[arg(long, value_enum, conflicts_with = "scenario")]
+    pub fault: Option<lab::faults::Fault>,
+    /// The clients replace every connection lost during the hold (flood
+    /// --reconnect); the report says how long they took to get back.
+    #[arg(long)]
+    pub reconnect: bool,
+    /// The clients' reconnect backoff: MIN..MAX with full jitter, or 0 (a
+    /// naive reconnect storm).
+    #[arg(long, default_value = "100ms..30s", value_parser = crate::flood::engine::parse_backoff)]
+    pub reconnect_backoff: crate::flood::engine::Backoff,
     /// Run between namespace hosts (server, client-1..N on a bridge,
     /// 198.18.0.0/15) instead of one loopback; root only.
     #[arg(long)]
@@ -75,6 +88,19 @@ pub struct LabArgs {
     /// `lab --hosts` left behind, and say what was removed.
     #[arg(long, conflicts_with_all = ["hosts", "scenario"])]
     pub cleanup: bool,
+    /// The server: c1m serve (default), nginx, redis, mosquitto (a config
+    /// sized for the target is written into the report), or your own
+    /// command line with {port} in it.
+    #[arg(long, default_value = "serve", value_name = "SERVER", conflicts_with_all = ["hosts", "scenario"])]
+    pub server: crate::harness::server::ServerKind,
+    /// What the clients speak to a --server command line (nginx: http,
+    /// redis: redis, mosquitto: mqtt, serve: echo, whatever this says).
+    #[arg(long, value_enum, default_value_t = crate::flood::proto::Protocol::Connect)]
+    pub protocol: crate::flood::proto::Protocol,
+    /// Start serve with --defer-accept (TCP_DEFER_ACCEPT): a connection
+    /// is accepted once its first line is in, and echoed in that wake-up.
+    #[arg(long)]
+    pub defer_accept: bool,
 }
 
 /// `--scenario` values: one scenario, or all of them.
@@ -215,6 +241,8 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
         None => (args.target, args.deadline),
     };
     let cfg = LabConfig {
+        server: args.server.clone(),
+        protocol: args.protocol,
         target,
         clients: args.clients,
         ports: if scenario.is_some() { 1 } else { args.ports },
@@ -228,6 +256,9 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
         report_root: args.report,
         deadline,
         json: args.json,
+        defer_accept: args.defer_accept,
+        fault: None,
+        reconnect: None,
     };
     say(
         args.json,
@@ -302,6 +333,12 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         return cleanup();
     }
     if args.hosts {
+        if let Some(f) = args.fault {
+            anyhow::bail!(
+                "--fault {} runs on the loopback lab, not with --hosts",
+                f.name()
+            );
+        }
         return run_hosts(args);
     }
     if args.scenario == Some(ScenarioChoice::Conntrack) {
@@ -317,6 +354,8 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     }
     let message_interval = args.message_interval.resolve(args.target);
     let cfg = LabConfig {
+        server: args.server.clone(),
+        protocol: args.protocol,
         target: args.target,
         clients: args.clients,
         ports: args.ports,
@@ -330,6 +369,9 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         report_root: args.report,
         deadline: args.deadline,
         json: args.json,
+        defer_accept: args.defer_accept,
+        fault: args.fault,
+        reconnect: args.reconnect.then_some(args.reconnect_backoff),
     };
     let mut pre = lab::preflight(&cfg, &args.profile)?;
     let cap = &pre.capacity;
@@ -352,6 +394,21 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
             }
         ),
     );
+    if let Some(w) = &pre.server_warning {
+        // Before the run, even with -q: it says how the run will end.
+        say(args.json, format!("lab: warning: {w}"));
+    }
+    if cfg.server != lab::ServerKind::Serve {
+        say_unless(
+            args.quiet,
+            args.json,
+            format!(
+                "lab: server {} (config and log in the report's server/ and logs/), clients speak {}",
+                cfg.server,
+                cfg.server.protocol().unwrap_or(cfg.protocol)
+            ),
+        );
+    }
     let mut notes: Vec<String> = note.into_iter().collect();
     notes.append(&mut pre.notes);
     let result = lab::run(&cfg, private, pre.applied.is_some(), notes);
@@ -373,10 +430,11 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     } else if !args.quiet {
         println!("{}", report.analysis);
     }
+    let hold_ok = report.hold.as_ref().is_none_or(|h| h.ok);
     say(
         args.json,
         format!(
-            "lab: target {} {}: verified {}, time to target {}, report in {}",
+            "lab: target {} {}: verified {}, time to target {}{}, report in {}",
             thousands(report.target),
             if report.reached {
                 "reached"
@@ -388,12 +446,39 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
                 .time_to_target_s
                 .map(|t| format!("{t:.1} s"))
                 .unwrap_or_else(|| "n/a".into()),
+            hold_summary(&report),
             report.report_dir
         ),
     );
-    Ok(if report.reached {
+    Ok(if report.reached && hold_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(super::EXIT_FAIL)
     })
+}
+
+/// `; hold: 100,000 alive, none lost` or the fault's comparison.
+fn hold_summary(report: &lab::LabReport) -> String {
+    let Some(h) = &report.hold else {
+        return String::new();
+    };
+    if let Some(f) = &report.fault {
+        return format!("; {}", f.sentence());
+    }
+    if h.lost == 0 {
+        return format!(
+            "; hold: {} alive at its end, none lost",
+            thousands(h.alive_at_end)
+        );
+    }
+    format!(
+        "; hold: {} LOST ({}), {} alive at its end",
+        thousands(h.lost),
+        h.lost_by_cause
+            .iter()
+            .map(|(k, v)| format!("{k} {}", thousands(*v)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        thousands(h.alive_at_end)
+    )
 }

@@ -108,6 +108,22 @@ impl Lazy {
     }
 }
 
+/// One failure record of c1m's JSON lines with its time, for linking
+/// effects to causes across sources (`rules::faults`).
+#[derive(Debug, Clone)]
+pub struct Timed {
+    /// Seconds since the Unix epoch.
+    pub ts: f64,
+    pub id: FailureId,
+    pub count: u64,
+    pub detail: String,
+    pub evidence: Evidence,
+}
+
+/// At most this many timed failure records are kept per source (one per
+/// class per second: an hour of a few classes).
+pub const MAX_TIMED: usize = 16_384;
+
 /// Everything seen of one failure class in one source.
 #[derive(Debug, Clone, Default)]
 pub struct Obs {
@@ -303,6 +319,8 @@ pub struct Source {
     last_point: Option<(f64, f64)>,
     pub marks: Vec<(f64, f64, FailureId)>,
     x: f64,
+    /// c1m's failure records with their times.
+    pub timed: Vec<Timed>,
 }
 
 impl Source {
@@ -340,6 +358,7 @@ impl Source {
             last_point: None,
             marks: Vec::new(),
             x: 0.0,
+            timed: Vec::new(),
         }
     }
 
@@ -1033,6 +1052,15 @@ impl Source {
                 detail,
             } => {
                 j.failure_records += 1;
+                if self.timed.len() < MAX_TIMED {
+                    self.timed.push(Timed {
+                        ts: r.ts,
+                        id: failure,
+                        count,
+                        detail: detail.clone(),
+                        evidence: ev(),
+                    });
+                }
                 if call == "accept" {
                     self.accept_errors += 1;
                 }
@@ -1050,6 +1078,8 @@ impl Source {
                 }
                 self.mark(failure);
             }
+            // Expected by the writer, not seen: no failure to count.
+            Event::Warning { .. } => {}
             Event::Worker { .. } => {
                 j.worker_events += 1;
                 if j.worker_evidence.is_none() {

@@ -17,6 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::stats::{FailureNote, Percentiles, Phase, ShardSummary, Sink, Snapshot, percentiles};
 use super::wire::{FloodLine, FloodSummary};
+use crate::catalogue::FailureId;
 use crate::events::{Counters, Event, FloodStart, Record, Role};
 use crate::util::thousands;
 
@@ -293,6 +294,9 @@ impl Reporter {
         } else {
             format!("exited ({status}) without a summary")
         };
+        if !summary {
+            self.worker_died(index, status);
+        }
         match self.format {
             LogFormat::Json => self.emit(
                 None,
@@ -308,6 +312,37 @@ impl Reporter {
             }
             _ => {}
         }
+    }
+
+    /// Worker `index` died without its summary (killed, crashed): the
+    /// connections of its last report died with it. They leave the sums
+    /// and are reported once as a `client_process_died` failure.
+    fn worker_died(&mut self, index: u32, status: &str) {
+        let Some(snap) = self.workers.get_mut(&index) else {
+            return;
+        };
+        let lost = snap.counters.connections;
+        snap.counters.connections = 0;
+        snap.counters.closed_total += lost;
+        snap.in_flight = 0;
+        snap.phase = Phase::Done;
+        *snap
+            .counters
+            .failures
+            .entry(FailureId::ClientProcessDied)
+            .or_default() += lost;
+        let note = FailureNote {
+            key: "WORKER_DIED".into(),
+            failure: Some(FailureId::ClientProcessDied),
+            call: "worker".into(),
+            errno: None,
+            count: lost,
+            detail: format!(
+                "flood worker {index} {status} holding {} verified connections: all lost",
+                thousands(lost)
+            ),
+        };
+        self.failure(Some(index), &note);
     }
 
     /// A line a worker printed that is not JSON (seed per-connection lines).
@@ -471,6 +506,23 @@ pub fn summary_table(
             thousands(s.hold_resets)
         ),
     ]);
+    if let Some(r) = &s.reconnect {
+        t.add_row(vec![
+            "reconnects".to_string(),
+            format!(
+                "{} of {} lost, {} attempts ({} failed), peak {} attempts/s, backoff {}; back at the target {}",
+                thousands(r.reconnects),
+                thousands(r.lost),
+                thousands(r.attempts),
+                thousands(r.failed),
+                thousands(r.peak_attempts_per_s),
+                r.backoff,
+                r.recovered_s
+                    .map(|t| format!("{t:.2} s after the first loss"))
+                    .unwrap_or_else(|| "never".into())
+            ),
+        ]);
+    }
     t.add_row(vec!["elapsed".to_string(), format!("{:.2} s", s.elapsed_s)]);
     t.add_row(vec![
         "result".to_string(),

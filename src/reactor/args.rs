@@ -54,6 +54,13 @@ pub struct ServeArgs {
     /// How listeners wake workers (one: EPOLLEXCLUSIVE; all: the herd).
     #[arg(long, value_enum, default_value = "one", hide = true)]
     pub wake: Wake,
+    /// TCP_DEFER_ACCEPT on the listeners: the kernel hands a connection to
+    /// accept() only once its first bytes are in, and the worker echoes
+    /// them in the same wake-up (for clients that speak first, as flood
+    /// does; a client that waits for the server is accepted after about
+    /// 3 s).
+    #[arg(long)]
+    pub defer_accept: bool,
 }
 
 /// `c1m serve-worker`: one worker process of `c1m serve`, polling the
@@ -130,6 +137,7 @@ impl ServeArgs {
             .flag("json", self.json)
             .value_enum("log-format", &self.log_format)
             .value_enum("wake", &self.wake)
+            .flag("defer-accept", self.defer_accept)
             .into_vec()
     }
 
@@ -218,6 +226,7 @@ mod tests {
             json: true,
             log_format: LogFormat::Seed,
             wake: Wake::All,
+            defer_accept: true,
         };
         round_trip(&a);
         let w = ServeWorkerArgs {
@@ -247,6 +256,7 @@ mod tests {
             json in any::<bool>(),
             seed in any::<bool>(),
             herd in any::<bool>(),
+            defer_accept in any::<bool>(),
         ) {
             let a = ServeArgs {
                 bind: IpAddr::from(std::net::Ipv4Addr::from(v4)),
@@ -258,6 +268,7 @@ mod tests {
                 json,
                 log_format: if seed { LogFormat::Seed } else { LogFormat::Human },
                 wake: if herd { Wake::All } else { Wake::One },
+                defer_accept,
             };
             round_trip(&a);
         }

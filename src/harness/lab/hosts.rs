@@ -486,6 +486,7 @@ fn serve_args(cfg: &LabConfig) -> Result<Vec<OsString>> {
     a.procs = AutoProcs::Auto;
     a.max_connections = Some(server_capacity(cfg.target));
     a.json = true;
+    a.defer_accept = cfg.defer_accept;
     Ok(a.command_line())
 }
 
@@ -991,6 +992,8 @@ mod tests {
     #[test]
     fn every_client_host_floods_the_server_from_its_own_addresses() {
         let cfg = LabConfig {
+            server: Default::default(),
+            protocol: Default::default(),
             target: 100,
             clients: 2,
             ports: 3,
@@ -1004,6 +1007,9 @@ mod tests {
             report_root: PathBuf::from("reports"),
             deadline: Duration::from_secs(10),
             json: false,
+            defer_accept: false,
+            fault: None,
+            reconnect: None,
         };
         let hosts = plan_hosts(&cfg).unwrap();
         assert_eq!(hosts.len(), 3);

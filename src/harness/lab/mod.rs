@@ -21,6 +21,8 @@
 //! - [`run`](mod@run): serve, the clients, the hold and the teardown, and the
 //!   figures derived from what they said.
 //! - [`report`](mod@report): report.json and report.md.
+//! - [`faults`](mod@faults): `--fault`, one fault injected during the
+//!   hold, and the hold's account of what was lost.
 //! - [`hosts`](mod@hosts): `--hosts`, the same experiment between namespace
 //!   hosts (a server and client hosts on a bridge), and `--cleanup`.
 use std::collections::BTreeMap;
@@ -31,11 +33,13 @@ use serde::Serialize;
 
 use crate::sys::probe::{CounterSet, Memory};
 
+pub mod faults;
 pub mod hosts;
 mod preflight;
 mod report;
 mod run;
 
+pub use crate::harness::server::ServerKind;
 pub use preflight::{AppliedProfile, Preflight, enter_netns, preflight};
 pub use report::markdown;
 pub use run::run;
@@ -70,6 +74,18 @@ pub struct LabConfig {
     pub deadline: Duration,
     /// Print JSON lines of progress instead of human lines.
     pub json: bool,
+    /// The server: c1m serve, or a real one (`--server`).
+    pub server: crate::harness::server::ServerKind,
+    /// What the clients speak to a `--server` command line.
+    pub protocol: crate::flood::proto::Protocol,
+    /// serve --defer-accept (TCP_DEFER_ACCEPT on the listeners).
+    pub defer_accept: bool,
+    /// `--fault`: one fault injected during the hold.
+    pub fault: Option<faults::Fault>,
+    /// `--reconnect`: the clients replace lost connections with this
+    /// backoff.
+    #[serde(skip)]
+    pub reconnect: Option<crate::flood::engine::Backoff>,
 }
 
 /// One client's outcome, from its summary line.
@@ -126,6 +142,10 @@ pub struct LabReport {
     pub applied_profile: bool,
     /// What `c1m analyze` found in the run's logs (logs/).
     pub findings: Vec<crate::diagnosis::classify::Finding>,
+    /// The hold's account: alive at its end, lost during it by cause.
+    pub hold: Option<faults::HoldReport>,
+    /// `--fault`: what was injected and what it cost.
+    pub fault: Option<faults::FaultReport>,
     /// analyze's human report, printed by the command.
     #[serde(skip)]
     pub analysis: String,

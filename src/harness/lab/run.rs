@@ -14,12 +14,14 @@ use crate::events::{Counters, Event, Record, ServeStart, ServeSummary, typed};
 use crate::flood::Procs;
 use crate::flood::args::{FloodArgs, Hold};
 use crate::flood::wire::FloodSummary;
+use crate::harness::server::{LabServerArgs, ServerKind};
 use crate::reactor::args::ServeArgs;
 use crate::sys::probe::{self, CounterSet, KmsgTail};
 use crate::sys::signals;
 use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
 use crate::util::thousands;
 
+use super::faults::{self, ClientHold, Injector, Scene, ServerHold};
 use super::report::write_reports;
 use super::{
     CLIENT_HOLD_MARGIN, ClientResult, LabConfig, LabReport, SERVER_STOP_GRACE, server_capacity,
@@ -38,6 +40,18 @@ pub(super) struct Live {
     summary: Option<Record>,
     pub(super) start: Option<Record>,
     pub(super) exit: Option<i32>,
+    /// A client said its connect phase is over (`"phase":"hold"`), target
+    /// reached or not.
+    connect_over: bool,
+    /// Failures by catalogue id in its last interval (cumulative).
+    pub(super) failures: BTreeMap<crate::catalogue::FailureId, u64>,
+}
+
+/// Does this client line say its connect phase is over?
+fn says_holding(line: &str) -> bool {
+    line.contains("\"phase\"")
+        && serde_json::from_str::<serde_json::Value>(line)
+            .is_ok_and(|v| v["phase"] == "hold" || v["phase"] == "done")
 }
 
 /// Run the lab: the caller has already checked capacity and applied the
@@ -76,14 +90,36 @@ pub fn run(
     serve_args.procs = Procs::Auto;
     serve_args.max_connections = Some(server_capacity(cfg.target));
     serve_args.json = true;
+    serve_args.defer_accept = cfg.defer_accept;
     let logs_dir = dir.join("logs");
     let stderr_dir = dir.join("stderr");
     for d in [&logs_dir, &stderr_dir] {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
-    let mut serve_spec = WorkerSpec::new(serve_args.command_line());
+    // A real server (--server) runs under `c1m lab-server`, which reports
+    // like serve; its own log goes to logs/<name>.log.
+    let server_ports = cfg.server.ports(cfg.ports);
+    let server_name = match &cfg.server {
+        ServerKind::Serve => "c1m serve".to_string(),
+        k => k.name().to_string(),
+    };
+    let mut serve_spec = match &cfg.server {
+        ServerKind::Serve => WorkerSpec::new(serve_args.command_line()),
+        kind => WorkerSpec::new(
+            LabServerArgs {
+                server: kind.to_string(),
+                dir: dir.clone(),
+                bind: Ipv4Addr::LOCALHOST.into(),
+                port: cfg.base_port,
+                ports: server_ports,
+                capacity: server_capacity(cfg.target),
+            }
+            .command_line(),
+        ),
+    };
     serve_spec.stderr = Some(stderr_dir.join("serve.txt"));
-    pool.spawn(serve_spec).context("starting c1m serve")?;
+    pool.spawn(serve_spec)
+        .with_context(|| format!("starting {server_name}"))?;
     logs.push(create_log(&logs_dir, "serve.log")?);
     live.push(Live::default());
 
@@ -96,7 +132,7 @@ pub fn run(
         }
         if Instant::now() > ready_deadline {
             bail!(
-                "c1m serve did not report listening within 60 s (see {}/serve.log)",
+                "{server_name} did not report listening within 60 s (see {}/serve.log and stderr/)",
                 dir.display()
             );
         }
@@ -112,7 +148,7 @@ pub fn run(
             }
             Some(WorkerMsg::Exited { status, .. }) => {
                 bail!(
-                    "c1m serve exited before listening ({status}); see {}/serve.log",
+                    "{server_name} exited before listening ({status}); see {}/serve.log, logs/ and stderr/serve.txt",
                     dir.display()
                 )
             }
@@ -123,13 +159,31 @@ pub fn run(
         report.server_workers = typed::<ServeStart>(settings).map_or(0, |s| s.workers.into());
     }
 
+    let mut injector = cfg.fault.map(|f| Injector::new(f, cfg.hold));
+    let mut lab_log = match injector {
+        Some(_) => Some(create_log(&logs_dir, "lab.log")?),
+        None => None,
+    };
+    let serve_workers: Vec<u32> = live[0]
+        .start
+        .as_ref()
+        .and_then(|r| match &r.event {
+            Event::Start { settings } => typed::<ServeStart>(settings),
+            _ => None,
+        })
+        .map(|s| s.worker_pids)
+        .unwrap_or_default();
+    let mut verified_at_hold_start = 0u64;
+    let mut server_at_end: Option<u64> = None;
+
     // Clients.
     let shares = split(cfg.target, cfg.clients);
     for (i, share) in shares.iter().enumerate() {
         let k = i + 1;
         let sources = format!("127.0.{k}.1-127.0.{k}.{}", cfg.sources_per_client);
-        let mut args = FloodArgs::new("127.0.0.1", cfg.base_port, cfg.ports, *share)
+        let mut args = FloodArgs::new("127.0.0.1", cfg.base_port, server_ports, *share)
             .context("the flood command line")?;
+        args.proto.protocol = cfg.server.protocol().unwrap_or(cfg.protocol);
         args.sources = Some(sources.clone());
         args.procs = Procs::Auto;
         // The lab ends the hold itself (so that it can read the counters
@@ -138,6 +192,10 @@ pub fn run(
         args.hold = Hold(Some(cfg.hold + CLIENT_HOLD_MARGIN));
         args.json = true;
         args.message_interval = cfg.message_interval;
+        if let Some(b) = cfg.reconnect {
+            args.reconnect = true;
+            args.reconnect_backoff = b;
+        }
         let mut spec = WorkerSpec::new(args.command_line());
         spec.stderr = Some(stderr_dir.join(format!("client-{k}.txt")));
         pool.spawn(spec)
@@ -180,7 +238,21 @@ pub fn run(
             // clients (their closing is the teardown, counted apart).
             counters_end_of_hold =
                 Some(probe::counters().context("reading TCP counters at the end of the hold")?);
+            server_at_end = Some(live[0].connections);
             stop_clients(&pool);
+        }
+        if let (Some(t), Some(inj), Some(log)) = (hold_started, injector.as_mut(), lab_log.as_mut())
+            && counters_end_of_hold.is_none()
+        {
+            let mut scene = Scene {
+                pool: &pool,
+                serve_workers: serve_workers.clone(),
+                server_connections: live[0].connections,
+                client_connections: live[1..].iter().map(|l| l.connections).sum(),
+                first_client_connections: live.get(1).map_or(0, |l| l.connections),
+                log,
+            };
+            inj.poll(t.elapsed(), &mut scene)?;
         }
         if signals::stop_requested() && !interrupted {
             interrupted = true;
@@ -200,10 +272,18 @@ pub fn run(
         match pool.recv_timeout(Duration::from_millis(100)) {
             Some(WorkerMsg::Line { index, line }) => {
                 record_line(&mut logs[index], &line);
+                if index > 0 && !live[index].connect_over && says_holding(&line) {
+                    live[index].connect_over = true;
+                }
                 if let Some(rec) = Record::parse(&line) {
                     absorb(&mut live[index], rec);
                 }
             }
+            Some(WorkerMsg::Exited { index: 0, .. })
+                if match injector.as_mut() {
+                    Some(inj) => inj.server_exited(&mut pool)?,
+                    None => false,
+                } => {}
             Some(WorkerMsg::Exited { index, status }) => {
                 live[index].exit = Some(status.code().unwrap_or(
                     128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0),
@@ -211,7 +291,7 @@ pub fn run(
                 if index == 0 && live[1..].iter().any(|l| l.exit.is_none()) {
                     report
                         .notes
-                        .push(format!("c1m serve exited during the run ({status})"));
+                        .push(format!("{server_name} exited during the run ({status})"));
                 }
             }
             None => {}
@@ -219,11 +299,31 @@ pub fn run(
         let established: u64 = live[1..].iter().map(|l| l.connections).sum();
         report.peak_connections = report.peak_connections.max(established);
         report.server_peak_connections = report.server_peak_connections.max(live[0].connections);
+        if let Some(inj) = injector.as_mut() {
+            inj.observe(established, cfg.target);
+        }
         if report.time_to_target_s.is_none() && established >= cfg.target {
+            verified_at_hold_start = established;
             report.time_to_target_s = Some(run_start.elapsed().as_secs_f64());
             hold_started = Some(Instant::now());
             report.memory_peak = probe::memory().unwrap_or_default();
             sysctl_at_peak = Some(probe::sysctl_text());
+        }
+        // Every client is done connecting short of the target (a server
+        // that stopped taking clients): hold what they have, rather than
+        // wait for their own backstop or the deadline.
+        if hold_started.is_none()
+            && report.time_to_target_s.is_none()
+            && live[1..].iter().all(|l| l.connect_over || l.exit.is_some())
+        {
+            hold_started = Some(Instant::now());
+            report.memory_peak = probe::memory().unwrap_or_default();
+            sysctl_at_peak = Some(probe::sysctl_text());
+            report.notes.push(format!(
+                "every client finished connecting at {} of {}: held what they had",
+                thousands(established),
+                thousands(cfg.target)
+            ));
         }
         if last_print.elapsed() >= Duration::from_secs(1) {
             last_print = Instant::now();
@@ -292,6 +392,16 @@ pub fn run(
         .with_context(|| format!("writing {}", kernel_path.display()))?;
 
     summarize(&mut report, &live, run_start_ts);
+    if let Some(log) = lab_log.as_mut() {
+        let _ = log.flush();
+    }
+    hold_account(
+        &mut report,
+        &live,
+        verified_at_hold_start,
+        server_at_end.unwrap_or(live[0].connections),
+        injector,
+    );
 
     // The analysis of everything the run logged, and its chart.
     let analysis = crate::diagnosis::report::analyze(std::slice::from_ref(&logs_dir));
@@ -309,6 +419,7 @@ pub(super) fn absorb(live: &mut Live, rec: Record) {
     match &rec.event {
         Event::Interval { counters, .. } => {
             live.connections = counters.connections;
+            live.failures = counters.failures.clone();
             live.peak = live.peak.max(counters.connections);
             live.opened_total = counters.opened_total;
             if let Some(r) = counters.rss_bytes {
@@ -514,4 +625,91 @@ pub(super) fn create_log(dir: &Path, name: &str) -> Result<BufWriter<File>> {
 pub(super) fn record_line(log: &mut BufWriter<File>, line: &str) {
     let _ = log.write_all(line.as_bytes());
     let _ = log.write_all(b"\n");
+}
+
+/// The hold's account (what was lost, by cause) and the fault's comparison;
+/// a loss nobody asked for makes the run "not reached".
+fn hold_account(
+    report: &mut LabReport,
+    live: &[Live],
+    verified_at_start: u64,
+    server_at_end: u64,
+    mut injector: Option<Injector>,
+) {
+    if report.time_to_target_s.is_none() {
+        return;
+    }
+    let clients: Vec<ClientHold> = live[1..]
+        .iter()
+        .map(|l| {
+            let died = l
+                .failures
+                .get(&crate::catalogue::FailureId::ClientProcessDied)
+                .copied()
+                .unwrap_or(0);
+            match flood_summary(l) {
+                Some((_, s)) => ClientHold {
+                    eof: s.shard.hold_closed,
+                    reset: s.shard.hold_resets,
+                    died,
+                    open: s.shard.open(),
+                },
+                // No summary: the client process itself died, and every
+                // connection of its last report with it.
+                None if l.exit.is_some() => ClientHold {
+                    died: died + l.connections,
+                    ..Default::default()
+                },
+                None => ClientHold {
+                    died,
+                    open: l.connections,
+                    ..Default::default()
+                },
+            }
+        })
+        .collect();
+    let server_lost = match &live[0].summary {
+        Some(Record {
+            event: Event::Summary { details, .. },
+            ..
+        }) => typed::<ServeSummary>(details).map_or(0, |s| s.lost_connections),
+        _ => 0,
+    };
+    let server = ServerHold {
+        lost: server_lost,
+        at_end: server_at_end,
+    };
+    let hold = faults::account(&clients, verified_at_start, server, injector.as_mut());
+    // The clients' own time back at their share (the slowest one's).
+    let recovered = live[1..]
+        .iter()
+        .filter_map(|l| flood_summary(l)?.1.shard.reconnect)
+        .map(|r| r.recovered_s)
+        .try_fold(0.0f64, |acc, r| r.map(|r| acc.max(r)));
+    if let (Some(inj), Some(r)) = (injector.as_mut(), recovered)
+        && hold.lost > 0
+    {
+        inj.report.recovered_s = Some(r);
+    }
+    match injector {
+        Some(inj) => {
+            report.reached = verified_at_start >= report.target;
+            report.notes.push(inj.report.sentence());
+            report.fault = Some(inj.report);
+        }
+        None if hold.lost > 0 => {
+            report.reached = false;
+            report.notes.push(format!(
+                "{} verified connections lost during the hold ({}): not reached",
+                thousands(hold.lost),
+                hold.lost_by_cause
+                    .iter()
+                    .map(|(k, v)| format!("{k} {}", thousands(*v)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        None => {}
+    }
+    report.hold = Some(hold);
 }
