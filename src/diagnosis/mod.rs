@@ -3,6 +3,7 @@
 //! parsers and the classifier that turn log lines into findings.
 pub mod classify;
 pub mod counts;
+pub mod finding;
 pub mod hosts;
 pub mod input;
 pub mod parse;

@@ -11,7 +11,7 @@
 //! the port range.
 use std::collections::BTreeSet;
 
-use super::super::classify::{Certainty, Finding};
+use super::super::finding::{Certainty, Finding};
 use super::super::source::Source;
 use super::near_plateau;
 use crate::catalogue::FailureId;
