@@ -1009,6 +1009,7 @@ mod tests {
             json: false,
             defer_accept: false,
             fault: None,
+            reconnect: None,
         };
         let hosts = plan_hosts(&cfg).unwrap();
         assert_eq!(hosts.len(), 3);
