@@ -117,17 +117,20 @@ impl ReconnectSummary {
         if self.backoff.is_empty() {
             self.backoff = o.backoff.clone();
         }
+        // A process that lost connections and never got back keeps the
+        // whole run from being back, whatever the order of the merge.
+        let never = |r: &ReconnectSummary| r.lost > 0 && r.recovered_s.is_none();
+        let back = match (self.recovered_s, o.recovered_s) {
+            _ if never(self) || never(o) => None,
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.recovered_s = back;
         self.lost += o.lost;
         self.attempts += o.attempts;
         self.failed += o.failed;
         self.reconnects += o.reconnects;
         self.peak_attempts_per_s += o.peak_attempts_per_s;
-        // The run is back when its slowest process is.
-        self.recovered_s = match (self.recovered_s, o.recovered_s) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, None) if o.lost > 0 => a.and(None),
-            (a, b) => a.or(b),
-        };
     }
 }
 
