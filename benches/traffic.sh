@@ -53,10 +53,10 @@ if [ "${1:-}" = "--in-ns" ]; then
         grep '"event":"summary"' "$work/flood.out" | tail -1 > "$work/result.json"
         grep -o '"workers":[0-9]*' "$work/serve.out" | head -1 | cut -d: -f2 > "$work/workers"
     else
-        "$work/echo_server" 127.0.0.1 "$BASE" "$PORTS" "$srv" $(( (cap + srv - 1) / srv )) > "$work/c_server.out" 2>&1 &
+        "$(dirname "$work")/echo_server" 127.0.0.1 "$BASE" "$PORTS" "$srv" $(( (cap + srv - 1) / srv )) > "$work/c_server.out" 2>&1 &
         pids+=("$!")
         sleep 1
-        "$work/epoll_client" 127.0.0.1 "$BASE" "$PORTS" "$n" 3000 "$cli" "127.0.1.1+" "$phase" \
+        "$(dirname "$work")/epoll_client" 127.0.0.1 "$BASE" "$PORTS" "$n" 3000 "$cli" "127.0.1.1+" "$phase" \
             "$(( interval * 1000 ))" > "$work/c_client.out" 2>"$work/c_client.err" || true
         grep '^traffic' "$work/c_client.out" > "$work/result.txt" || true
         grep '^done' "$work/c_client.out" > "$work/done.txt" || true

@@ -1006,6 +1006,8 @@ mod tests {
             deadline: Duration::from_secs(10),
             json: false,
             defer_accept: false,
+            mem_floor: None,
+            doctor_row: None,
             fault: None,
         };
         let hosts = plan_hosts(&cfg).unwrap();
