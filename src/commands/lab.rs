@@ -75,6 +75,14 @@ pub struct LabArgs {
     /// when they agree).
     #[arg(long, value_enum, conflicts_with = "scenario")]
     pub fault: Option<lab::faults::Fault>,
+    /// The clients replace every connection lost during the hold (flood
+    /// --reconnect); the report says how long they took to get back.
+    #[arg(long)]
+    pub reconnect: bool,
+    /// The clients' reconnect backoff: MIN..MAX with full jitter, or 0 (a
+    /// naive reconnect storm).
+    #[arg(long, default_value = "100ms..30s", value_parser = crate::flood::engine::parse_backoff)]
+    pub reconnect_backoff: crate::flood::engine::Backoff,
     /// Run between namespace hosts (server, client-1..N on a bridge,
     /// 198.18.0.0/15) instead of one loopback; root only.
     #[arg(long)]
@@ -83,6 +91,15 @@ pub struct LabArgs {
     /// `lab --hosts` left behind, and say what was removed.
     #[arg(long, conflicts_with_all = ["hosts", "scenario"])]
     pub cleanup: bool,
+    /// The server: c1m serve (default), nginx, redis, mosquitto (a config
+    /// sized for the target is written into the report), or your own
+    /// command line with {port} in it.
+    #[arg(long, default_value = "serve", value_name = "SERVER", conflicts_with_all = ["hosts", "scenario"])]
+    pub server: crate::harness::server::ServerKind,
+    /// What the clients speak to a --server command line (nginx: http,
+    /// redis: redis, mosquitto: mqtt, serve: echo, whatever this says).
+    #[arg(long, value_enum, default_value_t = crate::flood::proto::Protocol::Connect)]
+    pub protocol: crate::flood::proto::Protocol,
     /// Start serve with --defer-accept (TCP_DEFER_ACCEPT): a connection
     /// is accepted once its first line is in, and echoed in that wake-up.
     #[arg(long)]
@@ -231,6 +248,8 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
         None => (args.target, args.deadline),
     };
     let cfg = LabConfig {
+        server: args.server.clone(),
+        protocol: args.protocol,
         target,
         clients: args.clients,
         ports: if scenario.is_some() { 1 } else { args.ports },
@@ -248,6 +267,7 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
         fault: None,
         mem_floor: None,
         doctor_row: None,
+        reconnect: None,
     };
     say(
         args.json,
@@ -349,6 +369,8 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     let max = args.target == lab::TARGET_MAX;
     let message_interval = args.message_interval.resolve(args.target);
     let mut cfg = LabConfig {
+        server: args.server.clone(),
+        protocol: args.protocol,
         target: if max { 1 } else { args.target },
         clients: args.clients,
         ports: args.ports,
@@ -366,6 +388,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         fault: args.fault,
         mem_floor: args.mem_floor_mib.map(|m| m << 20),
         doctor_row: None,
+        reconnect: args.reconnect.then_some(args.reconnect_backoff),
     };
     let mut pre = lab::preflight(&cfg, &args.profile)?;
     if max {
@@ -391,6 +414,21 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
             }
         ),
     );
+    if let Some(w) = &pre.server_warning {
+        // Before the run, even with -q: it says how the run will end.
+        say(args.json, format!("lab: warning: {w}"));
+    }
+    if cfg.server != lab::ServerKind::Serve {
+        say_unless(
+            args.quiet,
+            args.json,
+            format!(
+                "lab: server {} (config and log in the report's server/ and logs/), clients speak {}",
+                cfg.server,
+                cfg.server.protocol().unwrap_or(cfg.protocol)
+            ),
+        );
+    }
     let mut notes: Vec<String> = note.into_iter().collect();
     notes.append(&mut pre.notes);
     let result = lab::run(&cfg, private, pre.applied.is_some(), notes);

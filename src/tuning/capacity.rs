@@ -205,9 +205,15 @@ pub fn estimate(snap: &Snapshot, plan: &Plan) -> Capacity {
                     thousands(free),
                     per_conn(spc)
                 ),
+                // The figure this check needs (what is in use plus the
+                // target's files), not the profile's formula, which assumes
+                // at most 10,000 in use: after `--apply` wrote that value,
+                // asking for it again was no advice at all.
                 advice: format!(
-                    "raise fs.file-max to at least {} (c1m doctor --apply)",
-                    thousands(2 * target + 10_000)
+                    "raise fs.file-max to at least {} ({} in use + {} for the target; c1m doctor --apply)",
+                    thousands(used.unwrap_or(0).saturating_add(spc.saturating_mul(target))),
+                    thousands(used.unwrap_or(0)),
+                    thousands(spc.saturating_mul(target))
                 ),
             }
         }
@@ -472,6 +478,37 @@ fn article_role(role: &str) -> String {
     }
 }
 
+/// A server that holds every client in one process (Redis, Mosquitto):
+/// whatever the host allows, that process's own descriptor limit caps it.
+/// Returns the cap and the sentence doctor and the lab say before the run,
+/// or `None` when the target fits under it.
+pub fn one_process_server(snap: &Snapshot, server: &str, target: u64) -> Option<(u64, String)> {
+    let hard = snap.nofile.hard;
+    // Redis keeps 32 descriptors for itself (CONFIG_MIN_RESERVED_FDS);
+    // other one-process servers need about as many.
+    let cap = hard.saturating_sub(32);
+    if target <= cap {
+        return None;
+    }
+    let rise = if snap.cap_sys_resource {
+        format!(
+            "raise its hard limit (systemd LimitNOFILE=, ulimit -Hn, up to fs.nr_open {})",
+            snap.nr_open.map_or("?".into(), thousands)
+        )
+    } else {
+        "the hard limit cannot rise here (no CAP_SYS_RESOURCE)".to_string()
+    };
+    Some((
+        cap,
+        format!(
+            "{server} is one process: with RLIMIT_NOFILE hard limit {} it holds at most about {} clients, below the target of {}; {rise}, or run several instances (server_connection_limit, fd_limit)",
+            thousands(hard),
+            thousands(cap),
+            thousands(target)
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -557,6 +594,44 @@ mod tests {
     }
 
     #[test]
+    fn the_file_max_advice_counts_the_files_in_use_like_the_check() {
+        // lab --apply wrote fs.file-max 10,600 (2 x 300 + 10,000) on a host
+        // with 10,200 files in use: 200 lab connections fit, not 300.
+        let mut snap = host();
+        snap.file_max = Some(10_600);
+        snap.files_in_use = Some(10_200);
+        let c = estimate(&snap, &Plan::new(Role::Lab, 300));
+        assert!(!c.fits);
+        assert_eq!(c.binding, LimitKind::FileMax);
+        let advice = &c.limits[1].advice;
+        assert!(
+            advice.contains("at least 10,800") && !advice.contains("10,600"),
+            "{advice}"
+        );
+        // The base profile asks for enough with that many in use.
+        let prof =
+            super::super::profile::load("base", &super::super::profile::ProfileSource::Builtin)
+                .unwrap();
+        let fm = prof
+            .entries
+            .iter()
+            .find(|e| e.key == "fs.file-max")
+            .unwrap();
+        let vars = super::super::profile::Vars {
+            target: 300,
+            mem_pages: 0,
+            nofile_hard: 20_000,
+            files_in_use: 10_200,
+        };
+        let want = match fm.wanted(&vars).unwrap() {
+            super::super::profile::Wanted::Numbers(v) => v[0],
+            other => panic!("{other:?}"),
+        };
+        snap.file_max = Some(want);
+        assert!(estimate(&snap, &Plan::new(Role::Lab, 300)).fits, "{want}");
+    }
+
+    #[test]
     fn lab_counts_two_sockets_per_connection() {
         let mut snap = host();
         snap.file_max = Some(1_000_000);
@@ -624,5 +699,17 @@ mod tests {
         assert_eq!(c.max_connections, 4 * 19_936);
         assert_eq!(c.binding, LimitKind::FdPerProcess);
         assert!(!c.fits);
+    }
+
+    #[test]
+    fn a_one_process_server_is_capped_by_its_fd_limit() {
+        let snap = host();
+        assert_eq!(one_process_server(&snap, "redis", 19_968), None);
+        let (cap, w) = one_process_server(&snap, "redis", 30_000).unwrap();
+        assert_eq!(cap, 19_968);
+        assert!(
+            w.contains("redis is one process") && w.contains("19,968") && w.contains("cannot rise"),
+            "{w}"
+        );
     }
 }

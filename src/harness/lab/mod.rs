@@ -39,6 +39,7 @@ mod preflight;
 mod report;
 mod run;
 
+pub use crate::harness::server::ServerKind;
 pub use preflight::{AppliedProfile, Preflight, capacity_for, enter_netns, preflight};
 pub use report::markdown;
 pub use run::run;
@@ -73,6 +74,10 @@ pub struct LabConfig {
     pub deadline: Duration,
     /// Print JSON lines of progress instead of human lines.
     pub json: bool,
+    /// The server: c1m serve, or a real one (`--server`).
+    pub server: crate::harness::server::ServerKind,
+    /// What the clients speak to a `--server` command line.
+    pub protocol: crate::flood::proto::Protocol,
     /// serve --defer-accept (TCP_DEFER_ACCEPT on the listeners).
     pub defer_accept: bool,
     /// Stop ramping when MemAvailable falls below this many bytes
@@ -82,6 +87,10 @@ pub struct LabConfig {
     pub doctor_row: Option<String>,
     /// `--fault`: one fault injected during the hold.
     pub fault: Option<faults::Fault>,
+    /// `--reconnect`: the clients replace lost connections with this
+    /// backoff.
+    #[serde(skip)]
+    pub reconnect: Option<crate::flood::engine::Backoff>,
 }
 
 /// One client's outcome, from its summary line.
