@@ -32,6 +32,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_connections,
         stats_interval: args.stats_interval,
         json: args.json,
+        quiet: args.quiet,
         log_format: args.log_format,
         wake: args.wake,
         defer_accept: args.defer_accept,
