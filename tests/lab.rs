@@ -318,3 +318,59 @@ fn ctrl_c_leaves_no_process_and_no_applied_setting() {
         report["notes"]
     );
 }
+
+/// The ramp's safety stop (the floor of `--target max`), made to bind at
+/// once with the hidden `--mem-floor-mib` set above any host's memory: the
+/// lab stops its clients after its first memory check, reports the limit
+/// with its evidence, tears down and exits 1.
+#[test]
+fn the_memory_floor_stops_the_ramp_and_names_the_limit() {
+    let root = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "lab",
+            "--target",
+            "100000",
+            "--clients",
+            "2",
+            "--ports",
+            "4",
+            "--hold",
+            "1s",
+            "--mem-floor-mib",
+            "100000000",
+        ])
+        .arg("--report")
+        .arg(root.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Ceiling: memory bound at"), "{stdout}");
+    let dir = only_dir(root.path());
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["reached"], false);
+    let c = &report["ceiling"];
+    assert_eq!(c["limit"], "memory", "{report}");
+    assert_eq!(c["floor_bytes"].as_u64(), Some(100_000_000u64 << 20));
+    assert!(c["mem_available_bytes"].as_u64().unwrap() < c["floor_bytes"].as_u64().unwrap());
+    let at_stop = c["connections"].as_u64().unwrap();
+    assert!(at_stop < 100_000, "stopped at {at_stop}");
+    assert!(
+        report["verified"].as_u64().unwrap() < 100_000,
+        "the clients stopped ramping"
+    );
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("stopped ramping"), "{notes}");
+    assert!(
+        std::fs::read_to_string(dir.join("report.md"))
+            .unwrap()
+            .contains("Ceiling: memory bound at")
+    );
+}

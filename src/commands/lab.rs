@@ -11,12 +11,15 @@ use crate::harness::lab::{self, LabConfig, NetnsMode};
 use crate::harness::scenarios::{self, Scenario};
 
 use crate::sys::signals;
-use crate::util::{parse_count, parse_duration, thousands};
+use crate::util::{parse_duration, thousands};
 
 #[derive(Debug, Args)]
 pub struct LabArgs {
-    /// Concurrent connections to reach (100k, 1M...).
-    #[arg(short = 'n', long, default_value = "100000", value_parser = parse_count)]
+    /// Concurrent connections to reach (100k, 1M...), or "max": doctor's
+    /// capacity estimate for this host (with --apply: after the lab
+    /// profile), ramping until then or until MemAvailable falls to 1.5 GiB
+    /// or 6% of RAM, whichever is more.
+    #[arg(short = 'n', long, default_value = "100000", value_parser = lab::parse_target)]
     pub target: u64,
     /// Number of flood clients, each with its own source addresses.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=200))]
@@ -101,6 +104,10 @@ pub struct LabArgs {
     /// is accepted once its first line is in, and echoed in that wake-up.
     #[arg(long)]
     pub defer_accept: bool,
+    /// Stop ramping when MemAvailable falls below this many MiB (the
+    /// floor of --target max; set high, it binds at once: for tests).
+    #[arg(long, hide = true)]
+    pub mem_floor_mib: Option<u64>,
 }
 
 /// `--scenario` values: one scenario, or all of them.
@@ -258,6 +265,8 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
         json: args.json,
         defer_accept: args.defer_accept,
         fault: None,
+        mem_floor: None,
+        doctor_row: None,
         reconnect: None,
     };
     say(
@@ -333,6 +342,9 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         return cleanup();
     }
     if args.hosts {
+        if args.target == lab::TARGET_MAX {
+            anyhow::bail!("--target max runs on the loopback lab, not with --hosts");
+        }
         if let Some(f) = args.fault {
             anyhow::bail!(
                 "--fault {} runs on the loopback lab, not with --hosts",
@@ -352,11 +364,14 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         }
         return run_scenarios(choice, private, &args.report, args.json);
     }
+    // --target max: first doctor's estimate (after the profile, if
+    // --apply), then the ramp toward it with the MemAvailable floor.
+    let max = args.target == lab::TARGET_MAX;
     let message_interval = args.message_interval.resolve(args.target);
-    let cfg = LabConfig {
+    let mut cfg = LabConfig {
         server: args.server.clone(),
         protocol: args.protocol,
-        target: args.target,
+        target: if max { 1 } else { args.target },
         clients: args.clients,
         ports: args.ports,
         base_port: args.port,
@@ -371,9 +386,14 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         json: args.json,
         defer_accept: args.defer_accept,
         fault: args.fault,
+        mem_floor: args.mem_floor_mib.map(|m| m << 20),
+        doctor_row: None,
         reconnect: args.reconnect.then_some(args.reconnect_backoff),
     };
     let mut pre = lab::preflight(&cfg, &args.profile)?;
+    if max {
+        resolve_max(&mut cfg, &mut pre, args.message_interval)?;
+    }
     let cap = &pre.capacity;
     say_unless(
         args.quiet,
@@ -430,6 +450,9 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     } else if !args.quiet {
         println!("{}", report.analysis);
     }
+    if let Some(c) = &report.ceiling {
+        say(args.json, format!("lab: {}", lab::ceiling_sentence(c)));
+    }
     let hold_ok = report.hold.as_ref().is_none_or(|h| h.ok);
     say(
         args.json,
@@ -455,6 +478,41 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(super::EXIT_FAIL)
     })
+}
+
+/// `--target max`: the target becomes doctor's capacity estimate (taken
+/// after the profile was applied) and the MemAvailable floor is set.
+fn resolve_max(
+    cfg: &mut LabConfig,
+    pre: &mut lab::Preflight,
+    interval: lab::MessageInterval,
+) -> Result<()> {
+    // Planned for far more than any host holds, the estimate's processes
+    // are no limit: what binds is file-max, memory, ports or conntrack.
+    let open = lab::capacity_for(cfg, 1 << 32)?;
+    let cap = lab::capacity_for(cfg, open.max_connections.max(1))?;
+    pre.capacity = cap.clone();
+    let cap = &pre.capacity;
+    if cap.max_connections == 0 {
+        anyhow::bail!(
+            "--target max: doctor's capacity estimate is 0 connections:\n  {}",
+            cap.sentences().join("\n  ")
+        );
+    }
+    let total = crate::sys::procfs::meminfo()
+        .map_err(|e| anyhow::anyhow!("reading /proc/meminfo for the memory floor: {e}"))?
+        .total;
+    cfg.target = cap.max_connections;
+    cfg.message_interval = interval.resolve(cfg.target);
+    let floor = *cfg.mem_floor.get_or_insert(lab::mem_floor(total));
+    cfg.doctor_row = Some(cap.sentences().join(" "));
+    pre.notes.push(format!(
+        "--target max: doctor's capacity estimate is {} connections (binding: {}); the ramp stops there or when MemAvailable falls below {} MiB",
+        thousands(cfg.target),
+        cap.binding.label(),
+        floor >> 20
+    ));
+    Ok(())
 }
 
 /// `; hold: 100,000 alive, none lost` or the fault's comparison.

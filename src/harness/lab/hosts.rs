@@ -1008,6 +1008,8 @@ mod tests {
             deadline: Duration::from_secs(10),
             json: false,
             defer_accept: false,
+            mem_floor: None,
+            doctor_row: None,
             fault: None,
             reconnect: None,
         };

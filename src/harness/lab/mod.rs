@@ -40,7 +40,7 @@ mod report;
 mod run;
 
 pub use crate::harness::server::ServerKind;
-pub use preflight::{AppliedProfile, Preflight, enter_netns, preflight};
+pub use preflight::{AppliedProfile, Preflight, capacity_for, enter_netns, preflight};
 pub use report::markdown;
 pub use run::run;
 
@@ -80,6 +80,11 @@ pub struct LabConfig {
     pub protocol: crate::flood::proto::Protocol,
     /// serve --defer-accept (TCP_DEFER_ACCEPT on the listeners).
     pub defer_accept: bool,
+    /// Stop ramping when MemAvailable falls below this many bytes
+    /// (`--target max`, or the hidden `--mem-floor-mib`).
+    pub mem_floor: Option<u64>,
+    /// doctor's capacity sentences, for the report of a ceiling run.
+    pub doctor_row: Option<String>,
     /// `--fault`: one fault injected during the hold.
     pub fault: Option<faults::Fault>,
     /// `--reconnect`: the clients replace lost connections with this
@@ -140,6 +145,10 @@ pub struct LabReport {
     pub kernel_lines: Vec<String>,
     pub notes: Vec<String>,
     pub applied_profile: bool,
+    /// Set when the ramp stopped at a limit before the target
+    /// (`--target max`: the host's ceiling).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceiling: Option<Ceiling>,
     /// What `c1m analyze` found in the run's logs (logs/).
     pub findings: Vec<crate::diagnosis::classify::Finding>,
     /// The hold's account: alive at its end, lost during it by cause.
@@ -149,6 +158,57 @@ pub struct LabReport {
     /// analyze's human report, printed by the command.
     #[serde(skip)]
     pub analysis: String,
+}
+
+/// Where a ramp stopped before its target, and the evidence.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Ceiling {
+    /// The limit that bound: `memory` (MemAvailable reached the floor).
+    pub limit: String,
+    /// Connections the clients had verified when the ramp stopped.
+    pub connections: u64,
+    pub mem_available_bytes: u64,
+    pub floor_bytes: u64,
+    /// Kernel memory per connection at the stop (as the report's).
+    pub kernel_bytes_per_connection: Option<f64>,
+    /// doctor's capacity estimate for this host (the row that gave the
+    /// ceiling the ramp aimed at).
+    pub doctor: Option<String>,
+}
+
+/// One sentence about where the ramp stopped, with its evidence.
+pub fn ceiling_sentence(c: &Ceiling) -> String {
+    format!(
+        "Ceiling: {} bound at {} verified connections (MemAvailable {} MiB, below the floor of {} MiB; kernel memory {} per connection){}",
+        c.limit,
+        crate::util::thousands(c.connections),
+        c.mem_available_bytes >> 20,
+        c.floor_bytes >> 20,
+        c.kernel_bytes_per_connection
+            .map_or("not measured".to_string(), |k| format!("{k:.0} B")),
+        c.doctor
+            .as_ref()
+            .map(|d| format!(". doctor: {d}"))
+            .unwrap_or_default()
+    )
+}
+
+/// `--target max` on the command line: replaced by doctor's capacity
+/// estimate before the run.
+pub const TARGET_MAX: u64 = u64::MAX;
+
+/// The value parser of `--target`: a count (100k, 1M) or `max`.
+pub fn parse_target(text: &str) -> Result<u64, String> {
+    if text.trim().eq_ignore_ascii_case("max") {
+        return Ok(TARGET_MAX);
+    }
+    crate::util::parse_count(text)
+}
+
+/// The MemAvailable floor of `--target max`: 1.5 GiB or 6% of RAM,
+/// whichever is more. The ramp stops there, far above the OOM killer.
+pub fn mem_floor(mem_total_bytes: u64) -> u64 {
+    (1536u64 << 20).max(mem_total_bytes / 100 * 6)
 }
 
 /// Messages per second the whole lab aims at during the hold by default.
@@ -232,6 +292,17 @@ mod tests {
         assert_eq!(p("auto"), Ok(Some(Duration::from_secs(10))));
         assert_eq!(p("250ms"), Ok(Some(Duration::from_millis(250))));
         assert!(parse_message_interval("often").is_err());
+    }
+
+    #[test]
+    fn target_max_and_its_memory_floor() {
+        assert_eq!(parse_target("max"), Ok(TARGET_MAX));
+        assert_eq!(parse_target("1M"), Ok(1_000_000));
+        assert!(parse_target("most").is_err());
+        // 24 GiB: 6% is 1.44 GiB, so the 1.5 GiB minimum holds
+        assert_eq!(mem_floor(24 << 30), 1536 << 20);
+        // 64 GiB: 6% is more
+        assert_eq!(mem_floor(64 << 30), (64u64 << 30) / 100 * 6);
     }
 
     #[test]

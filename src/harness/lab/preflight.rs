@@ -161,6 +161,20 @@ pub struct Preflight {
     pub server_warning: Option<String>,
 }
 
+/// doctor's capacity estimate for the lab of `cfg` at `target`, as the
+/// host is now (after the profile, when preflight applied it).
+pub fn capacity_for(cfg: &LabConfig, target: u64) -> Result<crate::tuning::Capacity> {
+    use crate::tuning::{self, Plan, Role, snapshot};
+    let sysctl = tuning::sysctl::Sysctl::from_env();
+    let plan = Plan {
+        sources: u64::from(cfg.clients) * u64::from(cfg.sources_per_client),
+        server_ports: u64::from(cfg.ports),
+        ..Plan::new(Role::Lab, target)
+    };
+    let snap = snapshot::take(&sysctl, crate::sys::limits::Target::This)?;
+    Ok(tuning::capacity::estimate(&snap, &plan))
+}
+
 /// Check the host with doctor's code: apply the lab profile when asked
 /// (`profile`: a name in profiles/ or a file), then estimate the capacity
 /// and refuse a target that does not fit unless `force`.

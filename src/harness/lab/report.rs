@@ -84,6 +84,9 @@ pub fn markdown(r: &LabReport) -> String {
         thousands(r.verified),
         thousands(r.peak_connections)
     ));
+    if let Some(c) = &r.ceiling {
+        s.push_str(&format!("{}\n\n", super::ceiling_sentence(c)));
+    }
     let mut t = md_table(&["measure", "value"]);
     let rows: Vec<(&str, String)> = vec![
         ("time to target", opt(r.time_to_target_s, " s")),

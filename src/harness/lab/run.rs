@@ -24,8 +24,8 @@ use crate::util::thousands;
 use super::faults::{self, ClientHold, Injector, Scene, ServerHold};
 use super::report::write_reports;
 use super::{
-    CLIENT_HOLD_MARGIN, ClientResult, LabConfig, LabReport, SERVER_STOP_GRACE, server_capacity,
-    split,
+    CLIENT_HOLD_MARGIN, Ceiling, ClientResult, LabConfig, LabReport, SERVER_STOP_GRACE,
+    server_capacity, split,
 };
 
 /// Per-process state while the run goes on.
@@ -220,6 +220,8 @@ pub fn run(
     let run_start_ts = crate::util::unix_now();
     let mut sysctl_at_peak = None;
     let mut last_print = Instant::now();
+    // The MemAvailable floor (--target max) is checked once a second.
+    let mut last_mem = Instant::now();
     let mut interrupted = false;
     let mut gave_up = false;
     let mut hold_started: Option<Instant> = None;
@@ -314,11 +316,32 @@ pub fn run(
             report.memory_peak = probe::memory().unwrap_or_default();
             sysctl_at_peak = Some(probe::sysctl_text());
         }
+        if let Some(floor) = cfg.mem_floor
+            && report.ceiling.is_none()
+            && report.time_to_target_s.is_none()
+            && last_mem.elapsed() >= Duration::from_secs(1)
+        {
+            last_mem = Instant::now();
+            if let Some(c) = memory_floor_reached(floor, established, cfg) {
+                report.memory_peak = probe::memory().unwrap_or_default();
+                report.notes.push(format!(
+                    "stopped ramping at {} verified connections: MemAvailable {} MiB fell below the floor of {} MiB; clients stopped",
+                    thousands(c.connections),
+                    c.mem_available_bytes >> 20,
+                    floor >> 20
+                ));
+                report.ceiling = Some(c);
+                sysctl_at_peak = Some(probe::sysctl_text());
+                gave_up = true;
+                stop_clients(&pool);
+            }
+        }
         // Every client is done connecting short of the target (a server
         // that stopped taking clients): hold what they have, rather than
         // wait for their own backstop or the deadline.
         if hold_started.is_none()
             && report.time_to_target_s.is_none()
+            && report.ceiling.is_none()
             && live[1..].iter().all(|l| l.connect_over || l.exit.is_some())
         {
             hold_started = Some(Instant::now());
@@ -341,7 +364,7 @@ pub fn run(
             );
         }
     }
-    if report.time_to_target_s.is_none() {
+    if report.time_to_target_s.is_none() && report.ceiling.is_none() {
         // Peak memory: sample now, with whatever is open.
         report.memory_peak = probe::memory().unwrap_or_default();
     }
@@ -397,6 +420,10 @@ pub fn run(
         .with_context(|| format!("writing {}", kernel_path.display()))?;
 
     summarize(&mut report, &live, run_start_ts);
+    let kernel = report.kernel_bytes_per_connection;
+    if let Some(c) = report.ceiling.as_mut() {
+        c.kernel_bytes_per_connection = kernel;
+    }
     if let Some(log) = lab_log.as_mut() {
         let _ = log.flush();
     }
@@ -418,6 +445,21 @@ pub fn run(
     report.analysis = analysis.render();
     write_reports(&dir, &report)?;
     Ok(report)
+}
+
+/// The ramp's memory floor: a [`Ceiling`] when MemAvailable is below
+/// `floor` bytes now, with `established` verified connections.
+fn memory_floor_reached(floor: u64, established: u64, cfg: &LabConfig) -> Option<Ceiling> {
+    let m = probe::memory().ok()?;
+    let avail = m.mem_available_kib * 1024;
+    (avail < floor).then(|| Ceiling {
+        limit: "memory".into(),
+        connections: established,
+        mem_available_bytes: avail,
+        floor_bytes: floor,
+        kernel_bytes_per_connection: None,
+        doctor: cfg.doctor_row.clone(),
+    })
 }
 
 pub(super) fn absorb(live: &mut Live, rec: Record) {
