@@ -34,6 +34,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         json: args.json,
         log_format: args.log_format,
         wake: args.wake,
+        metrics: args.metrics,
     })?;
     Ok(ExitCode::from(status))
 }

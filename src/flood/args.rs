@@ -87,6 +87,10 @@ pub struct FloodArgs {
     /// --shard: the hostname).
     #[arg(long)]
     pub host_name: Option<String>,
+    /// Serve OpenMetrics at http://ADDR:PORT/metrics from the parent
+    /// process, summing its shards (PORT alone or :PORT binds 127.0.0.1).
+    #[arg(long, value_name = "ADDR:PORT", value_parser = crate::metrics::endpoint::parse_addr)]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 fn parse_start_at(text: &str) -> Result<SystemTime, String> {
@@ -221,6 +225,7 @@ impl FloodArgs {
                 self.start_at.map(humantime::format_rfc3339_nanos),
             )
             .opt_some("host-name", self.host_name.as_deref())
+            .opt_some("metrics", self.metrics)
     }
 }
 

@@ -15,6 +15,8 @@ pub mod wire;
 
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::events::Role;
+use crate::metrics::{Endpoint, Labels};
 use crate::sys::limits::FD_SLACK;
 use crate::sys::signals;
 use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
@@ -114,6 +116,7 @@ fn settings(req: &Request, procs: u32) -> crate::events::FloodStart {
             .args
             .start_at
             .map(|t| humantime::format_rfc3339_millis(t).to_string()),
+        metrics: None,
     }
 }
 
@@ -171,8 +174,23 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
     let mut reporter = Reporter::new(req.format, req.args.output.as_deref(), req.plan.connections)?;
     reporter.hold_text = report::human_duration(req.plan.hold);
     reporter.expected_workers = procs as usize;
+    reporter.nofile = if procs == 1 {
+        crate::sys::limits::raise_nofile().soft
+    } else {
+        budget + FD_SLACK
+    };
     reporter.origin = origin;
-    reporter.start(&settings(&req, procs), &headline(&req, procs));
+    if let Some(addr) = req.args.metrics {
+        let labels = Labels::new(Role::Flood, host.as_deref(), shard.as_deref());
+        reporter.metrics = Some(Endpoint::start(addr, labels)?);
+    }
+    let mut start = settings(&req, procs);
+    start.metrics = reporter.metrics.as_ref().map(Endpoint::url);
+    let mut headline = headline(&req, procs);
+    if let Some(url) = &start.metrics {
+        headline.push_str(&format!("\nmetrics at {url}"));
+    }
+    reporter.start(&start, &headline);
     let summary = if procs == 1 {
         let shard = req.plan.shard(0, 1);
         let opts = EngineOptions {
@@ -234,6 +252,8 @@ fn worker_args(req: &Request, index: u32, count: u32) -> FloodShardArgs {
             output: None,
             // the parent waited for it already
             start_at: None,
+            // only the parent serves metrics
+            metrics: None,
             ..req.args.clone()
         },
     }

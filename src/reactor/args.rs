@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// How listeners wake workers (one: EPOLLEXCLUSIVE; all: the herd).
     #[arg(long, value_enum, default_value = "one", hide = true)]
     pub wake: Wake,
+    /// Serve OpenMetrics at http://ADDR:PORT/metrics from the parent
+    /// process (PORT alone or :PORT binds 127.0.0.1), for Prometheus.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = crate::metrics::endpoint::parse_addr)]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `c1m serve-worker`: one worker process of `c1m serve`, polling the
@@ -130,6 +134,7 @@ impl ServeArgs {
             .flag("json", self.json)
             .value_enum("log-format", &self.log_format)
             .value_enum("wake", &self.wake)
+            .opt_some("metrics", self.metrics)
             .into_vec()
     }
 
@@ -218,6 +223,7 @@ mod tests {
             json: true,
             log_format: LogFormat::Seed,
             wake: Wake::All,
+            metrics: Some("0.0.0.0:9400".parse().unwrap()),
         };
         round_trip(&a);
         let w = ServeWorkerArgs {
@@ -258,6 +264,7 @@ mod tests {
                 json,
                 log_format: if seed { LogFormat::Seed } else { LogFormat::Human },
                 wake: if herd { Wake::All } else { Wake::One },
+                metrics: None,
             };
             round_trip(&a);
         }
