@@ -282,7 +282,7 @@ fn run_parent(
                   running: &mut usize,
                   lost: &mut Vec<String>| match msg {
         WorkerMsg::Line { index, line } => match wire::parse_worker_line(&line) {
-            Received::Line(WorkerLine::Interval(snap)) => reporter.update(index as u32, snap),
+            Received::Line(WorkerLine::Interval(snap)) => reporter.update(index as u32, *snap),
             Received::Line(WorkerLine::Failure(note)) => {
                 reporter.failure(Some(index as u32), &note)
             }
