@@ -201,11 +201,13 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
         let (summary, held) = engine.run();
         let reason = reporter.finish(&summary);
         drop(held); // close after the summary is out
+        reporter.linger();
         return Ok(reason.is_none());
     } else {
         run_parent(&req, procs, budget, &mut reporter)?
     };
     let reason = reporter.finish(&summary);
+    reporter.linger();
     Ok(reason.is_none())
 }
 

@@ -48,6 +48,9 @@ impl Out {
     }
 }
 
+/// How long flood waits at the end for a scrape of its final figures.
+pub const LINGER: Duration = Duration::from_secs(5);
+
 /// Renders a run's progress (see the module doc).
 pub struct Reporter {
     format: LogFormat,
@@ -365,6 +368,14 @@ impl Reporter {
         }
     }
 
+    /// With `--metrics`: wait (at most [`LINGER`]) until a scraper has read
+    /// the final figures, so a run shorter than the scrape interval is seen.
+    pub fn linger(&self) {
+        if let Some(m) = &self.metrics {
+            m.linger(LINGER);
+        }
+    }
+
     /// Once a second: the interval line.
     pub fn tick(&mut self) {
         let now = Instant::now();
@@ -421,7 +432,7 @@ impl Reporter {
             let (mut c, _, _) = self.totals();
             c.opened_total = s.verified();
             c.failures = s.counters.failures.clone();
-            m.publish(self.figures(&c));
+            m.publish_final(self.figures(&c));
         }
         if let Some(bar) = self.bar.take() {
             bar.set_position(s.verified().min(self.target));

@@ -1,8 +1,9 @@
 //! The `/metrics` endpoint: one thread with its own listener and its own
 //! small mio loop, in the supervising process only. It answers
-//! `GET /metrics` with the OpenMetrics text of the last published
-//! [`Figures`] and the kernel's counters read then, and closes every
-//! connection after one answer.
+//! `GET /metrics` with the last published [`Figures`] and the kernel's
+//! counters read then, as OpenMetrics text when the scraper accepts it
+//! (Prometheus does) and as Prometheus text 0.0.4 otherwise (curl,
+//! `promtool check metrics`), and closes every connection after one answer.
 //!
 //! Bounded whatever the scrapers do, so that serve and flood never notice
 //! them: at most [`MAX_CONNS`] connections at once (a new one closes the
@@ -22,7 +23,7 @@ use anyhow::Context;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::{Figures, Kernel, Labels, Shared, render};
+use super::{Figures, Format, Kernel, Labels, Shared, render};
 
 /// Connections served at once; the oldest goes when one more arrives.
 pub const MAX_CONNS: usize = 64;
@@ -40,6 +41,7 @@ pub struct Endpoint {
     addr: SocketAddr,
     shared: Shared,
     stop: Arc<AtomicBool>,
+    ends: Ends,
     waker: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
 }
@@ -70,6 +72,7 @@ impl Endpoint {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("--metrics: waker")?);
         let shared = Shared::default();
         let stop = Arc::new(AtomicBool::new(false));
+        let ends = Ends::default();
         let mut server = Server {
             poll,
             listener,
@@ -77,6 +80,7 @@ impl Endpoint {
             shared: shared.clone(),
             labels,
             stop: stop.clone(),
+            ends: ends.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("c1m-metrics".into())
@@ -86,6 +90,7 @@ impl Endpoint {
             addr,
             shared,
             stop,
+            ends,
             waker,
             thread: Some(thread),
         })
@@ -105,6 +110,34 @@ impl Endpoint {
     pub fn publish(&self, figures: Figures) {
         self.shared.set(figures);
     }
+
+    /// Publish the run's final figures: [`Endpoint::linger`] then waits
+    /// for a scrape of them.
+    pub fn publish_final(&self, figures: Figures) {
+        self.shared.set(figures);
+        self.ends.published.store(true, Ordering::SeqCst);
+    }
+
+    /// Wait until a scraper has read the final figures, at most `max`: a
+    /// run that ends between two scrapes still shows its last figures in
+    /// Prometheus. Returns whether one did.
+    pub fn linger(&self, max: Duration) -> bool {
+        let until = Instant::now() + max;
+        while Instant::now() < until {
+            if self.ends.served.load(Ordering::SeqCst) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+/// The final figures: published, and served to a scraper since.
+#[derive(Debug, Default, Clone)]
+struct Ends {
+    published: Arc<AtomicBool>,
+    served: Arc<AtomicBool>,
 }
 
 impl Drop for Endpoint {
@@ -134,6 +167,7 @@ struct Server {
     shared: Shared,
     labels: Labels,
     stop: Arc<AtomicBool>,
+    ends: Ends,
 }
 
 /// What to do with a connection after an event.
@@ -322,12 +356,18 @@ impl Server {
         let path = path.split(|&b| b == b'?').next().unwrap_or(path);
         match (method, path) {
             (Some(b"GET"), b"/metrics") => {
-                let body = render(&self.labels, self.shared.get(), Kernel::read());
-                Some(response(
-                    200,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    body.as_bytes(),
-                ))
+                let last = self.ends.published.load(Ordering::SeqCst);
+                let format = if memchr::memmem::find(req, b"application/openmetrics-text").is_some()
+                {
+                    Format::OpenMetrics
+                } else {
+                    Format::Prometheus
+                };
+                let body = render(&self.labels, self.shared.get(), Kernel::read(), format);
+                if last {
+                    self.ends.served.store(true, Ordering::SeqCst);
+                }
+                Some(response(200, format.content_type(), body.as_bytes()))
             }
             (Some(b"GET"), b"/") => Some(plain(200, "c1m: metrics at /metrics\n")),
             (Some(b"GET"), _) => Some(plain(404, "not found: try /metrics\n")),

@@ -468,9 +468,28 @@ impl Collector for FiguresCollector {
     }
 }
 
-/// The OpenMetrics text of `figures` and `kernel`, with `labels` on every
+/// The exposition formats a scraper may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text (what Prometheus asks for).
+    OpenMetrics,
+    /// Prometheus text 0.0.4 (curl, `promtool check metrics`).
+    Prometheus,
+}
+
+impl Format {
+    /// The Content-Type of an answer in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// The text of `figures` and `kernel` in `format`, with `labels` on every
 /// series.
-pub fn render(labels: &Labels, figures: Figures, kernel: Kernel) -> String {
+pub fn render(labels: &Labels, figures: Figures, kernel: Kernel, format: Format) -> String {
     let mut registry = Registry::with_labels(labels.pairs().into_iter());
     registry.register_collector(Box::new(FiguresCollector {
         figures,
@@ -478,9 +497,18 @@ pub fn render(labels: &Labels, figures: Figures, kernel: Kernel) -> String {
         role: labels.role,
     }));
     let mut out = String::with_capacity(8 * 1024);
-    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+    let res = match format {
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
+        Format::Prometheus => {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+        }
+    };
+    if res.is_err() {
         // Writing to a String cannot fail; an encoder error would be ours.
-        out = "# EOF\n".into();
+        out.clear();
+        if format == Format::OpenMetrics {
+            out.push_str("# EOF\n");
+        }
     }
     out
 }
@@ -539,7 +567,7 @@ mod tests {
             conntrack_count: None,
             ..Default::default()
         };
-        let text = render(&labels, f, kernel);
+        let text = render(&labels, f.clone(), kernel.clone(), Format::OpenMetrics);
         let l = r#"{role="flood",host="client-1",shard="2/3"}"#;
         for want in [
             format!("c1m_connections{l} 20000"),
@@ -574,6 +602,14 @@ mod tests {
         assert!(!text.contains("nf_conntrack"), "not loaded: not shown");
         assert!(!text.contains("c1m_accepts"), "serve's counter on flood");
         assert!(text.ends_with("# EOF\n"), "{text}");
+        // The Prometheus text format names each family as its samples.
+        let text = render(&labels, f, kernel, Format::Prometheus);
+        assert!(text.contains("# TYPE c1m_verified_total counter"), "{text}");
+        assert!(
+            text.contains(&format!("c1m_verified_total{l} 20100")),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
     }
 
     #[test]
