@@ -75,6 +75,18 @@ pub struct LabArgs {
     /// `lab --hosts` left behind, and say what was removed.
     #[arg(long, conflicts_with_all = ["hosts", "scenario"])]
     pub cleanup: bool,
+    /// Turn on serve's and every client's OpenMetrics endpoint: serve on
+    /// ADDR:PORT, client K on PORT+K (default 127.0.0.1:9400, 9401...), on
+    /// the host's loopback even when the lab runs in its own namespace.
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        num_args = 0..=1,
+        default_missing_value = "127.0.0.1:9400",
+        value_parser = crate::metrics::endpoint::parse_addr,
+        conflicts_with_all = ["hosts", "scenario", "cleanup"]
+    )]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `--scenario` values: one scenario, or all of them.
@@ -228,6 +240,7 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
         report_root: args.report,
         deadline,
         json: args.json,
+        metrics: Vec::new(),
     };
     say(
         args.json,
@@ -307,6 +320,24 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     if args.scenario == Some(ScenarioChoice::Conntrack) {
         anyhow::bail!("--scenario conntrack runs between namespace hosts: add --hosts");
     }
+    // Metrics endpoints on the host's loopback: bound before the lab moves
+    // into its namespace, inherited by serve and the clients.
+    let mut metrics_listeners = Vec::new();
+    let mut metrics = Vec::new();
+    if let Some(base) = args.metrics {
+        for k in 0..=args.clients {
+            let port = u16::try_from(u32::from(base.port()) + k).map_err(|_| {
+                anyhow::anyhow!("--metrics {base}: port {base} + {k} is past 65535")
+            })?;
+            let addr = std::net::SocketAddr::new(base.ip(), port);
+            let l = crate::metrics::endpoint::Endpoint::bind_inheritable(addr)?;
+            metrics.push((
+                format!("http://{addr}/metrics"),
+                std::os::fd::AsRawFd::as_raw_fd(&l),
+            ));
+            metrics_listeners.push(l);
+        }
+    }
     // First, before any thread exists: the namespace is per thread.
     let (private, note) = lab::enter_netns(args.netns)?;
     if let Some(choice) = args.scenario {
@@ -330,6 +361,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         report_root: args.report,
         deadline: args.deadline,
         json: args.json,
+        metrics,
     };
     let mut pre = lab::preflight(&cfg, &args.profile)?;
     let cap = &pre.capacity;
@@ -352,9 +384,18 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
             }
         ),
     );
+    for (i, (url, _)) in cfg.metrics.iter().enumerate() {
+        let who = if i == 0 {
+            "serve".to_string()
+        } else {
+            format!("client {i}")
+        };
+        say(args.json, format!("lab: metrics of {who} at {url}"));
+    }
     let mut notes: Vec<String> = note.into_iter().collect();
     notes.append(&mut pre.notes);
     let result = lab::run(&cfg, private, pre.applied.is_some(), notes);
+    drop(metrics_listeners);
     if let Some(applied) = pre.applied.as_mut() {
         let rb = applied.rollback()?;
         if rb.ok() {

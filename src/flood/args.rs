@@ -91,6 +91,9 @@ pub struct FloodArgs {
     /// process, summing its shards (PORT alone or :PORT binds 127.0.0.1).
     #[arg(long, value_name = "ADDR:PORT", value_parser = crate::metrics::endpoint::parse_addr)]
     pub metrics: Option<std::net::SocketAddr>,
+    /// `--metrics` on an inherited listening socket (the lab's).
+    #[arg(long, hide = true, conflicts_with = "metrics")]
+    pub metrics_fd: Option<std::os::fd::RawFd>,
 }
 
 fn parse_start_at(text: &str) -> Result<SystemTime, String> {
@@ -226,6 +229,7 @@ impl FloodArgs {
             )
             .opt_some("host-name", self.host_name.as_deref())
             .opt_some("metrics", self.metrics)
+            .opt_some("metrics-fd", self.metrics_fd)
     }
 }
 

@@ -16,6 +16,7 @@ pub mod wire;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::events::Role;
+use crate::metrics::endpoint::MetricsAt;
 use crate::metrics::{Endpoint, Labels};
 use crate::sys::limits::FD_SLACK;
 use crate::sys::signals;
@@ -180,9 +181,14 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
         budget + FD_SLACK
     };
     reporter.origin = origin;
-    if let Some(addr) = req.args.metrics {
+    let metrics_at = match (req.args.metrics, req.args.metrics_fd) {
+        (Some(a), _) => Some(MetricsAt::Addr(a)),
+        (None, Some(fd)) => Some(MetricsAt::Fd(fd)),
+        (None, None) => None,
+    };
+    if let Some(at) = metrics_at {
         let labels = Labels::new(Role::Flood, host.as_deref(), shard.as_deref());
-        reporter.metrics = Some(Endpoint::start(addr, labels)?);
+        reporter.metrics = Some(at.start(labels)?);
     }
     let mut start = settings(&req, procs);
     start.metrics = reporter.metrics.as_ref().map(Endpoint::url);
@@ -256,6 +262,7 @@ fn worker_args(req: &Request, index: u32, count: u32) -> FloodShardArgs {
             start_at: None,
             // only the parent serves metrics
             metrics: None,
+            metrics_fd: None,
             ..req.args.clone()
         },
     }

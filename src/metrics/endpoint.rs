@@ -14,6 +14,7 @@
 //! short lock to replace the figures ([`Endpoint::publish`]).
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -58,6 +59,55 @@ impl Endpoint {
             };
             anyhow::anyhow!("--metrics {addr}: cannot listen: {e}{hint}")
         })?;
+        Endpoint::serve(std_listener, addr, labels)
+    }
+
+    /// Bind `addr` for a child process to serve on (`--metrics-fd`): the
+    /// socket is left open across exec.
+    pub fn bind_inheritable(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+        let l = std::net::TcpListener::bind(addr)
+            .map_err(|e| anyhow::anyhow!("--metrics {addr}: cannot listen: {e}"))?;
+        // SAFETY: fcntl on a socket we own.
+        unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&l), libc::F_SETFD, 0) };
+        Ok(l)
+    }
+
+    /// Serve on a listening socket inherited as fd `fd` (the lab binds it
+    /// before it moves into its private network namespace, so that the
+    /// endpoint answers on the host's loopback).
+    pub fn start_on_fd(fd: RawFd, labels: Labels) -> anyhow::Result<Endpoint> {
+        let mut val: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `val`.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_ACCEPTCONN,
+                (&mut val as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 || val != 1 {
+            anyhow::bail!("--metrics-fd {fd}: not a listening socket inherited from the parent");
+        }
+        // SAFETY: a listening socket (checked above) this process owns from
+        // now on.
+        let l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+        // Our own children (workers) must not inherit it.
+        // SAFETY: fcntl on an fd we own.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        let addr = l
+            .local_addr()
+            .with_context(|| format!("--metrics-fd {fd}: reading its address"))?;
+        Endpoint::serve(l, addr, labels)
+    }
+
+    fn serve(
+        std_listener: std::net::TcpListener,
+        addr: SocketAddr,
+        labels: Labels,
+    ) -> anyhow::Result<Endpoint> {
         std_listener
             .set_nonblocking(true)
             .with_context(|| format!("--metrics {addr}: making the listener non-blocking"))?;
@@ -394,6 +444,24 @@ fn response(code: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
     .into_bytes();
     out.extend_from_slice(body);
     out
+}
+
+/// Where an endpoint listens: an address to bind, or a listening socket
+/// inherited from a parent (`--metrics-fd`, the lab's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsAt {
+    Addr(SocketAddr),
+    Fd(RawFd),
+}
+
+impl MetricsAt {
+    /// Start an endpoint there.
+    pub fn start(self, labels: Labels) -> anyhow::Result<Endpoint> {
+        match self {
+            MetricsAt::Addr(a) => Endpoint::start(a, labels),
+            MetricsAt::Fd(fd) => Endpoint::start_on_fd(fd, labels),
+        }
+    }
 }
 
 /// `--metrics`: `ADDR:PORT`, `HOST:PORT` (`localhost:9400`), `:PORT` or

@@ -58,6 +58,9 @@ pub struct ServeArgs {
     /// process (PORT alone or :PORT binds 127.0.0.1), for Prometheus.
     #[arg(long, value_name = "ADDR:PORT", value_parser = crate::metrics::endpoint::parse_addr)]
     pub metrics: Option<std::net::SocketAddr>,
+    /// `--metrics` on an inherited listening socket (the lab's).
+    #[arg(long, hide = true, conflicts_with = "metrics")]
+    pub metrics_fd: Option<RawFd>,
 }
 
 /// `c1m serve-worker`: one worker process of `c1m serve`, polling the
@@ -135,6 +138,7 @@ impl ServeArgs {
             .value_enum("log-format", &self.log_format)
             .value_enum("wake", &self.wake)
             .opt_some("metrics", self.metrics)
+            .opt_some("metrics-fd", self.metrics_fd)
             .into_vec()
     }
 
@@ -224,6 +228,7 @@ mod tests {
             log_format: LogFormat::Seed,
             wake: Wake::All,
             metrics: Some("0.0.0.0:9400".parse().unwrap()),
+            metrics_fd: None,
         };
         round_trip(&a);
         let w = ServeWorkerArgs {
@@ -265,6 +270,7 @@ mod tests {
                 log_format: if seed { LogFormat::Seed } else { LogFormat::Human },
                 wake: if herd { Wake::All } else { Wake::One },
                 metrics: None,
+                metrics_fd: if json { Some(7) } else { None },
             };
             round_trip(&a);
         }

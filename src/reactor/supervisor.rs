@@ -22,6 +22,7 @@ use super::args::ServeWorkerArgs;
 use super::lost::Losses;
 use super::wire::{self, Received, ServeInterval, ServeLine, ServeSummaryLine, WorkerLine};
 use super::{Plan, Wake};
+use crate::metrics::endpoint::MetricsAt;
 use crate::metrics::{Endpoint, Figures, Labels};
 
 /// Output style of the parent.
@@ -48,7 +49,7 @@ pub struct ServeOptions {
     pub log_format: LogFormat,
     pub wake: Wake,
     /// `--metrics`: where the parent serves OpenMetrics.
-    pub metrics: Option<std::net::SocketAddr>,
+    pub metrics: Option<MetricsAt>,
 }
 
 /// The latest state of one worker.
@@ -357,7 +358,7 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
     let listeners = super::listen::open(opts.bind, opts.port, opts.ports)?;
     // Before any worker: a taken metrics port stops the run here.
     let metrics = match opts.metrics {
-        Some(addr) => Some(Endpoint::start(addr, Labels::new(Role::Serve, None, None))?),
+        Some(at) => Some(at.start(Labels::new(Role::Serve, None, None))?),
         None => None,
     };
     let metrics_url = metrics.as_ref().map(Endpoint::url);

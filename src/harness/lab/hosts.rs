@@ -1004,6 +1004,7 @@ mod tests {
             report_root: PathBuf::from("reports"),
             deadline: Duration::from_secs(10),
             json: false,
+            metrics: Vec::new(),
         };
         let hosts = plan_hosts(&cfg).unwrap();
         assert_eq!(hosts.len(), 3);

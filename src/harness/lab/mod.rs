@@ -70,6 +70,10 @@ pub struct LabConfig {
     pub deadline: Duration,
     /// Print JSON lines of progress instead of human lines.
     pub json: bool,
+    /// `--metrics`: listening sockets bound on the host's loopback before
+    /// the lab moved into its namespace, with their URLs: serve's first,
+    /// then client 1..N's. Empty: no metrics.
+    pub metrics: Vec<(String, std::os::fd::RawFd)>,
 }
 
 /// One client's outcome, from its summary line.
@@ -124,6 +128,8 @@ pub struct LabReport {
     pub kernel_lines: Vec<String>,
     pub notes: Vec<String>,
     pub applied_profile: bool,
+    /// `--metrics`: the endpoints of serve and of each client (URLs).
+    pub metrics_endpoints: Vec<String>,
     /// What `c1m analyze` found in the run's logs (logs/).
     pub findings: Vec<crate::diagnosis::classify::Finding>,
     /// analyze's human report, printed by the command.

@@ -57,6 +57,7 @@ pub fn run(
         applied_profile,
         target: cfg.target,
         notes,
+        metrics_endpoints: cfg.metrics.iter().map(|(url, _)| url.clone()).collect(),
         ..Default::default()
     };
     let t0 = Instant::now();
@@ -76,6 +77,7 @@ pub fn run(
     serve_args.procs = Procs::Auto;
     serve_args.max_connections = Some(server_capacity(cfg.target));
     serve_args.json = true;
+    serve_args.metrics_fd = cfg.metrics.first().map(|&(_, fd)| fd);
     let logs_dir = dir.join("logs");
     let stderr_dir = dir.join("stderr");
     for d in [&logs_dir, &stderr_dir] {
@@ -138,6 +140,7 @@ pub fn run(
         args.hold = Hold(Some(cfg.hold + CLIENT_HOLD_MARGIN));
         args.json = true;
         args.message_interval = cfg.message_interval;
+        args.metrics_fd = cfg.metrics.get(k).map(|&(_, fd)| fd);
         let mut spec = WorkerSpec::new(args.command_line());
         spec.stderr = Some(stderr_dir.join(format!("client-{k}.txt")));
         pool.spawn(spec)
