@@ -37,6 +37,10 @@ pub enum FailureId {
     PacketLoss,
     ReconnectStorm,
     ClientProcessDied,
+    ServerConnectionLimit,
+    ProtocolMismatch,
+    ProtocolRefused,
+    ConnectFailed,
 }
 
 /// Where a failure lives.
@@ -408,6 +412,63 @@ pub const CATALOGUE: &[Failure] = &[
         fix: "find why the client died (the signal or exit status, an OOM kill in the kernel log); not a server fault",
         settings: &[],
     },
+    Failure {
+        id: FailureId::ServerConnectionLimit,
+        title: "server's own connection limit",
+        errnos: &[],
+        texts: &[
+            "max number of clients reached",
+            "worker_connections are not enough",
+            "setting the max clients configuration to",
+            "max_connections",
+        ],
+        counters: &[],
+        plateaus: &[],
+        side: Side::Server,
+        explanation: "the server refuses or stops accepting clients at a limit of its own configuration (Redis maxclients, nginx worker_connections, Mosquitto max_connections), often lowered by the server itself to what its per-process fd limit allows",
+        fix: "raise the server's own limit (Redis maxclients, nginx worker_processes x worker_connections, Mosquitto max_connections) and the fd limit it runs with (systemd LimitNOFILE=, ulimit -n); a one-process server (Redis, Mosquitto) cannot hold more clients than its fd limit: run several instances",
+        settings: &["RLIMIT_NOFILE"],
+    },
+    Failure {
+        id: FailureId::ProtocolMismatch,
+        title: "server does not speak the protocol",
+        errnos: &[],
+        texts: &["the server does not speak"],
+        counters: &[],
+        plateaus: &[],
+        side: Side::SeenByClient,
+        explanation: "the server answered with bytes that are not the protocol the client speaks (an HTTP error page to a Redis PING, a RESP error to an HTTP GET)",
+        fix: "point the client at the right port, or pick the server's protocol (c1m flood --protocol echo|connect|line|http|websocket|redis|mqtt)",
+        settings: &[],
+    },
+    Failure {
+        id: FailureId::ProtocolRefused,
+        title: "server refused the session",
+        errnos: &[],
+        texts: &[
+            "the broker refused connect",
+            "answered http",
+            "redis answered '-",
+        ],
+        counters: &[],
+        plateaus: &[],
+        side: Side::Server,
+        explanation: "the server speaks the protocol but said no: an HTTP 4xx/5xx status, a Redis error reply, an MQTT CONNACK refusal code, a WebSocket upgrade refused or closed",
+        fix: "send what the server accepts: the right --path and --header (HTTP, WebSocket), credentials or an allowed client id (MQTT, Redis); the server's log says why it refused",
+        settings: &[],
+    },
+    Failure {
+        id: FailureId::ConnectFailed,
+        title: "connects failed (cause not printed)",
+        errnos: &[],
+        texts: &[],
+        counters: &[],
+        plateaus: &[],
+        side: Side::SeenByClient,
+        explanation: "the tool counted failed connect() calls without saying why (wrk's `connect` errors: refused, out of ports or out of file descriptors all land there)",
+        fix: "a symptom: rerun with fewer connections or a client that prints errno, and check the client's ulimit -n, its ephemeral port range and that the server listens",
+        settings: &[],
+    },
 ];
 
 impl FailureId {
@@ -444,6 +505,10 @@ impl FailureId {
             FailureId::PacketLoss => "packet_loss",
             FailureId::ReconnectStorm => "reconnect_storm",
             FailureId::ClientProcessDied => "client_process_died",
+            FailureId::ServerConnectionLimit => "server_connection_limit",
+            FailureId::ProtocolMismatch => "protocol_mismatch",
+            FailureId::ProtocolRefused => "protocol_refused",
+            FailureId::ConnectFailed => "connect_failed",
         }
     }
 
@@ -514,7 +579,7 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", f.id.as_str()));
             assert!(!f.fix.is_empty() && !f.explanation.is_empty());
         }
-        assert_eq!(CATALOGUE.len(), 24);
+        assert_eq!(CATALOGUE.len(), 28);
     }
 
     #[test]

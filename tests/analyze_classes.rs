@@ -23,6 +23,41 @@ fn class_fixture(name: &str) -> String {
 /// (fixture, id, side, certainty, an evidence line number)
 const CASES: &[(&str, &str, &str, &str, u64)] = &[
     (
+        "connect_failed_wrk_summary.txt",
+        "connect_failed",
+        "seen_by_client",
+        "certain",
+        7,
+    ),
+    (
+        "server_connection_limit_nginx_error.log",
+        "server_connection_limit",
+        "server",
+        "certain",
+        7,
+    ),
+    (
+        "server_connection_limit_flood.log",
+        "server_connection_limit",
+        "server",
+        "certain",
+        2,
+    ),
+    (
+        "protocol_mismatch_flood.log",
+        "protocol_mismatch",
+        "seen_by_client",
+        "certain",
+        2,
+    ),
+    (
+        "protocol_refused_flood.log",
+        "protocol_refused",
+        "server",
+        "certain",
+        2,
+    ),
+    (
         "server_process_died_serve.log",
         "server_process_died",
         "server",

@@ -58,6 +58,9 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     out.write_all(text.as_bytes())
         .and_then(|_| out.flush())
         .context("cannot write the report to stdout")?;
+    for s in &report.input_skipped {
+        eprintln!("c1m analyze: note: {}: skipped: {}", s.path, s.error);
+    }
     // Each unreadable input is said once, here.
     for e in &report.input_errors {
         eprintln!("c1m analyze: error: {}: {}", e.path, e.error);

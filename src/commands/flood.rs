@@ -54,8 +54,11 @@ fn request(args: &FloodArgs) -> Result<Request, String> {
         rate: args.rate,
         connect_timeout: args.connect_timeout,
         hold: args.hold.0,
-        message_interval: args.message_interval,
+        message_interval: args
+            .message_interval
+            .or_else(|| args.proto.default_interval()),
     };
+    let proto = crate::flood::proto::Proto::from_args(&args.proto, &args.host)?;
     // A fleet host runs its share (its workers take the same share from the
     // same arguments); only its own block of sources must be local.
     let plan = match args.shard {
@@ -71,6 +74,7 @@ fn request(args: &FloodArgs) -> Result<Request, String> {
         format,
         shard: None,
         seed_lines: false,
+        proto,
     })
 }
 

@@ -67,6 +67,11 @@ pub struct LabArgs {
     /// ("all" runs every scenario; "conntrack" needs --hosts).
     #[arg(long, value_name = "NAME")]
     pub scenario: Option<ScenarioChoice>,
+    /// Inject one fault a third of the way into the hold, for real, and
+    /// compare what the clients lost with what the victim held (exit 0
+    /// when they agree).
+    #[arg(long, value_enum, conflicts_with = "scenario")]
+    pub fault: Option<lab::faults::Fault>,
     /// Run between namespace hosts (server, client-1..N on a bridge,
     /// 198.18.0.0/15) instead of one loopback; root only.
     #[arg(long)]
@@ -241,6 +246,7 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
         deadline,
         json: args.json,
         metrics: Vec::new(),
+        fault: None,
     };
     say(
         args.json,
@@ -315,6 +321,12 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         return cleanup();
     }
     if args.hosts {
+        if let Some(f) = args.fault {
+            anyhow::bail!(
+                "--fault {} runs on the loopback lab, not with --hosts",
+                f.name()
+            );
+        }
         return run_hosts(args);
     }
     if args.scenario == Some(ScenarioChoice::Conntrack) {
@@ -362,6 +374,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         deadline: args.deadline,
         json: args.json,
         metrics,
+        fault: args.fault,
     };
     let mut pre = lab::preflight(&cfg, &args.profile)?;
     let cap = &pre.capacity;
@@ -414,10 +427,11 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     } else if !args.quiet {
         println!("{}", report.analysis);
     }
+    let hold_ok = report.hold.as_ref().is_none_or(|h| h.ok);
     say(
         args.json,
         format!(
-            "lab: target {} {}: verified {}, time to target {}, report in {}",
+            "lab: target {} {}: verified {}, time to target {}{}, report in {}",
             thousands(report.target),
             if report.reached {
                 "reached"
@@ -429,12 +443,39 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
                 .time_to_target_s
                 .map(|t| format!("{t:.1} s"))
                 .unwrap_or_else(|| "n/a".into()),
+            hold_summary(&report),
             report.report_dir
         ),
     );
-    Ok(if report.reached {
+    Ok(if report.reached && hold_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(super::EXIT_FAIL)
     })
+}
+
+/// `; hold: 100,000 alive, none lost` or the fault's comparison.
+fn hold_summary(report: &lab::LabReport) -> String {
+    let Some(h) = &report.hold else {
+        return String::new();
+    };
+    if let Some(f) = &report.fault {
+        return format!("; {}", f.sentence());
+    }
+    if h.lost == 0 {
+        return format!(
+            "; hold: {} alive at its end, none lost",
+            thousands(h.alive_at_end)
+        );
+    }
+    format!(
+        "; hold: {} LOST ({}), {} alive at its end",
+        thousands(h.lost),
+        h.lost_by_cause
+            .iter()
+            .map(|(k, v)| format!("{k} {}", thousands(*v)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        thousands(h.alive_at_end)
+    )
 }

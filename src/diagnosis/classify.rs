@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::rules::{
-    Ctx, cap, capitalize, client_bugs, conntrack, counters, eagain, fd, log, memory, observed,
-    plateau, plural, timeout,
+    Ctx, cap, capitalize, client_bugs, conntrack, counters, eagain, faults, fd, log, memory,
+    observed, plateau, plural, timeout,
 };
 use super::source::{Evidence, Kind, LineCounts, SEED_STEP, Source};
 use crate::catalogue::{FailureId, Side};
@@ -184,7 +184,7 @@ pub fn classify(sources: &[Source]) -> Classified {
     }
     let plateau_used = timeout::link_causes(sources, &mut findings, any_reactor);
     plateau::findings(sources, &plateau_used, &mut findings);
-    let findings = order(findings);
+    let findings = faults::link(sources, order(findings));
     let totals = totals(&summaries, sources);
     Classified {
         sources: summaries,
@@ -272,7 +272,7 @@ fn summarize(cx: &Ctx, mut notes: Vec<String>) -> SourceSummary {
 fn class(id: FailureId) -> u8 {
     use FailureId::*;
     match id {
-        ConnectTimeout | ConnectionRefused | ConnectionReset => 0,
+        ConnectTimeout | ConnectionRefused | ConnectionReset | ConnectFailed => 0,
         FdLimit
         | SystemFdLimit
         | EphemeralPortsExhausted
@@ -282,7 +282,10 @@ fn class(id: FailureId) -> u8 {
         | OrphanSockets
         | TimeWaitOverflow
         | OutOfMemory
-        | EpollWatchLimit => 0,
+        | EpollWatchLimit
+        | ServerConnectionLimit
+        | ProtocolMismatch
+        | ProtocolRefused => 0,
         // Faults: root causes (see rules::faults, which also puts them first).
         ServerProcessDied | ServerStalled | PacketLoss | ReconnectStorm | ClientProcessDied => 0,
         EagainMisuse => 1,

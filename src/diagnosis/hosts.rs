@@ -118,7 +118,8 @@ fn dest_of(settings: &serde_json::Value) -> Option<String> {
 /// scanned past the first line, so a large foreign log costs one line.
 fn scan(path: &Path) -> Facts {
     let mut facts = Facts::default();
-    let Ok(reader) = Input::File(path.to_path_buf()).open() else {
+    // A second read: never of a FIFO or device (it was drained, or blocks).
+    let Ok(reader) = Input::Found(path.to_path_buf()).open() else {
         return facts;
     };
     let mut ts: Option<f64> = None;

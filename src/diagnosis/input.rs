@@ -1,6 +1,7 @@
 //! Inputs of `c1m analyze`: turn the paths on the command line (files,
 //! directories walked recursively in name order, `-` for stdin) into byte
-//! streams, decompressing gzip when the file starts with its magic bytes,
+//! streams (a walk follows links but reads each file once and leaves out
+//! FIFOs, sockets and devices, so a hostile tree cannot loop or hang it), decompressing gzip when the file starts with its magic bytes,
 //! and read them line by line without ever decoding them as UTF-8. Logs are
 //! bytes: a terminal capture can hold anything, and a parser that insists on
 //! text gives up exactly where the interesting part starts.
@@ -8,9 +9,14 @@
 //! [`read_batches`] reads blocks into recycled batch buffers, so memory
 //! stays flat whatever the file size; a line longer than [`MAX_LINE`] is cut
 //! there (the rest is counted, not kept), so a file without newlines cannot
-//! grow memory either.
-use std::fs::File;
+//! grow memory either; a batch holds at most `block / 32` lines, so a file of
+//! empty lines cannot either. A read error keeps every complete line read
+//! before it.
+use std::collections::HashSet;
+use std::fs::{File, Metadata};
 use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
@@ -24,7 +30,12 @@ const READ_BUF: usize = 256 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     Stdin,
+    /// A path named on the command line: read whatever it is (a FIFO too).
     File(PathBuf),
+    /// A regular file found by walking a directory: opened without
+    /// blocking and refused unless it is still a regular file, so a FIFO
+    /// swapped in after the walk cannot hang the analysis.
+    Found(PathBuf),
 }
 
 impl Input {
@@ -32,7 +43,7 @@ impl Input {
     pub fn name(&self) -> String {
         match self {
             Input::Stdin => "-".to_string(),
-            Input::File(p) => p.display().to_string(),
+            Input::File(p) | Input::Found(p) => p.display().to_string(),
         }
     }
 
@@ -41,6 +52,7 @@ impl Input {
         let raw: Box<dyn Read + Send> = match self {
             Input::Stdin => Box::new(io::stdin()),
             Input::File(p) => Box::new(File::open(p)?),
+            Input::Found(p) => Box::new(open_regular(p)?),
         };
         let mut reader = BufReader::with_capacity(READ_BUF, raw);
         let head = reader.fill_buf()?;
@@ -55,6 +67,47 @@ impl Input {
     }
 }
 
+/// Open `p` only if it is a regular file: O_NONBLOCK so that opening a FIFO
+/// does not wait for a writer, then fstat on the open descriptor (no race
+/// with a rename), then back to blocking reads.
+pub fn open_regular(p: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(p)?;
+    let kind = f.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(io::Error::other(format!(
+            "not a regular file ({})",
+            kind_name(&kind)
+        )));
+    }
+    let fd = std::os::fd::AsFd::as_fd(&f);
+    let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL).map_err(io::Error::from)?;
+    let flags = nix::fcntl::OFlag::from_bits_truncate(flags) - nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
+    Ok(f)
+}
+
+/// What a file that is not a regular file or a directory is, in words.
+fn kind_name(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
 /// An input that could not be used, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputError {
@@ -62,43 +115,62 @@ pub struct InputError {
     pub error: String,
 }
 
-/// Expand the command-line paths: `-` is stdin, a directory is walked
-/// recursively (entries sorted by name, hidden files skipped), a file is
-/// itself. Paths that do not exist or cannot be listed become errors; the
-/// others are still returned.
-pub fn expand(paths: &[PathBuf]) -> (Vec<Input>, Vec<InputError>) {
-    let mut inputs = Vec::new();
-    let mut errors = Vec::new();
-    for p in paths {
-        if p.as_os_str() == "-" {
-            inputs.push(Input::Stdin);
-            continue;
-        }
-        walk(p, &mut inputs, &mut errors);
-    }
-    (inputs, errors)
+/// What the command line named, expanded: the inputs to read, the paths
+/// that could not be used (errors), and the paths a directory walk left
+/// out on purpose, with the reason (notes, not errors).
+#[derive(Debug, Default)]
+pub struct Expanded {
+    pub inputs: Vec<Input>,
+    pub errors: Vec<InputError>,
+    pub skipped: Vec<InputError>,
 }
 
-fn walk(p: &Path, inputs: &mut Vec<Input>, errors: &mut Vec<InputError>) {
-    let meta = match std::fs::metadata(p) {
-        Ok(m) => m,
-        Err(e) => {
-            errors.push(InputError {
+/// Expand the command-line paths: `-` is stdin, a directory is walked
+/// recursively (entries sorted by name, hidden files skipped), anything
+/// else named is itself (a FIFO too: it was asked for). The walk follows
+/// symbolic links but enters each directory and reads each file once (by
+/// device and inode), so a `self -> .` link or a loop of links ends; it
+/// skips FIFOs, sockets and devices it finds, saying so, since reading them
+/// could block forever or never end. Paths that do not exist or cannot be
+/// listed become errors; the others are still returned.
+pub fn expand(paths: &[PathBuf]) -> Expanded {
+    let mut out = Expanded::default();
+    let mut seen: HashSet<(u64, u64)> = HashSet::new();
+    for p in paths {
+        if p.as_os_str() == "-" {
+            out.inputs.push(Input::Stdin);
+            continue;
+        }
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => walk(p, &m, &mut seen, &mut out),
+            Ok(m) => {
+                if seen.insert((m.dev(), m.ino())) {
+                    out.inputs.push(Input::File(p.to_path_buf()));
+                }
+            }
+            Err(e) => out.errors.push(InputError {
                 path: p.display().to_string(),
                 error: e.to_string(),
-            });
-            return;
+            }),
         }
-    };
-    if !meta.is_dir() {
-        inputs.push(Input::File(p.to_path_buf()));
+    }
+    out
+}
+
+/// Walk directory `dir` (whose metadata is `meta`) into `out`.
+fn walk(dir: &Path, meta: &Metadata, seen: &mut HashSet<(u64, u64)>, out: &mut Expanded) {
+    if !seen.insert((meta.dev(), meta.ino())) {
+        out.skipped.push(InputError {
+            path: dir.display().to_string(),
+            error: "directory already walked (a symbolic link loop or a second link to it)".into(),
+        });
         return;
     }
-    let entries = match std::fs::read_dir(p) {
+    let entries = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) => {
-            errors.push(InputError {
-                path: p.display().to_string(),
+            out.errors.push(InputError {
+                path: dir.display().to_string(),
                 error: format!("cannot list directory: {e}"),
             });
             return;
@@ -108,20 +180,43 @@ fn walk(p: &Path, inputs: &mut Vec<Input>, errors: &mut Vec<InputError>) {
     for entry in entries {
         match entry {
             Ok(e) => {
-                let name = e.file_name();
-                if !name.to_string_lossy().starts_with('.') {
+                if !e.file_name().as_bytes().starts_with(b".") {
                     children.push(e.path());
                 }
             }
-            Err(e) => errors.push(InputError {
-                path: p.display().to_string(),
+            Err(e) => out.errors.push(InputError {
+                path: dir.display().to_string(),
                 error: format!("cannot list directory: {e}"),
             }),
         }
     }
     children.sort();
     for c in children {
-        walk(&c, inputs, errors);
+        // Follows links; a dangling one is an error worth saying.
+        let m = match std::fs::metadata(&c) {
+            Ok(m) => m,
+            Err(e) => {
+                out.errors.push(InputError {
+                    path: c.display().to_string(),
+                    error: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let kind = m.file_type();
+        if kind.is_dir() {
+            walk(&c, &m, seen, out);
+        } else if !kind.is_file() {
+            out.skipped.push(InputError {
+                path: c.display().to_string(),
+                error: format!(
+                    "{}: only read when named on the command line",
+                    kind_name(&kind)
+                ),
+            });
+        } else if seen.insert((m.dev(), m.ino())) {
+            out.inputs.push(Input::Found(c));
+        }
     }
 }
 
@@ -148,8 +243,8 @@ pub struct Batch<T> {
 impl<T> Batch<T> {
     pub fn with_capacity(bytes: usize) -> Batch<T> {
         Batch {
-            data: Vec::with_capacity(bytes + MAX_LINE),
-            spans: Vec::with_capacity(bytes / 16),
+            data: Vec::with_capacity(bytes + READ_CHUNK),
+            spans: Vec::with_capacity(bytes / 32 + 1),
             metas: Vec::new(),
         }
     }
@@ -179,11 +274,18 @@ impl<T> Batch<T> {
     }
 }
 
+/// Bytes asked of the reader at once (a batch fills over several reads, so
+/// a batch cut short by its line cap carries at most this much over).
+const READ_CHUNK: usize = 128 * 1024;
+
 /// Read `reader` in blocks of `block` bytes straight into batch buffers (one
 /// copy from the kernel, none per line), split them into lines, tag each
 /// line with `tag`, and hand each full batch to `send` (which returns false
 /// to stop). `fresh` supplies empty batches (recycled ones, ideally). Lines
-/// longer than MAX_LINE are cut there, the rest counted in their meta.
+/// longer than MAX_LINE are cut there, the rest counted in their meta. A
+/// batch holds at most `block / 32` lines (short lines cost their span more
+/// than their bytes). On a read error, the complete lines read before it
+/// are handed over first, then the error is returned.
 pub fn read_batches<R: Read, T>(
     mut reader: R,
     block: usize,
@@ -191,6 +293,8 @@ pub fn read_batches<R: Read, T>(
     mut fresh: impl FnMut() -> Batch<T>,
     mut send: impl FnMut(Batch<T>) -> bool,
 ) -> io::Result<()> {
+    let max_lines = (block / 32).max(1);
+    let chunk = block.clamp(1, READ_CHUNK) as u64;
     let mut batch = fresh();
     // Start of the current, not yet terminated line in batch.data.
     let mut line_start = 0usize;
@@ -198,15 +302,10 @@ pub fn read_batches<R: Read, T>(
     let mut dropped: u64 = 0;
     loop {
         let before = batch.data.len();
-        let n = match (&mut reader)
-            .take(block as u64)
-            .read_to_end(&mut batch.data)
-        {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
+        // read_to_end retries EINTR itself, and keeps what it read before
+        // an error in the buffer: those bytes are split below all the same.
+        let failed = (&mut reader).take(chunk).read_to_end(&mut batch.data).err();
+        if batch.data.len() == before && failed.is_none() {
             // End of input: a last line without newline.
             if batch.data.len() > line_start || dropped > 0 {
                 let meta = LineMeta {
@@ -245,12 +344,32 @@ pub fn read_batches<R: Read, T>(
             batch.spans.push((nl as u32, t));
             pos = nl + 1;
             line_start = pos;
+            if batch.spans.len() >= max_lines {
+                // Full of short lines: hand it over, carry the rest.
+                let mut next = fresh();
+                next.data.extend_from_slice(&batch.data[line_start..]);
+                batch.data.truncate(line_start);
+                let full = std::mem::replace(&mut batch, next);
+                pos = 0;
+                line_start = 0;
+                if !send(full) {
+                    return Ok(());
+                }
+            }
         }
         // An over-long partial line: keep MAX_LINE bytes, drop the rest.
         let partial = batch.data.len() - line_start;
         if partial > MAX_LINE {
             dropped += (partial - MAX_LINE) as u64;
             batch.data.truncate(line_start + MAX_LINE);
+        }
+        if let Some(e) = failed {
+            // Every complete line read so far goes out before the error;
+            // the partial line after them is not a line.
+            if !batch.spans.is_empty() {
+                send(batch);
+            }
+            return Err(e);
         }
         if batch.data.len() >= block {
             // Hand over the complete lines; carry the partial one over.
@@ -463,11 +582,70 @@ mod tests {
         std::fs::write(dir.path().join("sub/a.log"), "x").unwrap();
         std::fs::write(dir.path().join(".hidden"), "x").unwrap();
         let missing = dir.path().join("nope.log");
-        let (inputs, errors) = expand(&[dir.path().to_path_buf(), missing.clone()]);
+        let Expanded { inputs, errors, .. } = expand(&[dir.path().to_path_buf(), missing.clone()]);
         let names: Vec<String> = inputs.iter().map(|i| i.name()).collect();
         assert_eq!(names.len(), 2);
         assert!(names[0].ends_with("b.log") && names[1].ends_with("sub/a.log"));
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].path, missing.display().to_string());
+    }
+
+    /// Reads `data` in pieces of 7 bytes, then fails.
+    struct FailsAfter<'a> {
+        data: &'a [u8],
+    }
+
+    impl Read for FailsAfter<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.data.is_empty() {
+                return Err(io::Error::other("corrupt deflate stream"));
+            }
+            let n = buf.len().min(7).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_read_error_keeps_every_complete_line_before_it() {
+        let data = b"one\ntwo\nthree\nhalf a li";
+        for block in [4, 64, 1 << 20] {
+            let mut got = Vec::new();
+            let r = read_batches(
+                FailsAfter { data },
+                block,
+                |_, _| (),
+                || Batch::with_capacity(block),
+                |b| {
+                    b.for_each(|l, _, _| got.push(l.to_vec()));
+                    true
+                },
+            );
+            assert_eq!(r.unwrap_err().to_string(), "corrupt deflate stream");
+            assert_eq!(got, [&b"one"[..], b"two", b"three"], "block {block}");
+        }
+    }
+
+    #[test]
+    fn batches_of_short_lines_are_capped_in_lines() {
+        let data = vec![b'\n'; 100_000];
+        let block = 4096;
+        let (mut lines, mut batches) = (0, 0);
+        read_batches(
+            &data[..],
+            block,
+            |_, _| (),
+            || Batch::with_capacity(block),
+            |b| {
+                assert!(b.spans.len() <= block / 32, "{} lines", b.spans.len());
+                lines += b.spans.len();
+                batches += 1;
+                true
+            },
+        )
+        .unwrap();
+        assert_eq!(lines, 100_000);
+        assert!(batches >= 100_000 / (block / 32));
     }
 }

@@ -10,5 +10,6 @@ pub mod report;
 pub mod rules;
 pub mod source;
 pub mod story;
+pub mod vocab;
 
 pub use crate::catalogue::{Failure, FailureId, Side};

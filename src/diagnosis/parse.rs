@@ -60,6 +60,9 @@ pub enum Line<'a> {
         call: &'static str,
         errno: Option<i32>,
     },
+    /// A line of a runtime's error vocabulary (`super::vocab`): an
+    /// exception, an error object, or a tool's summary of counted failures.
+    Runtime(super::vocab::Hit),
     /// A line that shows a failure by its text only (kernel lines, shell
     /// "Killed"). `detail` carries numbers worth quoting.
     Evidence {
@@ -469,6 +472,9 @@ fn classify_text<'a>(t: &'a [u8], scratch: &mut Scratch) -> Line<'a> {
         if class & 8 != 0 {
             lower.clear();
             lower.extend(t.iter().map(|b| b.to_ascii_lowercase()));
+            if let Some(hit) = runtime_line(lower) {
+                return hit;
+            }
             if let Some(line) = error_line(t, lower) {
                 return line;
             }
@@ -487,6 +493,9 @@ fn classify_text<'a>(t: &'a [u8], scratch: &mut Scratch) -> Line<'a> {
     }
     if let Some(line) = evidence_text(lower) {
         return line;
+    }
+    if let Some(hit) = runtime_line(lower) {
+        return hit;
     }
     if let Some(line) = error_line(t, lower) {
         return line;
@@ -720,64 +729,8 @@ fn evidence_text<'a>(lower: &[u8]) -> Option<Line<'a>> {
     })
 }
 
-/// strerror texts (lowercase) of the errnos a C1M run meets, glibc first,
-/// then musl's wording, then Go's.
-pub const ERRNO_TEXTS: &[(&[u8], i32)] = &[
-    (b"too many open files in system", 23),
-    (b"file table overflow", 23),
-    (b"too many open files", 24),
-    (b"no file descriptors available", 24),
-    (b"cannot assign requested address", 99),
-    (b"address not available", 99),
-    (b"connection timed out", 110),
-    (b"operation timed out", 110),
-    (b"i/o timeout", 110),
-    (b"connection refused", 111),
-    (b"connection reset by peer", 104),
-    (b"broken pipe", 32),
-    (b"resource temporarily unavailable", 11),
-    (b"operation would block", 11),
-    (b"socket operation on non-socket", 88),
-    (b"not a socket", 88),
-    (b"no space left on device", 28),
-    (b"no buffer space available", 105),
-    (b"cannot allocate memory", 12),
-    (b"out of memory", 12),
-];
-
-const ERRNO_NAMES: &[(&[u8], i32)] = &[
-    (b"ENFILE", 23),
-    (b"EMFILE", 24),
-    (b"EADDRNOTAVAIL", 99),
-    (b"ETIMEDOUT", 110),
-    (b"ECONNREFUSED", 111),
-    (b"ECONNRESET", 104),
-    (b"EPIPE", 32),
-    (b"EAGAIN", 11),
-    (b"EWOULDBLOCK", 11),
-    (b"ENOTSOCK", 88),
-    (b"ENOSPC", 28),
-    (b"ENOBUFS", 105),
-    (b"ENOMEM", 12),
-];
-
-const CALLS: &[(&[u8], &str)] = &[
-    (b"epoll_ctl", "epoll_ctl"),
-    (b"accept4", "accept"),
-    (b"accept", "accept"),
-    (b"connect", "connect"),
-    (b"dial", "connect"),
-    (b"socket", "socket"),
-    (b"bind", "bind"),
-    (b"listen", "listen"),
-    (b"sendto", "send"),
-    (b"sendmsg", "send"),
-    (b"send", "send"),
-    (b"recvfrom", "recv"),
-    (b"recv", "recv"),
-    (b"write", "write"),
-    (b"read", "read"),
-];
+/// strerror texts and errno names: the glibc table's data.
+pub use super::vocab::glibc::{CALLS, NAMES as ERRNO_NAMES, STRERROR as ERRNO_TEXTS};
 
 /// An explicit errno number: `errno:11`, `errno 11`, `errno=11`,
 /// `(os error 24)`, `failed (24: `, `code: 24`.
@@ -867,6 +820,16 @@ fn error_line<'a>(t: &[u8], lower: &[u8]) -> Option<Line<'a>> {
     })
 }
 
+/// A line of a runtime's vocabulary; a form that names no call takes the
+/// call word of the line.
+fn runtime_line<'a>(lower: &[u8]) -> Option<Line<'a>> {
+    let mut hit = super::vocab::find(lower)?;
+    if hit.call.is_empty() {
+        hit.call = call_of(lower, lower.len());
+    }
+    Some(Line::Runtime(hit))
+}
+
 /// A shell reporting a killed job: `Killed`, `[1]+  Killed  ./client`,
 /// `已杀死` (zh_CN).
 fn shell_killed<'a>(t: &[u8]) -> Option<Line<'a>> {
@@ -903,6 +866,7 @@ mod tests {
     fn id_of(s: &str) -> Option<(FailureId, &'static str)> {
         match p(s.as_bytes()) {
             Line::Error { id, call, .. } => Some((id, call)),
+            Line::Runtime(hit) => Some((hit.id, hit.call)),
             Line::Evidence { id, .. } => Some((id, "")),
             _ => None,
         }

@@ -50,6 +50,9 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Inputs that could not be opened or read to the end.
     pub input_errors: Vec<InputProblem>,
+    /// Paths a directory walk left out on purpose (FIFOs, sockets, devices,
+    /// a directory reached again through a link), with the reason.
+    pub input_skipped: Vec<InputProblem>,
     /// The story in a few lines (the first lines of the human output).
     pub verdict: Vec<String>,
     /// Logs from several hosts: a row per host and findings across them
@@ -81,14 +84,14 @@ impl Default for Style {
 /// Analyze the inputs named on the command line. Unreadable inputs are
 /// reported in `errors`; the others are analyzed all the same.
 pub fn analyze(paths: &[PathBuf]) -> Report {
-    let (inputs, bad) = input::expand(paths);
-    let mut errors: Vec<InputProblem> = bad
-        .into_iter()
-        .map(|e| InputProblem {
-            path: e.path,
-            error: e.error,
-        })
-        .collect();
+    let expanded = input::expand(paths);
+    let problem = |e: input::InputError| InputProblem {
+        path: e.path,
+        error: e.error,
+    };
+    let mut errors: Vec<InputProblem> = expanded.errors.into_iter().map(problem).collect();
+    let skipped: Vec<InputProblem> = expanded.skipped.into_iter().map(problem).collect();
+    let inputs = expanded.inputs;
     let mut sources: Vec<Source> = Vec::new();
     let mut stats = Vec::new();
     for inp in &inputs {
@@ -109,12 +112,13 @@ pub fn analyze(paths: &[PathBuf]) -> Report {
                 path: name,
                 error: match inp {
                     Input::Stdin => format!("cannot read stdin: {e}"),
-                    Input::File(_) => format!("cannot open: {e}"),
+                    Input::File(_) | Input::Found(_) => format!("cannot open: {e}"),
                 },
             }),
         }
     }
     let mut report = from_sources(sources, stats, errors);
+    report.input_skipped = skipped;
     report.hosts = super::hosts::view(paths, &report.sources, &report.findings);
     report
 }
@@ -145,6 +149,7 @@ pub fn from_sources(
         totals: c.totals,
         findings: c.findings,
         input_errors: errors,
+        input_skipped: Vec::new(),
         verdict,
         hosts: None,
         series,

@@ -9,7 +9,8 @@
 //! header, and repeated headers continue the same source. Sections without
 //! a single record (prose, the author's notes) are read and counted but do
 //! not become sources.
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Read;
 
 use serde::Serialize;
@@ -106,6 +107,22 @@ impl Lazy {
         self.set.then(|| Evidence::new(file, self.line, &self.raw))
     }
 }
+
+/// One failure record of c1m's JSON lines with its time, for linking
+/// effects to causes across sources (`rules::faults`).
+#[derive(Debug, Clone)]
+pub struct Timed {
+    /// Seconds since the Unix epoch.
+    pub ts: f64,
+    pub id: FailureId,
+    pub count: u64,
+    pub detail: String,
+    pub evidence: Evidence,
+}
+
+/// At most this many timed failure records are kept per source (one per
+/// class per second: an hour of a few classes).
+pub const MAX_TIMED: usize = 16_384;
 
 /// Everything seen of one failure class in one source.
 #[derive(Debug, Clone, Default)]
@@ -282,6 +299,13 @@ pub struct Source {
     connect_errors: u64,
     pub mentions_reactor: bool,
     last_error: Option<(u64, i32)>,
+    /// The runtime exception being printed (stack frames, `Caused by:`,
+    /// Node's error object), folded into one event.
+    exception: Option<OpenException>,
+    /// An exception header no vocabulary entry matched (`Exception in
+    /// thread "main" java.lang.RuntimeException: ...`): the wrapper, kept
+    /// as context when a `Caused by:` below it is recognised.
+    wrapper: Option<String>,
     /// Plot: (seconds, connections), thinned to MAX_POINTS.
     pub points: Vec<(f64, f64)>,
     stride: u64,
@@ -289,6 +313,8 @@ pub struct Source {
     last_point: Option<(f64, f64)>,
     pub marks: Vec<(f64, f64, FailureId)>,
     x: f64,
+    /// c1m's failure records with their times.
+    pub timed: Vec<Timed>,
 }
 
 impl Source {
@@ -314,12 +340,15 @@ impl Source {
             connect_errors: 0,
             mentions_reactor: false,
             last_error: None,
+            exception: None,
+            wrapper: None,
             points: Vec::new(),
             stride: 1,
             seen_points: 0,
             last_point: None,
             marks: Vec::new(),
             x: 0.0,
+            timed: Vec::new(),
         }
     }
 
@@ -446,6 +475,9 @@ impl Source {
                 self.seed.open_recv = Some(left - 1);
             }
         }
+        if (self.exception.is_some() || self.wrapper.is_some()) && self.fold(no, raw, parsed, &ev) {
+            return;
+        }
         match &parsed.line {
             Line::Blank | Line::Header { .. } | Line::Fence | Line::Other => {
                 self.lines.skipped += 1;
@@ -536,6 +568,7 @@ impl Source {
                     self.last_error = Some((no, *e));
                 }
             }
+            Line::Runtime(hit) => self.runtime(no, hit, &ev),
             Line::Evidence { id, kernel, detail } => {
                 self.lines.recognized += 1;
                 if *kernel {
@@ -604,6 +637,14 @@ impl Source {
     /// effect as `feed` with its parsed line, without the general checks.
     pub fn feed_fast(&mut self, file: &str, no: u64, raw: &[u8], fast: parse::Fast) {
         self.lines.read += 1;
+        if self.exception.is_some() || self.wrapper.is_some() {
+            // A record or plain chatter ends any exception being printed,
+            // unless it is indented like a frame.
+            if super::vocab::continuation(raw) == super::vocab::Continuation::No {
+                self.exception = None;
+                self.wrapper = None;
+            }
+        }
         if fast == parse::Fast::Chatter {
             // Clean ASCII that is no record: a RecvBuffer spill-over line
             // keeps its window open, like `feed` does for `Line::Other`.
@@ -641,6 +682,161 @@ impl Source {
                     self.mark(id);
                 }
             }
+        }
+    }
+
+    /// A line of a runtime's vocabulary: a summary of counted failures
+    /// (each field its own count), or one exception, which stays open so
+    /// that its frames and causes fold into it.
+    fn runtime(&mut self, no: u64, hit: &super::vocab::Hit, ev: &dyn Fn() -> Evidence) {
+        self.lines.recognized += 1;
+        self.program_lines += 1;
+        match hit.call {
+            "accept" => self.accept_errors += 1,
+            "connect" | "socket" => self.connect_errors += 1,
+            _ => {}
+        }
+        if hit.is_tally() {
+            for (id, n) in hit.counted() {
+                let o = self.observe(id, n, ev);
+                if o.call.is_empty() {
+                    o.call = hit.call;
+                }
+                o.detail
+                    .get_or_insert_with(|| format!("counted by {}", hit.runtime));
+                self.mark(id);
+            }
+            return;
+        }
+        let wrapper = self.wrapper.take();
+        let o = self.observe(hit.id, 1, ev);
+        if o.call.is_empty() {
+            o.call = hit.call;
+        }
+        o.errno = o.errno.or(hit.errno);
+        if o.detail.is_none()
+            && let Some(w) = wrapper
+        {
+            o.detail = Some(format!("the innermost cause, wrapped in {w}"));
+        }
+        self.mark(hit.id);
+        if let Some(e) = hit.errno {
+            // perror's `connect: X` then `error : X`: one failure, two lines.
+            self.last_error = Some((no, e));
+        }
+        if hit.traces {
+            self.exception = Some(OpenException {
+                id: hit.id,
+                line: no,
+                chained: false,
+            });
+        }
+    }
+
+    /// Lines that continue the exception above them: frames and error
+    /// objects fold into it (recognised, not counted again); Java's
+    /// `Caused by:` moves the event to the deeper cause, keeping the
+    /// wrapper as context; the exception Python prints after "The above
+    /// exception was the direct cause..." is the wrapper of the one above.
+    /// Returns true when the line was consumed.
+    fn fold(
+        &mut self,
+        no: u64,
+        raw: &[u8],
+        parsed: &parse::Parsed<'_>,
+        ev: &dyn Fn() -> Evidence,
+    ) -> bool {
+        use super::vocab::Continuation;
+        let cont = super::vocab::continuation(raw);
+        let hit_id = match &parsed.line {
+            Line::Runtime(h) if !h.is_tally() => Some(h.id),
+            Line::Error { id, .. } => Some(*id),
+            Line::Evidence {
+                id, kernel: false, ..
+            } => Some(*id),
+            _ => None,
+        };
+        let header = matches!(parsed.line, Line::Other) && exception_header(raw);
+        if header {
+            self.wrapper = Some(header_text(raw));
+        } else if cont == Continuation::No && hit_id.is_none() {
+            self.wrapper = None;
+        }
+        let Some(open) = self.exception.as_mut() else {
+            return false;
+        };
+        if header && cont == Continuation::No {
+            // A new exception whose own text names no failure.
+            self.exception = None;
+            return false;
+        }
+        if parse::trim(raw).starts_with(b"Traceback (most recent call last)") {
+            // A traceback printed after a logged message belongs to it
+            // (Python's logging, asyncio's exception handler).
+            open.chained = true;
+        }
+        match (cont, hit_id) {
+            (Continuation::No, Some(_)) if open.chained => {
+                // Python's wrapper of the cause above, or the exception of
+                // a traceback logged with the message: context only.
+                open.chained = false;
+                let (id, line) = (open.id, open.line);
+                self.lines.recognized += 1;
+                self.program_lines += 1;
+                let text = header_text(raw);
+                if let Some(o) = self.obs.get_mut(&id)
+                    && o.detail.is_none()
+                {
+                    o.detail = Some(format!(
+                        "the innermost cause (line {line}), wrapped in {text}"
+                    ));
+                }
+                true
+            }
+            (Continuation::No, _) => {
+                self.exception = None;
+                self.wrapper = None;
+                false
+            }
+            (Continuation::Chained, _) => {
+                open.chained = true;
+                false
+            }
+            (Continuation::CausedBy, Some(id)) => {
+                let (old, line) = (open.id, open.line);
+                open.id = id;
+                open.line = no;
+                self.lines.recognized += 1;
+                self.program_lines += 1;
+                if id == old {
+                    return true;
+                }
+                let mut wrapper_text = None;
+                if let Some(o) = self.obs.get_mut(&old) {
+                    o.count = o.count.saturating_sub(1);
+                    if o.evidence.last().is_some_and(|e| e.line == line) {
+                        wrapper_text = o.evidence.pop().map(|e| e.text);
+                    }
+                    if o.count == 0 {
+                        self.obs.remove(&old);
+                    }
+                }
+                let o = self.observe(id, 1, ev);
+                if o.detail.is_none()
+                    && let Some(w) = wrapper_text
+                {
+                    o.detail = Some(format!("the innermost cause, wrapped in {w}"));
+                }
+                self.mark(id);
+                true
+            }
+            (Continuation::Frame, Some(_)) => {
+                // Node's `code: 'ECONNREFUSED'`, a frame naming the error.
+                self.lines.recognized += 1;
+                self.program_lines += 1;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -804,6 +1000,15 @@ impl Source {
                 detail,
             } => {
                 j.failure_records += 1;
+                if self.timed.len() < MAX_TIMED {
+                    self.timed.push(Timed {
+                        ts: r.ts,
+                        id: failure,
+                        count,
+                        detail: detail.clone(),
+                        evidence: ev(),
+                    });
+                }
                 if call == "accept" {
                     self.accept_errors += 1;
                 }
@@ -946,6 +1151,53 @@ impl Source {
     }
 }
 
+/// An exception being printed over several lines.
+#[derive(Debug, Clone)]
+struct OpenException {
+    /// The id it counts as now (the innermost cause so far).
+    id: FailureId,
+    /// The line of that event.
+    line: u64,
+    /// The next exception line belongs to this event: Python said it wraps
+    /// this one ("The above exception was the direct cause..."), or a
+    /// traceback followed the logged message.
+    chained: bool,
+}
+
+/// `Exception in thread "main" x.y.SomeException: ...` or a bare
+/// `x.y.SomeException: ...` / `SomeError: ...` at the start of a line.
+fn exception_header(raw: &[u8]) -> bool {
+    let t = parse::trim(raw);
+    if t.starts_with(b"Exception in thread ") {
+        return true;
+    }
+    let word = t
+        .iter()
+        .take_while(|&&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'$')
+        .count();
+    let name = &t[..word];
+    (name.ends_with(b"Exception") || name.ends_with(b"Error"))
+        && matches!(t.get(word), None | Some(b':'))
+        && word > 5
+}
+
+/// The exception named by a header line, for context.
+fn header_text(raw: &[u8]) -> String {
+    let t = parse::trim(raw);
+    let t = t
+        .strip_prefix(b"Exception in thread ")
+        .map(|r| match memchr::memchr(b' ', r) {
+            Some(sp) => &r[sp + 1..],
+            None => r,
+        })
+        .unwrap_or(t);
+    let mut s = String::from_utf8_lossy(&t[..t.len().min(100)]).into_owned();
+    if t.len() > 100 {
+        s.push('…');
+    }
+    s
+}
+
 fn kind_from_title(title: &str) -> Option<Kind> {
     let t = title.to_lowercase();
     if t.contains("客户端") || t.contains("client") {
@@ -1029,6 +1281,8 @@ pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileSta
     let mut scratch = Scratch::default();
     let mut sections: Vec<Source> = vec![Source::new(name, None)];
     let mut current = 0usize;
+    // Section title -> index in `sections`.
+    let mut by_title: HashMap<String, usize> = HashMap::new();
     let mut stat = FileStat {
         path: name.to_string(),
         ..Default::default()
@@ -1084,14 +1338,13 @@ pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileSta
                 let parsed = parse::parse_line(line, &mut scratch);
                 if let Line::Header { level: 2, title } = parsed.line {
                     let title = String::from_utf8_lossy(title).into_owned();
-                    current = match sections
-                        .iter()
-                        .position(|s| s.section.as_deref() == Some(title.as_str()))
-                    {
-                        Some(i) => i,
-                        None => {
-                            sections.push(Source::new(name, Some(title)));
-                            sections.len() - 1
+                    // A map, not a scan of the sections: a file of 20,000
+                    // headers stays linear.
+                    current = match by_title.entry(title) {
+                        Entry::Occupied(e) => *e.get(),
+                        Entry::Vacant(e) => {
+                            sections.push(Source::new(name, Some(e.key().clone())));
+                            *e.insert(sections.len() - 1)
                         }
                     };
                 }

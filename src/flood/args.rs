@@ -13,15 +13,18 @@ use clap::{Args, Parser};
 
 use super::Procs;
 use super::plan::{FleetShard, SplitWhat};
+use super::proto::ProtoArgs;
 use super::report::LogFormat;
 use crate::argv::{self, Argv, parse_procs};
 use crate::util::{parse_count, parse_duration};
 
-/// Open, verify and hold many TCP connections to an echo server.
+/// Open, verify and hold many TCP connections to an echo server, or to a
+/// server of another protocol (--protocol).
 #[derive(Debug, Clone, PartialEq, Args)]
 #[command(
     long_about = "Open --connections TCP connections to HOST on ports PORT..PORT+ports-1 (cycling, like the seed's client), \
 send `Hello Server: client --> k` on connection k and count it only when the echo comes back intact; then hold them. \
+With --protocol connect|line|http|websocket|redis|mqtt, speak that protocol instead and count a connection when its reply verifies. \
 Failures are counted by class and never end the run; what stopped it is said at the end with the fix. \
 Exit status: 0 target reached, verified and held; 1 not (with the reason); 2 usage errors."
 )]
@@ -94,6 +97,8 @@ pub struct FloodArgs {
     /// `--metrics` on an inherited listening socket (the lab's).
     #[arg(long, hide = true, conflicts_with = "metrics")]
     pub metrics_fd: Option<std::os::fd::RawFd>,
+    #[command(flatten)]
+    pub proto: ProtoArgs,
 }
 
 fn parse_start_at(text: &str) -> Result<SystemTime, String> {
@@ -221,7 +226,8 @@ impl FloodArgs {
         if let Some(o) = &self.output {
             a = a.opt_os("output", o.as_os_str());
         }
-        a.opt_some("shard", self.shard)
+        let a = a
+            .opt_some("shard", self.shard)
             .list("shard-split", &self.shard_split)
             .opt_some(
                 "start-at",
@@ -229,7 +235,8 @@ impl FloodArgs {
             )
             .opt_some("host-name", self.host_name.as_deref())
             .opt_some("metrics", self.metrics)
-            .opt_some("metrics-fd", self.metrics_fd)
+            .opt_some("metrics-fd", self.metrics_fd);
+        self.proto.argv(a)
     }
 }
 
@@ -293,6 +300,17 @@ mod tests {
         a.log_format = Some(LogFormat::Seed);
         a.output = Some(PathBuf::from("/tmp/a dir/with spaces.log"));
         round_trip(&a);
+        let mut p = a.clone();
+        p.proto = ProtoArgs {
+            protocol: crate::flood::proto::Protocol::Line,
+            message: Some("-starts with a dash {n}\\n".into()),
+            expect: Some("/^ok/".into()),
+            path: "/x".into(),
+            headers: vec!["X-A: b, c".into(), "X-B: d".into()],
+            prefix: "dev-{n}".into(),
+            keepalive: Duration::from_secs(5),
+        };
+        round_trip(&p);
         let shard = FloodShardArgs {
             index: 3,
             of: 4,

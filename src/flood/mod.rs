@@ -9,6 +9,7 @@
 pub mod args;
 pub mod engine;
 pub mod plan;
+pub mod proto;
 pub mod report;
 pub mod stats;
 pub mod wire;
@@ -84,6 +85,8 @@ pub struct Request {
     /// Set in worker processes: (index, count).
     pub shard: Option<(u32, u32)>,
     pub seed_lines: bool,
+    /// What each connection speaks (`--protocol` and its flags).
+    pub proto: proto::Proto,
 }
 
 /// The per-process descriptor budget: the hard RLIMIT_NOFILE (the soft
@@ -201,6 +204,7 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
         let shard = req.plan.shard(0, 1);
         let opts = EngineOptions {
             seed_lines: req.format == LogFormat::Seed,
+            proto: req.proto.clone(),
         };
         let engine = Engine::new(&req.plan, shard, opts, &mut reporter)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -225,6 +229,7 @@ fn run_worker(req: &Request, index: u32, count: u32) -> bool {
     };
     let opts = EngineOptions {
         seed_lines: req.seed_lines,
+        proto: req.proto.clone(),
     };
     let (summary, held) = match Engine::new(&req.plan, shard.clone(), opts, &mut sink) {
         Ok(engine) => {

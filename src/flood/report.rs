@@ -17,6 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::stats::{FailureNote, Percentiles, Phase, ShardSummary, Sink, Snapshot, percentiles};
 use super::wire::{FloodLine, FloodSummary};
+use crate::catalogue::FailureId;
 use crate::events::{Counters, Event, FloodStart, Record, Role};
 use crate::metrics::{Buckets, Endpoint, Figures};
 use crate::util::thousands;
@@ -307,6 +308,9 @@ impl Reporter {
         } else {
             format!("exited ({status}) without a summary")
         };
+        if !summary {
+            self.worker_died(index, status);
+        }
         match self.format {
             LogFormat::Json => self.emit(
                 None,
@@ -322,6 +326,37 @@ impl Reporter {
             }
             _ => {}
         }
+    }
+
+    /// Worker `index` died without its summary (killed, crashed): the
+    /// connections of its last report died with it. They leave the sums
+    /// and are reported once as a `client_process_died` failure.
+    fn worker_died(&mut self, index: u32, status: &str) {
+        let Some(snap) = self.workers.get_mut(&index) else {
+            return;
+        };
+        let lost = snap.counters.connections;
+        snap.counters.connections = 0;
+        snap.counters.closed_total += lost;
+        snap.in_flight = 0;
+        snap.phase = Phase::Done;
+        *snap
+            .counters
+            .failures
+            .entry(FailureId::ClientProcessDied)
+            .or_default() += lost;
+        let note = FailureNote {
+            key: "WORKER_DIED".into(),
+            failure: Some(FailureId::ClientProcessDied),
+            call: "worker".into(),
+            errno: None,
+            count: lost,
+            detail: format!(
+                "flood worker {index} {status} holding {} verified connections: all lost",
+                thousands(lost)
+            ),
+        };
+        self.failure(Some(index), &note);
     }
 
     /// A line a worker printed that is not JSON (seed per-connection lines).

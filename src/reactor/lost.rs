@@ -64,6 +64,15 @@ impl Losses {
     }
 }
 
+/// Whether a worker that ended with `status` died (killed, crashed, failed)
+/// rather than stopped on its parent's SIGTERM or SIGINT (exit 0).
+pub fn died_while_serving(status: &ExitStatus) -> bool {
+    match status.signal() {
+        Some(sig) => sig != libc::SIGTERM && sig != libc::SIGINT,
+        None => !status.success(),
+    }
+}
+
 impl WorkerDeath {
     /// The sentence for logs: `worker 0 (pid 27012) killed by SIGKILL
     /// holding 16,376 connections: all lost`.
@@ -129,5 +138,8 @@ mod tests {
         assert_eq!(death.cause, "exited with status 3");
         assert_eq!(death.exit_code, Some(3));
         assert_eq!(l.lost(), 150);
+        assert!(died_while_serving(&ExitStatus::from_raw(9)));
+        assert!(!died_while_serving(&ExitStatus::from_raw(0)));
+        assert!(!died_while_serving(&ExitStatus::from_raw(libc::SIGTERM)));
     }
 }

@@ -460,6 +460,11 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 if signals::stop_requested() {
+                    // Stopping anyway; but a worker killed just before
+                    // still lost what it held.
+                    if super::lost::died_while_serving(&st) {
+                        parent.died(index, &st);
+                    }
                     break;
                 }
                 parent.died(index, &st);
@@ -536,8 +541,15 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
     }
     // Stop: workers get SIGTERM, print their last counters, exit.
     for msg in pool.shutdown() {
-        if let WorkerMsg::Line { index, line } = msg {
-            parent.on_line(index, &line);
+        match msg {
+            WorkerMsg::Line { index, line } => {
+                parent.on_line(index, &line);
+            }
+            // Killed (not stopped by our SIGTERM) while we were stopping.
+            WorkerMsg::Exited { index, status } if super::lost::died_while_serving(&status) => {
+                parent.died(index, &status);
+            }
+            WorkerMsg::Exited { .. } => {}
         }
     }
     drop(listeners);

@@ -102,6 +102,16 @@ pub fn pid_listed(pid: i32) -> bool {
     Process::new(pid).is_ok()
 }
 
+/// The direct child processes of `pid` (its main thread's `children`),
+/// oldest first; empty when it has none or is gone.
+pub fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
 /// The command name of process `pid` (`comm`, at most 15 bytes: "c1m"),
 /// if it is listed.
 pub fn comm(pid: i32) -> Option<String> {

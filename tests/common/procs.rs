@@ -69,3 +69,34 @@ pub fn wait_peak_rss_kib(child: Child) -> (Option<i32>, u64) {
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
     (code, usage.ru_maxrss as u64)
 }
+
+/// Like [`wait_peak_rss_kib`], with a deadline: polls `wait4(WNOHANG)`, and
+/// if `child` overruns `limit` kills it (by its pid), reaps it and fails
+/// the test naming `what`. Returns the exit code, the peak RSS in KiB and
+/// the time it took.
+pub fn wait_bounded_peak_rss_kib(
+    mut child: Child,
+    limit: std::time::Duration,
+    what: &str,
+) -> (Option<i32>, u64, std::time::Duration) {
+    let pid = child.id() as libc::pid_t;
+    let start = std::time::Instant::now();
+    loop {
+        let mut status = 0;
+        // SAFETY: a zeroed rusage is a valid out-parameter for wait4.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: wait4 on our own child, with valid pointers.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(r >= 0, "wait4: {}", std::io::Error::last_os_error());
+        if r == pid {
+            let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+            return (code, usage.ru_maxrss as u64, start.elapsed());
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: did not end within {limit:?} (killed)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

@@ -12,13 +12,16 @@
 //!   (sysctl, sockstat, file-nr);
 //! - [`accept_queue`] and [`conntrack`]: the causes of connect timeouts,
 //!   linked to the symptom by [`timeout`];
-//! - [`plateau`]: a count that stopped near a known limit.
+//! - [`plateau`]: a count that stopped near a known limit;
+//! - [`faults`]: effects (EOFs, resets) linked to the process death,
+//!   stall or network fault that caused them, as one root-cause finding.
 pub mod accept_queue;
 pub mod cap;
 pub mod client_bugs;
 pub mod conntrack;
 pub mod counters;
 pub mod eagain;
+pub mod faults;
 pub mod fd;
 pub mod log;
 pub mod memory;

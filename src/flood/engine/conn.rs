@@ -5,6 +5,10 @@
 //! machine does the socket I/O and says what happened; the engine does the
 //! counting, so other protocols can reuse the loop with another machine.
 //!
+//! Other protocols (`flood::proto`) reuse the same states and the raw
+//! I/O below ([`Conn::write_from`], [`Conn::read_raw`]); their bytes and
+//! checks come from the run's dialect, in the engine's `speak` module.
+//!
 //! Every exchange is timed from its own start: `since` is the instant just
 //! before this connection's `connect()` while it connects, and the instant
 //! its hold message was sent while that message is out.
@@ -208,6 +212,67 @@ impl Conn {
             };
         }
         Ok(())
+    }
+
+    /// Write `bytes[from..]` (another protocol's request); returns how
+    /// far it got: `bytes.len()` when all is written, less when the socket
+    /// is full (the rest goes at the next writable event).
+    pub fn write_from(
+        &mut self,
+        bytes: &[u8],
+        mut from: usize,
+        bytes_out: &mut u64,
+    ) -> std::io::Result<usize> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(from);
+        };
+        while from < bytes.len() {
+            match stream.write(&bytes[from..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    from += n;
+                    *bytes_out += n as u64;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(from)
+    }
+
+    /// The request is written: await its reply.
+    pub fn sent(&mut self) {
+        self.st = match self.st {
+            St::Sending => St::Awaiting,
+            St::MsgSending => St::MsgAwait,
+            st => st,
+        };
+    }
+
+    /// The reply came: open and idle again; true when it was the first
+    /// (the connection is now verified).
+    pub fn replied(&mut self) -> bool {
+        let first = !self.st.verified();
+        self.st = St::Open;
+        first
+    }
+
+    /// One read() into `scratch`, unchecked (another protocol's reply):
+    /// `Partial` with the byte count when data came.
+    pub fn read_raw(&mut self, scratch: &mut [u8]) -> (Received, usize) {
+        let Some(stream) = self.stream.as_mut() else {
+            return (Received::Nothing, 0);
+        };
+        loop {
+            match stream.read(scratch) {
+                Ok(0) => return (Received::Eof, 0),
+                Ok(n) => return (Received::Partial, n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return (Received::Nothing, 0),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return (Received::Failed(e), 0),
+            }
+        }
     }
 
     /// One read() into `scratch`, checked against the line. Returns what

@@ -23,6 +23,9 @@ impl Engine<'_> {
     /// A slot for `conn`: a free one (its epoch bumped) or a new one.
     fn alloc(&mut self, mut conn: Conn) -> u32 {
         if let Some(i) = self.free.pop() {
+            if !self.partial.is_empty() {
+                self.partial.remove(&i);
+            }
             conn.epoch = self.conns[i as usize].epoch.wrapping_add(1);
             self.conns[i as usize] = conn;
             i
@@ -164,8 +167,12 @@ impl Engine<'_> {
                 let key = FailKey::from_errno(libc::ETIMEDOUT);
                 self.fail_attempt(slot, key, "connect", Some(libc::ETIMEDOUT), &detail);
             } else {
+                let what = match self.opts.proto {
+                    crate::flood::proto::Proto::Echo => "the echo".to_string(),
+                    ref p => format!("the {} reply", p.name()),
+                };
                 let detail = format!(
-                    "connected, but the echo did not come back within {secs}s (--connect-timeout)"
+                    "connected, but {what} did not come back within {secs}s (--connect-timeout)"
                 );
                 let key = FailKey::EchoTimeout;
                 self.fail_attempt(slot, key, "recv", Some(libc::ETIMEDOUT), &detail);
@@ -208,7 +215,7 @@ impl Engine<'_> {
             }
         }
         if self.conns[slot as usize].sending() {
-            self.write(slot);
+            self.write(slot, now);
         }
         if readable || error {
             // With the peer's close or an error pending, read on until
@@ -218,7 +225,10 @@ impl Engine<'_> {
         }
     }
 
-    fn write(&mut self, slot: u32) {
+    fn write(&mut self, slot: u32, now: Instant) {
+        if !matches!(self.opts.proto, crate::flood::proto::Proto::Echo) {
+            return self.write_proto(slot, now);
+        }
         let c = &mut self.conns[slot as usize];
         if let Err(e) = c.send(&mut self.counters.bytes_out) {
             self.io_failed(slot, "send", &e);
@@ -228,6 +238,9 @@ impl Engine<'_> {
     /// Read what came and act on it. Edge-triggered: more data raises a
     /// new event, so reading stops at a short read unless `drain`.
     fn read(&mut self, slot: u32, drain: bool, now: Instant) {
+        if !matches!(self.opts.proto, crate::flood::proto::Proto::Echo) {
+            return self.read_proto(slot, drain, now);
+        }
         loop {
             let c = &mut self.conns[slot as usize];
             let (what, n) = c.receive(&mut self.scratch);
@@ -273,7 +286,7 @@ impl Engine<'_> {
     }
 
     /// The first echo came back: the connection counts.
-    fn verified(&mut self, slot: u32, now: Instant) {
+    pub(super) fn verified(&mut self, slot: u32, now: Instant) {
         let c = &self.conns[slot as usize];
         let pi = c.path as usize;
         self.last_fd = c.stream.as_ref().map(|s| s.as_raw_fd());
@@ -291,14 +304,18 @@ impl Engine<'_> {
     /// timed from its own send; one still waiting for its previous echo is
     /// skipped this round.
     pub(super) fn send_messages(&mut self, from: usize, to: usize) {
+        if !self.opts.proto.keeps_alive() {
+            return;
+        }
         for slot in from as u32..to as u32 {
             let c = &mut self.conns[slot as usize];
             if !c.idle() {
                 continue;
             }
-            c.start_message(Instant::now());
+            let now = Instant::now();
+            c.start_message(now);
             self.s.messages_sent += 1;
-            self.write(slot);
+            self.write(slot, now);
         }
     }
 }

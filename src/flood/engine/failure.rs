@@ -6,6 +6,7 @@
 use nix::errno::Errno;
 
 use crate::catalogue::FailureId;
+use crate::flood::proto::ProtoFail;
 
 /// Why an attempt failed or a verified connection was lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +25,8 @@ pub enum FailKey {
     EofBeforeEcho,
     /// The echo came back different.
     EchoMismatch,
+    /// A protocol's reply did not verify (see `flood::proto`).
+    Protocol(ProtoFail),
 }
 
 /// The errnos that get a key of their own.
@@ -88,6 +91,9 @@ impl FailKey {
             FailKey::Eof => "EOF",
             FailKey::EofBeforeEcho => "EOF_BEFORE_ECHO",
             FailKey::EchoMismatch => "ECHO_MISMATCH",
+            FailKey::Protocol(ProtoFail::ConnectionLimit) => "SERVER_FULL",
+            FailKey::Protocol(ProtoFail::Refused) => "PROTO_REFUSED",
+            FailKey::Protocol(ProtoFail::Mismatch) => "PROTO_MISMATCH",
         }
     }
 
@@ -119,6 +125,9 @@ impl FailKey {
                 | Errno::ENETUNREACH
                 | Errno::EHOSTUNREACH,
             ) => 8,
+            // A server that speaks another protocol, or refuses this
+            // request, answers every attempt the same way.
+            FailKey::Protocol(ProtoFail::Mismatch | ProtoFail::Refused) => 8,
             _ => 64,
         }
     }
@@ -132,6 +141,9 @@ impl FailKey {
             }
             FailKey::Eof | FailKey::EofBeforeEcho => Some(FailureId::PeerDisconnect),
             FailKey::EchoMismatch => None,
+            FailKey::Protocol(ProtoFail::ConnectionLimit) => Some(FailureId::ServerConnectionLimit),
+            FailKey::Protocol(ProtoFail::Mismatch) => Some(FailureId::ProtocolMismatch),
+            FailKey::Protocol(ProtoFail::Refused) => Some(FailureId::ProtocolRefused),
             FailKey::Errno(_) | FailKey::OtherErrno => {
                 errno.and_then(|e| FailureId::from_errno(call, e))
             }

@@ -9,6 +9,8 @@
 //! - this file: the loop (admit new connects, end the connect phase, hold,
 //!   sleep until the next thing to do) and the summary;
 //! - [`conn`]: one connection's state machine and its socket I/O;
+//! - [`speak`]: the protocols other than echo (`flood::proto`) on that
+//!   machine;
 //! - [`dispatch`]: readiness events, deadlines and new connects, wired
 //!   from the state machine to the counters;
 //! - [`account`]: failures counted by [`FailKey`], paths given up, stops;
@@ -26,8 +28,9 @@ mod conn;
 mod dispatch;
 mod failure;
 mod socket;
+mod speak;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
@@ -71,6 +74,8 @@ impl Timing {
 pub struct EngineOptions {
     /// Report seed-format lines for errors on single connections.
     pub seed_lines: bool,
+    /// What to speak on each connection (echo by default).
+    pub proto: crate::flood::proto::Proto,
 }
 
 /// The connections of a finished run, closed when this is dropped.
@@ -106,6 +111,11 @@ pub struct Engine<'s> {
     rtt: Histogram<u64>,
     s: ShardSummary,
     scratch: Vec<u8>,
+    /// A protocol's request being written (not echo's).
+    out: Vec<u8>,
+    /// Requests and replies of other protocols that did not complete in
+    /// one go, by slot (see `speak`).
+    partial: HashMap<u32, speak::Partial>,
 }
 
 /// The loop's clocks: when things started and are next due.
@@ -167,6 +177,8 @@ impl<'s> Engine<'s> {
             rtt: new_hist(),
             s,
             scratch: vec![0u8; 4096],
+            out: Vec::new(),
+            partial: HashMap::new(),
         })
     }
 

@@ -1005,6 +1005,7 @@ mod tests {
             deadline: Duration::from_secs(10),
             json: false,
             metrics: Vec::new(),
+            fault: None,
         };
         let hosts = plan_hosts(&cfg).unwrap();
         assert_eq!(hosts.len(), 3);

@@ -21,6 +21,8 @@
 //! - [`run`](mod@run): serve, the clients, the hold and the teardown, and the
 //!   figures derived from what they said.
 //! - [`report`](mod@report): report.json and report.md.
+//! - [`faults`](mod@faults): `--fault`, one fault injected during the
+//!   hold, and the hold's account of what was lost.
 //! - [`hosts`](mod@hosts): `--hosts`, the same experiment between namespace
 //!   hosts (a server and client hosts on a bridge), and `--cleanup`.
 use std::collections::BTreeMap;
@@ -31,6 +33,7 @@ use serde::Serialize;
 
 use crate::sys::probe::{CounterSet, Memory};
 
+pub mod faults;
 pub mod hosts;
 mod preflight;
 mod report;
@@ -74,6 +77,8 @@ pub struct LabConfig {
     /// the lab moved into its namespace, with their URLs: serve's first,
     /// then client 1..N's. Empty: no metrics.
     pub metrics: Vec<(String, std::os::fd::RawFd)>,
+    /// `--fault`: one fault injected during the hold.
+    pub fault: Option<faults::Fault>,
 }
 
 /// One client's outcome, from its summary line.
@@ -132,6 +137,10 @@ pub struct LabReport {
     pub metrics_endpoints: Vec<String>,
     /// What `c1m analyze` found in the run's logs (logs/).
     pub findings: Vec<crate::diagnosis::classify::Finding>,
+    /// The hold's account: alive at its end, lost during it by cause.
+    pub hold: Option<faults::HoldReport>,
+    /// `--fault`: what was injected and what it cost.
+    pub fault: Option<faults::FaultReport>,
     /// analyze's human report, printed by the command.
     #[serde(skip)]
     pub analysis: String,

@@ -20,6 +20,7 @@ use crate::sys::signals;
 use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
 use crate::util::thousands;
 
+use super::faults::{self, ClientHold, Injector, Scene, ServerHold};
 use super::report::write_reports;
 use super::{
     CLIENT_HOLD_MARGIN, ClientResult, LabConfig, LabReport, SERVER_STOP_GRACE, server_capacity,
@@ -38,6 +39,8 @@ pub(super) struct Live {
     summary: Option<Record>,
     pub(super) start: Option<Record>,
     pub(super) exit: Option<i32>,
+    /// Failures by catalogue id in its last interval (cumulative).
+    pub(super) failures: BTreeMap<crate::catalogue::FailureId, u64>,
 }
 
 /// Run the lab: the caller has already checked capacity and applied the
@@ -125,6 +128,23 @@ pub fn run(
         report.server_workers = typed::<ServeStart>(settings).map_or(0, |s| s.workers.into());
     }
 
+    let mut injector = cfg.fault.map(|f| Injector::new(f, cfg.hold));
+    let mut lab_log = match injector {
+        Some(_) => Some(create_log(&logs_dir, "lab.log")?),
+        None => None,
+    };
+    let serve_workers: Vec<u32> = live[0]
+        .start
+        .as_ref()
+        .and_then(|r| match &r.event {
+            Event::Start { settings } => typed::<ServeStart>(settings),
+            _ => None,
+        })
+        .map(|s| s.worker_pids)
+        .unwrap_or_default();
+    let mut verified_at_hold_start = 0u64;
+    let mut server_at_end: Option<u64> = None;
+
     // Clients.
     let shares = split(cfg.target, cfg.clients);
     for (i, share) in shares.iter().enumerate() {
@@ -183,7 +203,21 @@ pub fn run(
             // clients (their closing is the teardown, counted apart).
             counters_end_of_hold =
                 Some(probe::counters().context("reading TCP counters at the end of the hold")?);
+            server_at_end = Some(live[0].connections);
             stop_clients(&pool);
+        }
+        if let (Some(t), Some(inj), Some(log)) = (hold_started, injector.as_mut(), lab_log.as_mut())
+            && counters_end_of_hold.is_none()
+        {
+            let mut scene = Scene {
+                pool: &pool,
+                serve_workers: serve_workers.clone(),
+                server_connections: live[0].connections,
+                client_connections: live[1..].iter().map(|l| l.connections).sum(),
+                first_client_connections: live.get(1).map_or(0, |l| l.connections),
+                log,
+            };
+            inj.poll(t.elapsed(), &mut scene)?;
         }
         if signals::stop_requested() && !interrupted {
             interrupted = true;
@@ -207,6 +241,11 @@ pub fn run(
                     absorb(&mut live[index], rec);
                 }
             }
+            Some(WorkerMsg::Exited { index: 0, .. })
+                if match injector.as_mut() {
+                    Some(inj) => inj.server_exited(&mut pool)?,
+                    None => false,
+                } => {}
             Some(WorkerMsg::Exited { index, status }) => {
                 live[index].exit = Some(status.code().unwrap_or(
                     128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0),
@@ -222,7 +261,11 @@ pub fn run(
         let established: u64 = live[1..].iter().map(|l| l.connections).sum();
         report.peak_connections = report.peak_connections.max(established);
         report.server_peak_connections = report.server_peak_connections.max(live[0].connections);
+        if let Some(inj) = injector.as_mut() {
+            inj.observe(established, cfg.target);
+        }
         if report.time_to_target_s.is_none() && established >= cfg.target {
+            verified_at_hold_start = established;
             report.time_to_target_s = Some(run_start.elapsed().as_secs_f64());
             hold_started = Some(Instant::now());
             report.memory_peak = probe::memory().unwrap_or_default();
@@ -295,6 +338,16 @@ pub fn run(
         .with_context(|| format!("writing {}", kernel_path.display()))?;
 
     summarize(&mut report, &live, run_start_ts);
+    if let Some(log) = lab_log.as_mut() {
+        let _ = log.flush();
+    }
+    hold_account(
+        &mut report,
+        &live,
+        verified_at_hold_start,
+        server_at_end.unwrap_or(live[0].connections),
+        injector,
+    );
 
     // The analysis of everything the run logged, and its chart.
     let analysis = crate::diagnosis::report::analyze(std::slice::from_ref(&logs_dir));
@@ -312,6 +365,7 @@ pub(super) fn absorb(live: &mut Live, rec: Record) {
     match &rec.event {
         Event::Interval { counters, .. } => {
             live.connections = counters.connections;
+            live.failures = counters.failures.clone();
             live.peak = live.peak.max(counters.connections);
             live.opened_total = counters.opened_total;
             if let Some(r) = counters.rss_bytes {
@@ -517,4 +571,80 @@ pub(super) fn create_log(dir: &Path, name: &str) -> Result<BufWriter<File>> {
 pub(super) fn record_line(log: &mut BufWriter<File>, line: &str) {
     let _ = log.write_all(line.as_bytes());
     let _ = log.write_all(b"\n");
+}
+
+/// The hold's account (what was lost, by cause) and the fault's comparison;
+/// a loss nobody asked for makes the run "not reached".
+fn hold_account(
+    report: &mut LabReport,
+    live: &[Live],
+    verified_at_start: u64,
+    server_at_end: u64,
+    mut injector: Option<Injector>,
+) {
+    if report.time_to_target_s.is_none() {
+        return;
+    }
+    let clients: Vec<ClientHold> = live[1..]
+        .iter()
+        .map(|l| {
+            let died = l
+                .failures
+                .get(&crate::catalogue::FailureId::ClientProcessDied)
+                .copied()
+                .unwrap_or(0);
+            match flood_summary(l) {
+                Some((_, s)) => ClientHold {
+                    eof: s.shard.hold_closed,
+                    reset: s.shard.hold_resets,
+                    died,
+                    open: s.shard.open(),
+                },
+                // No summary: the client process itself died, and every
+                // connection of its last report with it.
+                None if l.exit.is_some() => ClientHold {
+                    died: died + l.connections,
+                    ..Default::default()
+                },
+                None => ClientHold {
+                    died,
+                    open: l.connections,
+                    ..Default::default()
+                },
+            }
+        })
+        .collect();
+    let server_lost = match &live[0].summary {
+        Some(Record {
+            event: Event::Summary { details, .. },
+            ..
+        }) => typed::<ServeSummary>(details).map_or(0, |s| s.lost_connections),
+        _ => 0,
+    };
+    let server = ServerHold {
+        lost: server_lost,
+        at_end: server_at_end,
+    };
+    let hold = faults::account(&clients, verified_at_start, server, injector.as_mut());
+    match injector {
+        Some(inj) => {
+            report.reached = verified_at_start >= report.target;
+            report.notes.push(inj.report.sentence());
+            report.fault = Some(inj.report);
+        }
+        None if hold.lost > 0 => {
+            report.reached = false;
+            report.notes.push(format!(
+                "{} verified connections lost during the hold ({}): not reached",
+                thousands(hold.lost),
+                hold.lost_by_cause
+                    .iter()
+                    .map(|(k, v)| format!("{k} {}", thousands(*v)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        None => {}
+    }
+    report.hold = Some(hold);
 }

@@ -1,0 +1,257 @@
+//! Faults during the hold, end to end: `c1m lab --fault F` injects each
+//! fault for real (3,000 connections, two clients, seconds each), and the
+//! report counts the lost connections exactly (the clients' count and the
+//! server's agree), the lab exits as documented, and analyze's first
+//! finding names the fault with its evidence. And a worker killed by hand
+//! during a plain lab's hold fails the run. Each lab runs in the private
+//! network namespace it makes for itself (ignored without one), and every
+//! process it starts ends with it.
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod common;
+
+use common::*;
+
+/// `c1m lab -n 3000 --clients 2 --ports 4 --hold 6s <extra> --json` in a
+/// fresh report folder: its exit status and report.json.
+fn lab(extra: &[&str], dir: &Path) -> (Option<i32>, Value) {
+    let mut args = vec![
+        "lab",
+        "-n",
+        "3000",
+        "--clients",
+        "2",
+        "--ports",
+        "4",
+        "--hold",
+        "6s",
+        "--netns",
+        "on",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let child = Command::new(BIN)
+        .args(&args)
+        .arg("--report")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_bounded(child, Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"report_dir\""))
+        .unwrap_or_else(|| panic!("no report line: {}", text(&out)));
+    (out.status.code(), serde_json::from_str(last).unwrap())
+}
+
+/// The first finding's id, and whether its evidence cites `file`.
+fn first_finding(report: &Value) -> (&str, Vec<String>) {
+    let f = &report["findings"][0];
+    let files = f["evidence"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .map(|x| x["file"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    (f["id"].as_str().unwrap_or("none"), files)
+}
+
+fn cites(files: &[String], name: &str) -> bool {
+    files.iter().any(|f| f.ends_with(name))
+}
+
+/// The fault's account: injected, both sides agree, `lost` lost.
+fn assert_fault(report: &Value, fault: &str, lost: u64) {
+    let f = &report["fault"];
+    assert_eq!(f["fault"], fault, "{f}");
+    assert_eq!(f["injected"], true, "{f}");
+    assert_eq!(f["clients_lost"], lost, "{f}");
+    assert_eq!(f["expected_loss"], lost, "{f}");
+    assert_eq!(f["agree"], true, "{f}");
+    assert_eq!(report["hold"]["lost"], lost, "{}", report["hold"]);
+    assert_eq!(report["hold"]["verified_at_start"], 3000);
+    assert_eq!(report["reached"], true);
+}
+
+#[test]
+#[cfg_attr(not(c1m_netns), ignore = "needs root: network namespaces")]
+fn kill_worker_loses_what_the_worker_held_and_analyze_names_it_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, r) = lab(&["--fault", "kill-worker"], dir.path());
+    assert_eq!(code, Some(0), "{r}");
+    // One serve worker holds all 3,000 (auto workers at this size).
+    assert_fault(&r, "kill-worker", 3000);
+    assert_eq!(r["hold"]["server_lost"], 3000);
+    let by_cause = &r["hold"]["lost_by_cause"];
+    let eof = by_cause["eof"].as_u64().unwrap_or(0);
+    let reset = by_cause["reset"].as_u64().unwrap_or(0);
+    assert_eq!(eof + reset, 3000, "{by_cause}");
+    let (id, files) = first_finding(&r);
+    assert_eq!(id, "server_process_died", "{}", r["findings"]);
+    assert!(
+        cites(&files, "serve.log") && cites(&files, "lab.log"),
+        "{files:?}"
+    );
+    let what = r["findings"][0]["explanation"].as_str().unwrap();
+    assert!(
+        what.contains("was killed by SIGKILL at ")
+            && what.contains("3,000 connections it held were lost")
+            && what.contains("injected by c1m lab --fault kill-worker"),
+        "{what}"
+    );
+    // The effects are under it, not findings of their own.
+    let ids: Vec<&str> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        !ids.contains(&"peer_disconnect") && !ids.contains(&"connection_reset"),
+        "{ids:?}"
+    );
+}
+
+#[test]
+#[cfg_attr(not(c1m_netns), ignore = "needs root: network namespaces")]
+fn stall_worker_loses_nothing_and_analyze_names_the_stall() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, r) = lab(&["--fault", "stall-worker"], dir.path());
+    assert_eq!(code, Some(0), "{r}");
+    assert_fault(&r, "stall-worker", 0);
+    assert!(
+        r["fault"]["duration_s"].as_f64().unwrap() >= 1.0,
+        "{}",
+        r["fault"]
+    );
+    assert_eq!(r["hold"]["alive_at_end"], 3000);
+    let (id, files) = first_finding(&r);
+    assert_eq!(id, "server_stalled", "{}", r["findings"]);
+    assert!(cites(&files, "lab.log"), "{files:?}");
+}
+
+#[test]
+#[cfg_attr(not(c1m_netns), ignore = "needs root: network namespaces")]
+fn kill_client_loses_that_client_s_share_on_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, r) = lab(&["--fault", "kill-client"], dir.path());
+    assert_eq!(code, Some(0), "{r}");
+    // Client 1 held its share, 1,500; the server saw as many end.
+    assert_fault(&r, "kill-client", 1500);
+    assert_eq!(r["hold"]["lost_by_cause"]["client_process_died"], 1500);
+    assert_eq!(r["hold"]["alive_at_end"], 1500);
+    let (id, files) = first_finding(&r);
+    assert_eq!(id, "client_process_died", "{}", r["findings"]);
+    assert!(cites(&files, "lab.log"), "{files:?}");
+}
+
+#[test]
+#[cfg_attr(not(c1m_netns), ignore = "needs root: network namespaces")]
+fn restart_server_loses_everything_and_analyze_names_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, r) = lab(&["--fault", "restart-server"], dir.path());
+    assert_eq!(code, Some(0), "{r}");
+    assert_fault(&r, "restart-server", 3000);
+    let (id, files) = first_finding(&r);
+    assert_eq!(id, "server_process_died", "{}", r["findings"]);
+    assert!(cites(&files, "lab.log"), "{files:?}");
+    let what = r["findings"][0]["explanation"].as_str().unwrap();
+    assert!(
+        what.contains("stopped with SIGTERM and started again"),
+        "{what}"
+    );
+}
+
+/// The command line of `pid` (NUL-separated arguments as spaces).
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+#[test]
+#[cfg_attr(not(c1m_netns), ignore = "needs root: network namespaces")]
+fn a_worker_killed_by_hand_during_a_plain_hold_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "lab",
+            "-n",
+            "3000",
+            "--clients",
+            "2",
+            "--ports",
+            "4",
+            "--hold",
+            "8s",
+            "--netns",
+            "on",
+            "--report",
+        ])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lab_pid = child.id();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = String::new();
+    // Wait for the hold, then kill the serve worker with SIGKILL.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("lab: holding") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no hold: {seen}");
+    }
+    let worker = descendants(lab_pid)
+        .into_iter()
+        .find(|p| cmdline(*p).contains("serve-worker"))
+        .unwrap_or_else(|| panic!("no serve worker under the lab: {seen}"));
+    unsafe { libc::kill(worker as i32, libc::SIGKILL) };
+    for line in lines {
+        seen.push_str(&line.unwrap());
+        seen.push('\n');
+    }
+    let out = wait_bounded(child, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(1), "{seen}");
+    let last = seen.lines().last().unwrap_or("");
+    assert!(
+        last.contains("NOT reached") && last.contains("3,000 LOST"),
+        "{last}"
+    );
+    let report_dir = last.rsplit("report in ").next().unwrap().trim();
+    let r: Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(report_dir).join("report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(r["reached"], false);
+    assert_eq!(r["hold"]["lost"], 3000, "{}", r["hold"]);
+    assert_eq!(r["hold"]["server_lost"], 3000, "{}", r["hold"]);
+    let (id, files) = first_finding(&r);
+    assert_eq!(id, "server_process_died", "{}", r["findings"]);
+    assert!(cites(&files, "serve.log"), "{files:?}");
+    let what = r["findings"][0]["explanation"].as_str().unwrap();
+    assert!(
+        what.starts_with(&format!(
+            "Server worker 0 (pid {worker}) was killed by SIGKILL at "
+        )),
+        "{what}"
+    );
+}
