@@ -18,6 +18,13 @@
 #                                  # for both runs and rolls it back on exit
 #   HOSTS=1 benches/lab.sh         # also c1m lab --hosts at the same target (namespace
 #                                  # hosts on a bridge), its time to target next to step 1's
+#   TARGETS="100000 500000 1000000 1500000" benches/lab.sh
+#                                  # the cost curve: steps 1 and 2 at each target, then one
+#                                  # `curve` line per target (time to target, connect rate,
+#                                  # kernel and user bytes per connection, c1m / C time);
+#                                  # CURVE_SVG=FILE also draws them (benches/curve_svg.py)
+#   LAB_OPTS="--defer-accept" benches/lab.sh
+#                                  # extra c1m lab flags (one switch measured on its own)
 #
 # Loopback only, inside throwaway network namespaces; every process started
 # here is ended here; anything applied is rolled back on exit.
@@ -71,6 +78,7 @@ if [ "${1:-}" = "--c-run" ]; then
 fi
 
 N=${N:-1000000}
+TARGETS=${TARGETS:-$N}
 PORTS=20
 BASE=8888
 CLIENTS=3
@@ -91,34 +99,43 @@ gcc -O2 -Wall -o "$work/echo_server" "$here/c/echo_server.c"
 gcc -O2 -Wall -o "$work/epoll_client" "$here/c/epoll_client.c"
 
 
-echo "# $(date -u +%FT%TZ) $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), fd hard limit $(ulimit -Hn)"
+echo "# $(date -u +%FT%TZ) $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), fd hard limit $(ulimit -Hn)${LAB_OPTS:+, c1m lab $LAB_OPTS}"
+# The largest target decides whether the lab profile is needed (applied
+# once, for every target, rolled back on exit).
+largest=$(printf '%s\n' $TARGETS | sort -n | tail -1)
 # doctor exits 1 when any check fails; only the capacity verdict matters here.
-"$C1M" doctor --role lab --target "$N" --server-ports "$PORTS" --sources 30 --json > "$work/doctor.json" 2>/dev/null || true
+"$C1M" doctor --role lab --target "$largest" --server-ports "$PORTS" --sources 30 --json > "$work/doctor.json" 2>/dev/null || true
 if ! python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d['capacity']['fits'] else 1)" "$work/doctor.json"; then
-    echo "# target $N does not fit this host as it is: applying the lab profile (rolled back on exit)"
-    "$C1M" doctor --role lab --target "$N" --apply --state "$state" > "$work/apply.out" 2>&1 || true
+    echo "# target $largest does not fit this host as it is: applying the lab profile (rolled back on exit)"
+    "$C1M" doctor --role lab --target "$largest" --apply --state "$state" > "$work/apply.out" 2>&1 || true
     applied=1
     grep -E 'applied|failed' "$work/apply.out" | head -20 | sed 's/^/#   /' || true
 fi
 
-# 1. c1m lab
-"$C1M" lab --target "$N" --clients "$CLIENTS" --ports "$PORTS" --port "$BASE" --hold 5s \
-    --report "$work/reports" > "$work/lab.out" 2>&1 || true
+# Steps 1 and 2 at target $1; prints the comparison and appends one curve
+# line to $work/curve.txt.
+run_target() {
+    local N=$1
+    rm -rf "$work/reports"
+    # 1. c1m lab
+    # shellcheck disable=SC2086
+    "$C1M" lab --target "$N" --clients "$CLIENTS" --ports "$PORTS" --port "$BASE" --hold 5s \
+        --report "$work/reports" ${LAB_OPTS:-} > "$work/lab.out" 2>&1 || true
 
-report=$(ls -d "$work"/reports/*/ | head -1)report.json
-[ -f "$report" ] || { echo "c1m lab wrote no report:" >&2; tail -20 "$work/lab.out" >&2; exit 1; }
-read -r srv_procs cli_procs < <(python3 - "$report" <<'PY'
+    report=$(ls -d "$work"/reports/*/ | head -1)report.json
+    [ -f "$report" ] || { echo "c1m lab wrote no report:" >&2; tail -20 "$work/lab.out" >&2; exit 1; }
+    read -r srv_procs cli_procs < <(python3 - "$report" <<'PY'
 import json, math, sys
 r = json.load(open(sys.argv[1]))
 per = 20000 - 64  # what flood --procs auto uses per process here
 print(r["server_workers"], sum(math.ceil(c["target"] / per) for c in r["clients"]))
 PY
-)
+    )
 
-# 2. the C programs, same process counts
-c_line=$(unshare -n "$0" --c-run "$work" "$N" "$PORTS" "$BASE" "$srv_procs" "$cli_procs" | grep '^c_result')
+    # 2. the C programs, same process counts
+    c_line=$(unshare -n "$0" --c-run "$work" "$N" "$PORTS" "$BASE" "$srv_procs" "$cli_procs" | grep '^c_result')
 
-python3 - "$report" "$N" "$srv_procs" "$cli_procs" "$c_line" <<'PY'
+    python3 - "$report" "$N" "$srv_procs" "$cli_procs" "$c_line" "$work/curve.txt" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 n, srv, cli = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -141,7 +158,30 @@ row("kernel memory per connection (B)", m["kernel"], c["kernel"], lambda v: f"{v
 row("server RSS per connection (B)", m["srv_user"], c["srv_user"], lambda v: f"{v:.1f}", False)
 print("(c1m: server RSS above its empty baseline; C server: whole RSS, it keeps nothing per connection)")
 print(f"c1m lab: {'reached' if r['reached'] else 'NOT reached'}; findings: {', '.join(f['id'] for f in r['findings']) or 'none'}")
+# user bytes per connection: c1m serve's own plus every flood client's RSS
+user = (r.get("server_user_bytes_per_connection") or 0) + (r.get("client_user_bytes_per_connection") or 0)
+na = lambda v, f: "n/a" if v is None else f.format(v)
+with open(sys.argv[6], "a") as out:
+    out.write(f"curve target={n} reached={'yes' if r['reached'] else 'no'} verified={m['verified']} "
+              f"time_s={na(m['time'], '{:.1f}')} rate={na(m['rate'], '{:.0f}')} kernel_B={na(m['kernel'], '{:.0f}')} "
+              f"user_B={user:.0f} c_time_s={t:.1f} c_rate={c['rate']:.0f} c_kernel_B={c_kernel:.0f} "
+              f"ratio={na(m['time'] / t if m['time'] and t else None, '{:.2f}')}\n")
 PY
+}
+
+: > "$work/curve.txt"
+for target in $TARGETS; do
+    run_target "$target"
+done
+if [ "$(wc -w <<< "$TARGETS")" -gt 1 ]; then
+    echo
+    echo "# cost per target (c1m lab; c_*: the C programs at the same process counts; ratio: c1m / C time)"
+    cat "$work/curve.txt"
+    if [ -n "${CURVE_SVG:-}" ]; then
+        python3 "$here/curve_svg.py" "$work/curve.txt" "$CURVE_SVG"
+        echo "# curve drawn in $CURVE_SVG"
+    fi
+fi
 
 # 3. HOSTS=1: the same target between namespace hosts (c1m lab --hosts: a
 #    server host and 3 client hosts on a bridge, 198.18.0.0/15), next to the

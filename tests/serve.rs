@@ -748,3 +748,49 @@ fn a_worker_killed_holding_connections_reports_them_lost_in_the_table() {
         .unwrap_or_else(|| panic!("no lost row: {out}"));
     assert!(lost_row.contains(" 40 "), "{lost_row}");
 }
+
+/// A line followed at once by the client's FIN: the server echoes the line
+/// and closes, with or without TCP_DEFER_ACCEPT (the FIN may come in the
+/// same edge as the bytes, or in the very accept's wake-up).
+fn line_then_fin_is_echoed_and_closed(extra: &[&str]) {
+    raise_nofile();
+    let mut args = vec!["--workers", "2", "--max-connections", "2000", "--json"];
+    args.extend_from_slice(extra);
+    let srv = Server::start(4, &args, None);
+    let mut conns: Vec<TcpStream> = (0..300).map(|i| connect(srv.addr(i))).collect();
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.write_all(format!("line {i}\n").as_bytes()).unwrap();
+        if i % 2 == 0 {
+            c.shutdown(Shutdown::Write).unwrap();
+        }
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        let want = format!("line {i}\n");
+        if i % 2 == 0 {
+            // echoed, then the server's own close: read_to_end ends
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).unwrap();
+            assert_eq!(got, want.as_bytes(), "connection {i}");
+        } else {
+            let mut got = vec![0u8; want.len()];
+            c.read_exact(&mut got).unwrap();
+            assert_eq!(got, want.as_bytes(), "connection {i}");
+            echo_ok(c, b"second\n");
+        }
+    }
+    srv.wait_record(5, |r| {
+        matches!(&r.event, Event::Interval { counters, .. }
+            if r.worker.is_none() && counters.opened_total >= 300 && counters.closed_total >= 150)
+    })
+    .expect("every connection accepted, the half-closed ones closed");
+}
+
+#[test]
+fn a_line_then_fin_is_echoed_and_closed() {
+    line_then_fin_is_echoed_and_closed(&[]);
+}
+
+#[test]
+fn with_defer_accept_a_first_line_is_echoed_at_accept() {
+    line_then_fin_is_echoed_and_closed(&["--defer-accept"]);
+}

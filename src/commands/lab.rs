@@ -92,6 +92,10 @@ pub struct LabArgs {
         conflicts_with_all = ["hosts", "scenario", "cleanup"]
     )]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Start serve with --defer-accept (TCP_DEFER_ACCEPT): a connection
+    /// is accepted once its first line is in, and echoed in that wake-up.
+    #[arg(long)]
+    pub defer_accept: bool,
 }
 
 /// `--scenario` values: one scenario, or all of them.
@@ -246,6 +250,7 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
         deadline,
         json: args.json,
         metrics: Vec::new(),
+        defer_accept: args.defer_accept,
         fault: None,
     };
     say(
@@ -374,6 +379,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         deadline: args.deadline,
         json: args.json,
         metrics,
+        defer_accept: args.defer_accept,
         fault: args.fault,
     };
     let mut pre = lab::preflight(&cfg, &args.profile)?;

@@ -40,6 +40,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             (None, Some(fd)) => Some(MetricsAt::Fd(fd)),
             (None, None) => None,
         },
+        defer_accept: args.defer_accept,
     })?;
     Ok(ExitCode::from(status))
 }

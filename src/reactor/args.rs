@@ -61,6 +61,13 @@ pub struct ServeArgs {
     /// `--metrics` on an inherited listening socket (the lab's).
     #[arg(long, hide = true, conflicts_with = "metrics")]
     pub metrics_fd: Option<RawFd>,
+    /// TCP_DEFER_ACCEPT on the listeners: the kernel hands a connection to
+    /// accept() only once its first bytes are in, and the worker echoes
+    /// them in the same wake-up (for clients that speak first, as flood
+    /// does; a client that waits for the server is accepted after about
+    /// 3 s).
+    #[arg(long)]
+    pub defer_accept: bool,
 }
 
 /// `c1m serve-worker`: one worker process of `c1m serve`, polling the
@@ -139,6 +146,7 @@ impl ServeArgs {
             .value_enum("wake", &self.wake)
             .opt_some("metrics", self.metrics)
             .opt_some("metrics-fd", self.metrics_fd)
+            .flag("defer-accept", self.defer_accept)
             .into_vec()
     }
 
@@ -229,6 +237,7 @@ mod tests {
             wake: Wake::All,
             metrics: Some("0.0.0.0:9400".parse().unwrap()),
             metrics_fd: None,
+            defer_accept: true,
         };
         round_trip(&a);
         let w = ServeWorkerArgs {
@@ -258,6 +267,7 @@ mod tests {
             json in any::<bool>(),
             seed in any::<bool>(),
             herd in any::<bool>(),
+            defer_accept in any::<bool>(),
         ) {
             let a = ServeArgs {
                 bind: IpAddr::from(std::net::Ipv4Addr::from(v4)),
@@ -271,6 +281,7 @@ mod tests {
                 wake: if herd { Wake::All } else { Wake::One },
                 metrics: None,
                 metrics_fd: if json { Some(7) } else { None },
+                defer_accept,
             };
             round_trip(&a);
         }

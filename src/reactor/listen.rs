@@ -19,9 +19,18 @@ pub fn somaxconn() -> i32 {
         .unwrap_or(4096)
 }
 
-/// Open `count` listeners on `bind:first ..= bind:first+count-1`. Fails
-/// naming the first port that cannot be bound.
-pub fn open(bind: IpAddr, first: u16, count: u16) -> anyhow::Result<Vec<Socket>> {
+/// How long TCP_DEFER_ACCEPT waits for a connection's first bytes.
+pub const DEFER_ACCEPT_SECS: u32 = 3;
+
+/// Open `count` listeners on `bind:first ..= bind:first+count-1`, with
+/// TCP_DEFER_ACCEPT when `defer_accept`. Fails naming the first port that
+/// cannot be bound.
+pub fn open(
+    bind: IpAddr,
+    first: u16,
+    count: u16,
+    defer_accept: bool,
+) -> anyhow::Result<Vec<Socket>> {
     let backlog = somaxconn();
     let mut out = Vec::with_capacity(count as usize);
     for i in 0..count {
@@ -40,6 +49,10 @@ pub fn open(bind: IpAddr, first: u16, count: u16) -> anyhow::Result<Vec<Socket>>
             .with_context(|| format!("SO_REUSEADDR on {addr}"))?;
         sock.bind(&addr.into())
             .with_context(|| format!("binding {addr}"))?;
+        if defer_accept {
+            set_defer_accept(&sock, DEFER_ACCEPT_SECS)
+                .with_context(|| format!("TCP_DEFER_ACCEPT on {addr}"))?;
+        }
         sock.listen(backlog)
             .with_context(|| format!("listen({addr}, {backlog})"))?;
         sock.set_nonblocking(true)
@@ -48,6 +61,25 @@ pub fn open(bind: IpAddr, first: u16, count: u16) -> anyhow::Result<Vec<Socket>>
         out.push(sock);
     }
     Ok(out)
+}
+
+/// TCP_DEFER_ACCEPT (neither socket2 nor nix wraps it).
+fn set_defer_accept(sock: &Socket, secs: u32) -> std::io::Result<()> {
+    let val = secs as libc::c_int;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `val`.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&val as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn set_cloexec(sock: &Socket, on: bool) -> std::io::Result<()> {
@@ -75,12 +107,35 @@ mod tests {
 
     #[test]
     fn listeners_are_inheritable_and_a_taken_port_is_named() {
-        let socks = open("127.0.0.1".parse().unwrap(), 0, 1).unwrap();
+        let socks = open("127.0.0.1".parse().unwrap(), 0, 1, false).unwrap();
         let fd = socks[0].as_raw_fd();
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
         assert_eq!(flags & libc::FD_CLOEXEC, 0);
         let port = socks[0].local_addr().unwrap().as_socket().unwrap().port();
-        let err = open("127.0.0.1".parse().unwrap(), port, 1).unwrap_err();
+        let err = open("127.0.0.1".parse().unwrap(), port, 1, false).unwrap_err();
         assert!(format!("{err:#}").contains(&format!("127.0.0.1:{port}")));
+    }
+
+    #[test]
+    fn defer_accept_is_set_only_when_asked() {
+        let get = |s: &Socket| {
+            let mut val: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            let rc = unsafe {
+                libc::getsockopt(
+                    s.as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_DEFER_ACCEPT,
+                    (&mut val as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            assert_eq!(rc, 0);
+            val
+        };
+        let on = open("127.0.0.1".parse().unwrap(), 0, 1, true).unwrap();
+        assert!(get(&on[0]) > 0, "TCP_DEFER_ACCEPT not set");
+        let off = open("127.0.0.1".parse().unwrap(), 0, 1, false).unwrap();
+        assert_eq!(get(&off[0]), 0);
     }
 }

@@ -50,6 +50,8 @@ pub struct ServeOptions {
     pub wake: Wake,
     /// `--metrics`: where the parent serves OpenMetrics.
     pub metrics: Option<MetricsAt>,
+    /// TCP_DEFER_ACCEPT on the listeners (`--defer-accept`).
+    pub defer_accept: bool,
 }
 
 /// The latest state of one worker.
@@ -355,7 +357,7 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
             thousands(plan.usable_fds)
         );
     }
-    let listeners = super::listen::open(opts.bind, opts.port, opts.ports)?;
+    let listeners = super::listen::open(opts.bind, opts.port, opts.ports, opts.defer_accept)?;
     // Before any worker: a taken metrics port stops the run here.
     let metrics = match opts.metrics {
         Some(at) => Some(at.start(Labels::new(Role::Serve, None, None))?),

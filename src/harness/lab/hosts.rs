@@ -486,6 +486,7 @@ fn serve_args(cfg: &LabConfig) -> Result<Vec<OsString>> {
     a.procs = AutoProcs::Auto;
     a.max_connections = Some(server_capacity(cfg.target));
     a.json = true;
+    a.defer_accept = cfg.defer_accept;
     Ok(a.command_line())
 }
 
@@ -1005,6 +1006,7 @@ mod tests {
             deadline: Duration::from_secs(10),
             json: false,
             metrics: Vec::new(),
+            defer_accept: false,
             fault: None,
         };
         let hosts = plan_hosts(&cfg).unwrap();

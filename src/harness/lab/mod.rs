@@ -77,6 +77,8 @@ pub struct LabConfig {
     /// the lab moved into its namespace, with their URLs: serve's first,
     /// then client 1..N's. Empty: no metrics.
     pub metrics: Vec<(String, std::os::fd::RawFd)>,
+    /// serve --defer-accept (TCP_DEFER_ACCEPT on the listeners).
+    pub defer_accept: bool,
     /// `--fault`: one fault injected during the hold.
     pub fault: Option<faults::Fault>,
 }

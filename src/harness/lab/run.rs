@@ -81,6 +81,7 @@ pub fn run(
     serve_args.max_connections = Some(server_capacity(cfg.target));
     serve_args.json = true;
     serve_args.metrics_fd = cfg.metrics.first().map(|&(_, fd)| fd);
+    serve_args.defer_accept = cfg.defer_accept;
     let logs_dir = dir.join("logs");
     let stderr_dir = dir.join("stderr");
     for d in [&logs_dir, &stderr_dir] {
