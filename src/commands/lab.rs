@@ -92,6 +92,15 @@ pub struct LabArgs {
         conflicts_with_all = ["hosts", "scenario", "cleanup"]
     )]
     pub metrics: Option<std::net::SocketAddr>,
+    /// The server: c1m serve (default), nginx, redis, mosquitto (a config
+    /// sized for the target is written into the report), or your own
+    /// command line with {port} in it.
+    #[arg(long, default_value = "serve", value_name = "SERVER", conflicts_with_all = ["hosts", "scenario"])]
+    pub server: crate::harness::server::ServerKind,
+    /// What the clients speak to a --server command line (nginx: http,
+    /// redis: redis, mosquitto: mqtt, serve: echo, whatever this says).
+    #[arg(long, value_enum, default_value_t = crate::flood::proto::Protocol::Connect)]
+    pub protocol: crate::flood::proto::Protocol,
     /// Start serve with --defer-accept (TCP_DEFER_ACCEPT): a connection
     /// is accepted once its first line is in, and echoed in that wake-up.
     #[arg(long)]
@@ -236,6 +245,8 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
         None => (args.target, args.deadline),
     };
     let cfg = LabConfig {
+        server: args.server.clone(),
+        protocol: args.protocol,
         target,
         clients: args.clients,
         ports: if scenario.is_some() { 1 } else { args.ports },
@@ -342,6 +353,12 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     let mut metrics_listeners = Vec::new();
     let mut metrics = Vec::new();
     if let Some(base) = args.metrics {
+        if args.server != lab::ServerKind::Serve {
+            anyhow::bail!(
+                "--metrics needs c1m serve as the server (not --server {})",
+                args.server
+            );
+        }
         for k in 0..=args.clients {
             let port = u16::try_from(u32::from(base.port()) + k).map_err(|_| {
                 anyhow::anyhow!("--metrics {base}: port {base} + {k} is past 65535")
@@ -365,6 +382,8 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     }
     let message_interval = args.message_interval.resolve(args.target);
     let cfg = LabConfig {
+        server: args.server.clone(),
+        protocol: args.protocol,
         target: args.target,
         clients: args.clients,
         ports: args.ports,
@@ -410,6 +429,21 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
             format!("client {i}")
         };
         say(args.json, format!("lab: metrics of {who} at {url}"));
+    }
+    if let Some(w) = &pre.server_warning {
+        // Before the run, even with -q: it says how the run will end.
+        say(args.json, format!("lab: warning: {w}"));
+    }
+    if cfg.server != lab::ServerKind::Serve {
+        say_unless(
+            args.quiet,
+            args.json,
+            format!(
+                "lab: server {} (config and log in the report's server/ and logs/), clients speak {}",
+                cfg.server,
+                cfg.server.protocol().unwrap_or(cfg.protocol)
+            ),
+        );
     }
     let mut notes: Vec<String> = note.into_iter().collect();
     notes.append(&mut pre.notes);

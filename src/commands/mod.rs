@@ -145,6 +145,9 @@ pub enum Command {
     /// One worker process of `c1m flood` (started by flood itself).
     #[command(hide = true)]
     FloodShard(flood::FloodShardArgs),
+    /// A real server for `c1m lab --server` (started by the lab itself).
+    #[command(hide = true)]
+    LabServer(crate::harness::server::LabServerArgs),
 }
 
 /// How human tables render: `auto` draws borders on a terminal and plain
@@ -289,6 +292,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Man { command } => man(command),
         Command::ServeWorker(args) => serve::run_worker(args),
         Command::FloodShard(args) => flood::run_shard(args),
+        Command::LabServer(args) => crate::harness::server::run(args),
     }
 }
 
@@ -343,6 +347,7 @@ impl Command {
             Command::Man { .. } => "man",
             Command::ServeWorker(_) => "serve-worker",
             Command::FloodShard(_) => "flood-shard",
+            Command::LabServer(_) => "lab-server",
         }
     }
 }

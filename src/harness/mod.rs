@@ -4,3 +4,4 @@
 //! their results with `tuning` and `diagnosis`; nothing below imports it.
 pub mod lab;
 pub mod scenarios;
+pub mod server;

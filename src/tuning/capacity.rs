@@ -472,6 +472,37 @@ fn article_role(role: &str) -> String {
     }
 }
 
+/// A server that holds every client in one process (Redis, Mosquitto):
+/// whatever the host allows, that process's own descriptor limit caps it.
+/// Returns the cap and the sentence doctor and the lab say before the run,
+/// or `None` when the target fits under it.
+pub fn one_process_server(snap: &Snapshot, server: &str, target: u64) -> Option<(u64, String)> {
+    let hard = snap.nofile.hard;
+    // Redis keeps 32 descriptors for itself (CONFIG_MIN_RESERVED_FDS);
+    // other one-process servers need about as many.
+    let cap = hard.saturating_sub(32);
+    if target <= cap {
+        return None;
+    }
+    let rise = if snap.cap_sys_resource {
+        format!(
+            "raise its hard limit (systemd LimitNOFILE=, ulimit -Hn, up to fs.nr_open {})",
+            snap.nr_open.map_or("?".into(), thousands)
+        )
+    } else {
+        "the hard limit cannot rise here (no CAP_SYS_RESOURCE)".to_string()
+    };
+    Some((
+        cap,
+        format!(
+            "{server} is one process: with RLIMIT_NOFILE hard limit {} it holds at most about {} clients, below the target of {}; {rise}, or run several instances (server_connection_limit, fd_limit)",
+            thousands(hard),
+            thousands(cap),
+            thousands(target)
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -624,5 +655,17 @@ mod tests {
         assert_eq!(c.max_connections, 4 * 19_936);
         assert_eq!(c.binding, LimitKind::FdPerProcess);
         assert!(!c.fits);
+    }
+
+    #[test]
+    fn a_one_process_server_is_capped_by_its_fd_limit() {
+        let snap = host();
+        assert_eq!(one_process_server(&snap, "redis", 19_968), None);
+        let (cap, w) = one_process_server(&snap, "redis", 30_000).unwrap();
+        assert_eq!(cap, 19_968);
+        assert!(
+            w.contains("redis is one process") && w.contains("19,968") && w.contains("cannot rise"),
+            "{w}"
+        );
     }
 }

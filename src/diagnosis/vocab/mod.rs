@@ -1,6 +1,6 @@
 //! Runtime error vocabularies, as data: one table per runtime or tool
 //! (glibc, Go, Java, Python, Node.js, Rust, nginx, HAProxy/Envoy, wrk,
-//! tcpkali, k6), each entry a literal that a real line of that runtime
+//! tcpkali, k6, Redis, Mosquitto), each entry a literal that a real line of that runtime
 //! holds, mapped to a catalogue id with the call and errno it stands for.
 //! Adding a form is adding a row; the matching engine below is shared.
 //!
@@ -27,10 +27,12 @@ pub mod glibc;
 pub mod go;
 pub mod java;
 pub mod k6;
+pub mod mosquitto;
 pub mod nginx;
 pub mod node;
 pub mod proxy;
 pub mod python;
+pub mod redis;
 pub mod rust;
 pub mod tcpkali;
 pub mod wrk;
@@ -127,6 +129,8 @@ pub const TABLES: &[&Table] = &[
     &wrk::TABLE,
     &tcpkali::TABLE,
     &k6::TABLE,
+    &redis::TABLE,
+    &mosquitto::TABLE,
 ];
 
 /// A vocabulary entry found in a line.

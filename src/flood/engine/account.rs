@@ -162,7 +162,11 @@ impl Engine<'_> {
             fix_for(failure, key.as_str())
         );
         if let Some(pend) = self.pending.get_mut(&key) {
-            pend.detail = detail;
+            // What the server said matters more than the path's fate.
+            pend.detail = match key {
+                FailKey::Protocol(_) => format!("{}; {detail}", pend.detail),
+                _ => detail,
+            };
         }
         self.s.retired.push(r);
         self.retired_idx.push(pi);

@@ -38,7 +38,8 @@ pub use websocket::WebSocket;
 pub const MAX_REPLY: usize = 64 * 1024;
 
 /// `--protocol`: what flood speaks on each connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Protocol {
     /// The seed's line, echoed back byte for byte (c1m serve, the seed's reactor).
     #[default]

@@ -992,6 +992,8 @@ mod tests {
     #[test]
     fn every_client_host_floods_the_server_from_its_own_addresses() {
         let cfg = LabConfig {
+            server: Default::default(),
+            protocol: Default::default(),
             target: 100,
             clients: 2,
             ports: 3,

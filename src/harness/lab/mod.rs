@@ -39,6 +39,7 @@ mod preflight;
 mod report;
 mod run;
 
+pub use crate::harness::server::ServerKind;
 pub use preflight::{AppliedProfile, Preflight, enter_netns, preflight};
 pub use report::markdown;
 pub use run::run;
@@ -77,6 +78,10 @@ pub struct LabConfig {
     /// the lab moved into its namespace, with their URLs: serve's first,
     /// then client 1..N's. Empty: no metrics.
     pub metrics: Vec<(String, std::os::fd::RawFd)>,
+    /// The server: c1m serve, or a real one (`--server`).
+    pub server: crate::harness::server::ServerKind,
+    /// What the clients speak to a `--server` command line.
+    pub protocol: crate::flood::proto::Protocol,
     /// serve --defer-accept (TCP_DEFER_ACCEPT on the listeners).
     pub defer_accept: bool,
     /// `--fault`: one fault injected during the hold.

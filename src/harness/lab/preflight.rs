@@ -157,6 +157,8 @@ pub struct Preflight {
     pub capacity: crate::tuning::Capacity,
     pub applied: Option<AppliedProfile>,
     pub notes: Vec<String>,
+    /// doctor's warning that a one-process server cannot reach the target.
+    pub server_warning: Option<String>,
 }
 
 /// Check the host with doctor's code: apply the lab profile when asked
@@ -225,6 +227,17 @@ pub fn preflight(cfg: &LabConfig, profile_name: &str) -> Result<Preflight> {
     }
     let snap = snapshot::take(&sysctl, crate::sys::limits::Target::This)?;
     let capacity = tuning::capacity::estimate(&snap, &plan);
+    // A one-process server (Redis, Mosquitto) stops at its own fd limit
+    // whatever the host allows: said before the run, and the run goes on
+    // to show it.
+    let server_cap = cfg
+        .server
+        .one_process()
+        .then(|| tuning::capacity::one_process_server(&snap, cfg.server.name(), cfg.target))
+        .flatten();
+    if let Some((_, warning)) = &server_cap {
+        notes.push(format!("doctor: {warning}"));
+    }
     if !capacity.fits {
         if !cfg.force {
             bail!(
@@ -242,5 +255,6 @@ pub fn preflight(cfg: &LabConfig, profile_name: &str) -> Result<Preflight> {
         capacity,
         applied,
         notes,
+        server_warning: server_cap.map(|(_, w)| w),
     })
 }

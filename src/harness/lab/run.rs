@@ -14,6 +14,7 @@ use crate::events::{Counters, Event, Record, ServeStart, ServeSummary, typed};
 use crate::flood::Procs;
 use crate::flood::args::{FloodArgs, Hold};
 use crate::flood::wire::FloodSummary;
+use crate::harness::server::{LabServerArgs, ServerKind};
 use crate::reactor::args::ServeArgs;
 use crate::sys::probe::{self, CounterSet, KmsgTail};
 use crate::sys::signals;
@@ -39,8 +40,18 @@ pub(super) struct Live {
     summary: Option<Record>,
     pub(super) start: Option<Record>,
     pub(super) exit: Option<i32>,
+    /// A client said its connect phase is over (`"phase":"hold"`), target
+    /// reached or not.
+    connect_over: bool,
     /// Failures by catalogue id in its last interval (cumulative).
     pub(super) failures: BTreeMap<crate::catalogue::FailureId, u64>,
+}
+
+/// Does this client line say its connect phase is over?
+fn says_holding(line: &str) -> bool {
+    line.contains("\"phase\"")
+        && serde_json::from_str::<serde_json::Value>(line)
+            .is_ok_and(|v| v["phase"] == "hold" || v["phase"] == "done")
 }
 
 /// Run the lab: the caller has already checked capacity and applied the
@@ -87,9 +98,30 @@ pub fn run(
     for d in [&logs_dir, &stderr_dir] {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
-    let mut serve_spec = WorkerSpec::new(serve_args.command_line());
+    // A real server (--server) runs under `c1m lab-server`, which reports
+    // like serve; its own log goes to logs/<name>.log.
+    let server_ports = cfg.server.ports(cfg.ports);
+    let server_name = match &cfg.server {
+        ServerKind::Serve => "c1m serve".to_string(),
+        k => k.name().to_string(),
+    };
+    let mut serve_spec = match &cfg.server {
+        ServerKind::Serve => WorkerSpec::new(serve_args.command_line()),
+        kind => WorkerSpec::new(
+            LabServerArgs {
+                server: kind.to_string(),
+                dir: dir.clone(),
+                bind: Ipv4Addr::LOCALHOST.into(),
+                port: cfg.base_port,
+                ports: server_ports,
+                capacity: server_capacity(cfg.target),
+            }
+            .command_line(),
+        ),
+    };
     serve_spec.stderr = Some(stderr_dir.join("serve.txt"));
-    pool.spawn(serve_spec).context("starting c1m serve")?;
+    pool.spawn(serve_spec)
+        .with_context(|| format!("starting {server_name}"))?;
     logs.push(create_log(&logs_dir, "serve.log")?);
     live.push(Live::default());
 
@@ -102,7 +134,7 @@ pub fn run(
         }
         if Instant::now() > ready_deadline {
             bail!(
-                "c1m serve did not report listening within 60 s (see {}/serve.log)",
+                "{server_name} did not report listening within 60 s (see {}/serve.log and stderr/)",
                 dir.display()
             );
         }
@@ -118,7 +150,7 @@ pub fn run(
             }
             Some(WorkerMsg::Exited { status, .. }) => {
                 bail!(
-                    "c1m serve exited before listening ({status}); see {}/serve.log",
+                    "{server_name} exited before listening ({status}); see {}/serve.log, logs/ and stderr/serve.txt",
                     dir.display()
                 )
             }
@@ -151,8 +183,9 @@ pub fn run(
     for (i, share) in shares.iter().enumerate() {
         let k = i + 1;
         let sources = format!("127.0.{k}.1-127.0.{k}.{}", cfg.sources_per_client);
-        let mut args = FloodArgs::new("127.0.0.1", cfg.base_port, cfg.ports, *share)
+        let mut args = FloodArgs::new("127.0.0.1", cfg.base_port, server_ports, *share)
             .context("the flood command line")?;
+        args.proto.protocol = cfg.server.protocol().unwrap_or(cfg.protocol);
         args.sources = Some(sources.clone());
         args.procs = Procs::Auto;
         // The lab ends the hold itself (so that it can read the counters
@@ -238,6 +271,9 @@ pub fn run(
         match pool.recv_timeout(Duration::from_millis(100)) {
             Some(WorkerMsg::Line { index, line }) => {
                 record_line(&mut logs[index], &line);
+                if index > 0 && !live[index].connect_over && says_holding(&line) {
+                    live[index].connect_over = true;
+                }
                 if let Some(rec) = Record::parse(&line) {
                     absorb(&mut live[index], rec);
                 }
@@ -254,7 +290,7 @@ pub fn run(
                 if index == 0 && live[1..].iter().any(|l| l.exit.is_none()) {
                     report
                         .notes
-                        .push(format!("c1m serve exited during the run ({status})"));
+                        .push(format!("{server_name} exited during the run ({status})"));
                 }
             }
             None => {}
@@ -271,6 +307,22 @@ pub fn run(
             hold_started = Some(Instant::now());
             report.memory_peak = probe::memory().unwrap_or_default();
             sysctl_at_peak = Some(probe::sysctl_text());
+        }
+        // Every client is done connecting short of the target (a server
+        // that stopped taking clients): hold what they have, rather than
+        // wait for their own backstop or the deadline.
+        if hold_started.is_none()
+            && report.time_to_target_s.is_none()
+            && live[1..].iter().all(|l| l.connect_over || l.exit.is_some())
+        {
+            hold_started = Some(Instant::now());
+            report.memory_peak = probe::memory().unwrap_or_default();
+            sysctl_at_peak = Some(probe::sysctl_text());
+            report.notes.push(format!(
+                "every client finished connecting at {} of {}: held what they had",
+                thousands(established),
+                thousands(cfg.target)
+            ));
         }
         if last_print.elapsed() >= Duration::from_secs(1) {
             last_print = Instant::now();
