@@ -150,6 +150,14 @@ pub enum Event {
         #[serde(default)]
         detail: String,
     },
+    /// A failure the writer expects from its own settings before any has
+    /// happened (serve: workers allowed more connections than their fd
+    /// limit leaves room for). Not an observation: analyze counts none.
+    Warning {
+        failure: FailureId,
+        #[serde(default)]
+        detail: String,
+    },
     /// A worker process exited or was restarted (written by a parent).
     Worker {
         index: u32,

@@ -267,6 +267,21 @@ fn bad_input_names_the_file_and_line_and_unknown_keys_only_warn() {
         "{err}"
     );
 
+    // Values the kernel refuses or that cripple the host: refused, naming
+    // file:line (the check that `--apply` runs first).
+    for (value, problem) in [
+        ("fs.file-max = 0", "below 1024"),
+        ("fs.file-max >= 99999999999999999999999", "above"),
+    ] {
+        let bounds = dir.path().join("bounds.conf");
+        std::fs::write(&bounds, format!("# mine\n{value} | system_fd_limit\n")).unwrap();
+        let o = doctor(&["--profile", bounds.to_str().unwrap()], &[]);
+        assert_eq!(o.status.code(), Some(2), "{value}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&format!("{}:2:", bounds.display())), "{err}");
+        assert!(err.contains(problem), "{value}: {err}");
+    }
+
     let unknown = dir.path().join("unknown.conf");
     std::fs::write(
         &unknown,

@@ -255,3 +255,32 @@ fn a_worker_killed_by_hand_during_a_plain_hold_fails_the_run() {
         "{what}"
     );
 }
+
+#[test]
+#[cfg_attr(not(c1m_netns), ignore = "needs root: network namespaces")]
+fn restart_server_with_reconnecting_clients_recovers_to_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, r) = lab(
+        &[
+            "--fault",
+            "restart-server",
+            "--reconnect",
+            "--reconnect-backoff",
+            "50ms..2s",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, Some(0), "{r}");
+    assert_fault(&r, "restart-server", 3000);
+    assert_eq!(r["hold"]["alive_at_end"], 3000, "{}", r["hold"]);
+    let back = r["fault"]["recovered_s"].as_f64();
+    assert!(back.is_some_and(|t| t > 0.0 && t < 6.0), "{}", r["fault"]);
+    for c in r["clients"].as_array().unwrap() {
+        let rc = &c["details"]["reconnect"];
+        assert_eq!(rc["backoff"], "50ms..2s", "{rc}");
+        assert_eq!(rc["lost"], 1500, "{rc}");
+        assert_eq!(rc["reconnects"], 1500, "{rc}");
+        assert!(rc["attempts"].as_u64().unwrap() >= 1500, "{rc}");
+        assert!(rc["peak_attempts_per_s"].as_u64().unwrap() > 0, "{rc}");
+    }
+}

@@ -653,6 +653,47 @@ fn bad_arguments_are_named_and_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("lots"));
 }
 
+#[test]
+fn more_workers_than_the_cap_is_a_clear_error() {
+    // Under an fd limit of 1,100, five million connections need over 5,000
+    // workers: refused, saying why, before any is forked.
+    let mut cmd = c1m(&["serve", "--max-connections", "5000000", "--ports", "1"]);
+    let out = wait_bounded(
+        with_nofile(&mut cmd, 1100).spawn().unwrap(),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("more than 4096") && err.contains("--max-connections"),
+        "{err}"
+    );
+}
+
+#[test]
+fn with_json_the_fd_limit_warning_is_a_record() {
+    // One worker allowed 5,000 connections under an fd limit of 1,100.
+    let mut srv = Server::start(
+        2,
+        &["--workers", "1", "--max-connections", "5000", "--json"],
+        Some(1100),
+    );
+    let warning = srv.wait_record(10, |r| matches!(r.event, Event::Warning { .. }));
+    srv.terminate();
+    match warning.map(|r| r.event) {
+        Some(Event::Warning { failure, detail }) => {
+            assert_eq!(failure.as_str(), "fd_limit");
+            assert!(detail.contains("5,000 connections"), "{detail}");
+        }
+        other => panic!("no warning record: {other:?}\n{}", srv.stdout()),
+    }
+    assert!(!srv.stderr.lock().unwrap().contains("warning"));
+    // Every line is still a c1m record.
+    for line in srv.stdout().lines() {
+        assert!(Record::parse(line).is_some(), "{line}");
+    }
+}
+
 /// Start serve with one worker, open `n` echoed connections, wait until an
 /// interval line counts them, and kill the worker with SIGKILL. Returns the
 /// server and the connections (still open on this side).

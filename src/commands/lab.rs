@@ -72,6 +72,14 @@ pub struct LabArgs {
     /// when they agree).
     #[arg(long, value_enum, conflicts_with = "scenario")]
     pub fault: Option<lab::faults::Fault>,
+    /// The clients replace every connection lost during the hold (flood
+    /// --reconnect); the report says how long they took to get back.
+    #[arg(long)]
+    pub reconnect: bool,
+    /// The clients' reconnect backoff: MIN..MAX with full jitter, or 0 (a
+    /// naive reconnect storm).
+    #[arg(long, default_value = "100ms..30s", value_parser = crate::flood::engine::parse_backoff)]
+    pub reconnect_backoff: crate::flood::engine::Backoff,
     /// Run between namespace hosts (server, client-1..N on a bridge,
     /// 198.18.0.0/15) instead of one loopback; root only.
     #[arg(long)]
@@ -263,6 +271,7 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
         metrics: Vec::new(),
         defer_accept: args.defer_accept,
         fault: None,
+        reconnect: None,
     };
     say(
         args.json,
@@ -400,6 +409,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         metrics,
         defer_accept: args.defer_accept,
         fault: args.fault,
+        reconnect: args.reconnect.then_some(args.reconnect_backoff),
     };
     let mut pre = lab::preflight(&cfg, &args.profile)?;
     let cap = &pre.capacity;

@@ -1026,6 +1026,8 @@ impl Source {
                 }
                 self.mark(failure);
             }
+            // Expected by the writer, not seen: no failure to count.
+            Event::Warning { .. } => {}
             Event::Worker { .. } => {
                 j.worker_events += 1;
                 if j.worker_evidence.is_none() {

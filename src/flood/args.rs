@@ -64,6 +64,15 @@ pub struct FloodArgs {
     /// During the hold, send a line on every connection this often and time the echo.
     #[arg(long, value_parser = parse_duration)]
     pub message_interval: Option<Duration>,
+    /// During the hold, replace every verified connection that is lost
+    /// (EOF, reset) with a new one, after --reconnect-backoff.
+    #[arg(long)]
+    pub reconnect: bool,
+    /// Reconnect delay: exponential backoff with full jitter, MIN..MAX
+    /// (each attempt waits a random time up to MIN x 2^attempt, at most
+    /// MAX), or 0 to reconnect at once (a naive client: a reconnect storm).
+    #[arg(long, default_value = "100ms..30s", value_parser = super::engine::parse_backoff)]
+    pub reconnect_backoff: super::engine::Backoff,
     /// JSON lines (same as --log-format json).
     #[arg(short, long)]
     pub json: bool,
@@ -219,6 +228,8 @@ impl FloodArgs {
                 "message-interval",
                 self.message_interval.map(argv::duration),
             )
+            .flag("reconnect", self.reconnect)
+            .opt("reconnect-backoff", self.reconnect_backoff)
             .flag("json", self.json);
         if let Some(f) = &self.log_format {
             a = a.value_enum("log-format", f);

@@ -172,7 +172,9 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
         }
     }
     let procs = match req.args.procs {
-        Procs::Auto => plan::auto_procs(req.plan.connections, budget),
+        Procs::Auto => {
+            plan::auto_procs(req.plan.connections, budget).map_err(anyhow::Error::msg)?
+        }
         Procs::N(n) => n.max(1),
     };
     let mut reporter = Reporter::new(req.format, req.args.output.as_deref(), req.plan.connections)?;
@@ -205,6 +207,7 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
         let opts = EngineOptions {
             seed_lines: req.format == LogFormat::Seed,
             proto: req.proto.clone(),
+            reconnect: req.args.reconnect.then_some(req.args.reconnect_backoff),
         };
         let engine = Engine::new(&req.plan, shard, opts, &mut reporter)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -230,6 +233,7 @@ fn run_worker(req: &Request, index: u32, count: u32) -> bool {
     let opts = EngineOptions {
         seed_lines: req.seed_lines,
         proto: req.proto.clone(),
+        reconnect: req.args.reconnect.then_some(req.args.reconnect_backoff),
     };
     let (summary, held) = match Engine::new(&req.plan, shard.clone(), opts, &mut sink) {
         Ok(engine) => {

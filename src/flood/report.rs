@@ -573,6 +573,23 @@ pub fn summary_table(
             thousands(s.hold_resets)
         ),
     ]);
+    if let Some(r) = &s.reconnect {
+        t.add_row(vec![
+            "reconnects".to_string(),
+            format!(
+                "{} of {} lost, {} attempts ({} failed), peak {} attempts/s, backoff {}; back at the target {}",
+                thousands(r.reconnects),
+                thousands(r.lost),
+                thousands(r.attempts),
+                thousands(r.failed),
+                thousands(r.peak_attempts_per_s),
+                r.backoff,
+                r.recovered_s
+                    .map(|t| format!("{t:.2} s after the first loss"))
+                    .unwrap_or_else(|| "never".into())
+            ),
+        ]);
+    }
     t.add_row(vec!["elapsed".to_string(), format!("{:.2} s", s.elapsed_s)]);
     t.add_row(vec![
         "result".to_string(),

@@ -164,6 +164,9 @@ pub struct ShardSummary {
     /// Hold-message round trips, microseconds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rtt_us: Vec<(u64, u64)>,
+    /// `--reconnect`: what replacing lost connections took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect: Option<super::engine::ReconnectSummary>,
 }
 
 /// A path the engine stopped using.
@@ -201,6 +204,9 @@ impl ShardSummary {
         self.retired.extend(o.retired.iter().cloned());
         self.connect_latency_us = merge_pairs(&self.connect_latency_us, &o.connect_latency_us);
         self.rtt_us = merge_pairs(&self.rtt_us, &o.rtt_us);
+        if let Some(r) = &o.reconnect {
+            self.reconnect.get_or_insert_with(Default::default).merge(r);
+        }
     }
 
     /// Connections whose echo came back intact (ever).

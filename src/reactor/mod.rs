@@ -59,6 +59,9 @@ pub mod supervisor;
 pub mod wire;
 pub mod worker;
 
+use crate::argv::MAX_PROCS;
+use crate::util::thousands;
+
 /// How a listener wakes the workers polling it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Wake {
@@ -108,19 +111,34 @@ pub struct Plan {
 /// Plan the workers for `max_connections` given the per-process fd limit
 /// `nofile` and the number of ports (each worker holds every listener).
 /// `workers = None` means auto: the fewest processes that each stay under
-/// their fd limit.
-pub fn plan(max_connections: u64, nofile: u64, ports: u16, workers: Option<u32>) -> Plan {
+/// their fd limit. More than [`MAX_PROCS`] workers is an error that says
+/// why (never a count truncated to 32 bits, nor thousands of processes
+/// forked by mistake).
+pub fn plan(
+    max_connections: u64,
+    nofile: u64,
+    ports: u16,
+    workers: Option<u32>,
+) -> Result<Plan, String> {
     use crate::sys::limits::{processes_for, sockets_per_process};
     let usable = sockets_per_process(nofile, ports as u64);
     let w = match workers {
-        Some(n) => n.max(1),
-        None => processes_for(max_connections, usable) as u32,
+        Some(n) => u64::from(n.max(1)),
+        None => processes_for(max_connections, usable),
     };
-    Plan {
-        workers: w,
-        cap: max_connections.div_ceil(w as u64).max(1),
-        usable_fds: usable,
+    if w > u64::from(MAX_PROCS) {
+        return Err(format!(
+            "--max-connections {} needs {} worker processes of at most {} connections each (open-files limit {nofile}), more than {MAX_PROCS}: lower --max-connections or raise the open-files limit",
+            thousands(max_connections),
+            thousands(w),
+            thousands(usable)
+        ));
     }
+    Ok(Plan {
+        workers: w as u32,
+        cap: max_connections.div_ceil(w).max(1),
+        usable_fds: usable,
+    })
 }
 
 #[cfg(test)]
@@ -129,6 +147,7 @@ mod tests {
 
     #[test]
     fn auto_plan_keeps_every_worker_under_its_fd_limit() {
+        let plan = |m, n, p, w| plan(m, n, p, w).unwrap();
         let p = plan(1_000_000, 20_000, 20, None);
         assert_eq!(p.workers, 51);
         assert!(p.cap <= p.usable_fds);
@@ -141,5 +160,16 @@ mod tests {
         assert_eq!(p.workers, 6);
         let p = plan(10, 20_000, 20, Some(3));
         assert_eq!((p.workers, p.cap), (3, 4));
+    }
+
+    #[test]
+    fn too_many_workers_is_an_error_not_a_truncated_count() {
+        // 2^32 + 1 workers once became 1 (u32 truncation); 5,000 forked.
+        for (max, nofile) in [(((1u64 << 32) + 1) * 19_916, 20_000), (5_000_000, 1_084)] {
+            let e = plan(max, nofile, 20, None).unwrap_err();
+            assert!(e.contains("more than 4096"), "{e}");
+            assert!(e.contains("--max-connections"), "{e}");
+        }
+        assert_eq!(plan(4096 * 19_916, 20_000, 20, None).unwrap().workers, 4096);
     }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::catalogue::FailureId;
 use crate::events::{Counters, Event, Record, Role, ServeStart, ServeSummary};
 use crate::sys::signals;
 use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
@@ -327,6 +328,19 @@ impl Parent {
     }
 }
 
+/// The death of one worker, within [`DEATH_WINDOW`] of the first counted,
+/// at which it is not restarted again (the README's "5 times in 10 s").
+const GIVE_UP_AT: usize = 5;
+const DEATH_WINDOW: Duration = Duration::from_secs(10);
+
+/// Count a worker's death at `now` in `recent` (its deaths still inside the
+/// window): true when this one is the [`GIVE_UP_AT`]-th.
+fn gives_up(recent: &mut Vec<Instant>, now: Instant) -> bool {
+    recent.retain(|t| now.duration_since(*t) < DEATH_WINDOW);
+    recent.push(now);
+    recent.len() >= GIVE_UP_AT
+}
+
 fn worker_spec(opts: &ServeOptions, plan: &Plan, index: u32, fds: &[i32]) -> WorkerSpec {
     let args = ServeWorkerArgs {
         index,
@@ -343,19 +357,32 @@ fn worker_spec(opts: &ServeOptions, plan: &Plan, index: u32, fds: &[i32]) -> Wor
 pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
     signals::install().context("installing signal handlers")?;
     let nofile = crate::sys::limits::raise_nofile().soft;
-    let plan = super::plan(opts.max_connections, nofile, opts.ports, opts.workers);
+    let plan = super::plan(opts.max_connections, nofile, opts.ports, opts.workers)
+        .map_err(anyhow::Error::msg)?;
     let last = opts.port.checked_add(opts.ports - 1).with_context(|| {
         format!(
             "--port {} with --ports {} goes beyond 65535",
             opts.port, opts.ports
         )
     })?;
-    if plan.cap > plan.usable_fds && !opts.json {
-        eprintln!(
-            "c1m serve: warning: each worker may hold {} connections but its fd limit ({nofile}) leaves room for about {}; expect fd_limit (EMFILE) failures",
+    if plan.cap > plan.usable_fds {
+        let detail = format!(
+            "each worker may hold {} connections but its fd limit ({nofile}) leaves room for about {}; expect fd_limit (EMFILE) failures",
             thousands(plan.cap),
             thousands(plan.usable_fds)
         );
+        // With --json, a record like every other line (not dropped).
+        if opts.json {
+            emit(
+                None,
+                Event::Warning {
+                    failure: FailureId::FdLimit,
+                    detail,
+                },
+            );
+        } else {
+            eprintln!("c1m serve: warning: {detail}");
+        }
     }
     let listeners = super::listen::open(opts.bind, opts.port, opts.ports, opts.defer_accept)?;
     // Before any worker: a taken metrics port stops the run here.
@@ -470,12 +497,9 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
                     break;
                 }
                 parent.died(index, &st);
-                let now = Instant::now();
                 let slot = &mut parent.slots[index];
-                slot.recent
-                    .retain(|t| now.duration_since(*t) < Duration::from_secs(10));
                 let how = describe_status(&st);
-                if slot.recent.len() >= 5 {
+                if gives_up(&mut slot.recent, Instant::now()) {
                     let detail = format!(
                         "worker {index} (pid {}) {how}; it died 5 times within 10 s, giving up",
                         slot.pid
@@ -495,7 +519,6 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
                     status = 1;
                     break;
                 }
-                slot.recent.push(now);
                 parent.restarts += 1;
                 let old_pid = slot.pid;
                 let res = pool.restart(index);
@@ -557,4 +580,25 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
     drop(listeners);
     parent.summary();
     Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guard_gives_up_at_the_fifth_death_in_ten_seconds() {
+        let t0 = Instant::now();
+        let mut recent = Vec::new();
+        let deaths: Vec<bool> = (0..5)
+            .map(|i| gives_up(&mut recent, t0 + Duration::from_secs(i)))
+            .collect();
+        assert_eq!(deaths, [false, false, false, false, true]);
+        // Deaths older than the window no longer count.
+        let mut recent = Vec::new();
+        for i in 0..4 {
+            assert!(!gives_up(&mut recent, t0 + Duration::from_secs(i)));
+        }
+        assert!(!gives_up(&mut recent, t0 + Duration::from_secs(11)));
+    }
 }

@@ -10,8 +10,9 @@
 //! Unsent echo bytes live in a small map keyed by fd, and only while that
 //! connection's socket is full (bounded by one read, 64 KiB; reading from it
 //! stops until they drain). Idle connections own nothing else. The vector's
-//! capacity is reserved once for the whole fd range, so growing it never
-//! copies and untouched pages are never resident.
+//! capacity is reserved once for the worker's cap (not its whole fd limit,
+//! which may be near 2^30), so growing it rarely copies and untouched pages
+//! are never resident.
 //!
 //! Interest: READABLE only (edge-triggered, mio's default); a connection is
 //! switched to WRITABLE only while it has unsent bytes, and back after, so an
@@ -195,6 +196,20 @@ fn has_defer_accept(fd: RawFd) -> bool {
     rc == 0 && val > 0
 }
 
+/// Slots reserved up front for the connection table (indexed by fd): the
+/// worker's cap plus its listeners and some slack (fds are allocated lowest
+/// first, so the highest stays near the count open), never more than the fd
+/// limit, and never the whole of a huge limit: at 2^30 descriptors that
+/// would be 4 GiB of address space, refused under strict overcommit. The
+/// table still grows past it if it must.
+fn table_slots(fd_soft: u64, cap: u64, listeners: usize) -> usize {
+    const MOST: u64 = 1 << 22;
+    cap.saturating_add(listeners as u64)
+        .saturating_add(crate::sys::limits::FD_SLACK + 16)
+        .min(fd_soft.saturating_add(16))
+        .min(MOST) as usize
+}
+
 /// Run a worker until SIGTERM/SIGINT. Prints a `Start` record (with the
 /// worker's empty-baseline RSS) once it listens, then one `Interval` per
 /// stats interval, `Failure` lines for fd limits, and a last `Interval`.
@@ -222,8 +237,8 @@ pub fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     let poll = Poll::new().context("creating the epoll instance")?;
     let fd_soft = nofile_soft();
     let mut conns = Vec::new();
-    // One slot per possible fd; reserving does not touch the pages.
-    conns.reserve_exact(fd_soft as usize + 16);
+    // A slot per fd the cap needs; reserving does not touch the pages.
+    conns.reserve_exact(table_slots(fd_soft, cfg.cap, cfg.listen_fds.len()));
     let mut buf = vec![0u8; BUF_SIZE].into_boxed_slice();
     // Touch the buffer now so that it counts in the empty baseline.
     buf.iter_mut().step_by(1024).for_each(|b| *b = 1);
@@ -651,5 +666,17 @@ mod tests {
     #[test]
     fn a_connection_slot_is_4_bytes() {
         assert_eq!(std::mem::size_of::<Option<TcpStream>>(), 4);
+    }
+
+    #[test]
+    fn the_table_is_reserved_for_the_cap_not_a_huge_fd_limit() {
+        let slab = |slots: usize| slots * std::mem::size_of::<Option<TcpStream>>();
+        // An fd limit near 2^30 with a cap of 1,000: a few KiB, not 4 GiB.
+        let n = table_slots(1 << 30, 1000, 20);
+        assert!(n >= 1000 + 20, "{n}");
+        assert!(slab(n) < 64 * 1024, "{} bytes", slab(n));
+        // A cap as large as the limit: the limit, bounded to 16 MiB.
+        assert_eq!(table_slots(20_000, 1 << 40, 20), 20_016);
+        assert!(slab(table_slots(1 << 30, 1 << 30, 20)) <= 16 << 20);
     }
 }

@@ -205,9 +205,15 @@ pub fn estimate(snap: &Snapshot, plan: &Plan) -> Capacity {
                     thousands(free),
                     per_conn(spc)
                 ),
+                // The figure this check needs (what is in use plus the
+                // target's files), not the profile's formula, which assumes
+                // at most 10,000 in use: after `--apply` wrote that value,
+                // asking for it again was no advice at all.
                 advice: format!(
-                    "raise fs.file-max to at least {} (c1m doctor --apply)",
-                    thousands(2 * target + 10_000)
+                    "raise fs.file-max to at least {} ({} in use + {} for the target; c1m doctor --apply)",
+                    thousands(used.unwrap_or(0).saturating_add(spc.saturating_mul(target))),
+                    thousands(used.unwrap_or(0)),
+                    thousands(spc.saturating_mul(target))
                 ),
             }
         }
@@ -585,6 +591,44 @@ mod tests {
         snap.reserved_ports = vec![(32768, 32867), (8000, 8100)];
         let c = estimate(&snap, &Plan::new(Role::Client, 10));
         assert_eq!(c.limits[2].max_connections, Some(28_232 - 100));
+    }
+
+    #[test]
+    fn the_file_max_advice_counts_the_files_in_use_like_the_check() {
+        // lab --apply wrote fs.file-max 10,600 (2 x 300 + 10,000) on a host
+        // with 10,200 files in use: 200 lab connections fit, not 300.
+        let mut snap = host();
+        snap.file_max = Some(10_600);
+        snap.files_in_use = Some(10_200);
+        let c = estimate(&snap, &Plan::new(Role::Lab, 300));
+        assert!(!c.fits);
+        assert_eq!(c.binding, LimitKind::FileMax);
+        let advice = &c.limits[1].advice;
+        assert!(
+            advice.contains("at least 10,800") && !advice.contains("10,600"),
+            "{advice}"
+        );
+        // The base profile asks for enough with that many in use.
+        let prof =
+            super::super::profile::load("base", &super::super::profile::ProfileSource::Builtin)
+                .unwrap();
+        let fm = prof
+            .entries
+            .iter()
+            .find(|e| e.key == "fs.file-max")
+            .unwrap();
+        let vars = super::super::profile::Vars {
+            target: 300,
+            mem_pages: 0,
+            nofile_hard: 20_000,
+            files_in_use: 10_200,
+        };
+        let want = match fm.wanted(&vars).unwrap() {
+            super::super::profile::Wanted::Numbers(v) => v[0],
+            other => panic!("{other:?}"),
+        };
+        snap.file_max = Some(want);
+        assert!(estimate(&snap, &Plan::new(Role::Lab, 300)).fits, "{want}");
     }
 
     #[test]

@@ -149,6 +149,7 @@ pub fn check(
         target: plan.target,
         mem_pages: snap.mem_total.unwrap_or(0) / snap.page_size.max(1),
         nofile_hard: snap.nofile.hard,
+        files_in_use: snap.files_in_use.unwrap_or(0),
     };
     let mut rows = Vec::new();
     let mut warnings = profile.warnings.clone();

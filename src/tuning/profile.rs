@@ -107,6 +107,9 @@ pub struct Vars {
     pub target: u64,
     pub mem_pages: u64,
     pub nofile_hard: u64,
+    /// File structures the host has in use now (`fs.file-nr`'s first
+    /// field): what `fs.file-max` must leave room for besides the target.
+    pub files_in_use: u64,
 }
 
 impl Vars {
@@ -115,12 +118,13 @@ impl Vars {
             "target" => Some(self.target as f64),
             "mem_pages" => Some(self.mem_pages as f64),
             "nofile_hard" => Some(self.nofile_hard as f64),
+            "files_in_use" => Some(self.files_in_use as f64),
             _ => None,
         }
     }
 }
 
-const VARIABLES: &[&str] = &["target", "mem_pages", "nofile_hard"];
+const VARIABLES: &[&str] = &["target", "mem_pages", "nofile_hard", "files_in_use"];
 
 /// An arithmetic expression over the variables.
 #[derive(Debug, Clone, PartialEq)]
@@ -224,7 +228,31 @@ impl Entry {
                             self.value_text
                         )));
                     }
-                    out.push(v.ceil() as u64);
+                    let (min, max) = bounds(&self.key);
+                    let v = v.ceil();
+                    // Compared as floats: a huge value never saturates into
+                    // u64::MAX and passes.
+                    if v > max as f64 {
+                        return Err(self.error(format!(
+                            "value '{}' is {v:.0} for these settings, above {max}, the most the kernel accepts",
+                            self.value_text
+                        )));
+                    }
+                    if v < min as f64 {
+                        return Err(self.error(format!(
+                            "value '{}' is {v:.0} for these settings, below {min}: the host would be crippled (or the kernel refuses it)",
+                            self.value_text
+                        )));
+                    }
+                    out.push(v as u64);
+                }
+                if self.key == "net.ipv4.ip_local_port_range"
+                    && let [low, high] = out[..]
+                    && low > high
+                {
+                    return Err(self.error(format!(
+                        "the range {low} {high} is empty (the kernel refuses a low end above the high end)"
+                    )));
                 }
                 Ok(Wanted::Numbers(out))
             }
@@ -266,6 +294,36 @@ impl Entry {
                 vals.join(" ")
             }
         }
+    }
+}
+
+/// The most descriptors a process may have: the kernel's largest
+/// `fs.nr_open` on 64 bits (INT_MAX rounded down to a multiple of 64).
+pub const NR_OPEN_MAX: u64 = 2_147_483_584;
+
+/// The values a profile may ask for `key` (each element of a list), both
+/// ends included: what the kernel accepts, and no less than a working host
+/// needs (`fs.file-max = 0` leaves no process able to open a file). Keys
+/// without an entry: any `long`.
+pub fn bounds(key: &str) -> (u64, u64) {
+    const INT: u64 = i32::MAX as u64;
+    const LONG: u64 = i64::MAX as u64;
+    match key {
+        "fs.file-max" => (1024, LONG),
+        "fs.nr_open" | "rlimit.nofile.soft" | "rlimit.nofile.hard" => (1024, NR_OPEN_MAX),
+        "fs.epoll.max_user_watches" | "net.ipv4.tcp_mem" => (1, LONG),
+        "net.core.somaxconn"
+        | "net.ipv4.tcp_max_syn_backlog"
+        | "net.core.netdev_max_backlog"
+        | "net.ipv4.tcp_rmem"
+        | "net.ipv4.tcp_wmem" => (1, INT),
+        "net.ipv4.ip_local_port_range" => (1, 65535),
+        "net.ipv4.tcp_fin_timeout" => (1, 120),
+        "net.ipv4.tcp_syncookies" | "net.ipv4.tcp_tw_reuse" => (0, 2),
+        "net.netfilter.nf_conntrack_max"
+        | "net.ipv4.tcp_max_orphans"
+        | "net.ipv4.tcp_max_tw_buckets" => (0, INT),
+        _ => (0, LONG),
     }
 }
 
@@ -743,6 +801,7 @@ mod tests {
             target,
             mem_pages: 6_000_000,
             nofile_hard: 20_000,
+            files_in_use: 449,
         }
     }
 
@@ -890,7 +949,7 @@ mod tests {
         assert_eq!(ev("1_000_000 - 1"), vec![999_999.0]);
         let p = parse_str(
             "t.conf",
-            "fs.file-max >= 12*target/10 + 0.5 | system_fd_limit\n",
+            "net.ipv4.tcp_max_orphans >= 12*target/10 + 0.5 | orphan_sockets\n",
             &ProfileSource::Builtin,
         )
         .unwrap();
@@ -958,6 +1017,41 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.entries[0].value, Value::Text("cubic".into()));
+    }
+
+    #[test]
+    fn values_the_kernel_refuses_or_that_cripple_the_host_name_file_and_line() {
+        let cases = [
+            ("fs.file-max = 0", "below 1024"),
+            (
+                "fs.file-max >= 1_000_000_000_000_000_000_000_000",
+                "above 9223372036854775807",
+            ),
+            ("fs.file-max >= target * target * target * 10", "above"),
+            ("fs.nr_open >= 3000000000", "above 2147483584"),
+            ("rlimit.nofile.hard >= target * 10000", "above 2147483584"),
+            ("net.ipv4.ip_local_port_range = 1024 70000", "above 65535"),
+            ("net.ipv4.ip_local_port_range = 60000 1024", "is empty"),
+            ("net.core.somaxconn >= 0", "below 1"),
+            ("net.ipv4.tcp_fin_timeout <= 600", "above 120"),
+        ];
+        for (line, problem) in cases {
+            let text = format!("# comment\n{line} | system_fd_limit\n");
+            let p = parse_str("b.conf", &text, &ProfileSource::Builtin).unwrap();
+            let err = p.entries[0]
+                .wanted(&vars(1_000_000))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("b.conf:2: "), "{line}: {err}");
+            assert!(err.contains(problem), "{line}: {err}");
+        }
+        // The built-in profiles stay within bounds at a large target.
+        for name in ["base", "server", "client", "lab"] {
+            let p = load(name, &ProfileSource::Builtin).unwrap();
+            for e in &p.entries {
+                e.wanted(&vars(10_000_000)).unwrap();
+            }
+        }
     }
 
     #[test]

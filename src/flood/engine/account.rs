@@ -127,6 +127,11 @@ impl Engine<'_> {
     /// A failure on path `pi`: give the path up after enough consecutive
     /// failures of one key.
     pub(super) fn path_failed(&mut self, pi: usize, key: FailKey) {
+        if self.phase == Phase::Hold && self.reconnect.is_some() {
+            // Reconnects back off on their own; a path is not given up
+            // while its server restarts.
+            return;
+        }
         let give_up_after = self.timing.connect_timeout * 4 + Duration::from_secs(1);
         let p = &mut self.paths[pi];
         if p.last_key == Some(key) {
@@ -187,10 +192,13 @@ impl Engine<'_> {
             return;
         };
         drop(stream);
-        let (k, pi) = (c.k, c.path as usize);
+        let (k, pi, epoch) = (c.k, c.path as usize, c.epoch);
         self.free.push(slot);
         self.retry_k.push(k);
         self.in_flight -= 1;
+        if let Some(r) = self.reconnect.as_mut() {
+            r.failed(Instant::now(), slot, epoch);
+        }
         self.counters.failed_total += 1;
         self.count_failure(key, call, errno, detail);
         self.path_failed(pi, key);
@@ -218,6 +226,11 @@ impl Engine<'_> {
         drop(stream);
         self.free.push(slot);
         self.counters.connections -= 1;
+        if self.phase == Phase::Hold
+            && let Some(r) = self.reconnect.as_mut()
+        {
+            r.lost(Instant::now());
+        }
         self.counters.closed_total += 1;
         let reset = key != FailKey::Eof;
         if reset {

@@ -35,11 +35,10 @@ impl Engine<'_> {
         }
     }
 
-    /// Start one connection on the next path, with the next number.
-    pub(super) fn open_one(&mut self) {
-        let Some(pi) = self.next_path() else {
-            return;
-        };
+    /// Start one connection on the next path, with the next number; its
+    /// slot, or `None` when none could be started.
+    pub(super) fn open_one(&mut self) -> Option<u32> {
+        let pi = self.next_path()?;
         let path = self.paths[pi].path;
         let k = self.retry_k.pop().unwrap_or_else(|| {
             let k = self.next_k;
@@ -52,7 +51,7 @@ impl Engine<'_> {
             Err(e) => {
                 self.retry_k.push(k);
                 self.setup_failed(pi, e);
-                return;
+                return None;
             }
         };
         let slot = self.alloc(Conn::connecting(stream, k, pi as u32, started));
@@ -71,11 +70,12 @@ impl Engine<'_> {
             self.free.push(slot);
             self.retry_k.push(k);
             self.register_failed(&e);
-            return;
+            return None;
         }
         self.in_flight += 1;
         self.deadlines
             .push_back((started + self.timing.connect_timeout, slot, epoch));
+        Some(slot)
     }
 
     /// epoll_ctl(ADD) failed (ENOSPC: max_user_watches, ENOMEM): no more
@@ -294,6 +294,10 @@ impl Engine<'_> {
         self.counters.connections += 1;
         self.counters.opened_total += 1;
         self.paths[pi].succeeded(now);
+        let epoch = c.epoch;
+        if let Some(r) = self.reconnect.as_mut() {
+            r.verified(slot, epoch);
+        }
         if self.counters.opened_total.is_multiple_of(1000) {
             let snap = self.snapshot();
             self.sink.progress(&snap, false);

@@ -27,6 +27,7 @@ mod account;
 mod conn;
 mod dispatch;
 mod failure;
+mod reconnect;
 mod socket;
 mod speak;
 
@@ -39,6 +40,7 @@ use mio::{Events, Poll};
 
 pub use conn::{MAX_MSG, message};
 pub use failure::FailKey;
+pub use reconnect::{Backoff, ReconnectSummary, parse_backoff};
 
 use super::plan::{Plan, Shard};
 use super::stats::{Phase, ShardSummary, Sink, Snapshot, hist_pairs, new_hist};
@@ -74,6 +76,9 @@ impl Timing {
 pub struct EngineOptions {
     /// Report seed-format lines for errors on single connections.
     pub seed_lines: bool,
+    /// `--reconnect`: replace lost connections during the hold, with
+    /// this backoff.
+    pub reconnect: Option<Backoff>,
     /// What to speak on each connection (echo by default).
     pub proto: crate::flood::proto::Proto,
 }
@@ -116,6 +121,8 @@ pub struct Engine<'s> {
     /// Requests and replies of other protocols that did not complete in
     /// one go, by slot (see `speak`).
     partial: HashMap<u32, speak::Partial>,
+    /// `--reconnect`'s schedule and account.
+    reconnect: Option<reconnect::Reconnector>,
 }
 
 /// The loop's clocks: when things started and are next due.
@@ -147,6 +154,7 @@ impl<'s> Engine<'s> {
         })?;
         let paths: Vec<PathState> = shard.paths.iter().map(|p| PathState::new(*p)).collect();
         let live_paths = paths.len();
+        let reconnect = opts.reconnect.map(reconnect::Reconnector::new);
         let s = ShardSummary {
             target: shard.connections,
             ..Default::default()
@@ -179,6 +187,7 @@ impl<'s> Engine<'s> {
             scratch: vec![0u8; 4096],
             out: Vec::new(),
             partial: HashMap::new(),
+            reconnect,
         })
     }
 
@@ -223,6 +232,7 @@ impl<'s> Engine<'s> {
                 break;
             }
             let rate_wait = self.admit(now, clock.start);
+            self.admit_reconnects(now);
             self.expire(now);
             if let Pass::Stop = self.end_connect(now, &mut clock) {
                 break;
@@ -315,7 +325,7 @@ impl<'s> Engine<'s> {
         {
             return Pass::Stop;
         }
-        if self.counters.connections == 0 {
+        if self.counters.connections == 0 && self.reconnect.is_none() {
             return Pass::Stop; // everything was lost: nothing left to hold
         }
         if let (Some(round), Some(iv)) = (clock.next_msg, self.timing.message_interval)
@@ -354,6 +364,9 @@ impl<'s> Engine<'s> {
         if let Some(at) = rate_wait {
             wake = wake.min(at);
         }
+        if let Some(at) = self.reconnect.as_ref().and_then(|r| r.next_due()) {
+            wake = wake.min(at);
+        }
         if clock.next_msg.is_some() {
             wake = wake.min(now + Duration::from_millis(5));
         }
@@ -386,6 +399,7 @@ impl<'s> Engine<'s> {
         for (r, &pi) in self.s.retired.iter_mut().zip(&self.retired_idx) {
             r.established = self.paths[pi].established;
         }
+        self.s.reconnect = self.reconnect.take().map(|r| r.s);
         self.s.connect_latency_us = hist_pairs(&self.latency);
         self.s.rtt_us = hist_pairs(&self.rtt);
         let held = Held {

@@ -1010,6 +1010,7 @@ mod tests {
             metrics: Vec::new(),
             defer_accept: false,
             fault: None,
+            reconnect: None,
         };
         let hosts = plan_hosts(&cfg).unwrap();
         assert_eq!(hosts.len(), 3);

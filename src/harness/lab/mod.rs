@@ -86,6 +86,10 @@ pub struct LabConfig {
     pub defer_accept: bool,
     /// `--fault`: one fault injected during the hold.
     pub fault: Option<faults::Fault>,
+    /// `--reconnect`: the clients replace lost connections with this
+    /// backoff.
+    #[serde(skip)]
+    pub reconnect: Option<crate::flood::engine::Backoff>,
 }
 
 /// One client's outcome, from its summary line.

@@ -195,6 +195,10 @@ pub fn run(
         args.json = true;
         args.message_interval = cfg.message_interval;
         args.metrics_fd = cfg.metrics.get(k).map(|&(_, fd)| fd);
+        if let Some(b) = cfg.reconnect {
+            args.reconnect = true;
+            args.reconnect_backoff = b;
+        }
         let mut spec = WorkerSpec::new(args.command_line());
         spec.stderr = Some(stderr_dir.join(format!("client-{k}.txt")));
         pool.spawn(spec)
@@ -679,6 +683,17 @@ fn hold_account(
         at_end: server_at_end,
     };
     let hold = faults::account(&clients, verified_at_start, server, injector.as_mut());
+    // The clients' own time back at their share (the slowest one's).
+    let recovered = live[1..]
+        .iter()
+        .filter_map(|l| flood_summary(l)?.1.shard.reconnect)
+        .map(|r| r.recovered_s)
+        .try_fold(0.0f64, |acc, r| r.map(|r| acc.max(r)));
+    if let (Some(inj), Some(r)) = (injector.as_mut(), recovered)
+        && hold.lost > 0
+    {
+        inj.report.recovered_s = Some(r);
+    }
     match injector {
         Some(inj) => {
             report.reached = verified_at_start >= report.target;
