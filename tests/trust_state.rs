@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_c1m");
+mod common;
+
+use common::{BIN, text};
 
 /// The fake host's keys, as the kernel shows them (tabs, newline).
 const FAKE: &[(&str, &str)] = &[
@@ -84,6 +86,16 @@ impl Host {
         self.cmd(args).output().unwrap()
     }
 
+    /// `c1m doctor --target 5000 --apply --profile FAKE EXTRA...` on this
+    /// host, run to its end.
+    fn apply(&self, extra: &[&str]) -> Output {
+        self.cmd(&[])
+            .args(self.apply_args())
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
     fn apply_args(&self) -> Vec<String> {
         ["doctor", "--target", "5000", "--apply", "--profile"]
             .iter()
@@ -123,15 +135,6 @@ impl Host {
         .unwrap();
         std::fs::write(path, s.to_string()).unwrap();
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A directory whose path has no dot, so that a key naming a file in it
@@ -212,7 +215,7 @@ fn a_state_file_or_directory_another_user_could_write_is_refused() {
     std::fs::set_permissions(&host.state_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     refused("world-writable directory");
     // And apply will not save its originals there either.
-    let o = host.cmd(&[]).args(host.apply_args()).output().unwrap();
+    let o = host.apply(&[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert_eq!(host.tree(), host.original());
     // A symlinked state directory is refused too.
@@ -235,7 +238,7 @@ fn a_state_file_or_directory_another_user_could_write_is_refused() {
 )]
 fn a_new_state_directory_is_private_to_root() {
     let host = Host::new();
-    let o = host.cmd(&[]).args(host.apply_args()).output().unwrap();
+    let o = host.apply(&[]);
     assert!(o.status.code().is_some(), "{}", text(&o));
     let meta = std::fs::metadata(&host.state_dir).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o700);
@@ -268,12 +271,7 @@ fn symlinks_at_the_temporary_state_and_persist_names_are_never_followed() {
     std::fs::create_dir_all(&host.sysctl_d).unwrap();
     let created = victims.path().join("created");
     std::os::unix::fs::symlink(&created, host.sysctl_d.join("90-c1m.conf")).unwrap();
-    let o = host
-        .cmd(&[])
-        .args(host.apply_args())
-        .arg("--persist")
-        .output()
-        .unwrap();
+    let o = host.apply(&["--persist"]);
     let out = text(&o);
     assert!(out.contains("symbolic link"), "{out}");
     assert_eq!(
@@ -291,7 +289,7 @@ fn symlinks_at_the_temporary_state_and_persist_names_are_never_followed() {
     let o = host.run(&["doctor", "--rollback"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     std::os::unix::fs::symlink(&victim, host.state_dir.join("doctor-state.json")).unwrap();
-    let o = host.cmd(&[]).args(host.apply_args()).output().unwrap();
+    let o = host.apply(&[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("symbolic link"), "{}", text(&o));
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
@@ -304,12 +302,7 @@ fn symlinks_at_the_temporary_state_and_persist_names_are_never_followed() {
 )]
 fn netns_only_with_persist_is_refused_before_anything_is_written() {
     let host = Host::new();
-    let o = host
-        .cmd(&[])
-        .args(host.apply_args())
-        .args(["--netns-only", "--persist"])
-        .output()
-        .unwrap();
+    let o = host.apply(&["--netns-only", "--persist"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("--netns-only"), "{}", text(&o));
     assert_eq!(host.tree(), host.original());

@@ -16,90 +16,14 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+pub use super::finding::{Certainty, Finding};
 use super::rules::{
-    Ctx, cap, capitalize, client_bugs, conntrack, counters, eagain, faults, fd, log, memory,
-    observed, plateau, plural, timeout,
+    Ctx, cap, client_bugs, conntrack, counters, eagain, faults, fd, log, memory, observed, plateau,
+    plural, timeout,
 };
-use super::source::{Evidence, Kind, LineCounts, SEED_STEP, Source};
-use crate::catalogue::{FailureId, Side};
+use super::source::{Kind, LineCounts, SEED_STEP, Source};
+use crate::catalogue::FailureId;
 use crate::util::thousands;
-
-/// How sure a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Certainty {
-    /// A line or counter shows it.
-    Certain,
-    /// The numbers point to it and nothing else explains them as well.
-    Likely,
-    /// It fits the evidence but is not shown by it.
-    Possible,
-}
-
-impl Certainty {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Certainty::Certain => "certain",
-            Certainty::Likely => "likely",
-            Certainty::Possible => "possible",
-        }
-    }
-}
-
-/// One explained failure.
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    pub id: FailureId,
-    pub title: &'static str,
-    pub side: Side,
-    pub certainty: Certainty,
-    /// The source it was found in (or the one whose symptom it explains).
-    pub source: String,
-    /// How many times it was seen (lines, or counter increase).
-    pub count: u64,
-    pub evidence: Vec<Evidence>,
-    pub explanation: String,
-    pub fix: String,
-    /// Causes this symptom is blamed on (ids of other findings).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub caused_by: Vec<FailureId>,
-    /// The symptom this finding is a cause of.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cause_of: Option<FailureId>,
-    /// What to collect next to settle an open question.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub collect: Vec<String>,
-    /// The symptom finding (by index) this possible cause was added for.
-    #[serde(skip)]
-    pub(super) linked_to: Option<usize>,
-}
-
-impl Finding {
-    pub(super) fn new(id: FailureId, side: Side, certainty: Certainty, source: &str) -> Finding {
-        let info = id.info();
-        Finding {
-            id,
-            title: info.title,
-            side,
-            certainty,
-            source: source.to_string(),
-            count: 0,
-            evidence: Vec::new(),
-            explanation: info.explanation.to_string(),
-            fix: info.fix.to_string(),
-            caused_by: Vec::new(),
-            cause_of: None,
-            collect: Vec::new(),
-            linked_to: None,
-        }
-    }
-
-    /// Put what was seen in front of the catalogue's explanation.
-    pub(super) fn detail(mut self, text: String) -> Finding {
-        self.explanation = format!("{}. {}.", capitalize(&text), capitalize(&self.explanation));
-        self
-    }
-}
 
 /// What one source amounts to.
 #[derive(Debug, Clone, Serialize)]

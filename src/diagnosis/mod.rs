@@ -2,6 +2,7 @@
 //! prevents a failure) and `analyze` (which evidence shows it), plus the log
 //! parsers and the classifier that turn log lines into findings.
 pub mod classify;
+pub mod finding;
 pub mod hosts;
 pub mod input;
 pub mod parse;

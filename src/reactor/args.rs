@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 
-use super::Wake;
-use super::supervisor::LogFormat;
 use super::worker::WorkerConfig;
+use super::{LogFormat, Wake};
 use crate::argv::{Argv, Procs, parse_procs};
 
 #[derive(Debug, Clone, PartialEq, Args)]

@@ -98,6 +98,18 @@ pub fn default_max_connections() -> u64 {
     GOAL.min(file_max / 2).max(1)
 }
 
+/// Output style of the parent. Here, not in `supervisor`, so that `args`
+/// (which the supervisor imports) and the supervisor both use it without
+/// importing each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One summed line per interval, failures and worker events as sentences.
+    Human,
+    /// The seed reactor-style progress line (`connections: N, sockfd:FD,
+    /// time_used:MS`), printed by each worker every 1000 of its accepts.
+    Seed,
+}
+
 /// How many workers and how many connections each may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {

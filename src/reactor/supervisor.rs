@@ -19,22 +19,13 @@ use crate::sys::signals;
 use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
 use crate::util::{bytes, thousands};
 
+pub use super::LogFormat;
 use super::args::ServeWorkerArgs;
 use super::lost::Losses;
 use super::wire::{self, Received, ServeInterval, ServeLine, ServeSummaryLine, WorkerLine};
 use super::{Plan, Wake};
 use crate::metrics::endpoint::MetricsAt;
 use crate::metrics::{Endpoint, Figures, Labels};
-
-/// Output style of the parent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// One summed line per interval, failures and worker events as sentences.
-    Human,
-    /// The seed reactor-style progress line (`connections: N, sockfd:FD,
-    /// time_used:MS`), printed by each worker every 1000 of its accepts.
-    Seed,
-}
 
 /// What `c1m serve` was asked to do.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 //! through the run: many progress intervals that took whole extra seconds
 //! (a SYN retransmission each) long before any table limit. The seed's
 //! server (`./reactor`, listen backlog 10) is named when the logs show it.
-use super::super::classify::{Certainty, Finding};
+use super::super::finding::{Certainty, Finding};
 use super::super::source::Source;
 use crate::util::thousands;
 

@@ -2,7 +2,7 @@
 //! progress line repeats with `sockfd:0` (it stopped creating sockets and
 //! loops on the last descriptor). At a cap the catalogue knows (the seed's
 //! 340,000) the finding is certain; at another value, likely.
-use super::super::classify::{Certainty, Finding};
+use super::super::finding::{Certainty, Finding};
 use super::Ctx;
 use crate::catalogue::{FailureId, Side};
 use crate::util::thousands;

@@ -2,7 +2,7 @@
 //! stops creating sockets (progress lines with `sockfd:0`), and receive
 //! buffers printed without a terminating NUL (` RecvBuffer:` running into
 //! garbage bytes).
-use super::super::classify::{Certainty, Finding};
+use super::super::finding::{Certainty, Finding};
 use super::{Ctx, plural};
 use crate::catalogue::{FailureId, Side};
 use crate::util::thousands;

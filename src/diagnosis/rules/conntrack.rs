@@ -3,7 +3,7 @@
 //! cause of connect timeouts when the count stayed under 90% of the max;
 //! a possible cause when a client's count stopped near a default table
 //! size.
-use super::super::classify::{Certainty, Finding};
+use super::super::finding::{Certainty, Finding};
 use super::super::parse::SysctlKey;
 use super::super::source::Source;
 use super::{near_plateau, sysctl};

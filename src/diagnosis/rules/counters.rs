@@ -5,7 +5,7 @@
 //! ids, timeouts and resets) give weaker findings than one id's own.
 use std::collections::BTreeMap;
 
-use super::super::classify::{Certainty, Finding};
+use super::super::finding::{Certainty, Finding};
 use super::super::source::{CounterTrack, Kind, Source};
 use super::side_for;
 use crate::catalogue::FailureId;

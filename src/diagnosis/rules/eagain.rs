@@ -6,7 +6,7 @@
 //! connections were really closed.
 use std::collections::BTreeMap;
 
-use super::super::classify::{Certainty, Finding};
+use super::super::finding::{Certainty, Finding};
 use super::super::source::{SEED_STEP, Source};
 use super::{Ctx, signed};
 use crate::catalogue::{FailureId, Side};

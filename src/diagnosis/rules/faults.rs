@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use super::plural;
 use crate::catalogue::{FailureId, Side};
-use crate::diagnosis::classify::{Certainty, Finding};
+use crate::diagnosis::finding::{Certainty, Finding};
 use crate::diagnosis::source::{Evidence, Kind, Source, Timed};
 use crate::events::Role;
 use crate::util::thousands;

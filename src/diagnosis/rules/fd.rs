@@ -2,7 +2,7 @@
 //! `fs.file-max` (or at file-nr's own third field when file-max is not in
 //! the logs). The per-process limit (EMFILE) shows as error lines and is
 //! found by [`super::observed`].
-use super::super::classify::{Certainty, Finding};
+use super::super::finding::{Certainty, Finding};
 use super::super::parse::SysctlKey;
 use super::super::source::Source;
 use super::sysctl;

@@ -1,7 +1,7 @@
 //! The log itself: lines with garbage bytes, records glued to noise, cut
 //! lines, broken JSON, progress lines missing (the count jumps), and a
 //! last line without its newline. One finding per source lists them all.
-use super::super::classify::{Certainty, Finding};
+use super::super::finding::{Certainty, Finding};
 use super::{Ctx, plural};
 use crate::catalogue::{FailureId, Side};
 use crate::util::thousands;

@@ -1,7 +1,7 @@
 //! TCP memory and orphans, from `/proc/net/sockstat` against the sysctls:
 //! pages in use at `tcp_mem`'s pressure threshold (certain at its limit),
 //! and orphaned sockets at 90% of `tcp_max_orphans` (certain at it).
-use super::super::classify::{Certainty, Finding};
+use super::super::finding::{Certainty, Finding};
 use super::super::parse::SysctlKey;
 use super::super::source::Source;
 use super::sysctl;

@@ -87,13 +87,7 @@ pub fn plural(n: u64) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-pub fn capitalize(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
-    }
-}
+pub use super::finding::capitalize;
 
 /// A sysctl of this source's host, or of any source when its own logs do
 /// not show it.

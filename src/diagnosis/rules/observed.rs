@@ -2,7 +2,7 @@
 //! source holds becomes a `certain` finding of its catalogue id, with the
 //! call and errno named. The EAGAIN bug's finding also says how many
 //! healthy connections it closed (see [`super::eagain`]).
-use super::super::classify::{Certainty, Finding};
+use super::super::finding::{Certainty, Finding};
 use super::{Ctx, plural, side_for};
 use crate::catalogue::FailureId;
 use crate::util::thousands;
@@ -38,7 +38,7 @@ pub fn findings(cx: &Ctx, out: &mut Vec<Finding>) {
 mod tests {
     use super::super::testing::{findings, of};
     use crate::catalogue::{FailureId, Side};
-    use crate::diagnosis::classify::Certainty;
+    use crate::diagnosis::finding::Certainty;
 
     #[test]
     fn an_error_line_is_a_certain_finding_with_its_call_and_errno() {

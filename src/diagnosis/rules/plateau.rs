@@ -6,7 +6,7 @@
 //! so a round target (20,000) is no per-process plateau.
 use std::collections::BTreeSet;
 
-use super::super::classify::{Certainty, Finding};
+use super::super::finding::{Certainty, Finding};
 use super::super::source::Source;
 use super::near_plateau;
 use crate::catalogue::FailureId;

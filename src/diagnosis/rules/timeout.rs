@@ -6,7 +6,7 @@
 //! the symptom, with what to collect to settle it.
 use std::collections::BTreeSet;
 
-use super::super::classify::{Certainty, Finding};
+use super::super::finding::{Certainty, Finding};
 use super::super::source::Source;
 use super::{accept_queue, conntrack, plural};
 use crate::catalogue::{FailureId, Side};
