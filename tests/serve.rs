@@ -654,6 +654,21 @@ fn bad_arguments_are_named_and_exit_2() {
 }
 
 #[test]
+fn quiet_prints_no_progress_line_but_the_summary() {
+    let mut srv = Server::start(
+        1,
+        &["-q", "--stats-interval", "50ms", "--workers", "1"],
+        None,
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(srv.terminate().success());
+    let out = srv.stdout();
+    assert!(!out.contains("(+"), "no interval line: {out}");
+    assert!(out.contains("listening on"), "{out}");
+    assert!(out.to_lowercase().contains("peak"), "the summary: {out}");
+}
+
+#[test]
 fn more_workers_than_the_cap_is_a_clear_error() {
     // Under an fd limit of 1,100, five million connections need over 5,000
     // workers: refused, saying why, before any is forked.

@@ -33,6 +33,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_connections,
         stats_interval: args.stats_interval,
         json: args.json,
+        quiet: args.quiet,
         log_format: args.log_format,
         wake: args.wake,
         metrics: match (args.metrics, args.metrics_fd) {

@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// JSON lines on stdout instead of human text.
     #[arg(short, long)]
     pub json: bool,
+    /// No progress line per interval: only what matters (listening, worker
+    /// deaths, failures, the summary), as `-q` means in every command.
+    #[arg(short, long, conflicts_with = "json")]
+    pub quiet: bool,
     /// "seed": the seed reactor-style line `connections: N, sockfd:FD,
     /// time_used:MS` every 1000 accepts of each worker (N = that worker's
     /// open connections, FD = the fd just accepted, MS = milliseconds since
@@ -141,6 +145,7 @@ impl ServeArgs {
             .opt_some("max-connections", self.max_connections)
             .duration("stats-interval", self.stats_interval)
             .flag("json", self.json)
+            .flag("quiet", self.quiet)
             .value_enum("log-format", &self.log_format)
             .value_enum("wake", &self.wake)
             .opt_some("metrics", self.metrics)
@@ -232,6 +237,7 @@ mod tests {
             max_connections: Some(2_000_000),
             stats_interval: Duration::from_millis(10),
             json: true,
+            quiet: false,
             log_format: LogFormat::Seed,
             wake: Wake::All,
             metrics: Some("0.0.0.0:9400".parse().unwrap()),
@@ -276,6 +282,8 @@ mod tests {
                 max_connections: max,
                 stats_interval: Duration::from_nanos(interval_ns),
                 json,
+                // Not with --json (they conflict).
+                quiet: !json && herd,
                 log_format: if seed { LogFormat::Seed } else { LogFormat::Human },
                 wake: if herd { Wake::All } else { Wake::One },
                 metrics: None,

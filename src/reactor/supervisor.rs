@@ -38,6 +38,8 @@ pub struct ServeOptions {
     pub max_connections: u64,
     pub stats_interval: Duration,
     pub json: bool,
+    /// `-q`: no progress line per interval.
+    pub quiet: bool,
     pub log_format: LogFormat,
     pub wake: Wake,
     /// `--metrics`: where the parent serves OpenMetrics.
@@ -223,7 +225,7 @@ impl Parent {
             );
             return;
         }
-        if self.opts.log_format == LogFormat::Seed {
+        if self.opts.log_format == LogFormat::Seed || self.opts.quiet {
             return;
         }
         let (min, max) = self.min_max();
