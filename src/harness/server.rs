@@ -18,7 +18,7 @@
 //! processes hold: their open descriptors above the count once listening)
 //! and a `summary` after stopping it, as `c1m serve` would.
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -329,6 +329,30 @@ fn usage(pid: u32) -> (u64, u64) {
     })
 }
 
+/// Is something listening on `addr` (or on every address, `0.0.0.0` or
+/// `::`, at its port)? Read from /proc/net/tcp{,6} rather than by
+/// connecting: a probe refused before the server listens would be a reset
+/// in the lab's TCP counters.
+fn listening(addr: &SocketAddr) -> bool {
+    let port = format!(":{:04X}", addr.port());
+    let exact = match addr.ip() {
+        IpAddr::V4(ip) => format!("{:08X}{port}", u32::from_le_bytes(ip.octets())),
+        IpAddr::V6(_) => String::new(),
+    };
+    let any4 = format!("00000000{port}");
+    let any6 = format!("00000000000000000000000000000000{port}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
+        std::fs::read_to_string(f).is_ok_and(|t| {
+            t.lines().skip(1).any(|l| {
+                let mut fields = l.split_whitespace();
+                let local = fields.nth(1).unwrap_or("");
+                let state = fields.nth(1);
+                state == Some("0A") && (local == exact || local == any4 || local == any6)
+            })
+        })
+    })
+}
+
 fn emit(event: Event) {
     let rec = Record::now(Role::Serve, None, event);
     let mut out = std::io::stdout().lock();
@@ -423,7 +447,7 @@ pub fn run(args: LabServerArgs) -> Result<ExitCode> {
                 plan.log.display()
             );
         }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        if listening(&addr) {
             break;
         }
         if Instant::now() > ready_by || signals::stop_requested() {
@@ -436,8 +460,8 @@ pub fn run(args: LabServerArgs) -> Result<ExitCode> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Let the probe connection's descriptor go before the baseline.
-    std::thread::sleep(Duration::from_millis(100));
+    // nginx's workers open their listeners a moment after the master.
+    std::thread::sleep(Duration::from_millis(200));
     let pid = child.id();
     let (baseline, _) = usage(pid);
     emit(Event::Start {
@@ -531,6 +555,15 @@ mod tests {
         assert!(wc <= 20_000 - 64 - 20, "{wc}");
         assert_eq!(nginx_sizing(5_250, 20_000, 1, 2).0, 2);
         assert_eq!(one_process_cap(20_000), 19_968);
+    }
+
+    #[test]
+    fn a_listener_is_seen_in_proc_net_tcp() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        assert!(listening(&addr));
+        drop(l);
+        assert!(!listening(&addr));
     }
 
     #[test]

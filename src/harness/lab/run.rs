@@ -186,6 +186,11 @@ pub fn run(
         let mut args = FloodArgs::new("127.0.0.1", cfg.base_port, server_ports, *share)
             .context("the flood command line")?;
         args.proto.protocol = cfg.server.protocol().unwrap_or(cfg.protocol);
+        if args.proto.protocol == crate::flood::proto::Protocol::Mqtt {
+            // Each client numbers its connections from 0: a broker drops
+            // the older session of a client id it sees twice.
+            args.proto.prefix = format!("c1m-{k}-");
+        }
         args.sources = Some(sources.clone());
         args.procs = Procs::Auto;
         // The lab ends the hold itself (so that it can read the counters
