@@ -12,6 +12,11 @@
 #   benches/flood.sh                 # N=100000 connections
 #   N=50000 SEED_N=5000 BASE=16000 benches/flood.sh
 #   DONE_WHEN=1 benches/flood.sh     # also: the issue's 200,000 run with --sources
+#   METRICS=0 benches/flood.sh       # skip the with/without --metrics comparison
+#
+# With METRICS=1 (the default) every round also runs c1m flood with
+# `--metrics 127.0.0.1:MPORT` while a scraper reads /metrics every second,
+# and the median ratio with/without is printed (goal: at most 2% slower).
 #
 # Loopback only; every process it starts is ended on exit.
 set -euo pipefail
@@ -22,6 +27,8 @@ SEED_N=${SEED_N:-10000}
 PORTS=20
 WINDOW=${WINDOW:-1000}
 BASE=${BASE:-16000}
+METRICS=${METRICS:-1}
+MPORT=${MPORT:-19391}
 OUT=target/bench-flood
 mkdir -p "$OUT"
 
@@ -72,10 +79,10 @@ run_c() {
     echo "  C epoll client : $line" >&2
     sed -n 's/.*: \([0-9]*\)\/s$/\1/p' <<<"$line"
 }
-run_flood() {
+run_flood() { # [extra flood flags...]
     settle
     "$C1M" flood 127.0.0.1 "$BASE" --ports "$PORTS" --connections "$N" --window "$WINDOW" \
-        --procs "$PROCS" --hold 0s --json >"$OUT/flood.jsonl" 2>"$OUT/flood.table"
+        --procs "$PROCS" --hold 0s --json "$@" >"$OUT/flood.jsonl" 2>"$OUT/flood.table"
     local sum rate
     sum=$(tail -n 1 "$OUT/flood.jsonl")
     rate=$(sed -n 's/.*"connect_rate":\([0-9.]*\).*/\1/p' <<<"$sum")
@@ -86,7 +93,7 @@ run_flood() {
 # The machine is shared: alternate the two clients (and which goes first)
 # over ROUNDS rounds; each round is one run of each, its ratio printed.
 ROUNDS=${ROUNDS:-3}
-c_rates=(); f_rates=()
+c_rates=(); f_rates=(); m_rates=()
 for r in $(seq "$ROUNDS"); do
     echo "round $r:"
     if [ $((r % 2)) = 1 ]; then
@@ -96,11 +103,23 @@ for r in $(seq "$ROUNDS"); do
     fi
     c_rates+=("$c"); f_rates+=("$f")
     awk -v f="$f" -v c="$c" 'BEGIN { printf "  ratio flood / C = %.2fx\n", f / c }'
+    if [ "$METRICS" = 1 ]; then
+        ( while sleep 1; do curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$MPORT/metrics" || true; done ) &
+        SCRAPER=$!
+        m=$(run_flood --metrics "127.0.0.1:$MPORT")
+        kill "$SCRAPER" 2>/dev/null || true; wait "$SCRAPER" 2>/dev/null || true
+        m_rates+=("$m")
+        awk -v f="$f" -v m="$m" 'BEGIN { printf "  ratio with/without --metrics = %.3fx\n", m / f }'
+    fi
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 c_rate=$(median "${c_rates[@]}")
 f_rate=$(median "${f_rates[@]}")
 echo "median over $ROUNDS rounds: C epoll client ${c_rate}/s, c1m flood ${f_rate}/s"
+if [ "$METRICS" = 1 ]; then
+    m_rate=$(median "${m_rates[@]}")
+    awk -v f="$f_rate" -v m="$m_rate" 'BEGIN { printf "c1m flood --metrics (scraped every second): %d/s, ratio with/without = %.3fx (goal >= 0.98x)\n", m, m / f }'
+fi
 
 settle
 s_line=$("$OUT/seed_client" 127.0.0.1 "$BASE" "$PORTS" "$SEED_N")

@@ -12,6 +12,11 @@
 #   benches/serve.sh                 # N=100000 PORTS=20 PORT=11000
 #   N=20000 HERD=1 benches/serve.sh  # also c1m with --wake all (no EPOLLEXCLUSIVE)
 #   MAXCONN=1000000 benches/serve.sh # c1m plans for 1M (51 workers), C gets as many
+#   METRICS=0 benches/serve.sh       # skip the run with --metrics (scraped every second)
+#
+# With METRICS=1 (the default) c1m runs a second time with
+# `--metrics 127.0.0.1:MPORT` and a scraper reading /metrics every second,
+# and the ratio with/without is printed (the issue's goal: at most 2% slower).
 #
 # Loopback only; every process started here is ended here.
 set -euo pipefail
@@ -20,6 +25,8 @@ PORTS=${PORTS:-20}
 PORT=${PORT:-11000}
 PER_CLIENT=${PER_CLIENT:-17000}
 HERD=${HERD:-0}
+METRICS=${METRICS:-1}
+MPORT=${MPORT:-19390}
 # what c1m serve plans for (its auto worker count follows); default N
 MAXCONN=${MAXCONN:-$N}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -104,15 +111,24 @@ workers=$(grep -o '[0-9]* workers)' "$work/c1m.out" | head -1 | grep -o '[0-9]*'
 cap=$(( (MAXCONN + workers - 1) / workers ))
 tail -n 25 "$work/c1m.out" | grep -E 'user memory|peak connections|accepted' | sed 's/^/  c1m summary: /' >&2 || true
 c_line=$(run_one c_epoll "$work/echo_server" 127.0.0.1 "$PORT" "$PORTS" "$workers" "$cap")
+metrics_line=""
+if [ "$METRICS" = 1 ]; then
+    ( while sleep 1; do curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$MPORT/metrics" || true; done ) &
+    scraper=$!; pids_to_kill+=("$scraper")
+    metrics_line=$(run_one c1m_metrics "$C1M" serve --bind 127.0.0.1 --port "$PORT" --ports "$PORTS" --workers auto --max-connections "$MAXCONN" --metrics "127.0.0.1:$MPORT")
+    kill "$scraper" 2>/dev/null || true
+fi
 herd_line=""
 if [ "$HERD" = 1 ]; then
     herd_line=$(run_one c1m_wake_all "$C1M" serve --bind 127.0.0.1 --port "$PORT" --ports "$PORTS" --workers auto --max-connections "$MAXCONN" --wake all)
 fi
 
-python3 - "$N" "$PORTS" "$workers" "$c1m_line" "$c_line" "$herd_line" <<'PY'
+python3 - "$N" "$PORTS" "$workers" "$c1m_line" "$c_line" "$herd_line" "$metrics_line" <<'PY'
 import sys
 n, ports, workers = sys.argv[1:4]
 rows = [l.split() for l in sys.argv[4:] if l.strip()]
+metrics = [r for r in rows if r[0] == "c1m_metrics"]
+rows = [r for r in rows if r[0] != "c1m_metrics"]
 print(f"\n{int(n):,} idle connections, {ports} ports, {workers} server processes, loopback")
 print(f"{'server':<14}{'user B/conn':>12}{'conn/s':>10}{'cpu s':>8}{'echoed':>10}{'rss before':>14}{'rss after':>14}{'ms':>8}")
 for r in rows:
@@ -124,6 +140,9 @@ print(f"ratio c1m/C: user B/conn {float(c1m[1]) - float(c[1]):+.2f} B ({ratio(c1
 if len(rows) > 2:
     h = rows[2]
     print(f"herd (--wake all) vs EPOLLEXCLUSIVE: conn/s {ratio(h[2], c1m[2])}x, cpu {ratio(h[3], c1m[3])}x")
+for m in metrics:
+    print(f"{m[0]:<14}{m[1]:>12}{m[2]:>10}{m[3]:>8}{int(m[4]):>10,}{int(m[5]):>14,}{int(m[6]):>14,}{m[7]:>8}")
+    print(f"ratio with/without --metrics (scraped every second): conn/s {ratio(m[2], c1m[2])}x, cpu {ratio(m[3], c1m[3])}x (goal: conn/s >= 0.98x)")
 ok = int(c1m[4]) == int(n) and float(c1m[1]) <= 64
 print("c1m serve: " + ("PASS" if ok else "FAIL") + f": {int(c1m[4]):,}/{int(n):,} echoed, {c1m[1]} B of user memory per idle connection (target <= 64)")
 PY

@@ -263,6 +263,9 @@ pub struct ServeStart {
     pub backlog: i64,
     pub wake: String,
     pub worker_pids: Vec<u32>,
+    /// `--metrics`: the URL Prometheus scrapes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
 }
 
 /// `start` settings of one serve worker, once it polls the listeners.
@@ -353,6 +356,9 @@ pub struct FloodStart {
     pub first_k: u64,
     /// `--start-at`, RFC 3339.
     pub start_at: Option<String>,
+    /// `--metrics`: the URL Prometheus scrapes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod diagnosis;
 pub mod events;
 pub mod flood;
 pub mod harness;
+pub mod metrics;
 pub mod reactor;
 pub mod sys;
 pub mod tuning;

@@ -91,6 +91,18 @@ pub struct LabArgs {
     /// `lab --hosts` left behind, and say what was removed.
     #[arg(long, conflicts_with_all = ["hosts", "scenario"])]
     pub cleanup: bool,
+    /// Turn on serve's and every client's OpenMetrics endpoint: serve on
+    /// ADDR:PORT, client K on PORT+K (default 127.0.0.1:9400, 9401...), on
+    /// the host's loopback even when the lab runs in its own namespace.
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        num_args = 0..=1,
+        default_missing_value = "127.0.0.1:9400",
+        value_parser = crate::metrics::endpoint::parse_addr,
+        conflicts_with_all = ["hosts", "scenario", "cleanup"]
+    )]
+    pub metrics: Option<std::net::SocketAddr>,
     /// The server: c1m serve (default), nginx, redis, mosquitto (a config
     /// sized for the target is written into the report), or your own
     /// command line with {port} in it.
@@ -263,6 +275,7 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
         report_root: args.report,
         deadline,
         json: args.json,
+        metrics: Vec::new(),
         defer_accept: args.defer_accept,
         fault: None,
         mem_floor: None,
@@ -356,6 +369,30 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     if args.scenario == Some(ScenarioChoice::Conntrack) {
         anyhow::bail!("--scenario conntrack runs between namespace hosts: add --hosts");
     }
+    // Metrics endpoints on the host's loopback: bound before the lab moves
+    // into its namespace, inherited by serve and the clients.
+    let mut metrics_listeners = Vec::new();
+    let mut metrics = Vec::new();
+    if let Some(base) = args.metrics {
+        if args.server != lab::ServerKind::Serve {
+            anyhow::bail!(
+                "--metrics needs c1m serve as the server (not --server {})",
+                args.server
+            );
+        }
+        for k in 0..=args.clients {
+            let port = u16::try_from(u32::from(base.port()) + k).map_err(|_| {
+                anyhow::anyhow!("--metrics {base}: port {base} + {k} is past 65535")
+            })?;
+            let addr = std::net::SocketAddr::new(base.ip(), port);
+            let l = crate::metrics::endpoint::Endpoint::bind_inheritable(addr)?;
+            metrics.push((
+                format!("http://{addr}/metrics"),
+                std::os::fd::AsRawFd::as_raw_fd(&l),
+            ));
+            metrics_listeners.push(l);
+        }
+    }
     // First, before any thread exists: the namespace is per thread.
     let (private, note) = lab::enter_netns(args.netns)?;
     if let Some(choice) = args.scenario {
@@ -384,6 +421,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         report_root: args.report,
         deadline: args.deadline,
         json: args.json,
+        metrics,
         defer_accept: args.defer_accept,
         fault: args.fault,
         mem_floor: args.mem_floor_mib.map(|m| m << 20),
@@ -414,6 +452,14 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
             }
         ),
     );
+    for (i, (url, _)) in cfg.metrics.iter().enumerate() {
+        let who = if i == 0 {
+            "serve".to_string()
+        } else {
+            format!("client {i}")
+        };
+        say(args.json, format!("lab: metrics of {who} at {url}"));
+    }
     if let Some(w) = &pre.server_warning {
         // Before the run, even with -q: it says how the run will end.
         say(args.json, format!("lab: warning: {w}"));
@@ -432,6 +478,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     let mut notes: Vec<String> = note.into_iter().collect();
     notes.append(&mut pre.notes);
     let result = lab::run(&cfg, private, pre.applied.is_some(), notes);
+    drop(metrics_listeners);
     if let Some(applied) = pre.applied.as_mut() {
         let rb = applied.rollback()?;
         if rb.ok() {

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::metrics::endpoint::MetricsAt;
 pub use crate::reactor::args::{ServeArgs, ServeWorkerArgs};
 use crate::reactor::supervisor::ServeOptions;
 use crate::reactor::worker;
@@ -35,6 +36,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         quiet: args.quiet,
         log_format: args.log_format,
         wake: args.wake,
+        metrics: match (args.metrics, args.metrics_fd) {
+            (Some(a), _) => Some(MetricsAt::Addr(a)),
+            (None, Some(fd)) => Some(MetricsAt::Fd(fd)),
+            (None, None) => None,
+        },
         defer_accept: args.defer_accept,
     })?;
     Ok(ExitCode::from(status))

@@ -99,6 +99,13 @@ pub struct FloodArgs {
     /// --shard: the hostname).
     #[arg(long)]
     pub host_name: Option<String>,
+    /// Serve OpenMetrics at http://ADDR:PORT/metrics from the parent
+    /// process, summing its shards (PORT alone or :PORT binds 127.0.0.1).
+    #[arg(long, value_name = "ADDR:PORT", value_parser = crate::metrics::endpoint::parse_addr)]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// `--metrics` on an inherited listening socket (the lab's).
+    #[arg(long, hide = true, conflicts_with = "metrics")]
+    pub metrics_fd: Option<std::os::fd::RawFd>,
     #[command(flatten)]
     pub proto: ProtoArgs,
 }
@@ -237,7 +244,9 @@ impl FloodArgs {
                 "start-at",
                 self.start_at.map(humantime::format_rfc3339_nanos),
             )
-            .opt_some("host-name", self.host_name.as_deref());
+            .opt_some("host-name", self.host_name.as_deref())
+            .opt_some("metrics", self.metrics)
+            .opt_some("metrics-fd", self.metrics_fd);
         self.proto.argv(a)
     }
 }

@@ -16,6 +16,9 @@ pub mod wire;
 
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::events::Role;
+use crate::metrics::endpoint::MetricsAt;
+use crate::metrics::{Endpoint, Labels};
 use crate::sys::limits::FD_SLACK;
 use crate::sys::signals;
 use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
@@ -117,6 +120,7 @@ fn settings(req: &Request, procs: u32) -> crate::events::FloodStart {
             .args
             .start_at
             .map(|t| humantime::format_rfc3339_millis(t).to_string()),
+        metrics: None,
     }
 }
 
@@ -176,8 +180,28 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
     let mut reporter = Reporter::new(req.format, req.args.output.as_deref(), req.plan.connections)?;
     reporter.hold_text = report::human_duration(req.plan.hold);
     reporter.expected_workers = procs as usize;
+    reporter.nofile = if procs == 1 {
+        crate::sys::limits::raise_nofile().soft
+    } else {
+        budget + FD_SLACK
+    };
     reporter.origin = origin;
-    reporter.start(&settings(&req, procs), &headline(&req, procs));
+    let metrics_at = match (req.args.metrics, req.args.metrics_fd) {
+        (Some(a), _) => Some(MetricsAt::Addr(a)),
+        (None, Some(fd)) => Some(MetricsAt::Fd(fd)),
+        (None, None) => None,
+    };
+    if let Some(at) = metrics_at {
+        let labels = Labels::new(Role::Flood, host.as_deref(), shard.as_deref());
+        reporter.metrics = Some(at.start(labels)?);
+    }
+    let mut start = settings(&req, procs);
+    start.metrics = reporter.metrics.as_ref().map(Endpoint::url);
+    let mut headline = headline(&req, procs);
+    if let Some(url) = &start.metrics {
+        headline.push_str(&format!("\nmetrics at {url}"));
+    }
+    reporter.start(&start, &headline);
     let summary = if procs == 1 {
         let shard = req.plan.shard(0, 1);
         let opts = EngineOptions {
@@ -190,11 +214,13 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
         let (summary, held) = engine.run();
         let reason = reporter.finish(&summary);
         drop(held); // close after the summary is out
+        reporter.linger();
         return Ok(reason.is_none());
     } else {
         run_parent(&req, procs, budget, &mut reporter)?
     };
     let reason = reporter.finish(&summary);
+    reporter.linger();
     Ok(reason.is_none())
 }
 
@@ -243,6 +269,9 @@ fn worker_args(req: &Request, index: u32, count: u32) -> FloodShardArgs {
             output: None,
             // the parent waited for it already
             start_at: None,
+            // only the parent serves metrics
+            metrics: None,
+            metrics_fd: None,
             ..req.args.clone()
         },
     }
@@ -271,7 +300,7 @@ fn run_parent(
                   running: &mut usize,
                   lost: &mut Vec<String>| match msg {
         WorkerMsg::Line { index, line } => match wire::parse_worker_line(&line) {
-            Received::Line(WorkerLine::Interval(snap)) => reporter.update(index as u32, snap),
+            Received::Line(WorkerLine::Interval(snap)) => reporter.update(index as u32, *snap),
             Received::Line(WorkerLine::Failure(note)) => {
                 reporter.failure(Some(index as u32), &note)
             }

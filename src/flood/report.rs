@@ -19,6 +19,7 @@ use super::stats::{FailureNote, Percentiles, Phase, ShardSummary, Sink, Snapshot
 use super::wire::{FloodLine, FloodSummary};
 use crate::catalogue::FailureId;
 use crate::events::{Counters, Event, FloodStart, Record, Role};
+use crate::metrics::{Buckets, Endpoint, Figures};
 use crate::util::thousands;
 
 /// The log format.
@@ -48,6 +49,9 @@ impl Out {
     }
 }
 
+/// How long flood waits at the end for a scrape of its final figures.
+pub const LINGER: Duration = Duration::from_secs(5);
+
 /// Renders a run's progress (see the module doc).
 pub struct Reporter {
     format: LogFormat,
@@ -74,6 +78,12 @@ pub struct Reporter {
     /// A fleet host's name and shard ("client-2 2/3"), in front of every
     /// one-line human message (JSON lines carry them in the record).
     pub origin: Option<String>,
+    /// `--metrics`: the endpoint the summed figures go to once a second.
+    pub metrics: Option<Endpoint>,
+    /// Processes that exited.
+    exited: u64,
+    /// The soft RLIMIT_NOFILE of each process (for the fd-use ratio).
+    pub nofile: u64,
 }
 
 impl Reporter {
@@ -122,6 +132,9 @@ impl Reporter {
             hold_text: String::new(),
             expected_workers: 1,
             origin: None,
+            metrics: None,
+            exited: 0,
+            nofile: 0,
         })
     }
 
@@ -289,6 +302,7 @@ impl Reporter {
 
     /// Worker `index` exited (`summary`: whether it reported one first).
     pub fn worker_exit(&mut self, index: u32, status: &str, summary: bool) {
+        self.exited += 1;
         let detail = if summary {
             format!("exited ({status})")
         } else {
@@ -354,10 +368,56 @@ impl Reporter {
         }
     }
 
+    /// What `--metrics` shows: the processes' figures summed.
+    fn figures(&self, c: &Counters) -> Figures {
+        let mut latency = Buckets::default();
+        let mut rtt = Buckets::default();
+        let mut attempts = 0;
+        let mut fds = 0;
+        for s in self.workers.values() {
+            attempts += s.attempts;
+            fds = fds.max(s.counters.connections + s.in_flight);
+            if let Some(b) = &s.connect_latency {
+                latency.add(b);
+            }
+            if let Some(b) = &s.echo_rtt {
+                rtt.add(b);
+            }
+        }
+        let running = (self.expected_workers as u64).saturating_sub(self.exited);
+        let rss = c.rss_bytes.unwrap_or(0);
+        Figures {
+            counters: c.clone(),
+            peak: self.peak,
+            attempts: Some(attempts),
+            target: Some(self.target),
+            workers: [("running", running), ("exited", self.exited)]
+                .into_iter()
+                .collect(),
+            user_bytes_per_connection: (c.connections > 0 && rss > 0)
+                .then(|| rss as f64 / c.connections as f64),
+            fd_use_ratio: (self.nofile > 0).then(|| fds as f64 / self.nofile as f64),
+            cap_reached: None,
+            connect_latency: Some(latency),
+            echo_rtt: Some(rtt),
+        }
+    }
+
+    /// With `--metrics`: wait (at most [`LINGER`]) until a scraper has read
+    /// the final figures, so a run shorter than the scrape interval is seen.
+    pub fn linger(&self) {
+        if let Some(m) = &self.metrics {
+            m.linger(LINGER);
+        }
+    }
+
     /// Once a second: the interval line.
     pub fn tick(&mut self) {
         let now = Instant::now();
         let (c, in_flight, phase) = self.totals();
+        if let Some(m) = &self.metrics {
+            m.publish(self.figures(&c));
+        }
         let dt = now.duration_since(self.tick_at).as_secs_f64().max(1e-6);
         let rate = (c.opened_total.saturating_sub(self.tick_verified)) as f64 / dt;
         self.tick_at = now;
@@ -402,6 +462,13 @@ impl Reporter {
     /// The end: the summary record or lines, then the table. Returns the
     /// reason the run failed, if it did.
     pub fn finish(&mut self, s: &ShardSummary) -> Option<String> {
+        if let Some(m) = &self.metrics {
+            // The summary's own figures: a scrape after the end sees them.
+            let (mut c, _, _) = self.totals();
+            c.opened_total = s.verified();
+            c.failures = s.counters.failures.clone();
+            m.publish_final(self.figures(&c));
+        }
         if let Some(bar) = self.bar.take() {
             bar.set_position(s.verified().min(self.target));
             bar.finish_and_clear();

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalogue::FailureId;
 use crate::events::Counters;
+use crate::metrics::Buckets;
 
 pub use crate::events::Phase;
 
@@ -26,6 +27,12 @@ pub struct Snapshot {
     pub last_fd: Option<i32>,
     pub phase: Phase,
     pub target: u64,
+    /// Connect latency and echo round trips so far, in the metrics'
+    /// buckets (on the once-a-second snapshots only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_latency: Option<Buckets>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo_rtt: Option<Buckets>,
 }
 
 /// Failures of one class over one interval.

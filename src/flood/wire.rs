@@ -27,7 +27,7 @@ use crate::events::{Counters, FloodStart, Record, Role};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum WorkerLine {
-    Interval(Snapshot),
+    Interval(Box<Snapshot>),
     Failure(FailureNote),
     Summary(Box<ShardSummary>),
 }
@@ -75,7 +75,7 @@ impl WorkerSink {
 
 impl Sink for WorkerSink {
     fn progress(&mut self, snap: &Snapshot, _tick: bool) {
-        self.write(WorkerLine::Interval(snap.clone()));
+        self.write(WorkerLine::Interval(Box::new(snap.clone())));
     }
 
     fn failure(&mut self, note: &FailureNote) {
@@ -216,14 +216,14 @@ mod tests {
             ..Default::default()
         };
         for l in [
-            WorkerLine::Interval(snap.clone()),
+            WorkerLine::Interval(Box::new(snap.clone())),
             WorkerLine::Failure(note),
             WorkerLine::Summary(Box::new(summary)),
         ] {
             assert_eq!(parse_worker_line(&line_of(l.clone())), Received::Line(l));
         }
         // An interval is still an events interval for any other reader.
-        match Record::parse(&line_of(WorkerLine::Interval(snap))).map(|r| r.event) {
+        match Record::parse(&line_of(WorkerLine::Interval(Box::new(snap)))).map(|r| r.event) {
             Some(Event::Interval {
                 counters, target, ..
             }) => assert_eq!((counters.connections, target), (30, Some(100))),

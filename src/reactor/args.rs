@@ -57,6 +57,13 @@ pub struct ServeArgs {
     /// How listeners wake workers (one: EPOLLEXCLUSIVE; all: the herd).
     #[arg(long, value_enum, default_value = "one", hide = true)]
     pub wake: Wake,
+    /// Serve OpenMetrics at http://ADDR:PORT/metrics from the parent
+    /// process (PORT alone or :PORT binds 127.0.0.1), for Prometheus.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = crate::metrics::endpoint::parse_addr)]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// `--metrics` on an inherited listening socket (the lab's).
+    #[arg(long, hide = true, conflicts_with = "metrics")]
+    pub metrics_fd: Option<RawFd>,
     /// TCP_DEFER_ACCEPT on the listeners: the kernel hands a connection to
     /// accept() only once its first bytes are in, and the worker echoes
     /// them in the same wake-up (for clients that speak first, as flood
@@ -141,6 +148,8 @@ impl ServeArgs {
             .flag("quiet", self.quiet)
             .value_enum("log-format", &self.log_format)
             .value_enum("wake", &self.wake)
+            .opt_some("metrics", self.metrics)
+            .opt_some("metrics-fd", self.metrics_fd)
             .flag("defer-accept", self.defer_accept)
             .into_vec()
     }
@@ -231,6 +240,8 @@ mod tests {
             quiet: false,
             log_format: LogFormat::Seed,
             wake: Wake::All,
+            metrics: Some("0.0.0.0:9400".parse().unwrap()),
+            metrics_fd: None,
             defer_accept: true,
         };
         round_trip(&a);
@@ -275,6 +286,8 @@ mod tests {
                 quiet: !json && herd,
                 log_format: if seed { LogFormat::Seed } else { LogFormat::Human },
                 wake: if herd { Wake::All } else { Wake::One },
+                metrics: None,
+                metrics_fd: if json { Some(7) } else { None },
                 defer_accept,
             };
             round_trip(&a);

@@ -24,6 +24,8 @@ use super::args::ServeWorkerArgs;
 use super::lost::Losses;
 use super::wire::{self, Received, ServeInterval, ServeLine, ServeSummaryLine, WorkerLine};
 use super::{Plan, Wake};
+use crate::metrics::endpoint::MetricsAt;
+use crate::metrics::{Endpoint, Figures, Labels};
 
 /// What `c1m serve` was asked to do.
 #[derive(Debug, Clone)]
@@ -40,6 +42,8 @@ pub struct ServeOptions {
     pub quiet: bool,
     pub log_format: LogFormat,
     pub wake: Wake,
+    /// `--metrics`: where the parent serves OpenMetrics.
+    pub metrics: Option<MetricsAt>,
     /// TCP_DEFER_ACCEPT on the listeners (`--defer-accept`).
     pub defer_accept: bool,
 }
@@ -68,6 +72,10 @@ struct Parent {
     started: Instant,
     /// Workers that died while serving, and what they held.
     losses: Losses,
+    /// The workers' soft RLIMIT_NOFILE.
+    nofile: u64,
+    /// `--metrics`: the endpoint the figures are published to.
+    metrics: Option<Endpoint>,
 }
 
 fn out_line(line: &str) {
@@ -170,6 +178,31 @@ impl Parent {
         false
     }
 
+    /// What `--metrics` shows: the workers' figures summed.
+    fn figures(&self, c: &Counters, per: Option<f64>) -> Figures {
+        let mut counters = c.clone();
+        counters.rss_bytes =
+            Some(c.rss_bytes.unwrap_or(0) + crate::sys::procfs::rss_bytes().unwrap_or(0));
+        let fds = self
+            .slots
+            .iter()
+            .map(|s| s.latest.connections + u64::from(self.opts.ports))
+            .max()
+            .unwrap_or(0);
+        Figures {
+            counters,
+            peak: self.peak,
+            attempts: None,
+            target: Some(self.opts.max_connections),
+            workers: [("running", self.slots.len() as u64)].into_iter().collect(),
+            user_bytes_per_connection: per,
+            fd_use_ratio: (self.nofile > 0).then(|| fds as f64 / self.nofile as f64),
+            cap_reached: Some(c.connections >= self.opts.max_connections),
+            connect_latency: None,
+            echo_rtt: None,
+        }
+    }
+
     fn tick(&mut self, rate: f64) {
         let c = self.total();
         self.peak = self.peak.max(c.connections);
@@ -177,6 +210,9 @@ impl Parent {
         let per = self.bytes_per_conn();
         if c.connections >= self.peak && per.is_some() {
             self.peak_bytes_per_conn = per;
+        }
+        if let Some(m) = &self.metrics {
+            m.publish(self.figures(&c, per));
         }
         if self.opts.json {
             emit(
@@ -342,6 +378,12 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
         }
     }
     let listeners = super::listen::open(opts.bind, opts.port, opts.ports, opts.defer_accept)?;
+    // Before any worker: a taken metrics port stops the run here.
+    let metrics = match opts.metrics {
+        Some(at) => Some(at.start(Labels::new(Role::Serve, None, None))?),
+        None => None,
+    };
+    let metrics_url = metrics.as_ref().map(Endpoint::url);
     let fds: Vec<i32> = listeners.iter().map(|s| s.as_raw_fd()).collect();
     let mut pool = Pool::new().context("preparing worker processes")?;
     let mut parent = Parent {
@@ -355,6 +397,8 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
         peak_rss: 0,
         started: Instant::now(),
         losses: Losses::default(),
+        nofile,
+        metrics,
     };
     for i in 0..plan.workers {
         pool.spawn(worker_spec(&opts, &plan, i, &fds))
@@ -403,6 +447,7 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
                     backlog: super::listen::somaxconn().into(),
                     wake: opts.wake.as_str().into(),
                     worker_pids: pool.pids(),
+                    metrics: metrics_url.clone(),
                 },
             },
         );
@@ -411,6 +456,9 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
             "listening on {bind}:{}-{last} ({} ports, {} workers)",
             opts.port, opts.ports, plan.workers
         ));
+        if let Some(url) = &metrics_url {
+            out_line(&format!("metrics at {url}"));
+        }
     }
     // Tick a little after the workers do, so that their lines for this
     // interval are in when the sum is printed.

@@ -198,6 +198,11 @@ pub fn parse_meminfo(text: &str) -> io::Result<Memory> {
 /// The `TCP:` line of `net/sockstat`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SockstatTcp {
+    /// TCP sockets in use (`inuse`).
+    pub inuse: Option<u64>,
+    /// Orphaned sockets (`orphan`) and sockets in TIME_WAIT (`tw`).
+    pub orphan: Option<u64>,
+    pub tw: Option<u64>,
     /// TCP sockets allocated (`alloc`).
     pub alloc: Option<u64>,
     /// Pages of TCP socket memory (`mem`).
@@ -221,6 +226,9 @@ pub fn parse_sockstat_tcp(text: &str) -> SockstatTcp {
             match w[0] {
                 "mem" => s.mem_pages = w[1].parse().ok(),
                 "alloc" => s.alloc = w[1].parse().ok(),
+                "inuse" => s.inuse = w[1].parse().ok(),
+                "orphan" => s.orphan = w[1].parse().ok(),
+                "tw" => s.tw = w[1].parse().ok(),
                 _ => {}
             }
         }
@@ -316,8 +324,9 @@ mod tests {
         assert!(e.to_string().contains("meminfo"), "{e}");
 
         let ss =
-            "sockets: used 13\nTCP: inuse 1 orphan 0 tw 0 alloc 7 mem 192\nUDP: inuse 0 mem 5\n";
+            "sockets: used 13\nTCP: inuse 1 orphan 2 tw 3 alloc 7 mem 192\nUDP: inuse 0 mem 5\n";
         let t = parse_sockstat_tcp(ss);
+        assert_eq!((t.inuse, t.orphan, t.tw), (Some(1), Some(2), Some(3)));
         assert_eq!(t.mem_pages, Some(192));
         assert_eq!(t.alloc, Some(7));
         assert_eq!(

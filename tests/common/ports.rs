@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const SERVE_BAND: Range<u16> = 10000..14000;
 /// `c1m flood`'s tests (the echo server).
 pub const FLOOD_BAND: Range<u16> = 14000..18000;
+/// `--metrics` tests (serve, flood, their endpoints and Prometheus).
+pub const METRICS_BAND: Range<u16> = 18000..20000;
 
 /// A pseudo-random number below `limit` from the clock, the pid and a
 /// counter (no rand crate needed for picking ports and test data).

@@ -45,6 +45,7 @@ pub use reconnect::{Backoff, ReconnectSummary, parse_backoff};
 use super::plan::{Plan, Shard};
 use super::stats::{Phase, ShardSummary, Sink, Snapshot, hist_pairs, new_hist};
 use crate::events::Counters;
+use crate::metrics::Buckets;
 use crate::sys::signals;
 use account::{PathState, Pending};
 use conn::Conn;
@@ -200,6 +201,8 @@ impl<'s> Engine<'s> {
             last_fd: self.last_fd,
             phase: self.phase,
             target: self.shard.connections,
+            connect_latency: None,
+            echo_rtt: None,
         }
     }
 
@@ -407,7 +410,10 @@ impl<'s> Engine<'s> {
 
     fn tick(&mut self) {
         self.flush_failures();
-        let snap = self.snapshot();
+        let mut snap = self.snapshot();
+        // Once a second only: a pass over the recorded values.
+        snap.connect_latency = Some(Buckets::from_hist_us(&self.latency));
+        snap.echo_rtt = Some(Buckets::from_hist_us(&self.rtt));
         self.sink.progress(&snap, true);
     }
 }

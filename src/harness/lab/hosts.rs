@@ -1007,6 +1007,7 @@ mod tests {
             report_root: PathBuf::from("reports"),
             deadline: Duration::from_secs(10),
             json: false,
+            metrics: Vec::new(),
             defer_accept: false,
             mem_floor: None,
             doctor_row: None,

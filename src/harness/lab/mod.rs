@@ -74,6 +74,10 @@ pub struct LabConfig {
     pub deadline: Duration,
     /// Print JSON lines of progress instead of human lines.
     pub json: bool,
+    /// `--metrics`: listening sockets bound on the host's loopback before
+    /// the lab moved into its namespace, with their URLs: serve's first,
+    /// then client 1..N's. Empty: no metrics.
+    pub metrics: Vec<(String, std::os::fd::RawFd)>,
     /// The server: c1m serve, or a real one (`--server`).
     pub server: crate::harness::server::ServerKind,
     /// What the clients speak to a `--server` command line.
@@ -149,6 +153,8 @@ pub struct LabReport {
     /// (`--target max`: the host's ceiling).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ceiling: Option<Ceiling>,
+    /// `--metrics`: the endpoints of serve and of each client (URLs).
+    pub metrics_endpoints: Vec<String>,
     /// What `c1m analyze` found in the run's logs (logs/).
     pub findings: Vec<crate::diagnosis::classify::Finding>,
     /// The hold's account: alive at its end, lost during it by cause.

@@ -71,6 +71,7 @@ pub fn run(
         applied_profile,
         target: cfg.target,
         notes,
+        metrics_endpoints: cfg.metrics.iter().map(|(url, _)| url.clone()).collect(),
         ..Default::default()
     };
     let t0 = Instant::now();
@@ -90,6 +91,7 @@ pub fn run(
     serve_args.procs = Procs::Auto;
     serve_args.max_connections = Some(server_capacity(cfg.target));
     serve_args.json = true;
+    serve_args.metrics_fd = cfg.metrics.first().map(|&(_, fd)| fd);
     serve_args.defer_accept = cfg.defer_accept;
     let logs_dir = dir.join("logs");
     let stderr_dir = dir.join("stderr");
@@ -197,6 +199,7 @@ pub fn run(
         args.hold = Hold(Some(cfg.hold + CLIENT_HOLD_MARGIN));
         args.json = true;
         args.message_interval = cfg.message_interval;
+        args.metrics_fd = cfg.metrics.get(k).map(|&(_, fd)| fd);
         if let Some(b) = cfg.reconnect {
             args.reconnect = true;
             args.reconnect_backoff = b;
