@@ -242,8 +242,10 @@ asyncio.run(main())\n",
         "--protocol=websocket",
         "-c",
         "5000",
+        // A Python server answers 5,000 rounds slowly on a loaded machine:
+        // a hold of 4 s leaves every connection time for one answer.
         "-T",
-        "2s",
+        "4s",
         "--message-interval",
         "1s",
         "--connect-timeout",

@@ -304,13 +304,7 @@ fn tree(pid: u32) -> Vec<u32> {
     let mut out = vec![pid];
     let mut i = 0;
     while i < out.len() {
-        let p = out[i];
-        if let Ok(text) = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")) {
-            out.extend(
-                text.split_whitespace()
-                    .filter_map(|c| c.parse::<u32>().ok()),
-            );
-        }
+        out.extend(crate::sys::procfs::children(out[i]));
         i += 1;
     }
     out
@@ -318,39 +312,20 @@ fn tree(pid: u32) -> Vec<u32> {
 
 /// Open descriptors and resident bytes of the server's processes.
 fn usage(pid: u32) -> (u64, u64) {
-    let page = 4096;
-    tree(pid).iter().fold((0, 0), |(fds, rss), p| {
-        let n = std::fs::read_dir(format!("/proc/{p}/fd")).map_or(0, |d| d.count() as u64);
-        let r = std::fs::read_to_string(format!("/proc/{p}/statm"))
-            .ok()
-            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .unwrap_or(0);
-        (fds + n, rss + r * page)
+    tree(pid).iter().fold((0, 0), |(fds, rss), &p| {
+        (
+            fds + crate::sys::procfs::fd_count(p),
+            rss + crate::sys::procfs::pid_rss_bytes(p),
+        )
     })
 }
 
-/// Is something listening on `addr` (or on every address, `0.0.0.0` or
-/// `::`, at its port)? Read from /proc/net/tcp{,6} rather than by
-/// connecting: a probe refused before the server listens would be a reset
-/// in the lab's TCP counters.
+/// Is something listening on `addr` (or on every address at its port)?
+/// Asked of the kernel's socket table rather than by connecting: a probe
+/// refused before the server listens would be a reset in the lab's TCP
+/// counters.
 fn listening(addr: &SocketAddr) -> bool {
-    let port = format!(":{:04X}", addr.port());
-    let exact = match addr.ip() {
-        IpAddr::V4(ip) => format!("{:08X}{port}", u32::from_le_bytes(ip.octets())),
-        IpAddr::V6(_) => String::new(),
-    };
-    let any4 = format!("00000000{port}");
-    let any6 = format!("00000000000000000000000000000000{port}");
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
-        std::fs::read_to_string(f).is_ok_and(|t| {
-            t.lines().skip(1).any(|l| {
-                let mut fields = l.split_whitespace();
-                let local = fields.nth(1).unwrap_or("");
-                let state = fields.nth(1);
-                state == Some("0A") && (local == exact || local == any4 || local == any6)
-            })
-        })
-    })
+    crate::sys::procfs::tcp_listening(addr)
 }
 
 fn emit(event: Event) {

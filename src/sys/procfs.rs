@@ -112,6 +112,43 @@ pub fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// How many descriptors process `pid` has open (`/proc/PID/fd`); 0 when
+/// it is gone or unreadable.
+pub fn fd_count(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
+}
+
+/// Resident bytes of process `pid` (`/proc/PID/statm`); 0 when it is gone.
+pub fn pid_rss_bytes(pid: u32) -> u64 {
+    Process::new(pid as i32)
+        .and_then(|p| p.statm())
+        .map_or(0, |s| s.resident * crate::util::page_size())
+}
+
+/// Is a TCP socket of this network namespace listening on `addr`, or on
+/// every address at its port? Read from `/proc/net/tcp` and `tcp6`, so
+/// asking costs no connection (a refused probe would show in the
+/// counters).
+pub fn tcp_listening(addr: &std::net::SocketAddr) -> bool {
+    let port = format!(":{:04X}", addr.port());
+    let exact = match addr.ip() {
+        std::net::IpAddr::V4(ip) => format!("{:08X}{port}", u32::from_le_bytes(ip.octets())),
+        std::net::IpAddr::V6(_) => String::new(),
+    };
+    let any4 = format!("00000000{port}");
+    let any6 = format!("00000000000000000000000000000000{port}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
+        std::fs::read_to_string(f).is_ok_and(|t| {
+            t.lines().skip(1).any(|l| {
+                let mut fields = l.split_whitespace();
+                let local = fields.nth(1).unwrap_or("");
+                let state = fields.nth(1);
+                state == Some("0A") && (local == exact || local == any4 || local == any6)
+            })
+        })
+    })
+}
+
 /// The command name of process `pid` (`comm`, at most 15 bytes: "c1m"),
 /// if it is listed.
 pub fn comm(pid: i32) -> Option<String> {
