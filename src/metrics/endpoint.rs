@@ -67,8 +67,8 @@ impl Endpoint {
     pub fn bind_inheritable(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
         let l = std::net::TcpListener::bind(addr)
             .map_err(|e| anyhow::anyhow!("--metrics {addr}: cannot listen: {e}"))?;
-        // SAFETY: fcntl on a socket we own.
-        unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&l), libc::F_SETFD, 0) };
+        crate::sys::fds::set_cloexec(&l, false)
+            .map_err(|e| anyhow::anyhow!("--metrics {addr}: clearing FD_CLOEXEC: {e}"))?;
         Ok(l)
     }
 
@@ -76,27 +76,15 @@ impl Endpoint {
     /// before it moves into its private network namespace, so that the
     /// endpoint answers on the host's loopback).
     pub fn start_on_fd(fd: RawFd, labels: Labels) -> anyhow::Result<Endpoint> {
-        let mut val: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes into `val`.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_ACCEPTCONN,
-                (&mut val as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        if rc != 0 || val != 1 {
+        if !crate::sys::fds::is_listening_socket(fd) {
             anyhow::bail!("--metrics-fd {fd}: not a listening socket inherited from the parent");
         }
         // SAFETY: a listening socket (checked above) this process owns from
         // now on.
         let l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
         // Our own children (workers) must not inherit it.
-        // SAFETY: fcntl on an fd we own.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        crate::sys::fds::set_cloexec(&l, true)
+            .with_context(|| format!("--metrics-fd {fd}: setting FD_CLOEXEC"))?;
         let addr = l
             .local_addr()
             .with_context(|| format!("--metrics-fd {fd}: reading its address"))?;

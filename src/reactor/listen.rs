@@ -57,7 +57,8 @@ pub fn open(
             .with_context(|| format!("listen({addr}, {backlog})"))?;
         sock.set_nonblocking(true)
             .with_context(|| format!("O_NONBLOCK on {addr}"))?;
-        set_cloexec(&sock, false).with_context(|| format!("clearing FD_CLOEXEC on {addr}"))?;
+        crate::sys::fds::set_cloexec(&sock, false)
+            .with_context(|| format!("clearing FD_CLOEXEC on {addr}"))?;
         out.push(sock);
     }
     Ok(out)
@@ -82,23 +83,22 @@ fn set_defer_accept(sock: &Socket, secs: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-fn set_cloexec(sock: &Socket, on: bool) -> std::io::Result<()> {
-    let fd = sock.as_raw_fd();
-    // SAFETY: fcntl on an fd we own.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    if flags < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let new = if on {
-        flags | libc::FD_CLOEXEC
-    } else {
-        flags & !libc::FD_CLOEXEC
+/// TCP_DEFER_ACCEPT's seconds on listener `fd` (0 when unset or
+/// unreadable): a worker asks it of the listeners its parent opened.
+pub fn defer_accept_secs(fd: std::os::fd::RawFd) -> u32 {
+    let mut val: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `val`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&mut val as *mut libc::c_int).cast(),
+            &mut len,
+        )
     };
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, new) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    if rc == 0 { val.max(0) as u32 } else { 0 }
 }
 
 #[cfg(test)]
@@ -118,21 +118,7 @@ mod tests {
 
     #[test]
     fn defer_accept_is_set_only_when_asked() {
-        let get = |s: &Socket| {
-            let mut val: libc::c_int = 0;
-            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-            let rc = unsafe {
-                libc::getsockopt(
-                    s.as_raw_fd(),
-                    libc::IPPROTO_TCP,
-                    libc::TCP_DEFER_ACCEPT,
-                    (&mut val as *mut libc::c_int).cast(),
-                    &mut len,
-                )
-            };
-            assert_eq!(rc, 0);
-            val
-        };
+        let get = |s: &Socket| defer_accept_secs(s.as_raw_fd());
         let on = open("127.0.0.1".parse().unwrap(), 0, 1, true).unwrap();
         assert!(get(&on[0]) > 0, "TCP_DEFER_ACCEPT not set");
         let off = open("127.0.0.1".parse().unwrap(), 0, 1, false).unwrap();

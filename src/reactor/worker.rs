@@ -110,24 +110,6 @@ impl Stats {
     }
 }
 
-/// Does this fd refer to a listening socket? (So that a wrong `--listen-fds`
-/// gives an error instead of us adopting and later closing some other fd.)
-fn is_listening_socket(fd: RawFd) -> bool {
-    let mut val: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `val`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ACCEPTCONN,
-            (&mut val as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    rc == 0 && val == 1
-}
-
 fn epoll_ctl(epfd: RawFd, op: libc::c_int, fd: RawFd, token: usize, wake: Wake) -> io::Result<()> {
     let mut events = libc::EPOLLIN as u32;
     if wake == Wake::One {
@@ -179,23 +161,6 @@ struct Worker {
     defer_accept: bool,
 }
 
-/// Does this listener have TCP_DEFER_ACCEPT set (by the parent)?
-fn has_defer_accept(fd: RawFd) -> bool {
-    let mut val: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `val`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&mut val as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    rc == 0 && val > 0
-}
-
 /// Slots reserved up front for the connection table (indexed by fd): the
 /// worker's cap plus its listeners and some slack (fds are allocated lowest
 /// first, so the highest stays near the count open), never more than the fd
@@ -222,9 +187,9 @@ pub fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     let defer_accept = cfg
         .listen_fds
         .first()
-        .is_some_and(|&fd| has_defer_accept(fd));
+        .is_some_and(|&fd| super::listen::defer_accept_secs(fd) > 0);
     for &fd in &cfg.listen_fds {
-        if !is_listening_socket(fd) {
+        if !crate::sys::fds::is_listening_socket(fd) {
             bail!("--listen-fds: fd {fd} is not a listening socket inherited from the parent");
         }
         // SAFETY: the fd is an open listening socket (checked above) that this

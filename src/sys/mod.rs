@@ -19,6 +19,7 @@
 //!   crate where it covers the file.
 //! - [`sysctl`]: the `/proc/sys` tree (`C1M_SYSCTL_ROOT` replaces it in
 //!   tests).
+pub mod fds;
 pub mod hosts;
 pub mod limits;
 pub mod netns;
