@@ -197,12 +197,7 @@ fn client3_stopped_at_exactly_its_cap_and_totals_match_the_author() {
 #[test]
 fn findings_come_most_important_first() {
     let r = json_report();
-    let ids: Vec<&str> = r["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["id"].as_str().unwrap())
-        .collect();
+    let ids = finding_ids(&r);
     assert_eq!(
         &ids[..4],
         [

@@ -112,12 +112,7 @@ fn kill_worker_loses_what_the_worker_held_and_analyze_names_it_first() {
         "{what}"
     );
     // The effects are under it, not findings of their own.
-    let ids: Vec<&str> = r["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["id"].as_str().unwrap())
-        .collect();
+    let ids = finding_ids(&r);
     assert!(
         !ids.contains(&"peer_disconnect") && !ids.contains(&"connection_reset"),
         "{ids:?}"

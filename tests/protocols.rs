@@ -467,12 +467,7 @@ fn lab_with_redis_shows_the_one_process_fd_cap() {
     );
     let conf = std::fs::read_to_string(dir.join("server/redis.conf")).unwrap();
     assert!(conf.contains("maxclients "), "{conf}");
-    let ids: Vec<&str> = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["id"].as_str().unwrap())
-        .collect();
+    let ids = finding_ids(&report);
     assert!(
         ids.contains(&"fd_limit") && ids.contains(&"server_connection_limit"),
         "{ids:?}"

@@ -31,3 +31,13 @@ pub fn findings_with<'a>(report: &'a Value, id: &str) -> Vec<&'a Value> {
         .filter(|f| f["id"] == id)
         .collect()
 }
+
+/// The ids of a report's findings, in the report's order.
+pub fn finding_ids(report: &Value) -> Vec<&str> {
+    report["findings"]
+        .as_array()
+        .expect("the report has findings")
+        .iter()
+        .map(|f| f["id"].as_str().expect("a finding has an id"))
+        .collect()
+}
