@@ -215,6 +215,10 @@ fn a_worker_killed_by_hand_during_a_plain_hold_fails_the_run() {
         }
         assert!(Instant::now() < deadline, "no hold: {seen}");
     }
+    // serve knows what a worker holds from its interval lines (one a
+    // second): let one pass after the ramp, as a person's kill during a
+    // hold would, so the worker's last report holds its 3,000.
+    std::thread::sleep(Duration::from_secs(2));
     let worker = descendants(lab_pid)
         .into_iter()
         .find(|p| cmdline(*p).contains("serve-worker"))
