@@ -1080,6 +1080,8 @@ impl Source {
             }
             // Expected by the writer, not seen: no failure to count.
             Event::Warning { .. } => {}
+            // Elastic serve adding a worker: growth, not an exit.
+            Event::Worker { action, .. } if action == "started" => {}
             Event::Worker { .. } => {
                 j.worker_events += 1;
                 if j.worker_evidence.is_none() {
