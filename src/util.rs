@@ -221,7 +221,10 @@ mod tests {
         assert_eq!(said.len(), 2, "{said:?}");
         assert_eq!(said[0].count, 19 * 5);
         assert_eq!(said[0].who(), "19 workers (0-18)");
-        assert_eq!((said[0].example.as_str(), said[0].example_worker), ("refused on path 17", 17));
+        assert_eq!(
+            (said[0].example.as_str(), said[0].example_worker),
+            ("refused on path 17", 17)
+        );
         assert_eq!(said[1].who(), "worker 4");
         assert!(r.take(false).is_empty());
         r.add("fd_limit", 1, 2, "EMFILE");

@@ -184,7 +184,10 @@ fn small_lab_reaches_its_target_and_the_report_matches_the_processes() {
         } else {
             "127.0.0.4,127.0.0.5"
         };
-        assert_eq!(c["sources"], block, "client {k} binds its block of --sources");
+        assert_eq!(
+            c["sources"], block,
+            "client {k} binds its block of --sources"
+        );
         // Each client held all it verified at once (nothing was lost), and
         // the report's peak is the one its summary gave.
         assert_eq!(c["peak_connections"], c["established"], "client {k}: {c}");

@@ -527,19 +527,30 @@ fn elastic_serve_starts_one_worker_and_the_next_when_it_nears_its_share() {
     assert!((500..1100).contains(&cap), "{start}");
     assert_eq!(srv.worker_pids().len(), 1);
     // Below three quarters of its share: still one worker.
-    let mut conns: Vec<TcpStream> = (0..cap / 2).map(|i| connect(srv.addr(i as usize))).collect();
+    let mut conns: Vec<TcpStream> = (0..cap / 2)
+        .map(|i| connect(srv.addr(i as usize)))
+        .collect();
     std::thread::sleep(Duration::from_millis(600));
     assert!(
-        srv.wait_record(1, |r| matches!(&r.event, Event::Worker { action, .. } if action == "started"))
-            .is_none(),
+        srv.wait_record(
+            1,
+            |r| matches!(&r.event, Event::Worker { action, .. } if action == "started")
+        )
+        .is_none(),
         "a second worker at half the first one's share"
     );
     // Past three quarters: the second starts, and takes connections.
     conns.extend((0..cap / 2).map(|i| connect(srv.addr(i as usize))));
     let started = srv
-        .wait_record(10, |r| matches!(&r.event, Event::Worker { action, .. } if action == "started"))
+        .wait_record(
+            10,
+            |r| matches!(&r.event, Event::Worker { action, .. } if action == "started"),
+        )
         .expect("a worker started as the first neared its share");
-    assert!(matches!(started.event, Event::Worker { index: 1, .. }), "{started:?}");
+    assert!(
+        matches!(started.event, Event::Worker { index: 1, .. }),
+        "{started:?}"
+    );
     srv.wait_record(10, |r| {
         matches!(&r.event, Event::Interval { counters, .. }
             if r.worker.is_none() && counters.connections == 2 * (cap / 2))
@@ -631,7 +642,10 @@ fn a_capped_serve_says_so_once_and_flood_and_analyze_name_the_cap() {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|v| v["event"] == "summary")
         .expect("serve's summary");
-    assert!(summary["details"]["cap_reached_s"].as_f64().is_some(), "{summary}");
+    assert!(
+        summary["details"]["cap_reached_s"].as_f64().is_some(),
+        "{summary}"
+    );
     // analyze on both logs: the cap is the cause of the echo timeouts.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("serve.log"), &serve_log).unwrap();
@@ -649,9 +663,9 @@ fn a_capped_serve_says_so_once_and_flood_and_analyze_name_the_cap() {
     );
     let timeouts = findings_with(&report, "connect_timeout");
     assert!(
-        timeouts
-            .iter()
-            .any(|t| t["caused_by"].as_array().is_some_and(|c| c.contains(&"server_connection_limit".into()))),
+        timeouts.iter().any(|t| t["caused_by"]
+            .as_array()
+            .is_some_and(|c| c.contains(&"server_connection_limit".into()))),
         "{report}"
     );
 }
@@ -661,7 +675,14 @@ fn a_capped_serve_says_so_once_in_its_human_log() {
     raise_nofile();
     let mut srv = Server::start(
         1,
-        &["--workers", "1", "--max-connections", "5", "--stats-interval", "100ms"],
+        &[
+            "--workers",
+            "1",
+            "--max-connections",
+            "5",
+            "--stats-interval",
+            "100ms",
+        ],
         None,
     );
     let conns: Vec<TcpStream> = (0..5).map(|i| connect(srv.addr(i))).collect();
@@ -669,10 +690,19 @@ fn a_capped_serve_says_so_once_in_its_human_log() {
     assert!(srv.terminate().success());
     drop(conns);
     let out = srv.stdout();
-    let said: Vec<&str> = out.lines().filter(|l| l.starts_with("cap reached: ")).collect();
+    let said: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("cap reached: "))
+        .collect();
     assert_eq!(said.len(), 1, "{out}");
-    assert!(said[0].contains("--max-connections 5 (1 worker at 5 each)"), "{out}");
-    assert!(out.contains("(at its cap)"), "the interval lines say it too: {out}");
+    assert!(
+        said[0].contains("--max-connections 5 (1 worker at 5 each)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("(at its cap)"),
+        "the interval lines say it too: {out}"
+    );
     assert!(out.contains("5 reached at"), "the summary table: {out}");
 }
 

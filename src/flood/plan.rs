@@ -531,11 +531,20 @@ mod tests {
         assert_eq!(parse_source_spec(" 4 ").map(|s| s.count()), Ok(4));
         let list = parse_source_spec("127.0.1.1-3,127.0.2.1").unwrap();
         assert_eq!(list.count(), 4);
-        assert!(matches!(&list, SourceSpec::List(v) if v[3] == "127.0.2.1".parse::<IpAddr>().unwrap()));
+        assert!(
+            matches!(&list, SourceSpec::List(v) if v[3] == "127.0.2.1".parse::<IpAddr>().unwrap())
+        );
         assert!(parse_source_spec("0").unwrap_err().contains("at least 1"));
         let e = parse_source_spec("ten").unwrap_err();
-        assert!(e.contains("'ten'") && e.contains("neither a count nor an address list"), "{e}");
-        assert!(parse_source_spec("99999999999999999999999").unwrap_err().contains("too large"));
+        assert!(
+            e.contains("'ten'") && e.contains("neither a count nor an address list"),
+            "{e}"
+        );
+        assert!(
+            parse_source_spec("99999999999999999999999")
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 
     #[test]

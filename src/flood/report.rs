@@ -342,25 +342,17 @@ impl Reporter {
     fn say_repeats(&mut self, all: bool) {
         for g in self.repeats.take(all) {
             let (id, key, call) = &g.key;
-            let line = if g.workers.len() == 1 {
-                format!(
-                    "{}: {}",
-                    g.who(),
-                    failure_line(*id, g.count, key, call, &g.example)
-                )
+            // Several workers: whose specifics the line shows.
+            let detail = if g.workers.len() == 1 {
+                g.example.clone()
             } else {
-                format!(
-                    "{}: {}",
-                    g.who(),
-                    failure_line(
-                        *id,
-                        g.count,
-                        key,
-                        call,
-                        &format!("worker {}: {}", g.example_worker, g.example)
-                    )
-                )
+                format!("worker {}: {}", g.example_worker, g.example)
             };
+            let line = format!(
+                "{}: {}",
+                g.who(),
+                failure_line(*id, g.count, key, call, &detail)
+            );
             self.say_stamped(&line);
         }
     }

@@ -484,7 +484,10 @@ mod tests {
             consecutive: 64,
         });
         let why = s.reason().unwrap();
-        assert!(why.contains("stopped at exactly 200, a round figure"), "{why}");
+        assert!(
+            why.contains("stopped at exactly 200, a round figure"),
+            "{why}"
+        );
         assert!(why.contains("--max-connections"), "{why}");
         assert!(
             why.contains("connected, but nothing answered"),

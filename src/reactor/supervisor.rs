@@ -275,8 +275,7 @@ impl Parent {
     /// three quarters of its share and none is still starting.
     fn grow(&mut self, pool: &mut Pool, fds: &[i32]) {
         let running = self.slots.len() as u32;
-        if !self.opts.elastic || self.starting || self.grow_failed || running >= self.plan.workers
-        {
+        if !self.opts.elastic || self.starting || self.grow_failed || running >= self.plan.workers {
             return;
         }
         let near = self

@@ -86,7 +86,9 @@ pub fn parse_worker_line(line: &str) -> Received {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ServeLine {
-    Start { settings: ServeStart },
+    Start {
+        settings: ServeStart,
+    },
     Interval(ServeInterval),
     /// Its cap reached: written once, as a `failure` record so that every
     /// reader of `events::Event` (analyze, the lab) counts it.
@@ -253,8 +255,16 @@ mod tests {
     #[test]
     fn the_cap_record_reads_as_a_server_connection_limit_failure() {
         let cap = CapReached::new(1000, 1000, 2, 500, 4096, false);
-        assert!(cap.detail.contains("--max-connections 1,000"), "{}", cap.detail);
-        assert!(cap.detail.contains("2 workers at up to 500 each"), "{}", cap.detail);
+        assert!(
+            cap.detail.contains("--max-connections 1,000"),
+            "{}",
+            cap.detail
+        );
+        assert!(
+            cap.detail.contains("2 workers at up to 500 each"),
+            "{}",
+            cap.detail
+        );
         let text = Record::now(Role::Serve, None, ServeLine::Failure(cap.clone()))
             .to_line()
             .unwrap();
@@ -272,13 +282,24 @@ mod tests {
             }) => {
                 assert_eq!(failure, FailureId::ServerConnectionLimit);
                 assert_eq!((call.as_str(), count), ("accept", 1));
-                assert!(detail.starts_with("cap reached: serve holds 1,000"), "{detail}");
+                assert!(
+                    detail.starts_with("cap reached: serve holds 1,000"),
+                    "{detail}"
+                );
             }
             other => panic!("{other:?}"),
         }
         let default = CapReached::new(19_000, 19_000, 1, 19_000, 4096, true);
-        assert!(default.detail.contains("doctor estimates"), "{}", default.detail);
-        assert!(default.detail.contains("1 worker at 19,000"), "{}", default.detail);
+        assert!(
+            default.detail.contains("doctor estimates"),
+            "{}",
+            default.detail
+        );
+        assert!(
+            default.detail.contains("1 worker at 19,000"),
+            "{}",
+            default.detail
+        );
     }
 
     #[test]

@@ -197,7 +197,10 @@ mod tests {
         );
         let c = of(&f, FailureId::ServerConnectionLimit);
         assert_eq!(c.len(), 1, "{f:#?}");
-        assert_eq!((c[0].side, c[0].certainty), (Side::Server, Certainty::Certain));
+        assert_eq!(
+            (c[0].side, c[0].certainty),
+            (Side::Server, Certainty::Certain)
+        );
         assert!(
             c[0].explanation.contains("--max-connections 200"),
             "the finding names the cap: {}",
@@ -206,11 +209,7 @@ mod tests {
         // serve's human line says the same.
         let human = "cap reached: serve holds 200 connections, --max-connections 200 (1 worker at 200 each); it accepts no more until some close\n";
         let f = findings(&[("serve.txt", human), ("flood.log", flood)]);
-        assert_eq!(
-            of(&f, FailureId::ServerConnectionLimit).len(),
-            1,
-            "{f:#?}"
-        );
+        assert_eq!(of(&f, FailureId::ServerConnectionLimit).len(), 1, "{f:#?}");
     }
 
     #[test]

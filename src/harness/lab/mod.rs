@@ -327,7 +327,12 @@ pub fn client_sources(
 
 /// Client `k`'s (1-based, of `clients`) `--sources` for its flood: its
 /// block of `list`, or 127.0.K.1-`per_client`.
-pub fn client_source_text(list: Option<&[IpAddr]>, clients: u32, per_client: u32, k: u32) -> String {
+pub fn client_source_text(
+    list: Option<&[IpAddr]>,
+    clients: u32,
+    per_client: u32,
+    k: u32,
+) -> String {
     match list {
         Some(list) => {
             let (off, len) = crate::flood::plan::split_exact(
@@ -385,21 +390,32 @@ mod tests {
         let spec = |t| parse_source_spec(t).unwrap();
         assert_eq!(client_sources(&spec("10"), 3, false).unwrap(), (10, None));
         assert_eq!(client_sources(&spec("4"), 5, true).unwrap(), (4, None));
-        let e = client_sources(&spec("300"), 3, false).unwrap_err().to_string();
+        let e = client_sources(&spec("300"), 3, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--sources 300") && e.contains("1 to 254"), "{e}");
         let (per, list) = client_sources(&spec("127.0.0.2-127.0.0.6"), 2, false).unwrap();
         assert_eq!(per, 2);
         // 5 addresses, 2 clients: 3 + 2, every address once.
         let list = list.as_deref();
-        assert_eq!(client_source_text(list, 2, per, 1), "127.0.0.2,127.0.0.3,127.0.0.4");
+        assert_eq!(
+            client_source_text(list, 2, per, 1),
+            "127.0.0.2,127.0.0.3,127.0.0.4"
+        );
         assert_eq!(client_source_text(list, 2, per, 2), "127.0.0.5,127.0.0.6");
         assert_eq!(client_source_text(None, 2, 2, 2), "127.0.2.1-127.0.2.2");
         for (text, hosts, says) in [
             ("127.0.0.2-3", true, "with --hosts"),
-            ("127.0.0.2,10.0.0.1", false, "10.0.0.1 is not an IPv4 loopback"),
+            (
+                "127.0.0.2,10.0.0.1",
+                false,
+                "10.0.0.1 is not an IPv4 loopback",
+            ),
             ("127.0.0.2", false, "1 address(es) for 2 clients"),
         ] {
-            let e = client_sources(&spec(text), 2, hosts).unwrap_err().to_string();
+            let e = client_sources(&spec(text), 2, hosts)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(says), "{text}: {e}");
         }
     }
