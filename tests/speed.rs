@@ -85,7 +85,11 @@ fn the_end_of_the_hold_waits_for_the_lines_in_flight() {
     let d = &s["details"];
     let sent = d["messages_sent"].as_u64().unwrap();
     let answered = d["messages_answered"].as_u64().unwrap();
-    assert!(sent >= n as u64, "{sent} lines sent in the hold\n{}", text(&out));
+    assert!(
+        sent >= n as u64,
+        "{sent} lines sent in the hold\n{}",
+        text(&out)
+    );
     assert_eq!(answered, sent, "lines cut off at the end\n{}", text(&out));
     let hold = d["hold_s"].as_f64().unwrap();
     assert!((0.9..1.5).contains(&hold), "hold_s {hold}");

@@ -63,8 +63,12 @@ pub fn open(
         sock.bind(&addr.into())
             .with_context(|| format!("binding {addr}"))?;
         if opts.defer_accept {
-            set_tcp_int(&sock, libc::TCP_DEFER_ACCEPT, DEFER_ACCEPT_SECS as libc::c_int)
-                .with_context(|| format!("TCP_DEFER_ACCEPT on {addr}"))?;
+            set_tcp_int(
+                &sock,
+                libc::TCP_DEFER_ACCEPT,
+                DEFER_ACCEPT_SECS as libc::c_int,
+            )
+            .with_context(|| format!("TCP_DEFER_ACCEPT on {addr}"))?;
         }
         if opts.fast_open {
             set_tcp_int(&sock, libc::TCP_FASTOPEN, backlog)
@@ -166,8 +170,13 @@ mod tests {
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
         assert_eq!(flags & libc::FD_CLOEXEC, 0);
         let port = socks[0].local_addr().unwrap().as_socket().unwrap().port();
-        let err =
-            open("127.0.0.1".parse().unwrap(), port, 1, ListenOptions::default()).unwrap_err();
+        let err = open(
+            "127.0.0.1".parse().unwrap(),
+            port,
+            1,
+            ListenOptions::default(),
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains(&format!("127.0.0.1:{port}")));
     }
 
@@ -203,7 +212,10 @@ mod tests {
         std::fs::write(key.join("tcp_fastopen"), "1\n").unwrap();
         assert_eq!(fast_open_missing(&sysctl, FASTOPEN_CLIENT), None);
         let why = fast_open_missing(&sysctl, FASTOPEN_SERVER).unwrap();
-        assert!(why.contains("tcp_fastopen is 1") && why.contains("server bit"), "{why}");
+        assert!(
+            why.contains("tcp_fastopen is 1") && why.contains("server bit"),
+            "{why}"
+        );
         std::fs::write(key.join("tcp_fastopen"), "3\n").unwrap();
         assert_eq!(fast_open_missing(&sysctl, FASTOPEN_SERVER), None);
         std::fs::remove_file(key.join("tcp_fastopen")).unwrap();

@@ -453,7 +453,11 @@ impl<'s> Engine<'s> {
         }
         if let Some(hs) = clock.hold_start {
             // The hold itself: the drain after it is not hold time.
-            self.s.hold_s = clock.hold_end.unwrap_or(end).duration_since(hs).as_secs_f64();
+            self.s.hold_s = clock
+                .hold_end
+                .unwrap_or(end)
+                .duration_since(hs)
+                .as_secs_f64();
         }
         self.phase = Phase::Done;
         self.tick();

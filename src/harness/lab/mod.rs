@@ -273,9 +273,9 @@ pub fn enable_fast_open(
         );
     }
     let now = (was | both).to_string();
-    sysctl
-        .write_verified(KEY, &now)
-        .map_err(|e| anyhow::anyhow!("--fast-open: setting {KEY} to {now} in the lab's namespace: {e}"))?;
+    sysctl.write_verified(KEY, &now).map_err(|e| {
+        anyhow::anyhow!("--fast-open: setting {KEY} to {now} in the lab's namespace: {e}")
+    })?;
     Ok(format!(
         "--fast-open: {KEY} set to {now} in the lab's network namespace (was {was}); serve and the clients use TCP Fast Open"
     ))
@@ -402,9 +402,16 @@ mod tests {
         std::fs::write(&file, "1\n").unwrap();
         let err = enable_fast_open(&sysctl, false).unwrap_err().to_string();
         assert!(err.contains("net.ipv4.tcp_fastopen is 1"), "{err}");
-        assert_eq!(std::fs::read_to_string(&file).unwrap(), "1\n", "host untouched");
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            "1\n",
+            "host untouched"
+        );
         let note = enable_fast_open(&sysctl, true).unwrap();
-        assert!(note.contains("set to 3") && note.contains("(was 1)"), "{note}");
+        assert!(
+            note.contains("set to 3") && note.contains("(was 1)"),
+            "{note}"
+        );
         assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "3");
         // Already on: nothing to change, in either namespace.
         assert!(enable_fast_open(&sysctl, false).is_ok());
@@ -430,7 +437,8 @@ mod tests {
         .unwrap();
         assert_eq!(limit, "file-max");
         assert!(
-            evidence.contains("system_fd_limit 40") && evidence.contains("server:system_fd_limit 30"),
+            evidence.contains("system_fd_limit 40")
+                && evidence.contains("server:system_fd_limit 30"),
             "{evidence}"
         );
         let c = Ceiling {
@@ -443,7 +451,9 @@ mod tests {
         };
         let s = ceiling_sentence(&c);
         assert!(
-            s.starts_with("Ceiling: file-max bound at 1,234 verified connections (failed attempts:"),
+            s.starts_with(
+                "Ceiling: file-max bound at 1,234 verified connections (failed attempts:"
+            ),
             "{s}"
         );
         assert!(s.contains("above the floor of 1536 MiB"), "{s}");

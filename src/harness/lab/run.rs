@@ -358,9 +358,8 @@ pub fn run(
                     "MemAvailable fell below half the floor ({} MiB) while holding at the ceiling: the hold was cut short",
                     floor >> 21
                 ));
-                counters_end_of_hold = Some(
-                    probe::counters().context("reading TCP counters at the end of the hold")?,
-                );
+                counters_end_of_hold =
+                    Some(probe::counters().context("reading TCP counters at the end of the hold")?);
                 server_at_end = Some(live[0].connections);
                 stop_clients(&pool);
             }
