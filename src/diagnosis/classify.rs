@@ -228,7 +228,8 @@ fn summarize(cx: &Ctx, mut notes: Vec<String>) -> SourceSummary {
 /// mixes, the connect rate by the clock, stamps out of order, and which
 /// failure began first.
 fn time_notes(s: &Source, notes: &mut Vec<String>) {
-    if let Some(n) = &s.process_note {
+    let st = s.stamps();
+    if let Some(n) = &st.process_note {
         notes.push(n.clone());
     }
     if let Some((r, n, dt)) = s.stamped_rate() {
@@ -237,7 +238,6 @@ fn time_notes(s: &Source, notes: &mut Vec<String>) {
             thousands(n)
         ));
     }
-    let st = &s.stamps;
     if st.back > 0 {
         notes.push(format!(
             "the timestamps go back {} time{} (by up to {:.0} s, first at line {}): two processes may be writing into this file, and their lines name no process or pid to tell them apart",
@@ -345,7 +345,7 @@ fn order(findings: Vec<Finding>) -> Vec<Finding> {
 fn first_across(sources: &[Source], notes: &mut Vec<String>) {
     let mut began: Vec<(f64, FailureId, String)> = sources
         .iter()
-        .filter(|s| s.stamps.lines > 0)
+        .filter(|s| s.stamps().lines > 0)
         .flat_map(|s| {
             let who = super::story::short_name(&s.name());
             s.obs
@@ -355,7 +355,7 @@ fn first_across(sources: &[Source], notes: &mut Vec<String>) {
         .collect();
     let stamped = sources
         .iter()
-        .filter(|s| s.stamps.lines > 0 && s.obs.values().any(|o| o.first_ts.is_some()))
+        .filter(|s| s.stamps().lines > 0 && s.obs.values().any(|o| o.first_ts.is_some()))
         .count();
     if stamped < 2 {
         return;

@@ -293,19 +293,34 @@ pub struct Series {
     pub falls: u64,
     /// The last samples equal to the maximum (a plateau at the end).
     pub at_max_tail: u64,
+    /// When the lines carry timestamps (boxed: most sources have none, and
+    /// a file may hold tens of thousands of sources).
+    pub clock: Option<Box<Clock>>,
+}
+
+/// The times of a series' samples.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
     /// The time of the first sample whose line had a timestamp, and its
     /// value; the time of the line that first showed the maximum.
-    pub first_ts: Option<(f64, u64)>,
+    pub first: Option<(f64, u64)>,
     pub max_ts: Option<f64>,
 }
 
 impl Series {
     /// Add a sample read on `line`, at time `ts` when the line had a stamp.
     pub fn add(&mut self, s: &Sample, line: u64, ts: Option<f64>) {
-        if let Some(t) = ts
-            && self.first_ts.is_none()
-        {
-            self.first_ts = Some((t, s.value));
+        let new_max = self.samples == 0 || s.value > self.max;
+        if ts.is_some() || self.clock.is_some() {
+            let c = self.clock.get_or_insert_with(Default::default);
+            if let Some(t) = ts
+                && c.first.is_none()
+            {
+                c.first = Some((t, s.value));
+            }
+            if new_max {
+                c.max_ts = ts;
+            }
         }
         if self.samples == 0 {
             self.first = s.value;
@@ -314,10 +329,9 @@ impl Series {
         } else if s.value < self.last {
             self.falls += 1;
         }
-        if self.samples == 0 || s.value > self.max {
+        if new_max {
             self.max = s.value;
             self.max_line = line;
-            self.max_ts = ts;
             self.at_max_tail = 0;
         }
         if s.value == self.max {
@@ -336,8 +350,9 @@ impl Series {
     /// stamped sample to the maximum over the time between their lines,
     /// with the connections and seconds it is made of.
     pub fn stamped_rate(&self) -> Option<(f64, u64, f64)> {
-        let (t0, v0) = self.first_ts?;
-        let dt = self.max_ts? - t0;
+        let c = self.clock.as_deref()?;
+        let (t0, v0) = c.first?;
+        let dt = c.max_ts? - t0;
         let n = self.max.checked_sub(v0).filter(|&n| n > 0)?;
         (dt > 0.0).then(|| (n as f64 / dt, n, dt))
     }

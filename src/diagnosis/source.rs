@@ -167,11 +167,17 @@ impl Obs {
     }
 }
 
-/// What a source's timestamps say (see `super::timestamps`).
+/// What a source's timestamps say (see `super::timestamps`), and the
+/// processes of its file.
 #[derive(Debug, Clone, Default)]
 pub struct Stamps {
     /// Lines that carried a stamp.
     pub lines: u64,
+    /// The latest stamp: a line without one (a stack frame) belongs to it.
+    now: Option<f64>,
+    /// When the file mixes several processes' lines and this source is
+    /// one of them: what to say about it.
+    pub process_note: Option<String>,
     /// The first stamp and its line, and the last stamp.
     pub first: Option<(f64, u64)>,
     pub last: Option<f64>,
@@ -348,7 +354,9 @@ pub struct Source {
     wrapper: Option<String>,
     /// Counts from free-form progress lines, one series per form.
     pub free: super::counts::FreeCounts,
-    free_lazy: [Lazy; 8],
+    /// The highest line of each series (boxed, made at the first count:
+    /// a file may hold tens of thousands of sources without one).
+    free_lazy: Option<Box<[Lazy; 8]>>,
     /// The highest line of the series `free.pick()` chose (set at the end).
     pub free_max_evidence: Option<Evidence>,
     pub salvaged_evidence: Option<Evidence>,
@@ -361,13 +369,10 @@ pub struct Source {
     x: f64,
     /// c1m's failure records with their times.
     pub timed: Vec<Timed>,
-    /// The timestamps of the lines, and the latest one (a line without a
-    /// stamp, a stack frame, belongs to the time of the stamped line above).
-    pub stamps: Stamps,
-    now: Option<f64>,
-    /// When the file mixes several processes' lines and this source is
-    /// one of them: what to say about it.
-    pub process_note: Option<String>,
+    /// The timestamps of the lines (boxed, made at the first stamp or
+    /// process note: most sources have none, and a file may hold tens of
+    /// thousands of sources).
+    time: Option<Box<Stamps>>,
 }
 
 impl Source {
@@ -396,7 +401,7 @@ impl Source {
             exception: None,
             wrapper: None,
             free: Default::default(),
-            free_lazy: Default::default(),
+            free_lazy: None,
             free_max_evidence: None,
             salvaged_evidence: None,
             points: Vec::new(),
@@ -406,10 +411,28 @@ impl Source {
             marks: Vec::new(),
             x: 0.0,
             timed: Vec::new(),
-            stamps: Stamps::default(),
+            time: None,
+        }
+    }
+
+    /// What the source's timestamps say (all zero when it has none).
+    pub fn stamps(&self) -> &Stamps {
+        static NONE: Stamps = Stamps {
+            lines: 0,
             now: None,
             process_note: None,
-        }
+            first: None,
+            last: None,
+            back: 0,
+            back_max: 0.0,
+            back_evidence: None,
+        };
+        self.time.as_deref().unwrap_or(&NONE)
+    }
+
+    /// The time of the line being fed, when the source's lines carry stamps.
+    fn now(&self) -> Option<f64> {
+        self.time.as_ref().and_then(|t| t.now)
     }
 
     /// The name shown in tables: the file, and the section if any.
@@ -483,7 +506,7 @@ impl Source {
         let o = self.obs.entry(id).or_default();
         o.add(n, ev);
         if o.first_ts.is_none() {
-            o.first_ts = self.now;
+            o.first_ts = self.time.as_ref().and_then(|t| t.now);
         }
         o
     }
@@ -492,7 +515,7 @@ impl Source {
     /// without one belong to its time; a stamp much older than the last
     /// one says two writers share the file.
     pub fn stamp(&mut self, file: &str, no: u64, raw: &[u8], ts: f64) {
-        let st = &mut self.stamps;
+        let st = self.time.get_or_insert_with(Default::default);
         st.lines += 1;
         let (t0, _) = *st.first.get_or_insert((ts, no));
         if let Some(last) = st.last
@@ -505,7 +528,7 @@ impl Source {
             }
         }
         st.last = Some(st.last.map_or(ts, |l| l.max(ts)));
-        self.now = Some(ts);
+        st.now = Some(ts);
         if self.json.records == 0 && !self.is_seed_format() {
             // The plot's x axis: seconds since the first stamp.
             self.x = (ts - t0).max(0.0);
@@ -644,7 +667,7 @@ impl Source {
                 let cont = matches!((self.last_error, errno), (Some((l, e)), Some(e2)) if no <= l + 2 && e == *e2 && call.is_empty());
                 let o = self.obs.entry(*id).or_default();
                 if o.first_ts.is_none() {
-                    o.first_ts = self.now;
+                    o.first_ts = self.time.as_ref().and_then(|t| t.now);
                 }
                 if cont {
                     if o.evidence.len() < MAX_EVIDENCE {
@@ -796,16 +819,16 @@ impl Source {
             .unwrap_or(0);
         let before = self.free.series[i].max;
         let first = self.free.series[i].samples == 0;
-        self.free.add(sample, no, self.now);
+        self.free.add(sample, no, self.now());
         if first || sample.value > before {
-            self.free_lazy[i].set(no, raw);
+            self.free_lazy.get_or_insert_with(Default::default)[i].set(no, raw);
         }
         if sample.salvaged && self.salvaged_evidence.is_none() {
             self.salvaged_evidence = Some(ev());
         }
         if !self.is_seed_format() {
             // One step per line when there is no clock to place it by.
-            if self.now.is_none() {
+            if self.now().is_none() {
                 self.x += 1.0;
             }
             let x = self.x;
@@ -1220,7 +1243,7 @@ impl Source {
                 .iter()
                 .position(|f| *f == form)
                 .unwrap_or(0);
-            self.free_max_evidence = self.free_lazy[i].get(&self.file);
+            self.free_max_evidence = self.free_lazy.as_ref().and_then(|l| l[i].get(&self.file));
         }
         if unterminated_last {
             self.corruption.unterminated_last = true;
@@ -1314,9 +1337,10 @@ impl Source {
         if self.seed.total_ms > 0 {
             return Some(self.seed.total_ms as f64 / 1000.0);
         }
-        match (self.json.first_ts, self.json.last_ts, self.stamps.first) {
+        let st = self.stamps();
+        match (self.json.first_ts, self.json.last_ts, st.first) {
             (Some(a), Some(b), _) if b > a => Some(b - a),
-            (None, _, Some((a, _))) => self.stamps.last.map(|b| b - a).filter(|&d| d > 0.0),
+            (None, _, Some((a, _))) => st.last.map(|b| b - a).filter(|&d| d > 0.0),
             _ => None,
         }
     }
@@ -1534,7 +1558,8 @@ impl Procs {
                 ));
             }
             for (_, _, idx) in &scope.procs {
-                sections[*idx].process_note = Some(note.clone());
+                let time = sections[*idx].time.get_or_insert_with(Default::default);
+                time.process_note = Some(note.clone());
             }
             stat.processes.extend(labels);
             stat.interleaved |= interleaved;
@@ -1743,7 +1768,7 @@ mod tests {
         assert!(!sources[0].obs.contains_key(&FailureId::ConnectionRefused));
         assert_eq!(stat.processes, ["client[11]", "client[12]"]);
         assert!(stat.interleaved);
-        let note = sources[0].process_note.as_deref().unwrap();
+        let note = sources[0].stamps().process_note.as_deref().unwrap();
         assert!(
             note.contains("interleaves the lines of 2 processes"),
             "{note}"
@@ -1777,7 +1802,7 @@ mod tests {
         let (sources, stat) = read(&text);
         assert_eq!(sources.len(), MAX_PROCS);
         assert_eq!(stat.processes.len(), MAX_PROCS);
-        let note = sources[0].process_note.as_deref().unwrap();
+        let note = sources[0].stamps().process_note.as_deref().unwrap();
         assert!(note.contains("984 lines of further processes"), "{note}");
     }
 
@@ -1796,7 +1821,7 @@ mod tests {
         assert_eq!(s.elapsed(), Some(4.0));
         let t = s.obs[&FailureId::ConnectionRefused].first_ts.unwrap();
         assert_eq!(super::super::timestamps::clock(t), "22:43:07.250");
-        assert_eq!(s.stamps.back, 0);
+        assert_eq!(s.stamps().back, 0);
     }
 
     #[test]
@@ -1805,8 +1830,8 @@ mod tests {
             "2026/12/02 10:00:05 connections: 10\n2026/12/02 10:00:01 connections: 3\n\
              2026/12/02 10:00:06 connections: 20\n",
         );
-        assert_eq!(sources[0].stamps.back, 1);
-        assert_eq!(sources[0].stamps.back_max, 4.0);
+        assert_eq!(sources[0].stamps().back, 1);
+        assert_eq!(sources[0].stamps().back_max, 4.0);
     }
 
     #[test]
