@@ -141,6 +141,9 @@ fn small_lab_reaches_its_target_and_the_report_matches_the_processes() {
             "2s",
             "--message-interval",
             "1s",
+            // flood's syntax: one list, a block of it per client
+            "--sources",
+            "127.0.0.2-127.0.0.5",
         ])
         .arg("--report")
         .arg(root.path())
@@ -176,6 +179,15 @@ fn small_lab_reaches_its_target_and_the_report_matches_the_processes() {
             "client {k}"
         );
         assert_eq!(c["target"], 2500);
+        let block = if k == 1 {
+            "127.0.0.2,127.0.0.3"
+        } else {
+            "127.0.0.4,127.0.0.5"
+        };
+        assert_eq!(
+            c["sources"], block,
+            "client {k} binds its block of --sources"
+        );
         // Each client held all it verified at once (nothing was lost), and
         // the report's peak is the one its summary gave.
         assert_eq!(c["peak_connections"], c["established"], "client {k}: {c}");
