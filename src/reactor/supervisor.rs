@@ -494,6 +494,10 @@ fn worker_spec(opts: &ServeOptions, plan: &Plan, index: u32, fds: &[i32]) -> Wor
 }
 
 /// Run the parent until SIGINT/SIGTERM. Returns the process exit status.
+///
+/// Long because it is one sequence over one pool and one set of listeners
+/// (plan, open, start, wait for ready, the message loop with its restarts,
+/// the shutdown); each step's own work is in `Parent`'s methods.
 pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
     signals::install().context("installing signal handlers")?;
     let nofile = crate::sys::limits::raise_nofile().soft;
