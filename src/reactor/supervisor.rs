@@ -58,8 +58,9 @@ pub struct ServeOptions {
     pub wake: Wake,
     /// `--metrics`: where the parent serves OpenMetrics.
     pub metrics: Option<MetricsAt>,
-    /// TCP_DEFER_ACCEPT on the listeners (`--defer-accept`).
-    pub defer_accept: bool,
+    /// TCP_DEFER_ACCEPT (`--defer-accept`) and TCP Fast Open
+    /// (`--fast-open`) on the listeners.
+    pub listen: super::listen::ListenOptions,
 }
 
 /// The latest state of one worker.
@@ -528,7 +529,7 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
             eprintln!("c1m serve: warning: {detail}");
         }
     }
-    let listeners = super::listen::open(opts.bind, opts.port, opts.ports, opts.defer_accept)?;
+    let listeners = super::listen::open(opts.bind, opts.port, opts.ports, opts.listen)?;
     // Before any worker: a taken metrics port stops the run here.
     let metrics = match opts.metrics {
         Some(at) => Some(at.start(Labels::new(Role::Serve, None, None))?),
