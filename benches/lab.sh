@@ -113,11 +113,12 @@ if ! python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if 
 fi
 
 # The kernel's slab caches (TCP sockets, socket inodes, files) grow with the
-# first run and keep part of what they grew: the second run then finds
-# slabs ready and the first pays for allocating them (a profile of a 1M run
-# showed allocate_slab at 12% of c1m's samples and 1% of C's). So both runs
-# start from the same state: written-back page cache dropped and every
-# slab cache shrunk to what is in use. COLD=0 skips it.
+# first run and keep part of what they grew, so the second run could find
+# slabs ready that the first paid for. Both runs start from the same state:
+# written-back page cache dropped and every slab cache shrunk to what is in
+# use. (It did not close the gap at 1M: profiled both ways, c1m's ramp took
+# 1.22x the C pair's CPU samples with it, 1.21x without; see the README.)
+# COLD=0 skips it.
 cold_start() {
     [ "${COLD:-1}" = 1 ] || return 0
     sync
