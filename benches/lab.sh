@@ -83,7 +83,9 @@ PORTS=20
 BASE=8888
 CLIENTS=3
 work=$(mktemp -d /tmp/c1m-lab-bench.XXXXXX)
-C1M="$root/target/release/c1m"
+# C1M_BIN=PATH: measure that c1m binary (e.g. an older commit's build) instead
+# of building this checkout's.
+C1M="${C1M_BIN:-$root/target/release/c1m}"
 state="$work/doctor.state.json"
 applied=0
 cleanup() {
@@ -94,7 +96,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-(cd "$root" && cargo build --release --quiet)
+[ -n "${C1M_BIN:-}" ] || (cd "$root" && cargo build --release --quiet)
 gcc -O2 -Wall -o "$work/echo_server" "$here/c/echo_server.c"
 gcc -O2 -Wall -o "$work/epoll_client" "$here/c/epoll_client.c"
 
