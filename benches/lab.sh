@@ -86,11 +86,14 @@ work=$(mktemp -d /tmp/c1m-lab-bench.XXXXXX)
 # C1M_BIN=PATH: measure that c1m binary (e.g. an older commit's build) instead
 # of building this checkout's.
 C1M="${C1M_BIN:-$root/target/release/c1m}"
+# doctor (the capacity check, the profile and its rollback) is always this
+# checkout's.
+DOCTOR="$root/target/release/c1m"
 state="$work/doctor.state.json"
 applied=0
 cleanup() {
     if [ "$applied" = 1 ]; then
-        "$C1M" doctor --rollback --state "$state" > "$work/rollback.out" 2>&1 || cat "$work/rollback.out" >&2
+        "$DOCTOR" doctor --rollback --state "$state" > "$work/rollback.out" 2>&1 || cat "$work/rollback.out" >&2
     fi
     rm -rf "$work"
 }
@@ -106,10 +109,10 @@ echo "# $(date -u +%FT%TZ) $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB",
 # once, for every target, rolled back on exit).
 largest=$(printf '%s\n' $TARGETS | sort -n | tail -1)
 # doctor exits 1 when any check fails; only the capacity verdict matters here.
-"$C1M" doctor --role lab --target "$largest" --server-ports "$PORTS" --sources 30 --json > "$work/doctor.json" 2>/dev/null || true
+"$DOCTOR" doctor --role lab --target "$largest" --server-ports "$PORTS" --sources 30 --json > "$work/doctor.json" 2>/dev/null || true
 if ! python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d['capacity']['fits'] else 1)" "$work/doctor.json"; then
     echo "# target $largest does not fit this host as it is: applying the lab profile (rolled back on exit)"
-    "$C1M" doctor --role lab --target "$largest" --apply --state "$state" > "$work/apply.out" 2>&1 || true
+    "$DOCTOR" doctor --role lab --target "$largest" --apply --state "$state" > "$work/apply.out" 2>&1 || true
     applied=1
     grep -E 'applied|failed' "$work/apply.out" | head -20 | sed 's/^/#   /' || true
 fi
