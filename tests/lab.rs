@@ -176,6 +176,10 @@ fn small_lab_reaches_its_target_and_the_report_matches_the_processes() {
             "client {k}"
         );
         assert_eq!(c["target"], 2500);
+        // What it spoke, as its start line said.
+        let start = last_event(&dir.join("logs").join(format!("client-{k}.log")), "start");
+        assert_eq!(c["protocol"], start["settings"]["protocol"], "client {k}");
+        assert_eq!(c["protocol"]["name"], "echo", "client {k}");
         // Each client held all it verified at once (nothing was lost), and
         // the report's peak is the one its summary gave.
         assert_eq!(c["peak_connections"], c["established"], "client {k}: {c}");
@@ -215,6 +219,8 @@ fn small_lab_reaches_its_target_and_the_report_matches_the_processes() {
         md.contains("| time to target ") && md.contains("reached"),
         "{md}"
     );
+    assert_eq!(report["protocol"], "echo");
+    assert!(md.contains("| clients spoke "), "{md}");
     let svg = std::fs::read_to_string(dir.join("connections.svg")).unwrap();
     assert!(
         svg.contains("<svg") && svg.contains("client-1"),

@@ -522,4 +522,7 @@ fn lab_with_nginx_reaches_its_target_with_the_generated_config() {
         report["server_peak_connections"].as_u64().unwrap() >= 6000,
         "{report}"
     );
+    // The report says what the clients spoke (their start lines).
+    assert_eq!(report["protocol"], "http (path /)", "{report}");
+    assert_eq!(report["clients"][0]["protocol"]["name"], "http", "{report}");
 }
