@@ -8,7 +8,6 @@
 //! process it starts ends with it.
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -20,38 +19,13 @@ use common::*;
 /// `c1m lab -n 3000 --clients 2 --ports 4 --hold 6s <extra> --json` in a
 /// fresh report folder: its exit status and report.json.
 fn lab(extra: &[&str], dir: &Path) -> (Option<i32>, Value) {
-    let mut args = vec![
-        "lab",
-        "-n",
-        "3000",
-        "--clients",
-        "2",
-        "--ports",
-        "4",
-        "--hold",
-        "6s",
-        "--netns",
-        "on",
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    let child = Command::new(BIN)
-        .args(&args)
-        .arg("--report")
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = wait_bounded(child, Duration::from_secs(120));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout
-        .lines()
-        .rev()
-        .find(|l| l.contains("\"report_dir\""))
-        .unwrap_or_else(|| panic!("no report line: {}", text(&out)));
-    (out.status.code(), serde_json::from_str(last).unwrap())
+    let out = Lab::new(3000)
+        .hold("6s")
+        .netns_on()
+        .json()
+        .args(extra)
+        .run(dir, Duration::from_secs(120));
+    (out.status.code(), lab_report(&out))
 }
 
 /// The first finding's id, and whether its evidence cites `file`.
@@ -180,25 +154,10 @@ fn cmdline(pid: u32) -> String {
 #[cfg_attr(not(c1m_netns), ignore = "needs root: network namespaces")]
 fn a_worker_killed_by_hand_during_a_plain_hold_fails_the_run() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "lab",
-            "-n",
-            "3000",
-            "--clients",
-            "2",
-            "--ports",
-            "4",
-            "--hold",
-            "8s",
-            "--netns",
-            "on",
-            "--report",
-        ])
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let mut child = Lab::new(3000)
+        .hold("8s")
+        .netns_on()
+        .command(dir.path())
         .spawn()
         .unwrap();
     let lab_pid = child.id();
