@@ -373,7 +373,7 @@ mod tests {
         let http = concat!(
             r#"{"ts":1.0,"role":"flood","pid":7,"event":"start","settings":{"host":"127.0.0.1","port":80,"connections":10,"protocol":{"name":"http","path":"/health"}}}"#,
             "\n",
-            r#"{"ts":2.0,"role":"flood","pid":7,"event":"interval","counters":{"connections":10},"rate":10.0}"#,
+            r#"{"ts":2.0,"role":"flood","pid":7,"event":"interval","connections":10,"opened_total":10,"rate":10.0}"#,
             "\n"
         );
         let echo = http.replace(r#""name":"http","path":"/health""#, r#""name":"echo""#);
