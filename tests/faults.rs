@@ -68,6 +68,8 @@ fn kill_worker_loses_what_the_worker_held_and_analyze_names_it_first() {
     // One serve worker holds all 3,000 (auto workers at this size).
     assert_fault(&r, "kill-worker", 3000);
     assert_eq!(r["hold"]["server_lost"], 3000);
+    // Nothing reconnects without --reconnect: no time back at the target.
+    assert!(r["fault"]["recovered_s"].is_null(), "{}", r["fault"]);
     let by_cause = &r["hold"]["lost_by_cause"];
     let eof = by_cause["eof"].as_u64().unwrap_or(0);
     let reset = by_cause["reset"].as_u64().unwrap_or(0);
@@ -231,6 +233,9 @@ fn restart_server_with_reconnecting_clients_recovers_to_the_target() {
     assert_eq!(code, Some(0), "{r}");
     assert_fault(&r, "restart-server", 3000);
     assert_eq!(r["hold"]["alive_at_end"], 3000, "{}", r["hold"]);
+    // Verified once each; the replacements are counted apart.
+    assert_eq!(r["verified"], 3000, "{}", r["verified"]);
+    assert_eq!(r["reconnected"], 3000, "{}", r["reconnected"]);
     let back = r["fault"]["recovered_s"].as_f64();
     assert!(back.is_some_and(|t| t > 0.0 && t < 6.0), "{}", r["fault"]);
     for c in r["clients"].as_array().unwrap() {

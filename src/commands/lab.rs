@@ -504,7 +504,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     say(
         args.json,
         format!(
-            "lab: target {} {}: verified {}, time to target {}{}, report in {}",
+            "lab: target {} {}: verified {}{}, time to target {}{}, report in {}",
             thousands(report.target),
             if report.reached {
                 "reached"
@@ -512,6 +512,11 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
                 "NOT reached"
             },
             thousands(report.verified),
+            if report.reconnected > 0 {
+                format!(" (and {} replacements)", thousands(report.reconnected))
+            } else {
+                String::new()
+            },
             report
                 .time_to_target_s
                 .map(|t| format!("{t:.1} s"))

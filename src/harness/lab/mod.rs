@@ -103,7 +103,13 @@ pub struct ClientResult {
     pub index: u32,
     pub sources: String,
     pub target: u64,
+    /// Connections verified toward its share, once each (replacements not
+    /// counted: see `reconnected`).
     pub established: u64,
+    /// Replacements verified for connections lost during the hold
+    /// (`--reconnect`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reconnected: u64,
     pub peak_connections: u64,
     pub failed: u64,
     pub failures: BTreeMap<String, u64>,
@@ -124,6 +130,10 @@ pub struct LabReport {
     pub target: u64,
     pub reached: bool,
     pub verified: u64,
+    /// Replacements the clients verified after losses during the hold
+    /// (`--reconnect`), apart from `verified`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reconnected: u64,
     pub peak_connections: u64,
     pub time_to_target_s: Option<f64>,
     pub connect_rate_per_s: Option<f64>,
@@ -322,4 +332,9 @@ mod tests {
         assert_eq!(split(100_000, 3).iter().sum::<u64>(), 100_000);
         assert_eq!(split(5, 1), vec![5]);
     }
+}
+
+/// serde: leave a zero count out of report.json.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

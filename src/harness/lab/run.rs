@@ -510,10 +510,16 @@ pub(super) fn summarize(report: &mut LabReport, live: &[Live], run_start_ts: f64
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect();
+            // With --reconnect the counters include the replacements of
+            // connections lost during the hold: the client verified its
+            // share once, and each replacement is counted apart.
+            let replacements = summary.shard.reconnect.as_ref().map_or(0, |r| r.reconnects);
             client.established = client
                 .established
                 .max(summary.established)
-                .max(summary.verified);
+                .max(summary.verified)
+                .saturating_sub(replacements);
+            client.reconnected = replacements;
             client.peak_connections = client.peak_connections.max(summary.peak_connections);
             client.details = serde_json::to_value(&summary).unwrap_or_default();
         } else {
@@ -539,6 +545,7 @@ pub(super) fn summarize(report: &mut LabReport, live: &[Live], run_start_ts: f64
         .find_map(|c| c.protocol.as_ref())
         .map(|p| p.describe());
     report.verified = report.clients.iter().map(|c| c.established).sum();
+    report.reconnected = report.clients.iter().map(|c| c.reconnected).sum();
     // Time to target, precisely: each client's start plus the time it took
     // to reach its share (its summary's connect_s); the last one sets it.
     let reached_at: Option<Vec<f64>> = live[1..]
@@ -742,11 +749,19 @@ fn hold_account(
     };
     let hold = faults::account(&clients, verified_at_start, server, injector.as_mut());
     // The clients' own time back at their share (the slowest one's).
-    let recovered = live[1..]
+    // Without --reconnect no client reports one, and nothing came back.
+    let reconnecting: Vec<Option<f64>> = live[1..]
         .iter()
         .filter_map(|l| flood_summary(l)?.1.shard.reconnect)
         .map(|r| r.recovered_s)
-        .try_fold(0.0f64, |acc, r| r.map(|r| acc.max(r)));
+        .collect();
+    let recovered = if reconnecting.is_empty() {
+        None
+    } else {
+        reconnecting
+            .into_iter()
+            .try_fold(0.0f64, |acc, r| r.map(|r| acc.max(r)))
+    };
     if let (Some(inj), Some(r)) = (injector.as_mut(), recovered)
         && hold.lost > 0
     {
