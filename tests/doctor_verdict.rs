@@ -301,7 +301,11 @@ fn one_serve_worker_is_capped_by_the_per_process_fd_limit() {
     let dir = tempfile::tempdir().unwrap();
     let root = fake_host(dir.path());
     // A hard limit of 4,096: one process holds 4,096 - 64 = 4,032 sockets.
-    let o = doctor_limited(&root, 4096, &["--target", "5000", "--workers", "1", "--json"]);
+    let o = doctor_limited(
+        &root,
+        4096,
+        &["--target", "5000", "--workers", "1", "--json"],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let v = json(&o);
     assert_eq!(v["snapshot"]["cap_sys_resource"], false, "{}", text(&o));
@@ -335,7 +339,11 @@ fn one_serve_worker_is_capped_by_the_per_process_fd_limit() {
     // serve's syntax: --procs is the same flag; two workers hold it; auto
     // shards as needed.
     for workers in ["2", "auto"] {
-        let o = doctor_limited(&root, 4096, &["--target", "5000", "--procs", workers, "--json"]);
+        let o = doctor_limited(
+            &root,
+            4096,
+            &["--target", "5000", "--procs", workers, "--json"],
+        );
         assert_eq!(o.status.code(), Some(0), "{workers}: {}", text(&o));
         let v = json(&o);
         assert_eq!(v["capacity"]["processes"], 2, "{workers}");

@@ -209,7 +209,10 @@ fn playbook_runs_a_three_client_fleet_over_ssh_and_leaves_nothing() {
         .args(["-e", &format!("c1m_connections={TOTAL}")])
         .args(["-e", "c1m_hold=5s", "-e", "c1m_max_run_s=240"])
         .args(["-e", "c1m_metrics=true"])
-        .args(["-e", &format!("c1m_prometheus_sd_file={}", sd_file.display())])
+        .args([
+            "-e",
+            &format!("c1m_prometheus_sd_file={}", sd_file.display()),
+        ])
         .output()
         .expect("running netns-fleet.sh");
     let log = format!(
@@ -265,7 +268,9 @@ fn playbook_runs_a_three_client_fleet_over_ssh_and_leaves_nothing() {
         let targets = group["targets"].as_array().expect("targets");
         assert_eq!(targets.len(), count, "{group}");
         assert!(
-            targets.iter().all(|t| t.as_str().is_some_and(|t| t.ends_with(":9400"))),
+            targets
+                .iter()
+                .all(|t| t.as_str().is_some_and(|t| t.ends_with(":9400"))),
             "{group}"
         );
         // The start line says where it served, and it is a listed target.

@@ -446,7 +446,10 @@ fn the_shipped_prometheus_files_pass_promtool() {
 /// The endpoints a `c1m lab --metrics` run prints (`lab: metrics of serve
 /// at http://ADDR/metrics`, then each client's), in that order.
 fn printed_endpoint(line: &str) -> Option<SocketAddr> {
-    let url = line.strip_prefix("lab: metrics of ")?.split(" at ").nth(1)?;
+    let url = line
+        .strip_prefix("lab: metrics of ")?
+        .split(" at ")
+        .nth(1)?;
     url.trim()
         .strip_prefix("http://")?
         .strip_suffix("/metrics")?
@@ -477,7 +480,10 @@ fn lab_metrics_endpoints_answer_while_the_lab_runs() {
     let stdout = child.stdout.take().unwrap();
     let mut lab = KillOnDrop(Some(child));
     let reader = std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = tx.send(line);
         }
     });
@@ -518,7 +524,10 @@ fn lab_metrics_endpoints_answer_while_the_lab_runs() {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    assert!(live[0] <= 3000.0 * 1.05 && live[1] + live[2] <= 3000.0, "{live:?}");
+    assert!(
+        live[0] <= 3000.0 * 1.05 && live[1] + live[2] <= 3000.0,
+        "{live:?}"
+    );
 
     let out = wait_bounded(lab.take(), Duration::from_secs(120));
     reader.join().unwrap();

@@ -392,7 +392,9 @@ mod tests {
         let s = by("http.jsonl");
         assert_eq!(s.protocol.as_deref(), Some("http (path /health)"), "{s:#?}");
         assert!(
-            s.notes.iter().any(|n| n == "the client spoke http (path /health)"),
+            s.notes
+                .iter()
+                .any(|n| n == "the client spoke http (path /health)"),
             "{:?}",
             s.notes
         );
@@ -400,7 +402,11 @@ mod tests {
         // field says nothing.
         let s = by("echo.jsonl");
         assert_eq!(s.protocol.as_deref(), Some("echo"));
-        assert!(!s.notes.iter().any(|n| n.contains("spoke")), "{:?}", s.notes);
+        assert!(
+            !s.notes.iter().any(|n| n.contains("spoke")),
+            "{:?}",
+            s.notes
+        );
         assert_eq!(by("old.jsonl").protocol, None);
     }
 }

@@ -171,7 +171,12 @@ impl Reporter {
         match self.format {
             LogFormat::Json => {
                 let settings = settings.clone();
-                self.emit(None, FloodLine::Start { settings })
+                self.emit(
+                    None,
+                    FloodLine::Start {
+                        settings: Box::new(settings),
+                    },
+                )
             }
             LogFormat::Human => self.say(headline),
             LogFormat::Seed => {}

@@ -508,10 +508,16 @@ pub struct FixedServer<'a> {
 /// The most clients `server` holds with the hard RLIMIT_NOFILE in `snap`,
 /// whatever else the host allows, and the sentence doctor and the lab say
 /// before the run; `None` when the target fits under it.
-pub fn fixed_process_server(snap: &Snapshot, server: &FixedServer, target: u64) -> Option<(u64, String)> {
+pub fn fixed_process_server(
+    snap: &Snapshot,
+    server: &FixedServer,
+    target: u64,
+) -> Option<(u64, String)> {
     let hard = snap.nofile.hard;
     let processes = server.processes.max(1);
-    let cap = hard.saturating_sub(server.reserved).saturating_mul(processes);
+    let cap = hard
+        .saturating_sub(server.reserved)
+        .saturating_mul(processes);
     if target <= cap {
         return None;
     }
@@ -824,12 +830,18 @@ mod tests {
         // Three workers hold three times as much.
         let (cap, w) = fixed_serve_workers(&snap, 3, 100_000).unwrap();
         assert_eq!(cap, 3 * 19_936);
-        assert!(w.contains("is 3 processes") && w.contains("each they hold"), "{w}");
+        assert!(
+            w.contains("is 3 processes") && w.contains("each they hold"),
+            "{w}"
+        );
         assert_eq!(fixed_serve_workers(&snap, 3, 59_808), None);
         // A capable process is told it may raise its limit.
         let mut snap = host();
         snap.cap_sys_resource = true;
         let (_, w) = fixed_serve_workers(&snap, 1, 30_000).unwrap();
-        assert!(w.contains("raise its hard limit") && w.contains("1,048,576"), "{w}");
+        assert!(
+            w.contains("raise its hard limit") && w.contains("1,048,576"),
+            "{w}"
+        );
     }
 }

@@ -157,7 +157,7 @@ impl ProtoArgs {
                 Vec::new()
             },
             prefix: (p == P::Mqtt).then(|| self.prefix.clone()),
-            keepalive_s: (p == P::Mqtt).then(|| self.keepalive.as_secs_f64()),
+            keepalive_s: (p == P::Mqtt).then_some(self.keepalive.as_secs_f64()),
         }
     }
 

@@ -300,6 +300,11 @@ pub fn split(total: u64, parts: u32) -> Vec<u64> {
         .collect()
 }
 
+/// serde: leave a zero count out of report.json.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,9 +337,4 @@ mod tests {
         assert_eq!(split(100_000, 3).iter().sum::<u64>(), 100_000);
         assert_eq!(split(5, 1), vec![5]);
     }
-}
-
-/// serde: leave a zero count out of report.json.
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
