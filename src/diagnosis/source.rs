@@ -1082,6 +1082,10 @@ impl Source {
             }
             // Expected by the writer, not seen: no failure to count.
             Event::Warning { .. } => {}
+            // A worker that finished its share and exited with status 0 is
+            // the normal end of a run, not an event worth a note.
+            Event::Worker { action, detail, .. }
+                if action == "exited" && detail.ends_with("(exit status: 0)") => {}
             Event::Worker { .. } => {
                 j.worker_events += 1;
                 if j.worker_evidence.is_none() {
@@ -1473,6 +1477,19 @@ mod tests {
         let e = Evidence::new("f.log", 1, &long);
         assert_eq!(e.text.chars().count(), EVIDENCE_CHARS + 1);
         assert!(e.text.ends_with('…'));
+    }
+
+    #[test]
+    fn a_worker_that_exits_with_status_0_is_no_event_and_a_killed_one_is() {
+        let lines = concat!(
+            r#"{"ts":1.0,"role":"flood","pid":7,"event":"worker","index":2,"action":"exited","detail":"exited (exit status: 0)"}"#,
+            "\n",
+            r#"{"ts":2.0,"role":"serve","pid":7,"event":"worker","index":0,"action":"restarted","detail":"killed by SIGKILL; restarted as pid 9"}"#,
+            "\n",
+        );
+        let (sources, _) = read_input("c.log", std::io::Cursor::new(lines.as_bytes()));
+        let events: u64 = sources.iter().map(|s| s.json.worker_events).sum();
+        assert_eq!(events, 1);
     }
 
     #[test]

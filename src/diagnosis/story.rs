@@ -288,10 +288,24 @@ pub fn verdict(sources: &[SourceSummary], totals: &Totals, findings: &[Finding])
             .get(i + 1)
             .filter(|c| c.cause_of.is_some())
             .unwrap_or(&findings[i]);
-        let fix = f.fix.split([',', ';']).next().unwrap_or(&f.fix).trim();
-        lines.push(format!("first: {fix} ({})", f.id));
+        lines.push(format!("first: {} ({})", first_clause(&f.fix), f.id));
     }
     lines
+}
+
+/// A fix's first clause: up to its first `,` or `;` outside parentheses,
+/// so that "raise X (Redis maxclients, nginx ...)" keeps its bracket.
+fn first_clause(fix: &str) -> &str {
+    let mut depth = 0u32;
+    for (i, c) in fix.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' | ';' if depth == 0 => return fix[..i].trim(),
+            _ => {}
+        }
+    }
+    fix.trim()
 }
 
 /// Display width of a line (CJK counts 2).
@@ -301,6 +315,20 @@ pub fn width(text: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_first_clause_of_a_fix_keeps_its_brackets_whole() {
+        assert_eq!(
+            first_clause(
+                "raise the server's own limit (Redis maxclients, nginx x), and the fd limit"
+            ),
+            "raise the server's own limit (Redis maxclients, nginx x)"
+        );
+        assert_eq!(first_clause("raise A; then B"), "raise A");
+        assert_eq!(first_clause(" no comma "), "no comma");
+        assert_eq!(first_clause("unbalanced ) , rest"), "unbalanced )");
+    }
+
     use super::*;
 
     fn ev(line: u64, text: &str) -> Evidence {
