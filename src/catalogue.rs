@@ -421,12 +421,14 @@ pub const CATALOGUE: &[Failure] = &[
             "worker_connections are not enough",
             "setting the max clients configuration to",
             "max_connections",
+            // c1m serve's own line (its JSON record is a failure record).
+            "cap reached: serve holds",
         ],
         counters: &[],
         plateaus: &[],
         side: Side::Server,
-        explanation: "the server refuses or stops accepting clients at a limit of its own configuration (Redis maxclients, nginx worker_connections, Mosquitto max_connections), often lowered by the server itself to what its per-process fd limit allows",
-        fix: "raise the server's own limit (Redis maxclients, nginx worker_processes x worker_connections, Mosquitto max_connections) and the fd limit it runs with (systemd LimitNOFILE=, ulimit -n); a one-process server (Redis, Mosquitto) cannot hold more clients than its fd limit: run several instances",
+        explanation: "the server refuses or stops accepting clients at a limit of its own configuration (c1m serve --max-connections, Redis maxclients, nginx worker_connections, Mosquitto max_connections), often lowered by the server itself to what its per-process fd limit allows",
+        fix: "raise the server's own limit (c1m serve --max-connections, Redis maxclients, nginx worker_processes x worker_connections, Mosquitto max_connections) and the fd limit it runs with (systemd LimitNOFILE=, ulimit -n); a one-process server (Redis, Mosquitto) cannot hold more clients than its fd limit: run several instances",
         settings: &["RLIMIT_NOFILE"],
     },
     Failure {

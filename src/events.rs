@@ -254,7 +254,13 @@ pub struct ServeStart {
     pub bind: String,
     /// First and last port.
     pub ports: Vec<u16>,
+    /// Workers running now (elastic: 1 at the start).
     pub workers: u32,
+    /// Workers when all run: `workers` itself unless `elastic`.
+    pub max_workers: u32,
+    /// One worker first, the next started as the running ones near their
+    /// share (no `--max-connections` nor worker count given).
+    pub elastic: bool,
     pub max_connections: u64,
     pub per_worker_cap: u64,
     /// The soft RLIMIT_NOFILE of the workers.
@@ -304,6 +310,9 @@ pub struct ServeSummary {
     pub lost_connections: u64,
     /// Every worker that died while serving, with what it held.
     pub worker_deaths: Vec<WorkerDeath>,
+    /// Seconds from the start to when serve first held
+    /// `max_connections` (its `cap_reached` record), if it did.
+    pub cap_reached_s: Option<f64>,
 }
 
 /// A serve worker that died while serving (not at the end of the run): who,

@@ -1,8 +1,9 @@
 //! Small helpers every command needs: errno names and texts, durations and
 //! counts from the command line, wall-clock timestamps, the page size, and
 //! numbers and byte sizes for people (indicatif's `HumanCount` and
-//! `HumanBytes`). Kept here so that `serve`, `flood`, `analyze` and `lab`
-//! name things the same way.
+//! `HumanBytes`), and [`Repeats`]: alike lines of many worker processes
+//! said once with a count. Kept here so that `serve`, `flood`, `analyze`
+//! and `lab` name things the same way.
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -105,9 +106,132 @@ pub fn bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
 }
 
+/// Lines that several worker processes report alike (one failure class
+/// in one interval), said once with the workers and the summed count
+/// instead of once per worker: 18 workers refused alike are one line.
+#[derive(Debug)]
+pub struct Repeats<K> {
+    groups: Vec<Repeat<K>>,
+}
+
+impl<K> Default for Repeats<K> {
+    fn default() -> Self {
+        Repeats { groups: Vec::new() }
+    }
+}
+
+/// One class of line, from one or more workers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Repeat<K> {
+    /// What the lines have in common (their failure class).
+    pub key: K,
+    /// The workers that reported it, ascending, each once.
+    pub workers: Vec<u32>,
+    /// The counts the lines carried, added up.
+    pub count: u64,
+    /// The first line's own text (its specifics).
+    pub example: String,
+    /// The worker that wrote `example`.
+    pub example_worker: u32,
+    /// Calls of [`Repeats::take`] it waited through.
+    age: u32,
+}
+
+impl<K: PartialEq> Repeats<K> {
+    /// One line of worker `worker`.
+    pub fn add(&mut self, key: K, worker: u32, count: u64, example: &str) {
+        match self.groups.iter_mut().find(|g| g.key == key) {
+            Some(g) => {
+                if let Err(at) = g.workers.binary_search(&worker) {
+                    g.workers.insert(at, worker);
+                }
+                g.count = g.count.saturating_add(count);
+            }
+            None => self.groups.push(Repeat {
+                key,
+                workers: vec![worker],
+                count,
+                example: example.to_string(),
+                example_worker: worker,
+                age: 0,
+            }),
+        }
+    }
+
+    /// The groups to say now, in the order they came: with `all` every one
+    /// (the end of the run); otherwise those already there at the previous
+    /// call, so that a worker whose interval ends a little after the
+    /// others' joins their line instead of starting one of its own.
+    pub fn take(&mut self, all: bool) -> Vec<Repeat<K>> {
+        let (ready, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.groups)
+            .into_iter()
+            .partition(|g| all || g.age > 0);
+        self.groups = wait;
+        for g in &mut self.groups {
+            g.age += 1;
+        }
+        ready
+    }
+}
+
+impl<K> Repeat<K> {
+    /// `worker 3`, or `18 workers (0-17)`.
+    pub fn who(&self) -> String {
+        match self.workers.as_slice() {
+            [one] => format!("worker {one}"),
+            many => format!("{} workers ({})", many.len(), ranges(many)),
+        }
+    }
+}
+
+/// Ascending numbers as ranges: `0-5, 7, 9-17`.
+pub fn ranges(sorted: &[u32]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i;
+        while j + 1 < sorted.len() && sorted[j + 1] == sorted[j] + 1 {
+            j += 1;
+        }
+        out.push(if j == i {
+            sorted[i].to_string()
+        } else {
+            format!("{}-{}", sorted[i], sorted[j])
+        });
+        i = j + 1;
+    }
+    out.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eighteen_alike_lines_are_one_with_the_workers_and_the_count() {
+        let mut r: Repeats<&str> = Repeats::default();
+        for w in (0..18).rev() {
+            r.add("connection_refused", w, 5, &format!("refused on path {w}"));
+        }
+        r.add("fd_limit", 4, 1, "EMFILE");
+        // A group waits one call, for the workers that report late.
+        assert!(r.take(false).is_empty());
+        r.add("connection_refused", 18, 5, "late");
+        let said = r.take(false);
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert_eq!(said[0].count, 19 * 5);
+        assert_eq!(said[0].who(), "19 workers (0-18)");
+        assert_eq!(
+            (said[0].example.as_str(), said[0].example_worker),
+            ("refused on path 17", 17)
+        );
+        assert_eq!(said[1].who(), "worker 4");
+        assert!(r.take(false).is_empty());
+        r.add("fd_limit", 1, 2, "EMFILE");
+        assert_eq!(r.take(true).len(), 1, "the end says everything");
+        assert_eq!(ranges(&[0, 1, 2, 5, 7, 8]), "0-2, 5, 7-8");
+        assert_eq!(ranges(&[]), "");
+    }
 
     #[test]
     fn errno_names_round_trip() {

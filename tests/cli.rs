@@ -181,3 +181,50 @@ fn errors_say_which_command_and_plot_says_it_writes_svg() {
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
     assert!(out(&o).contains("--plot writes SVG"), "{}", out(&o));
 }
+
+#[test]
+fn sources_take_flood_syntax_in_the_lab_and_bad_ones_are_named() {
+    // A count and a list parse alike in doctor and the lab (one parser).
+    for sources in ["4", "127.0.0.2-127.0.0.11,127.0.1.1"] {
+        let o = c1m(&[
+            "doctor",
+            "--role",
+            "client",
+            "-n",
+            "1000",
+            "-q",
+            "--sources",
+            sources,
+        ]);
+        assert!(
+            o.status.code().is_some_and(|c| c < 2),
+            "{sources}: {}",
+            out(&o)
+        );
+    }
+    for (args, says) in [
+        (
+            &["lab", "--sources", "ten"][..],
+            "neither a count nor an address list",
+        ),
+        (&["lab", "--sources", "0"][..], "at least 1"),
+        (&["lab", "--sources", "300"][..], "from 1 to 254"),
+        (
+            &["lab", "--sources", "10.0.0.1-10.0.0.9"][..],
+            "not an IPv4 loopback address",
+        ),
+        (
+            &["lab", "--clients", "3", "--sources", "127.0.0.2-3"][..],
+            "each client needs at least one",
+        ),
+        (
+            &["lab", "--hosts", "--sources", "127.0.0.2-127.0.0.9"][..],
+            "give a count, not a list",
+        ),
+    ] {
+        let o = c1m(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", out(&o));
+        assert!(out(&o).contains("--sources"), "{args:?}: {}", out(&o));
+        assert!(out(&o).contains(says), "{args:?}: {}", out(&o));
+    }
+}

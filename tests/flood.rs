@@ -417,3 +417,24 @@ fn ctrl_c_during_the_hold_ends_every_worker_and_still_summarises() {
         );
     }
 }
+
+#[test]
+fn alike_failures_of_several_workers_are_one_line_and_quiet_keeps_the_verdict() {
+    // Three worker processes, one refused port: each worker refuses alike.
+    let server = EchoServer::start_with(&[PortKind::Closed]);
+    let out = run_flood(&server, 30, &["--procs", "3", "--hold", "0s", "-q"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    let refused: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("connection_refused x"))
+        .collect();
+    assert_eq!(refused.len(), 1, "one line for the three workers:\n{text}");
+    assert!(refused[0].contains("3 workers (0-2)"), "{text}");
+    // -q: no headline, progress or table; the verdict last.
+    assert!(!text.contains("c1m flood:"), "{text}");
+    assert!(!text.contains("connecting:"), "{text}");
+    assert!(!text.contains("verified (echo checked)"), "{text}");
+    let last = text.lines().last().unwrap_or_default();
+    assert!(last.starts_with("FAILED: reached 0 of 30"), "{text}");
+}

@@ -129,7 +129,13 @@ fn last_event(log: &Path, event: &str) -> Value {
 fn small_lab_reaches_its_target_and_the_report_matches_the_processes() {
     let root = tempfile::tempdir().unwrap();
     let out = Lab::new(5000)
-        .args(&["--message-interval", "1s"])
+        .args(&[
+            "--message-interval",
+            "1s",
+            // flood's syntax: one list, a block of it per client
+            "--sources",
+            "127.0.0.2-127.0.0.5",
+        ])
         .run(root.path(), Duration::from_secs(180));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -165,6 +171,15 @@ fn small_lab_reaches_its_target_and_the_report_matches_the_processes() {
         let start = last_event(&dir.join("logs").join(format!("client-{k}.log")), "start");
         assert_eq!(c["protocol"], start["settings"]["protocol"], "client {k}");
         assert_eq!(c["protocol"]["name"], "echo", "client {k}");
+        let block = if k == 1 {
+            "127.0.0.2,127.0.0.3"
+        } else {
+            "127.0.0.4,127.0.0.5"
+        };
+        assert_eq!(
+            c["sources"], block,
+            "client {k} binds its block of --sources"
+        );
         // Each client held all it verified at once (nothing was lost), and
         // the report's peak is the one its summary gave.
         assert_eq!(c["peak_connections"], c["established"], "client {k}: {c}");

@@ -504,11 +504,206 @@ fn default_max_connections_is_what_doctor_says_a_server_can_hold() {
         default.abs_diff(can_hold) <= can_hold / 100,
         "serve's default --max-connections {default}, doctor says {can_hold}: {settings}"
     );
-    // And the workers it planned hold that many, each under its fd limit.
-    let workers = settings["workers"].as_u64().unwrap();
+    // And the workers it planned hold that many, each under its fd limit;
+    // with neither --max-connections nor a worker count, one runs at first.
+    let workers = settings["max_workers"].as_u64().unwrap();
     let cap = settings["per_worker_cap"].as_u64().unwrap();
     let nofile = settings["nofile"].as_u64().unwrap();
     assert!(workers * cap >= default && cap < nofile, "{settings}");
+    assert_eq!(settings["elastic"], true, "{settings}");
+    assert_eq!(settings["workers"], 1, "{settings}");
+}
+
+#[test]
+fn elastic_serve_starts_one_worker_and_the_next_when_it_nears_its_share() {
+    raise_nofile();
+    // Under an fd limit of 1,100 a worker holds about 1,000 connections:
+    // the default --max-connections needs hundreds, elastic starts one.
+    let mut srv = Server::start(1, &["--json", "--stats-interval", "200ms"], Some(1100));
+    let start = srv.start.clone().unwrap();
+    assert_eq!(start["workers"], 1, "{start}");
+    assert!(start["max_workers"].as_u64().unwrap() > 2, "{start}");
+    let cap = start["per_worker_cap"].as_u64().unwrap();
+    assert!((500..1100).contains(&cap), "{start}");
+    assert_eq!(srv.worker_pids().len(), 1);
+    // Below three quarters of its share: still one worker.
+    let mut conns: Vec<TcpStream> = (0..cap / 2)
+        .map(|i| connect(srv.addr(i as usize)))
+        .collect();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        srv.wait_record(
+            1,
+            |r| matches!(&r.event, Event::Worker { action, .. } if action == "started")
+        )
+        .is_none(),
+        "a second worker at half the first one's share"
+    );
+    // Past three quarters: the second starts, and takes connections.
+    conns.extend((0..cap / 2).map(|i| connect(srv.addr(i as usize))));
+    let started = srv
+        .wait_record(
+            10,
+            |r| matches!(&r.event, Event::Worker { action, .. } if action == "started"),
+        )
+        .expect("a worker started as the first neared its share");
+    assert!(
+        matches!(started.event, Event::Worker { index: 1, .. }),
+        "{started:?}"
+    );
+    srv.wait_record(10, |r| {
+        matches!(&r.event, Event::Interval { counters, .. }
+            if r.worker.is_none() && counters.connections == 2 * (cap / 2))
+    })
+    .expect("both workers' connections counted");
+    for c in conns.iter_mut().take(3) {
+        echo_ok(c, b"still served");
+    }
+    assert!(srv.terminate().success());
+    let out = srv.stdout();
+    let summary = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .expect("the summary");
+    assert_eq!(summary["details"]["workers"], 2, "{summary}");
+}
+
+#[test]
+fn a_capped_serve_says_so_once_and_flood_and_analyze_name_the_cap() {
+    raise_nofile();
+    let mut srv = Server::start(
+        1,
+        &[
+            "--workers",
+            "2",
+            "--max-connections",
+            "100",
+            "--json",
+            "--stats-interval",
+            "200ms",
+        ],
+        None,
+    );
+    // 130 connections to a server capped at 100: 30 are connected by the
+    // kernel and never answered.
+    let out = wait_bounded(
+        c1m(&[
+            "flood",
+            "127.0.0.1",
+            &srv.base.to_string(),
+            "--ports",
+            "1",
+            "-c",
+            "130",
+            "--connect-timeout",
+            "500ms",
+            "--hold",
+            "0s",
+            "--json",
+        ])
+        .spawn()
+        .unwrap(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let flood_log = String::from_utf8(out.stdout.clone()).unwrap();
+    let summary = flood_log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .expect("flood's summary");
+    assert_eq!(summary["details"]["verified"], 100, "{summary}");
+    // flood's account of its echo timeouts names a server cap.
+    let reason = summary["details"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("connected, but nothing answered")
+            && reason.contains("--max-connections")
+            && reason.contains("stopped at exactly 100"),
+        "{reason}"
+    );
+    // serve said it once, with the figure.
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(srv.terminate().success());
+    let serve_log = srv.stdout();
+    let caps: Vec<serde_json::Value> = serve_log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "failure" && v["failure"] == "server_connection_limit")
+        .collect();
+    assert_eq!(caps.len(), 1, "said once:\n{serve_log}");
+    assert_eq!(caps[0]["max_connections"], 100);
+    assert_eq!(caps[0]["connections"], 100);
+    assert_eq!(caps[0]["workers"], 2);
+    let detail = caps[0]["detail"].as_str().unwrap();
+    assert!(detail.contains("--max-connections 100"), "{detail}");
+    let summary = serve_log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .expect("serve's summary");
+    assert!(
+        summary["details"]["cap_reached_s"].as_f64().is_some(),
+        "{summary}"
+    );
+    // analyze on both logs: the cap is the cause of the echo timeouts.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("serve.log"), &serve_log).unwrap();
+    std::fs::write(dir.path().join("flood.log"), &flood_log).unwrap();
+    let report = analyze_json(&[dir.path()]);
+    let cap = findings_with(&report, "server_connection_limit");
+    assert_eq!(cap.len(), 1, "{report}");
+    assert!(
+        cap[0]["explanation"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--max-connections 100"),
+        "the finding names the cap: {}",
+        cap[0]
+    );
+    let timeouts = findings_with(&report, "connect_timeout");
+    assert!(
+        timeouts.iter().any(|t| t["caused_by"]
+            .as_array()
+            .is_some_and(|c| c.contains(&"server_connection_limit".into()))),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_capped_serve_says_so_once_in_its_human_log() {
+    raise_nofile();
+    let mut srv = Server::start(
+        1,
+        &[
+            "--workers",
+            "1",
+            "--max-connections",
+            "5",
+            "--stats-interval",
+            "100ms",
+        ],
+        None,
+    );
+    let conns: Vec<TcpStream> = (0..5).map(|i| connect(srv.addr(i))).collect();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(srv.terminate().success());
+    drop(conns);
+    let out = srv.stdout();
+    let said: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("cap reached: "))
+        .collect();
+    assert_eq!(said.len(), 1, "{out}");
+    assert!(
+        said[0].contains("--max-connections 5 (1 worker at 5 each)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("(at its cap)"),
+        "the interval lines say it too: {out}"
+    );
+    assert!(out.contains("5 reached at"), "the summary table: {out}");
 }
 
 #[test]

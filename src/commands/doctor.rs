@@ -85,16 +85,7 @@ pub struct DoctorArgs {
 
 /// `--sources`: a count, or flood's list of addresses and ranges (counted).
 fn parse_sources(text: &str) -> Result<u64, String> {
-    if let Ok(n) = text.trim().parse::<u64>() {
-        return if n >= 1 {
-            Ok(n)
-        } else {
-            Err("a count of source addresses must be at least 1".into())
-        };
-    }
-    crate::flood::plan::parse_sources(text)
-        .map(|v| v.len() as u64)
-        .map_err(|e| format!("'{text}' is neither a count nor an address list: {e}"))
+    crate::flood::plan::parse_source_spec(text).map(|s| s.count())
 }
 
 /// Flood's and the lab's defaults: 20 server ports; one source address for

@@ -38,9 +38,11 @@ pub struct LabArgs {
     /// the echoes measure round trips without saturating a small host).
     #[arg(long, default_value = "auto", value_parser = lab::parse_message_interval)]
     pub message_interval: lab::MessageInterval,
-    /// Source addresses per client (127.0.K.1 - 127.0.K.N).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=254))]
-    pub sources: u32,
+    /// Source addresses, as flood takes them: a count per client (client K
+    /// binds 127.0.K.1-N; 198.18.K.1-N with --hosts), or an address list
+    /// (127.0.0.2-127.0.0.40,127.0.1.1) split into one block per client.
+    #[arg(long, default_value = "10", value_parser = crate::flood::plan::parse_source_spec)]
+    pub sources: crate::flood::plan::SourceSpec,
     /// Apply the lab profile first, roll it back at the end.
     #[arg(long)]
     pub apply: bool,
@@ -268,7 +270,12 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
         base_port: args.port,
         hold: args.hold,
         message_interval: args.message_interval.resolve(target),
-        sources_per_client: if scenario.is_some() { 1 } else { args.sources },
+        sources_per_client: if scenario.is_some() {
+            1
+        } else {
+            lab::client_sources(&args.sources, args.clients, true)?.0
+        },
+        source_list: None,
         apply: args.apply,
         force: args.force,
         netns: args.netns,
@@ -369,6 +376,8 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     if args.scenario == Some(ScenarioChoice::Conntrack) {
         anyhow::bail!("--scenario conntrack runs between namespace hosts: add --hosts");
     }
+    let (sources_per_client, source_list) =
+        lab::client_sources(&args.sources, args.clients, false)?;
     // Metrics endpoints on the host's loopback: bound before the lab moves
     // into its namespace, inherited by serve and the clients.
     let mut metrics_listeners = Vec::new();
@@ -414,7 +423,8 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         base_port: args.port,
         hold: args.hold,
         message_interval,
-        sources_per_client: args.sources,
+        sources_per_client,
+        source_list,
         apply: args.apply,
         force: args.force,
         netns: args.netns,

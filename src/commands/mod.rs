@@ -77,6 +77,7 @@ Examples:
   c1m flood 127.0.0.1 8888 -c 5000               5,000 connections, held 10 s
   c1m flood 127.0.0.1 8888 -c 200k -r 5k -T forever --sources 127.0.0.2-127.0.0.20
   c1m flood localhost 8888 -c 1000 -j > client.log
+  c1m flood 127.0.0.1 8888 -c 5000 -q            failures and verdict only
 
 Exit status: 0 target reached, verified and held; 1 not (with the reason);
 2 usage error.";

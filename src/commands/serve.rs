@@ -19,6 +19,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.stats_interval < Duration::from_millis(10) {
         anyhow::bail!("--stats-interval must be at least 10ms");
     }
+    // Neither --max-connections nor a worker count: start one worker and
+    // add the next as the running ones fill (a first try costs one process,
+    // not the 25 to 51 a million needs). Either one given: the plan is the
+    // user's, every worker started at once (the lab and the benches).
+    let elastic = args.max_connections.is_none() && args.procs.count().is_none();
     let max_connections = args
         .max_connections
         .unwrap_or_else(crate::reactor::default_max_connections);
@@ -30,6 +35,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         port: args.port,
         ports: args.ports,
         workers: args.procs.count(),
+        elastic,
         max_connections,
         stats_interval: args.stats_interval,
         json: args.json,
@@ -84,6 +90,7 @@ mod tests {
             stats_interval: Duration::from_millis(500),
             seed_log: false,
             wake: Wake::One,
+            report_at: Some(750),
         };
         match parse(w.command_line()) {
             Command::ServeWorker(b) => assert_eq!(w, b),

@@ -1082,6 +1082,8 @@ impl Source {
             }
             // Expected by the writer, not seen: no failure to count.
             Event::Warning { .. } => {}
+            // Elastic serve adding a worker: growth, not an exit.
+            Event::Worker { action, .. } if action == "started" => {}
             // A worker that finished its share and exited with status 0 is
             // the normal end of a run, not an event worth a note.
             Event::Worker { action, detail, .. }

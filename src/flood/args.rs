@@ -76,6 +76,10 @@ pub struct FloodArgs {
     /// JSON lines (same as --log-format json).
     #[arg(short, long)]
     pub json: bool,
+    /// Only what matters: the failures and the result line (no headline,
+    /// progress or table), as `-q` means in every command.
+    #[arg(short, long, conflicts_with = "json")]
+    pub quiet: bool,
     /// Log format: human, seed (the original client's lines), json.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
@@ -230,7 +234,8 @@ impl FloodArgs {
             )
             .flag("reconnect", self.reconnect)
             .opt("reconnect-backoff", self.reconnect_backoff)
-            .flag("json", self.json);
+            .flag("json", self.json)
+            .flag("quiet", self.quiet);
         if let Some(f) = &self.log_format {
             a = a.value_enum("log-format", f);
         }
@@ -311,6 +316,13 @@ mod tests {
         a.log_format = Some(LogFormat::Seed);
         a.output = Some(PathBuf::from("/tmp/a dir/with spaces.log"));
         round_trip(&a);
+        let q = FloodArgs::try_parse_from(["127.0.0.1", "9000", "-q"]).unwrap();
+        assert!(q.quiet);
+        round_trip(&q);
+        assert!(
+            FloodArgs::try_parse_from(["127.0.0.1", "9000", "-q", "-j"]).is_err(),
+            "-q and -j conflict, as in serve"
+        );
         let mut p = a.clone();
         p.proto = ProtoArgs {
             protocol: crate::flood::proto::Protocol::Line,
@@ -359,6 +371,8 @@ mod tests {
             a.hold = Hold(hold_ns.map(Duration::from_nanos));
             a.message_interval = interval_ms.map(Duration::from_millis);
             a.json = json;
+            // Not with --json (they conflict).
+            a.quiet = !json && window % 2 == 0;
             a.log_format = format.map(|i| [LogFormat::Human, LogFormat::Seed, LogFormat::Json][i]);
             round_trip(&a);
         }

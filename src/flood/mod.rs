@@ -184,6 +184,9 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
     };
     let mut reporter = Reporter::new(req.format, req.args.output.as_deref(), req.plan.connections)?;
     reporter.hold_text = report::human_duration(req.plan.hold);
+    if req.args.quiet {
+        reporter.set_quiet();
+    }
     reporter.expected_workers = procs as usize;
     reporter.nofile = if procs == 1 {
         crate::sys::limits::raise_nofile().soft
@@ -270,6 +273,7 @@ fn worker_args(req: &Request, index: u32, count: u32) -> FloodShardArgs {
         run: FloodArgs {
             procs: Procs::N(1),
             json: false,
+            quiet: false,
             log_format: Some(LogFormat::Json),
             output: None,
             // the parent waited for it already

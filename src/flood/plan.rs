@@ -309,6 +309,41 @@ pub fn parse_sources(text: &str) -> Result<Vec<IpAddr>, PlanError> {
     Ok(out)
 }
 
+/// `--sources` as doctor and the lab take it: a count of addresses, or
+/// flood's list of addresses and ranges ([`parse_sources`]). One parser,
+/// so the syntax is the same in every command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    Count(u64),
+    List(Vec<IpAddr>),
+}
+
+impl SourceSpec {
+    /// How many addresses it stands for.
+    pub fn count(&self) -> u64 {
+        match self {
+            SourceSpec::Count(n) => *n,
+            SourceSpec::List(v) => v.len() as u64,
+        }
+    }
+}
+
+/// Read a [`SourceSpec`]: digits alone are a count (at least 1), anything
+/// else an address list; the error names the input.
+pub fn parse_source_spec(text: &str) -> Result<SourceSpec, String> {
+    let t = text.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return match t.parse::<u64>() {
+            Ok(n) if n >= 1 => Ok(SourceSpec::Count(n)),
+            Ok(_) => Err("a count of source addresses must be at least 1".into()),
+            Err(_) => Err(format!("'{text}' is too large a count of source addresses")),
+        };
+    }
+    parse_sources(t)
+        .map(SourceSpec::List)
+        .map_err(|e| format!("'{text}' is neither a count nor an address list: {e}"))
+}
+
 /// Prove every source address is usable here by binding a socket to it
 /// (port 0, never listened on). An address that is not on this host fails
 /// with EADDRNOTAVAIL, named in the error.
@@ -488,6 +523,28 @@ mod tests {
             hold: None,
             message_interval: None,
         }
+    }
+
+    #[test]
+    fn a_source_spec_is_a_count_or_an_address_list() {
+        assert_eq!(parse_source_spec("10"), Ok(SourceSpec::Count(10)));
+        assert_eq!(parse_source_spec(" 4 ").map(|s| s.count()), Ok(4));
+        let list = parse_source_spec("127.0.1.1-3,127.0.2.1").unwrap();
+        assert_eq!(list.count(), 4);
+        assert!(
+            matches!(&list, SourceSpec::List(v) if v[3] == "127.0.2.1".parse::<IpAddr>().unwrap())
+        );
+        assert!(parse_source_spec("0").unwrap_err().contains("at least 1"));
+        let e = parse_source_spec("ten").unwrap_err();
+        assert!(
+            e.contains("'ten'") && e.contains("neither a count nor an address list"),
+            "{e}"
+        );
+        assert!(
+            parse_source_spec("99999999999999999999999")
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 
     #[test]

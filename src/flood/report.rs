@@ -6,7 +6,10 @@
 //! connects), or `events::Record` JSON lines (their flood-specific types are
 //! in `wire`, with what workers send their parent). Every line goes to stdout and
 //! to `--output` when given, and is flushed at once, so a killed run keeps
-//! its log. The run ends with a summary table (comfy-table).
+//! its log. The run ends with a summary table (comfy-table). In the human
+//! log, alike failure lines of several worker processes are said once with
+//! the workers and the count (`util::Repeats`); `-q` keeps only the
+//! failures and the result line.
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{IsTerminal, Write};
@@ -20,7 +23,10 @@ use super::wire::{FloodLine, FloodSummary};
 use crate::catalogue::FailureId;
 use crate::events::{Counters, Event, FloodStart, Record, Role};
 use crate::metrics::{Buckets, Endpoint, Figures};
-use crate::util::thousands;
+use crate::util::{Repeats, thousands};
+
+/// A failure class as the human log groups it: id, key, call.
+type FailureClass = (Option<FailureId>, String, String);
 
 /// The log format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -84,6 +90,10 @@ pub struct Reporter {
     exited: u64,
     /// The soft RLIMIT_NOFILE of each process (for the fd-use ratio).
     pub nofile: u64,
+    /// `-q` (human log only): no headline, progress or table.
+    quiet: bool,
+    /// The workers' failure lines waiting to be said together.
+    repeats: Repeats<FailureClass>,
 }
 
 impl Reporter {
@@ -135,7 +145,21 @@ impl Reporter {
             metrics: None,
             exited: 0,
             nofile: 0,
+            quiet: false,
+            repeats: Repeats::default(),
         })
+    }
+
+    /// `-q`: the human log keeps the failures and the result line, and
+    /// drops the headline, the progress (bar or lines) and the table.
+    pub fn set_quiet(&mut self) {
+        if self.format != LogFormat::Human {
+            return;
+        }
+        self.quiet = true;
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
     }
 
     fn say(&mut self, text: &str) {
@@ -177,6 +201,12 @@ impl Reporter {
                         settings: Box::new(settings),
                     },
                 )
+            }
+            // Quiet: only where to scrape, if it was asked for.
+            LogFormat::Human if self.quiet => {
+                for line in headline.lines().filter(|l| l.starts_with("metrics at")) {
+                    self.say(line);
+                }
             }
             LogFormat::Human => self.say(headline),
             LogFormat::Seed => {}
@@ -245,7 +275,7 @@ impl Reporter {
         }
         if phase != Phase::Connect && !self.hold_announced {
             self.hold_announced = true;
-            if self.format == LogFormat::Human {
+            if self.format == LogFormat::Human && !self.quiet {
                 let what = if c.opened_total >= self.target {
                     "target reached"
                 } else {
@@ -290,18 +320,45 @@ impl Reporter {
                     self.say(&line);
                 }
             }
-            LogFormat::Human => {
-                let who = worker.map(|w| format!("worker {w}: ")).unwrap_or_default();
-                let id = note.failure.map(|f| f.as_str()).unwrap_or("failure");
-                let line = format!(
-                    "{who}{id} x{} ({} on {}): {}",
-                    thousands(note.count),
-                    note.key,
-                    note.call,
-                    note.detail
-                );
-                self.say_stamped(&line);
-            }
+            LogFormat::Human => match worker {
+                // Said at the next tick, with the other workers' alike.
+                Some(w) => self.repeats.add(
+                    (note.failure, note.key.clone(), note.call.clone()),
+                    w,
+                    note.count,
+                    &note.detail,
+                ),
+                None => {
+                    let line = failure_line(
+                        note.failure,
+                        note.count,
+                        &note.key,
+                        &note.call,
+                        &note.detail,
+                    );
+                    self.say_stamped(&line);
+                }
+            },
+        }
+    }
+
+    /// Say the workers' failure lines that waited (every one with `all`):
+    /// one line per class, naming the workers that saw it.
+    fn say_repeats(&mut self, all: bool) {
+        for g in self.repeats.take(all) {
+            let (id, key, call) = &g.key;
+            // Several workers: whose specifics the line shows.
+            let detail = if g.workers.len() == 1 {
+                g.example.clone()
+            } else {
+                format!("worker {}: {}", g.example_worker, g.example)
+            };
+            let line = format!(
+                "{}: {}",
+                g.who(),
+                failure_line(*id, g.count, key, call, &detail)
+            );
+            self.say_stamped(&line);
         }
     }
 
@@ -429,6 +486,9 @@ impl Reporter {
         self.tick_verified = c.opened_total;
         self.ticks += 1;
         self.bar_rate = rate.round() as u64;
+        if self.format == LogFormat::Human {
+            self.say_repeats(false);
+        }
         match self.format {
             LogFormat::Json => {
                 let line = FloodLine::Interval {
@@ -442,6 +502,7 @@ impl Reporter {
             }
             LogFormat::Human
                 if self.bar.is_none()
+                    && !self.quiet
                     && (phase == Phase::Connect || self.ticks.is_multiple_of(10)) =>
             {
                 let what = if phase == Phase::Connect {
@@ -467,6 +528,9 @@ impl Reporter {
     /// The end: the summary record or lines, then the table. Returns the
     /// reason the run failed, if it did.
     pub fn finish(&mut self, s: &ShardSummary) -> Option<String> {
+        if self.format == LogFormat::Human {
+            self.say_repeats(true);
+        }
         if let Some(m) = &self.metrics {
             // The summary's own figures: a scrape after the end sees them.
             let (mut c, _, _) = self.totals();
@@ -508,13 +572,21 @@ impl Reporter {
             LogFormat::Seed => {}
         }
         let table = summary_table(s, &lat, &rtt, reason.as_deref());
-        if self.format == LogFormat::Human {
-            self.say(&table);
-        } else {
-            eprintln!("{table}");
+        // Quiet: the result line above is the verdict.
+        match self.format {
+            _ if self.quiet => {}
+            LogFormat::Human => self.say(&table),
+            _ => eprintln!("{table}"),
         }
         reason
     }
+}
+
+/// One human failure line: `connection_refused x5 (ECONNREFUSED on
+/// connect): <detail>`.
+fn failure_line(id: Option<FailureId>, count: u64, key: &str, call: &str, detail: &str) -> String {
+    let id = id.map(|f| f.as_str()).unwrap_or("failure");
+    format!("{id} x{} ({key} on {call}): {detail}", thousands(count))
 }
 
 /// The final table.

@@ -258,11 +258,12 @@ impl ShardSummary {
             if self.interrupted {
                 why.push_str("; interrupted by a signal before the target");
             }
-            for s in &self.stops {
+            for s in grouped_stops(&self.stops) {
                 why.push_str("; ");
-                why.push_str(s);
+                why.push_str(&s);
             }
             why.push_str(&self.retired_text());
+            why.push_str(&self.plateau_text());
             if !self.interrupted && self.stops.is_empty() && self.retired.is_empty() {
                 why.push_str("; a worker ended before reaching its share");
             }
@@ -276,6 +277,24 @@ impl ShardSummary {
             t(self.lost_eof),
             t(self.open())
         ))
+    }
+
+    /// When the count stopped flat on timeouts (paths are given up for a
+    /// timeout only after nothing succeeded on them for a while) at a round
+    /// figure: the mark of a configured cap, most often the server's.
+    pub fn plateau_text(&self) -> String {
+        let timeouts = self
+            .retired
+            .iter()
+            .any(|r| r.key == "ECHO_TIMEOUT" || r.key == "ETIMEDOUT");
+        let n = self.verified();
+        if !timeouts || n == 0 || !n.is_multiple_of(100) {
+            return String::new();
+        }
+        let t = crate::util::thousands(n);
+        format!(
+            "; the count stopped at exactly {t}, a round figure: the mark of a configured cap, most likely the server's (c1m serve --max-connections {t} says 'cap reached' in its log; nginx worker_connections, Redis maxclients)"
+        )
     }
 
     /// Retired paths grouped by class, with the fix for each class.
@@ -309,6 +328,42 @@ impl ShardSummary {
     }
 }
 
+/// Stops as said once per cause: `worker N<rest>` lines with the same rest
+/// (18 workers that failed alike) become `18 workers (0-17)<rest>`; other
+/// lines stay as they are, in their order.
+pub fn grouped_stops(stops: &[String]) -> Vec<String> {
+    fn split(s: &str) -> Option<(u32, &str)> {
+        let t = s.strip_prefix("worker ")?;
+        let end = t.find(|c: char| !c.is_ascii_digit())?;
+        Some((t[..end].parse().ok()?, &t[end..]))
+    }
+    let mut groups: Vec<(&str, Vec<u32>, &str)> = Vec::new();
+    for s in stops {
+        match split(s) {
+            Some((w, rest)) => match groups.iter_mut().find(|g| !g.1.is_empty() && g.2 == rest) {
+                Some(g) => g.1.push(w),
+                None => groups.push((s.as_str(), vec![w], rest)),
+            },
+            None => groups.push((s.as_str(), Vec::new(), "")),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(line, mut workers, rest)| {
+            if workers.len() < 2 {
+                return line.to_string();
+            }
+            workers.sort_unstable();
+            workers.dedup();
+            format!(
+                "{} workers ({}){rest}",
+                workers.len(),
+                crate::util::ranges(&workers)
+            )
+        })
+        .collect()
+}
+
 /// The advice printed when a class of failure made flood give up paths.
 pub fn fix_for(failure: Option<FailureId>, key: &str) -> String {
     match failure {
@@ -319,8 +374,13 @@ pub fn fix_for(failure: Option<FailureId>, key: &str) -> String {
         Some(FailureId::ConnectionRefused) => {
             "nothing listens on those ports: start the server on every port of PORT..PORT+--ports-1".into()
         }
+        // Connected, nothing answered: the server's kernel finished the
+        // handshake, its program never took the connection.
+        Some(FailureId::ConnectTimeout) if key == "ECHO_TIMEOUT" => {
+            "connected, but nothing answered: the server did not accept these connections; most likely it stopped at a connection cap of its own (c1m serve --max-connections says 'cap reached' in its log; nginx worker_connections, Redis maxclients), else its accept loop stalled: see the server's log, and `c1m analyze` on both logs".into()
+        }
         Some(FailureId::ConnectTimeout) => {
-            "the server's accept queue, conntrack table or accept loop dropped handshakes: see `c1m analyze` on the server's kernel log and counters, and `c1m doctor --role server`".into()
+            "the server's accept queue, conntrack table or accept loop dropped handshakes, or the server stopped accepting at a connection cap of its own (c1m serve --max-connections says 'cap reached' in its log) and its accept queue filled: see `c1m analyze` on the server's log, kernel log and counters, and `c1m doctor --role server`".into()
         }
         Some(FailureId::FdLimit) => {
             "raise RLIMIT_NOFILE or use more processes (--procs auto)".into()
@@ -385,6 +445,66 @@ mod tests {
         assert!(!m.success());
         assert!(m.reason().unwrap().contains("closed 3 of 20"));
         assert!(a.success() && a.reason().is_none());
+    }
+
+    #[test]
+    fn alike_stops_of_many_workers_are_said_once() {
+        let mut stops: Vec<String> = (0..18)
+            .map(|w| format!("worker {w}: --sources: 10.0.0.1 is not on this host"))
+            .collect();
+        stops.push("socket() failed with EMFILE".into());
+        stops.push("worker 3 exited (signal: 9) without a summary".into());
+        let said = grouped_stops(&stops);
+        assert_eq!(
+            said,
+            [
+                "18 workers (0-17): --sources: 10.0.0.1 is not on this host",
+                "socket() failed with EMFILE",
+                "worker 3 exited (signal: 9) without a summary",
+            ]
+        );
+    }
+
+    #[test]
+    fn echo_timeouts_at_a_flat_round_count_point_at_a_server_cap() {
+        let mut s = ShardSummary {
+            target: 300,
+            counters: Counters {
+                connections: 200,
+                opened_total: 200,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        s.retired.push(Retired {
+            path: "127.0.0.1:10000".into(),
+            key: "ECHO_TIMEOUT".into(),
+            failure: Some(FailureId::ConnectTimeout),
+            established: 200,
+            consecutive: 64,
+        });
+        let why = s.reason().unwrap();
+        assert!(
+            why.contains("stopped at exactly 200, a round figure"),
+            "{why}"
+        );
+        assert!(why.contains("--max-connections"), "{why}");
+        assert!(
+            why.contains("connected, but nothing answered"),
+            "echo timeouts say the server did not accept: {why}"
+        );
+        // Not round: no plateau sentence, but the fix still names the cap.
+        s.counters.opened_total = 187;
+        let why = s.reason().unwrap();
+        assert!(!why.contains("round figure"), "{why}");
+        assert!(why.contains("cap of its own"), "{why}");
+        // Refused paths are no plateau of a cap.
+        s.counters.opened_total = 200;
+        s.retired[0].key = "ECONNREFUSED".into();
+        s.retired[0].failure = Some(FailureId::ConnectionRefused);
+        assert!(!s.reason().unwrap().contains("round figure"));
+        // Plain connect timeouts name the cap among the causes.
+        assert!(fix_for(Some(FailureId::ConnectTimeout), "ETIMEDOUT").contains("cap of its own"));
     }
 
     #[test]

@@ -27,13 +27,16 @@ pub struct ServeArgs {
     /// Number of consecutive ports, from --port.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..))]
     pub ports: u16,
-    /// Worker processes: "auto" (enough that each stays under its fd limit
-    /// for --max-connections) or a number from 1 to 4096; the same flag as
-    /// flood's (`--workers` is still accepted).
+    /// Worker processes: "auto" or a number from 1 to 4096 (a fixed
+    /// count); the same flag as flood's (`--workers` is still accepted).
+    /// auto with --max-connections: enough that each stays under its fd
+    /// limit, all started at once; auto without it: elastic, one worker
+    /// first, the next started when the running ones near their share.
     #[arg(long, alias = "workers", default_value = "auto", value_parser = parse_procs)]
     pub procs: Procs,
-    /// Connections to plan for (100k, 1M...); each worker stops accepting
-    /// at its share. Default: what `c1m doctor` estimates this host can
+    /// Connections to hold at most (100k, 1M...); each worker stops
+    /// accepting at its share, and serve says once when it holds them all
+    /// ("cap reached"). Default: what `c1m doctor` estimates this host can
     /// hold as a server, at most 1M (half of fs.file-max if the host cannot
     /// be read).
     #[arg(long, value_parser = crate::util::parse_count)]
@@ -94,6 +97,11 @@ pub struct ServeWorkerArgs {
     pub seed_log: bool,
     #[arg(long, value_enum)]
     pub wake: Wake,
+    /// Send an interval line at once when the open connections reach this
+    /// many (elastic serve: the parent starts the next worker then, not up
+    /// to a stats interval later).
+    #[arg(long)]
+    pub report_at: Option<u64>,
 }
 
 /// `--bind`: an address, or a name resolved as flood resolves its HOST
@@ -182,6 +190,7 @@ impl ServeWorkerArgs {
             .duration("stats-interval", self.stats_interval)
             .flag("seed-log", self.seed_log)
             .value_enum("wake", &self.wake)
+            .opt_some("report-at", self.report_at)
             .into_vec()
     }
 
@@ -201,6 +210,7 @@ impl From<ServeWorkerArgs> for WorkerConfig {
             stats_interval: a.stats_interval,
             seed_log: a.seed_log,
             wake: a.wake,
+            report_at: a.report_at,
         }
     }
 }
@@ -252,8 +262,17 @@ mod tests {
             stats_interval: Duration::new(1, 1),
             seed_log: true,
             wake: Wake::One,
+            report_at: None,
         };
         assert_eq!(ServeWorkerArgs::try_parse_from(w.to_argv()).unwrap(), w);
+        let elastic = ServeWorkerArgs {
+            report_at: Some(14_706),
+            ..w.clone()
+        };
+        assert_eq!(
+            ServeWorkerArgs::try_parse_from(elastic.to_argv()).unwrap(),
+            elastic
+        );
         assert!(
             ServeWorkerArgs::try_parse_from(["--index", "0", "--cap", "1"]).is_err(),
             "a worker without listeners is refused"

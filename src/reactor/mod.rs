@@ -3,8 +3,10 @@
 //!
 //! * [`listen`] opens the ports (in the parent), [`worker`] is one event
 //!   loop (a worker process), [`supervisor`] starts, watches, restarts and
-//!   ends the workers and prints what they report; [`lost`] accounts for
-//!   the connections a dead worker took with it.
+//!   ends the workers and prints what they report (and, elastic, starts
+//!   the next as the running ones fill); [`lost`] accounts for the
+//!   connections a dead worker took with it. [`Plan`] splits
+//!   `--max-connections` into the workers' exact shares.
 //!
 //! # How workers share the ports (decision and measurements)
 //!
@@ -113,11 +115,33 @@ pub enum LogFormat {
 /// How many workers and how many connections each may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
+    /// Workers when all are running (elastic serve starts with one).
     pub workers: u32,
-    /// Per-worker connection cap.
+    /// The largest per-worker cap (see [`Plan::cap_of`]).
     pub cap: u64,
     /// Connections one worker can hold under its fd limit.
     pub usable_fds: u64,
+    /// `--max-connections`: the caps of all workers add up to it exactly.
+    pub max_connections: u64,
+}
+
+impl Plan {
+    /// Worker `index`'s cap: its exact share of `--max-connections` (the
+    /// first `max % workers` take one more), so that serve stops accepting
+    /// at `--max-connections` itself, never up to `workers - 1` above it.
+    pub fn cap_of(&self, index: u32) -> u64 {
+        let w = u64::from(self.workers.max(1));
+        let base = self.max_connections / w;
+        let extra = u64::from(u64::from(index) < self.max_connections % w);
+        (base + extra).max(1)
+    }
+
+    /// Where a running worker is "near its share" and elastic serve starts
+    /// the next one: three quarters of its cap.
+    pub fn grow_mark(&self, index: u32) -> u64 {
+        let cap = self.cap_of(index);
+        (cap - cap / 4).max(1)
+    }
 }
 
 /// Plan the workers for `max_connections` given the per-process fd limit
@@ -150,6 +174,7 @@ pub fn plan(
         workers: w as u32,
         cap: max_connections.div_ceil(w).max(1),
         usable_fds: usable,
+        max_connections,
     })
 }
 
@@ -172,6 +197,26 @@ mod tests {
         assert_eq!(p.workers, 6);
         let p = plan(10, 20_000, 20, Some(3));
         assert_eq!((p.workers, p.cap), (3, 4));
+    }
+
+    #[test]
+    fn the_worker_caps_add_up_to_max_connections_exactly() {
+        // 10 over 3 workers: 4 + 3 + 3, not 4 + 4 + 4 (12 accepted).
+        let p = plan(10, 20_000, 20, Some(3)).unwrap();
+        let caps: Vec<u64> = (0..3).map(|i| p.cap_of(i)).collect();
+        assert_eq!(caps, [4, 3, 3]);
+        for (max, w) in [(1_000_000, None), (1_000, Some(7)), (5, Some(5))] {
+            let p = plan(max, 20_000, 20, w).unwrap();
+            let sum: u64 = (0..p.workers).map(|i| p.cap_of(i)).sum();
+            assert_eq!(sum, max, "{p:?}");
+            assert!((0..p.workers).all(|i| p.cap_of(i) <= p.cap));
+        }
+        // Fewer connections than workers: each still takes one.
+        assert_eq!(plan(2, 20_000, 20, Some(4)).unwrap().cap_of(3), 1);
+        // The next worker starts at three quarters of the running one's cap.
+        let p = plan(1000, 20_000, 20, Some(1)).unwrap();
+        assert_eq!(p.grow_mark(0), 750);
+        assert_eq!(plan(1, 20_000, 20, Some(1)).unwrap().grow_mark(0), 1);
     }
 
     #[test]

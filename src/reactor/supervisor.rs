@@ -1,9 +1,18 @@
 //! The parent process of `c1m serve`: opens the ports, starts the workers
 //! (this binary re-executed as the hidden `c1m serve-worker`, see
-//! `reactor::args`) with the listening fds inherited, waits until all of
-//! them listen and says so, then reads their JSON lines from the pipes, sums their counters into one
-//! line per interval, restarts a worker that dies (and reports it), forwards
-//! SIGINT/SIGTERM, and prints the final summary.
+//! `reactor::args`) with the listening fds inherited, waits until they
+//! listen and says so, then reads their JSON lines from the pipes, sums
+//! their counters into one line per interval, restarts a worker that dies
+//! (and reports it), forwards SIGINT/SIGTERM, and prints the final summary.
+//!
+//! Elastic serve (no `--max-connections` nor worker count given) starts one
+//! worker and the next when every running one holds three quarters of its
+//! share (each says so at once with `--report-at`, not a stats interval
+//! later). When serve holds `--max-connections` (every worker at its share,
+//! none left to start) it says so once: a `cap reached` line, a `failure`
+//! record of `server_connection_limit` with the figures (`wire::CapReached`)
+//! and the `c1m_cap_reached` gauge. Alike failure lines of several workers
+//! in one interval are said once, with the workers and the count.
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
@@ -17,12 +26,14 @@ use crate::catalogue::FailureId;
 use crate::events::{Counters, Event, Record, Role, ServeStart, ServeSummary};
 use crate::sys::signals;
 use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
-use crate::util::{bytes, thousands};
+use crate::util::{Repeats, bytes, thousands};
 
 pub use super::LogFormat;
 use super::args::ServeWorkerArgs;
 use super::lost::Losses;
-use super::wire::{self, Received, ServeInterval, ServeLine, ServeSummaryLine, WorkerLine};
+use super::wire::{
+    self, CapReached, Received, ServeInterval, ServeLine, ServeSummaryLine, WorkerLine,
+};
 use super::{Plan, Wake};
 use crate::metrics::endpoint::MetricsAt;
 use crate::metrics::{Endpoint, Figures, Labels};
@@ -35,6 +46,9 @@ pub struct ServeOptions {
     pub ports: u16,
     /// `None`: auto.
     pub workers: Option<u32>,
+    /// Start one worker and add the next as the running ones fill (neither
+    /// `--max-connections` nor a worker count was given).
+    pub elastic: bool,
     pub max_connections: u64,
     pub stats_interval: Duration,
     pub json: bool,
@@ -76,6 +90,16 @@ struct Parent {
     nofile: u64,
     /// `--metrics`: the endpoint the figures are published to.
     metrics: Option<Endpoint>,
+    /// The listen backlog (`net.core.somaxconn`).
+    backlog: i64,
+    /// Elastic: a worker was started and has not said it listens yet.
+    starting: bool,
+    /// Elastic: starting a worker failed; no more are tried.
+    grow_failed: bool,
+    /// Seconds from the start to the cap, once it was reached (and said).
+    cap_reached_s: Option<f64>,
+    /// Human mode: the workers' failure lines of this interval, by class.
+    failures: Repeats<FailureId>,
 }
 
 fn out_line(line: &str) {
@@ -171,7 +195,8 @@ impl Parent {
                     // As the worker wrote it: its pid and index stay.
                     out_line(line.trim());
                 } else {
-                    out_line(&format!("worker {i}: {}: {}", f.failure, f.detail));
+                    // Said at the next tick, with the other workers' alike.
+                    self.failures.add(f.failure, i as u32, f.count, &f.detail);
                 }
             }
         }
@@ -197,15 +222,120 @@ impl Parent {
             workers: [("running", self.slots.len() as u64)].into_iter().collect(),
             user_bytes_per_connection: per,
             fd_use_ratio: (self.nofile > 0).then(|| fds as f64 / self.nofile as f64),
-            cap_reached: Some(c.connections >= self.opts.max_connections),
+            cap_reached: Some(self.at_cap(c)),
             connect_latency: None,
             echo_rtt: None,
+        }
+    }
+
+    /// Serve holds `--max-connections`: every worker at its exact share
+    /// (the shares add up to it, so only all running can get there).
+    fn at_cap(&self, c: &Counters) -> bool {
+        c.connections >= self.opts.max_connections
+    }
+
+    /// Say the cap once: the line or the record, with the figures.
+    fn say_cap(&mut self, connections: u64) {
+        self.cap_reached_s = Some(self.started.elapsed().as_secs_f64());
+        let rec = CapReached::new(
+            self.opts.max_connections,
+            connections,
+            self.slots.len() as u32,
+            self.plan.cap,
+            self.backlog,
+            self.opts.elastic,
+        );
+        if self.opts.json {
+            emit(None, ServeLine::Failure(rec));
+        } else {
+            out_line(&rec.detail);
+        }
+    }
+
+    /// Say the failure lines that waited (all of them with `all`).
+    fn say_failures(&mut self, all: bool) {
+        for g in self.failures.take(all) {
+            let line = if g.workers.len() == 1 {
+                format!("{}: {}: {}", g.who(), g.key, g.example)
+            } else {
+                format!(
+                    "{}: {} ({} in all); worker {}: {}",
+                    g.who(),
+                    g.key,
+                    thousands(g.count),
+                    g.example_worker,
+                    g.example
+                )
+            };
+            out_line(&line);
+        }
+    }
+
+    /// Elastic serve: start the next worker once every running one holds
+    /// three quarters of its share and none is still starting.
+    fn grow(&mut self, pool: &mut Pool, fds: &[i32]) {
+        let running = self.slots.len() as u32;
+        if !self.opts.elastic || self.starting || self.grow_failed || running >= self.plan.workers {
+            return;
+        }
+        let near = self
+            .slots
+            .iter()
+            .enumerate()
+            .all(|(i, s)| s.latest.connections >= self.plan.grow_mark(i as u32));
+        if !near {
+            return;
+        }
+        let held: u64 = self.slots.iter().map(|s| s.latest.connections).sum();
+        let (action, detail) = match pool.spawn(worker_spec(&self.opts, &self.plan, running, fds)) {
+            Ok(index) => {
+                self.slots.push(Slot::default());
+                self.starting = true;
+                (
+                    "started",
+                    format!(
+                        "worker {index} started (pid {}): the {running} running held {} connections, near their share of {} each; up to {} workers",
+                        pool.pid(index).unwrap_or(0),
+                        thousands(held),
+                        thousands(self.plan.cap),
+                        self.plan.workers
+                    ),
+                )
+            }
+            Err(e) => {
+                self.grow_failed = true;
+                (
+                    "start_failed",
+                    format!(
+                        "starting worker {running} failed ({e}); serve goes on with {running} worker(s), at most {} connections",
+                        thousands((0..running).map(|i| self.plan.cap_of(i)).sum())
+                    ),
+                )
+            }
+        };
+        if self.opts.json {
+            emit(
+                None,
+                Event::Worker {
+                    index: running,
+                    action: action.into(),
+                    detail,
+                },
+            );
+        } else if !self.opts.quiet || action != "started" {
+            out_line(&detail);
         }
     }
 
     fn tick(&mut self, rate: f64) {
         let c = self.total();
         self.peak = self.peak.max(c.connections);
+        if !self.opts.json {
+            self.say_failures(false);
+        }
+        if self.cap_reached_s.is_none() && self.at_cap(&c) {
+            self.say_cap(c.connections);
+        }
         self.peak_rss = self.peak_rss.max(c.rss_bytes.unwrap_or(0));
         let per = self.bytes_per_conn();
         if c.connections >= self.peak && per.is_some() {
@@ -232,7 +362,7 @@ impl Parent {
         let errors: Vec<String> = c.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let per = per.map(|b| format!(" ({b:.1} B/conn)")).unwrap_or_default();
         out_line(&format!(
-            "connections {} (+{:.0}/s) closed {} in {} out {} rss {}{} workers {} min {} max {}{}",
+            "connections {} (+{:.0}/s) closed {} in {} out {} rss {}{} workers {} min {} max {}{}{}",
             thousands(c.connections),
             rate,
             thousands(c.closed_total),
@@ -247,11 +377,15 @@ impl Parent {
                 String::new()
             } else {
                 format!(" errors {}", errors.join(" "))
-            }
+            },
+            if self.at_cap(&c) { " (at its cap)" } else { "" }
         ));
     }
 
     fn summary(&mut self) {
+        if !self.opts.json {
+            self.say_failures(true);
+        }
         let c = self.total();
         self.peak = self.peak.max(c.connections);
         let elapsed = self.started.elapsed().as_secs_f64();
@@ -268,6 +402,7 @@ impl Parent {
             per_worker_cap: self.plan.cap,
             lost_connections: self.losses.lost(),
             worker_deaths: self.losses.deaths.clone(),
+            cap_reached_s: self.cap_reached_s,
         };
         if self.opts.json {
             emit(
@@ -289,6 +424,16 @@ impl Parent {
                 format!("{} ({})", self.slots.len(), self.restarts),
             ),
             ("peak connections", thousands(self.peak)),
+            (
+                "cap (--max-connections)",
+                match self.cap_reached_s {
+                    Some(t) => format!(
+                        "{} reached at {t:.1} s",
+                        thousands(self.opts.max_connections)
+                    ),
+                    None => format!("{} not reached", thousands(self.opts.max_connections)),
+                },
+            ),
             ("accepted", thousands(c.opened_total)),
             ("closed", thousands(c.closed_total)),
             ("lost (workers died)", thousands(self.losses.lost())),
@@ -338,10 +483,12 @@ fn worker_spec(opts: &ServeOptions, plan: &Plan, index: u32, fds: &[i32]) -> Wor
     let args = ServeWorkerArgs {
         index,
         listen_fds: fds.to_vec(),
-        cap: plan.cap,
+        cap: plan.cap_of(index),
         stats_interval: opts.stats_interval,
         seed_log: opts.log_format == LogFormat::Seed,
         wake: opts.wake,
+        // Only elastic serve needs to hear at once that a worker fills.
+        report_at: opts.elastic.then(|| plan.grow_mark(index)),
     };
     WorkerSpec::new(args.command_line())
 }
@@ -386,10 +533,12 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
     let metrics_url = metrics.as_ref().map(Endpoint::url);
     let fds: Vec<i32> = listeners.iter().map(|s| s.as_raw_fd()).collect();
     let mut pool = Pool::new().context("preparing worker processes")?;
+    let first = if opts.elastic { 1 } else { plan.workers };
+    let backlog: i64 = super::listen::somaxconn().into();
     let mut parent = Parent {
         opts: opts.clone(),
         plan,
-        slots: vec![Slot::default(); plan.workers as usize],
+        slots: vec![Slot::default(); first as usize],
         retired: Counters::default(),
         restarts: 0,
         peak: 0,
@@ -399,24 +548,26 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
         losses: Losses::default(),
         nofile,
         metrics,
+        backlog,
+        starting: false,
+        grow_failed: false,
+        cap_reached_s: None,
+        failures: Repeats::default(),
     };
-    for i in 0..plan.workers {
+    for i in 0..first {
         pool.spawn(worker_spec(&opts, &plan, i, &fds))
             .with_context(|| format!("starting worker {i}"))?;
     }
     // Ready: every worker has registered the listeners.
     let mut ready = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while ready < plan.workers {
+    while ready < first {
         if signals::stop_requested() {
             pool.shutdown();
             return Ok(0);
         }
         if Instant::now() > deadline {
-            bail!(
-                "only {ready} of {} workers started within 30 s",
-                plan.workers
-            );
+            bail!("only {ready} of {first} workers started within 30 s");
         }
         match pool.recv_timeout(Duration::from_millis(100)) {
             Some(WorkerMsg::Line { index, line }) if parent.on_line(index, &line) => {
@@ -440,11 +591,13 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
                 settings: ServeStart {
                     bind: bind.clone(),
                     ports: vec![opts.port, last],
-                    workers: plan.workers,
+                    workers: first,
+                    max_workers: plan.workers,
+                    elastic: opts.elastic,
                     max_connections: opts.max_connections,
                     per_worker_cap: plan.cap,
                     nofile,
-                    backlog: super::listen::somaxconn().into(),
+                    backlog,
                     wake: opts.wake.as_str().into(),
                     worker_pids: pool.pids(),
                     metrics: metrics_url.clone(),
@@ -452,9 +605,20 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
             },
         );
     } else {
+        let workers = if opts.elastic {
+            format!(
+                "1 worker, more as they fill (up to {}, {} connections each)",
+                plan.workers,
+                thousands(plan.cap)
+            )
+        } else {
+            format!("{} workers", plan.workers)
+        };
         out_line(&format!(
-            "listening on {bind}:{}-{last} ({} ports, {} workers)",
-            opts.port, opts.ports, plan.workers
+            "listening on {bind}:{}-{last} ({} ports, {workers}; cap {} connections)",
+            opts.port,
+            opts.ports,
+            thousands(opts.max_connections)
         ));
         if let Some(url) = &metrics_url {
             out_line(&format!("metrics at {url}"));
@@ -473,7 +637,10 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
             .min(Duration::from_millis(100));
         match pool.recv_timeout(wait) {
             Some(WorkerMsg::Line { index, line }) => {
-                parent.on_line(index, &line);
+                if parent.on_line(index, &line) {
+                    parent.starting = false;
+                }
+                parent.grow(&mut pool, &fds);
             }
             Some(WorkerMsg::Exited { index, status: st }) => {
                 if st.success() && !signals::stop_requested() {

@@ -11,8 +11,10 @@
 //! * `failure`: a [`FailureLine`] (one accept errno over one interval).
 //!
 //! The parent's own lines ([`ServeLine`]): `start` ([`ServeStart`]), one
-//! summed `interval` per stats interval ([`ServeInterval`]), the `summary`
-//! ([`ServeSummaryLine`], with [`ServeSummary`] as its `details`); its
+//! summed `interval` per stats interval ([`ServeInterval`]), once the cap
+//! is reached a `failure` of `server_connection_limit` ([`CapReached`]),
+//! the `summary` ([`ServeSummaryLine`], with [`ServeSummary`] as its
+//! `details`); its
 //! `worker` lines and the workers' failures it passes on are
 //! `events::Event`s. Every line still reads as an [`crate::events::Event`]
 //! for `analyze` and the lab.
@@ -84,9 +86,77 @@ pub fn parse_worker_line(line: &str) -> Received {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ServeLine {
-    Start { settings: ServeStart },
+    Start {
+        settings: ServeStart,
+    },
     Interval(ServeInterval),
+    /// Its cap reached: written once, as a `failure` record so that every
+    /// reader of `events::Event` (analyze, the lab) counts it.
+    Failure(CapReached),
     Summary(ServeSummaryLine),
+}
+
+/// serve holds `--max-connections`: every worker at its share and none left
+/// to start, so it accepts no more until some close. A `failure` line of
+/// `server_connection_limit` (call `accept`, count 1) with the figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapReached {
+    pub failure: FailureId,
+    pub call: String,
+    pub count: u64,
+    pub detail: String,
+    /// `--max-connections` (given, or the default: doctor's estimate).
+    pub max_connections: u64,
+    /// Connections open when it was reached.
+    pub connections: u64,
+    /// Workers running, each at its share.
+    pub workers: u32,
+    pub per_worker_cap: u64,
+    /// The listen backlog new connections now wait in.
+    pub backlog: i64,
+}
+
+impl CapReached {
+    /// The record and the human sentence of a cap reached. `default_max`:
+    /// `--max-connections` was not given (doctor's estimate).
+    pub fn new(
+        max_connections: u64,
+        connections: u64,
+        workers: u32,
+        per_worker_cap: u64,
+        backlog: i64,
+        default_max: bool,
+    ) -> CapReached {
+        use crate::util::thousands;
+        let which = if default_max {
+            "the default --max-connections (what doctor estimates this host can hold)"
+        } else {
+            "--max-connections"
+        };
+        let detail = format!(
+            "cap reached: serve holds {} connections, {which} {} ({} worker{} at {} each); it accepts no more until some close: new connections wait in the accept queue (backlog {backlog}), then time out; raise --max-connections to hold more",
+            thousands(connections),
+            thousands(max_connections),
+            workers,
+            if workers == 1 { "" } else { "s" },
+            if workers == 1 {
+                thousands(per_worker_cap)
+            } else {
+                format!("up to {}", thousands(per_worker_cap))
+            },
+        );
+        CapReached {
+            failure: FailureId::ServerConnectionLimit,
+            call: "accept".into(),
+            count: 1,
+            detail,
+            max_connections,
+            connections,
+            workers,
+            per_worker_cap,
+            backlog,
+        }
+    }
 }
 
 /// The workers' counters summed, once per stats interval.
@@ -179,6 +249,56 @@ mod tests {
         assert_eq!(
             parse_worker_line("connections: 1000, sockfd:1003, time_used:12"),
             Received::Raw
+        );
+    }
+
+    #[test]
+    fn the_cap_record_reads_as_a_server_connection_limit_failure() {
+        let cap = CapReached::new(1000, 1000, 2, 500, 4096, false);
+        assert!(
+            cap.detail.contains("--max-connections 1,000"),
+            "{}",
+            cap.detail
+        );
+        assert!(
+            cap.detail.contains("2 workers at up to 500 each"),
+            "{}",
+            cap.detail
+        );
+        let text = Record::now(Role::Serve, None, ServeLine::Failure(cap.clone()))
+            .to_line()
+            .unwrap();
+        assert_eq!(
+            Record::<ServeLine>::parse_as(&text).map(|r| r.event),
+            Some(ServeLine::Failure(cap))
+        );
+        match Record::parse(&text).map(|r| r.event) {
+            Some(Event::Failure {
+                failure,
+                call,
+                count,
+                detail,
+                ..
+            }) => {
+                assert_eq!(failure, FailureId::ServerConnectionLimit);
+                assert_eq!((call.as_str(), count), ("accept", 1));
+                assert!(
+                    detail.starts_with("cap reached: serve holds 1,000"),
+                    "{detail}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let default = CapReached::new(19_000, 19_000, 1, 19_000, 4096, true);
+        assert!(
+            default.detail.contains("doctor estimates"),
+            "{}",
+            default.detail
+        );
+        assert!(
+            default.detail.contains("1 worker at 19,000"),
+            "{}",
+            default.detail
         );
     }
 

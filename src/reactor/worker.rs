@@ -74,6 +74,9 @@ pub struct WorkerConfig {
     /// 1000 accepts.
     pub seed_log: bool,
     pub wake: Wake,
+    /// Send an interval line at once when the open connections reach this
+    /// many (elastic serve starts the next worker on it).
+    pub report_at: Option<u64>,
 }
 
 /// Unsent echo bytes of one connection, only while its socket is full.
@@ -159,6 +162,9 @@ struct Worker {
     /// accepted connection has its first bytes already, so it is read at
     /// once instead of after another epoll_wait.
     defer_accept: bool,
+    /// `report_at` may fire: set at each interval line, cleared when it
+    /// fires (at most one early line per interval). Never set without it.
+    report_armed: bool,
 }
 
 /// Slots reserved up front for the connection table (indexed by fd): the
@@ -226,7 +232,9 @@ pub fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
             .unwrap_or_else(|_| "unknown".into()),
         defer_accept,
         sweep: Poll::new().context("creating the sweep's epoll instance")?,
+        report_armed: false,
     };
+    w.report_armed = w.cfg.report_at.is_some();
     let sweep_fd = w.sweep.as_raw_fd();
     for (i, l) in w.listeners.iter().enumerate() {
         epoll_ctl(
@@ -413,6 +421,7 @@ impl Worker {
                 detail,
             }))?;
         }
+        self.report_armed = self.cfg.report_at.is_some();
         self.emit(WorkerLine::Interval(WorkerInterval {
             counters: self.counters(),
             rate,
@@ -474,6 +483,15 @@ impl Worker {
         self.conns[fd] = Some(stream);
         self.stats.c.connections += 1;
         self.stats.c.opened_total += 1;
+        if self.report_armed && self.cfg.report_at == Some(self.stats.c.connections) {
+            // Elastic serve: the parent starts the next worker on this.
+            self.report_armed = false;
+            self.emit(WorkerLine::Interval(WorkerInterval {
+                counters: self.counters(),
+                rate: 0.0,
+                cap: self.cfg.cap,
+            }))?;
+        }
         if self.defer_accept {
             // The first bytes are there already (that is what the kernel
             // waited for): echo them now, not after one more epoll_wait.

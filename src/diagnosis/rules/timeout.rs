@@ -1,7 +1,8 @@
 //! Connect timeouts are a symptom: this rule links each certain timeout
 //! finding to its causes. A cause the evidence shows (the accept queue or
-//! the conntrack table overflowing, a server at its fd limit) is blamed
-//! directly. Otherwise each cause in [`CAUSES_OF_TIMEOUT`] that the inputs
+//! the conntrack table overflowing, a server at its fd limit or at a
+//! connection cap of its own, such as c1m serve's `cap reached` record) is
+//! blamed directly. Otherwise each cause in [`CAUSES_OF_TIMEOUT`] that the inputs
 //! do not rule out is added as a possible (or likely) cause right after
 //! the symptom, with what to collect to settle it.
 use std::collections::BTreeSet;
@@ -46,9 +47,12 @@ fn blame_shown(findings: &mut [Finding], si: usize) -> bool {
             // A server that hit its fd limit stopped accepting: the
             // handshakes wait in its queue until the client gives up.
             let server_fd_limit = f.id == FailureId::FdLimit && f.side == Side::Server;
+            // So did a server at a cap of its own (c1m serve's
+            // --max-connections, nginx worker_connections, Redis maxclients).
+            let server_cap = f.id == FailureId::ServerConnectionLimit;
             // A cause shown once explains every client's timeouts (several
             // client hosts, one server): it may be blamed more than once.
-            (CAUSES_OF_TIMEOUT.contains(&f.id) || server_fd_limit)
+            (CAUSES_OF_TIMEOUT.contains(&f.id) || server_fd_limit || server_cap)
                 && f.certainty <= Certainty::Likely
         })
         .map(|(i, _)| i)
@@ -170,6 +174,42 @@ mod tests {
         );
         let a = of(&f, FailureId::AcceptQueueOverflow);
         assert_eq!(a[0].cause_of, Some(FailureId::ConnectTimeout));
+    }
+
+    #[test]
+    fn a_serve_that_says_it_reached_its_cap_is_blamed_for_the_echo_timeouts() {
+        use crate::events::{Record, Role};
+        use crate::reactor::wire::{CapReached, ServeLine};
+        let cap = CapReached::new(200, 200, 1, 200, 4096, false);
+        let serve = Record::now(Role::Serve, None, ServeLine::Failure(cap))
+            .to_line()
+            .unwrap();
+        let flood = r#"{"ts":1796237201.0,"role":"flood","pid":21100,"event":"failure","failure":"connect_timeout","call":"recv","errno":110,"count":100,"detail":"connected, but the echo did not come back within 1s (--connect-timeout)","key":"ECHO_TIMEOUT"}"#;
+        let f = findings(&[("serve.log", &serve), ("flood.log", flood)]);
+        let t = of(&f, FailureId::ConnectTimeout);
+        assert_eq!(t.len(), 1, "{f:#?}");
+        assert_eq!(t[0].caused_by, [FailureId::ServerConnectionLimit], "{f:#?}");
+        assert!(
+            t[0].explanation
+                .contains("Blamed on server_connection_limit"),
+            "{}",
+            t[0].explanation
+        );
+        let c = of(&f, FailureId::ServerConnectionLimit);
+        assert_eq!(c.len(), 1, "{f:#?}");
+        assert_eq!(
+            (c[0].side, c[0].certainty),
+            (Side::Server, Certainty::Certain)
+        );
+        assert!(
+            c[0].explanation.contains("--max-connections 200"),
+            "the finding names the cap: {}",
+            c[0].explanation
+        );
+        // serve's human line says the same.
+        let human = "cap reached: serve holds 200 connections, --max-connections 200 (1 worker at 200 each); it accepts no more until some close\n";
+        let f = findings(&[("serve.txt", human), ("flood.log", flood)]);
+        assert_eq!(of(&f, FailureId::ServerConnectionLimit).len(), 1, "{f:#?}");
     }
 
     #[test]

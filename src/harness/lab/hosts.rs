@@ -1001,6 +1001,7 @@ mod tests {
             hold: Duration::from_secs(1),
             message_interval: None,
             sources_per_client: 4,
+            source_list: None,
             apply: false,
             force: false,
             netns: super::super::NetnsMode::Off,

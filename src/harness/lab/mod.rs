@@ -5,7 +5,8 @@
 //! estimate, optionally applies the lab profile (and always rolls it back),
 //! starts `c1m serve` and `--clients` copies of `c1m flood` as worker
 //! processes of this binary (each client with its own block of source
-//! addresses, 127.0.K.x, so the logs read like separate hosts), tees every
+//! addresses, 127.0.K.x, so the logs read like separate hosts, or its block
+//! of the `--sources` list given: [`client_sources`]), tees every
 //! line they print into the report folder, and samples the kernel (counters,
 //! memory, new kernel log lines) before, at the peak and after. When the
 //! clients have held their connections it stops the server, writes
@@ -26,6 +27,7 @@
 //! - [`hosts`](mod@hosts): `--hosts`, the same experiment between namespace
 //!   hosts (a server and client hosts on a bridge), and `--cleanup`.
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -66,6 +68,9 @@ pub struct LabConfig {
     pub hold: Duration,
     pub message_interval: Option<Duration>,
     pub sources_per_client: u32,
+    /// `--sources` as an address list: client K binds the K-th block of it
+    /// (else 127.0.K.1-`sources_per_client`; see [`client_sources`]).
+    pub source_list: Option<Vec<IpAddr>>,
     pub apply: bool,
     pub force: bool,
     pub netns: NetnsMode,
@@ -292,6 +297,74 @@ pub(super) const SERVER_STOP_GRACE: Duration = Duration::from_secs(120);
 /// How much longer than the lab's hold a client would hold on its own.
 pub(super) const CLIENT_HOLD_MARGIN: Duration = Duration::from_secs(60);
 
+/// The lab's `--sources` (flood's syntax: a count or an address list) as
+/// `(sources_per_client, source_list)`. A count N gives client K the
+/// addresses 127.0.K.1-N (198.18.K.1-N with `--hosts`); a list is split
+/// into one block per client, and must be IPv4 loopback addresses (the
+/// lab runs on 127.0.0.0/8, in a namespace of its own when it can).
+pub fn client_sources(
+    spec: &crate::flood::plan::SourceSpec,
+    clients: u32,
+    hosts: bool,
+) -> anyhow::Result<(u32, Option<Vec<IpAddr>>)> {
+    use crate::flood::plan::SourceSpec;
+    match spec {
+        SourceSpec::Count(n) => match u32::try_from(*n) {
+            Ok(n) if (1..=254).contains(&n) => Ok((n, None)),
+            _ => anyhow::bail!(
+                "--sources {n}: a count per client must be from 1 to 254 (client K binds {}.K.1-N)",
+                if hosts { "198.18" } else { "127.0" }
+            ),
+        },
+        SourceSpec::List(_) if hosts => anyhow::bail!(
+            "--sources: with --hosts, client host K carries the addresses 198.18.K.1-N on its own interface; give a count, not a list"
+        ),
+        SourceSpec::List(list) => {
+            if let Some(a) = list
+                .iter()
+                .find(|a| !matches!(a, IpAddr::V4(v4) if v4.is_loopback()))
+            {
+                anyhow::bail!(
+                    "--sources: {a} is not an IPv4 loopback address; the lab connects to 127.0.0.1 from addresses in 127.0.0.0/8"
+                );
+            }
+            let per = list.len() as u64 / u64::from(clients.max(1));
+            if per == 0 {
+                anyhow::bail!(
+                    "--sources: {} address(es) for {clients} clients; each client needs at least one",
+                    list.len()
+                );
+            }
+            Ok((u32::try_from(per).unwrap_or(u32::MAX), Some(list.clone())))
+        }
+    }
+}
+
+/// Client `k`'s (1-based, of `clients`) `--sources` for its flood: its
+/// block of `list`, or 127.0.K.1-`per_client`.
+pub fn client_source_text(
+    list: Option<&[IpAddr]>,
+    clients: u32,
+    per_client: u32,
+    k: u32,
+) -> String {
+    match list {
+        Some(list) => {
+            let (off, len) = crate::flood::plan::split_exact(
+                list.len() as u64,
+                u64::from(clients),
+                u64::from(k.saturating_sub(1)),
+            );
+            list[off as usize..(off + len) as usize]
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+        None => format!("127.0.{k}.1-127.0.{k}.{per_client}"),
+    }
+}
+
 /// Split `total` into `parts` nearly equal shares.
 pub fn split(total: u64, parts: u32) -> Vec<u64> {
     let parts = parts.max(1) as u64;
@@ -329,6 +402,42 @@ mod tests {
         assert_eq!(mem_floor(24 << 30), 1536 << 20);
         // 64 GiB: 6% is more
         assert_eq!(mem_floor(64 << 30), (64u64 << 30) / 100 * 6);
+    }
+
+    #[test]
+    fn sources_take_flood_syntax_and_each_client_gets_its_block() {
+        use crate::flood::plan::parse_source_spec;
+        let spec = |t| parse_source_spec(t).unwrap();
+        assert_eq!(client_sources(&spec("10"), 3, false).unwrap(), (10, None));
+        assert_eq!(client_sources(&spec("4"), 5, true).unwrap(), (4, None));
+        let e = client_sources(&spec("300"), 3, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--sources 300") && e.contains("1 to 254"), "{e}");
+        let (per, list) = client_sources(&spec("127.0.0.2-127.0.0.6"), 2, false).unwrap();
+        assert_eq!(per, 2);
+        // 5 addresses, 2 clients: 3 + 2, every address once.
+        let list = list.as_deref();
+        assert_eq!(
+            client_source_text(list, 2, per, 1),
+            "127.0.0.2,127.0.0.3,127.0.0.4"
+        );
+        assert_eq!(client_source_text(list, 2, per, 2), "127.0.0.5,127.0.0.6");
+        assert_eq!(client_source_text(None, 2, 2, 2), "127.0.2.1-127.0.2.2");
+        for (text, hosts, says) in [
+            ("127.0.0.2-3", true, "with --hosts"),
+            (
+                "127.0.0.2,10.0.0.1",
+                false,
+                "10.0.0.1 is not an IPv4 loopback",
+            ),
+            ("127.0.0.2", false, "1 address(es) for 2 clients"),
+        ] {
+            let e = client_sources(&spec(text), 2, hosts)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -182,7 +182,12 @@ pub fn run(
     let shares = split(cfg.target, cfg.clients);
     for (i, share) in shares.iter().enumerate() {
         let k = i + 1;
-        let sources = format!("127.0.{k}.1-127.0.{k}.{}", cfg.sources_per_client);
+        let sources = super::client_source_text(
+            cfg.source_list.as_deref(),
+            cfg.clients,
+            cfg.sources_per_client,
+            k as u32,
+        );
         let mut args = FloodArgs::new("127.0.0.1", cfg.base_port, server_ports, *share)
             .context("the flood command line")?;
         args.proto.protocol = cfg.server.protocol().unwrap_or(cfg.protocol);
