@@ -23,7 +23,7 @@
 #                                  # `curve` line per target (time to target, connect rate,
 #                                  # kernel and user bytes per connection, c1m / C time);
 #                                  # CURVE_SVG=FILE also draws them (benches/curve_svg.py)
-#   LAB_OPTS="--defer-accept" benches/lab.sh
+#   LAB_OPTS="--defer-accept" benches/lab.sh   (or LAB_OPTS="--fast-open")
 #                                  # extra c1m lab flags (one switch measured on its own)
 #
 # Loopback only, inside throwaway network namespaces; every process started

@@ -18,9 +18,9 @@
 #   QUICK=1 benches/traffic.sh               # N=100000
 #   N=2000 PHASE=5 S=1 benches/traffic.sh    # a tiny run that checks the script
 #
-# The C client drains the lines still out for up to 2 s after the phase (its
-# "unanswered" is lost lines); c1m flood stops at the end of its hold, so its
-# "unanswered" is at most the lines in flight then (<= N). Loopback only,
+# Both clients stop sending at the end of the phase and wait up to 2 s for the
+# lines still out (the C client's drain; c1m flood's end of hold), so
+# "unanswered" is lost lines on both sides. Loopback only,
 # inside throwaway network namespaces; every process started here is ended
 # here; the lab profile, when N needs it, is applied and rolled back on exit.
 set -euo pipefail

@@ -201,6 +201,24 @@ fn no_recognized_record_exits_2_and_a_missing_path_is_said_once() {
         stderr(&o)
     );
     assert!(stderr(&o).contains("notes.txt"), "{}", stderr(&o));
+    // What the file holds is shown, in the report and in the JSON.
+    let out = stdout(&o);
+    assert!(out.contains("no C1M records recognised"), "{out}");
+    assert!(
+        out.contains("notes.txt:1  shopping list") && out.contains("notes.txt:3  milk"),
+        "{out}"
+    );
+    let o = analyze(&["--json", prose.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("a JSON report");
+    assert_eq!(
+        v["inputs"][0]["samples"],
+        json!([
+            {"line": 1, "text": "shopping list"},
+            {"line": 2, "text": "eggs"},
+            {"line": 3, "text": "milk"}
+        ])
+    );
 
     let empty_file = dir.path().join("empty.log");
     std::fs::write(&empty_file, "").unwrap();

@@ -314,8 +314,9 @@ fn ctrl_c_leaves_no_process_and_no_applied_setting() {
 
 /// The ramp's safety stop (the floor of `--target max`), made to bind at
 /// once with the hidden `--mem-floor-mib` set above any host's memory: the
-/// lab stops its clients after its first memory check, reports the limit
-/// with its evidence, tears down and exits 1.
+/// lab stops the clients' ramp after its first memory check, holds what
+/// they verified for --hold, reports the limit with its evidence, tears
+/// down and exits 1.
 #[test]
 fn the_memory_floor_stops_the_ramp_and_names_the_limit() {
     let root = tempfile::tempdir().unwrap();
@@ -352,4 +353,17 @@ fn the_memory_floor_stops_the_ramp_and_names_the_limit() {
             .unwrap()
             .contains("Ceiling: memory bound at")
     );
+    // Held at the ceiling, not stopped there: what was verified stayed
+    // open through the hold, and the clients say why they stopped.
+    let hold = &report["hold"];
+    assert_eq!(hold["lost"], 0, "{hold}");
+    assert!(hold["alive_at_end"].as_u64().unwrap() > 0, "{hold}");
+    assert!(
+        report["verified"].as_u64().unwrap() >= at_stop,
+        "{} verified, {at_stop} at the stop",
+        report["verified"]
+    );
+    assert!(stdout.contains("alive at its end, none lost"), "{stdout}");
+    let client = std::fs::read_to_string(dir.join("logs/client-1.log")).unwrap();
+    assert!(client.contains("stopped connecting on SIGUSR1"), "{client}");
 }

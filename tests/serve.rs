@@ -1045,3 +1045,37 @@ fn a_line_then_fin_is_echoed_and_closed() {
 fn with_defer_accept_a_first_line_is_echoed_at_accept() {
     line_then_fin_is_echoed_and_closed(&["--defer-accept"]);
 }
+
+#[test]
+fn alike_failures_of_several_workers_are_one_human_line() {
+    raise_nofile();
+    // Three workers under an fd limit of 64, 250 connections queued: each
+    // runs into EMFILE in the same intervals.
+    let mut srv = Server::start(
+        1,
+        &[
+            "--workers",
+            "3",
+            "--max-connections",
+            "3000",
+            "--stats-interval",
+            "200ms",
+        ],
+        Some(64),
+    );
+    let conns: Vec<TcpStream> = (0..250).map(|i| connect(srv.addr(i))).collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(srv.terminate().success());
+    drop(conns);
+    let out = srv.stdout();
+    let grouped: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("3 workers (0-2): fd_limit ("))
+        .collect();
+    assert!(
+        !grouped.is_empty(),
+        "one line for the three workers:\n{out}"
+    );
+    assert!(grouped[0].contains("in all); worker "), "{out}");
+    assert!(grouped[0].contains("EMFILE"), "{out}");
+}

@@ -45,7 +45,7 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let text = if args.json {
         report.to_json() + "\n"
     } else if nothing {
-        String::new()
+        report.render_unrecognized()
     } else if args.quiet {
         report.verdict.join("\n") + "\n"
     } else {

@@ -16,6 +16,9 @@ fn usage(e: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(EXIT_ERROR))
 }
 
+/// Why `--fast-open` and `--protocol connect` do not go together.
+pub const FAST_OPEN_CONNECT: &str = "--fast-open with --protocol connect: a Fast Open connect sends its SYN with the first write, and the connect protocol writes nothing; use a protocol whose client speaks first";
+
 /// Check the arguments and build the run they ask for; the error names
 /// the argument at fault.
 fn request(args: &FloodArgs) -> Result<Request, String> {
@@ -30,6 +33,9 @@ fn request(args: &FloodArgs) -> Result<Request, String> {
     }
     if args.message_interval.is_some_and(|d| d.is_zero()) {
         return Err("--message-interval: must be more than 0".into());
+    }
+    if args.fast_open && args.proto.protocol == crate::flood::proto::Protocol::Connect {
+        return Err(FAST_OPEN_CONNECT.into());
     }
     plan::check_ports(args.port, args.ports).map_err(|e| e.to_string())?;
     let dest = plan::resolve_host(&args.host).map_err(|e| e.to_string())?;
@@ -87,6 +93,14 @@ fn exit(ok: bool) -> ExitCode {
 }
 
 pub fn run(args: FloodArgs) -> anyhow::Result<ExitCode> {
+    if args.fast_open
+        && let Some(why) = crate::reactor::listen::fast_open_missing(
+            &crate::sys::sysctl::Sysctl::proc(),
+            crate::reactor::listen::FASTOPEN_CLIENT,
+        )
+    {
+        eprintln!("c1m flood: warning: {why}");
+    }
     match request(&args) {
         Ok(req) => Ok(exit(crate::flood::run(req)?)),
         Err(e) => usage(e),

@@ -118,6 +118,11 @@ pub struct LabArgs {
     /// is accepted once its first line is in, and echoed in that wake-up.
     #[arg(long)]
     pub defer_accept: bool,
+    /// TCP Fast Open: serve --fast-open and flood --fast-open, with
+    /// net.ipv4.tcp_fastopen = 3 set in the lab's own network namespace
+    /// (never the host's): a connect carries its first line in the SYN.
+    #[arg(long)]
+    pub fast_open: bool,
     /// Stop ramping when MemAvailable falls below this many MiB (the
     /// floor of --target max; set high, it binds at once: for tests).
     #[arg(long, hide = true)]
@@ -284,6 +289,7 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
         json: args.json,
         metrics: Vec::new(),
         defer_accept: args.defer_accept,
+        fast_open: false,
         fault: None,
         mem_floor: None,
         doctor_row: None,
@@ -365,6 +371,9 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         if args.target == lab::TARGET_MAX {
             anyhow::bail!("--target max runs on the loopback lab, not with --hosts");
         }
+        if args.fast_open {
+            anyhow::bail!("--fast-open runs on the loopback lab, not with --hosts");
+        }
         if let Some(f) = args.fault {
             anyhow::bail!(
                 "--fault {} runs on the loopback lab, not with --hosts",
@@ -410,6 +419,16 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         }
         return run_scenarios(choice, private, &args.report, args.json);
     }
+    let mut notes: Vec<String> = note.into_iter().collect();
+    if args.fast_open {
+        if args.server.protocol().unwrap_or(args.protocol) == crate::flood::proto::Protocol::Connect
+        {
+            anyhow::bail!(super::flood::FAST_OPEN_CONNECT);
+        }
+        let note = lab::enable_fast_open(&crate::sys::sysctl::Sysctl::proc(), private)?;
+        say_unless(args.quiet, args.json, format!("lab: {note}"));
+        notes.push(note);
+    }
     // --target max: first doctor's estimate (after the profile, if
     // --apply), then the ramp toward it with the MemAvailable floor.
     let max = args.target == lab::TARGET_MAX;
@@ -433,6 +452,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         json: args.json,
         metrics,
         defer_accept: args.defer_accept,
+        fast_open: args.fast_open,
         fault: args.fault,
         mem_floor: args.mem_floor_mib.map(|m| m << 20),
         doctor_row: None,
@@ -485,7 +505,6 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
             ),
         );
     }
-    let mut notes: Vec<String> = note.into_iter().collect();
     notes.append(&mut pre.notes);
     let result = lab::run(&cfg, private, pre.applied.is_some(), notes);
     drop(metrics_listeners);

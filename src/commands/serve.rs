@@ -30,6 +30,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if max_connections == 0 {
         anyhow::bail!("--max-connections must be at least 1");
     }
+    if args.fast_open
+        && let Some(why) = crate::reactor::listen::fast_open_missing(
+            &crate::sys::sysctl::Sysctl::proc(),
+            crate::reactor::listen::FASTOPEN_SERVER,
+        )
+    {
+        eprintln!("c1m serve: warning: {why}");
+    }
     let status = crate::reactor::supervisor::run(ServeOptions {
         bind: args.bind,
         port: args.port,
@@ -47,7 +55,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             (None, Some(fd)) => Some(MetricsAt::Fd(fd)),
             (None, None) => None,
         },
-        defer_accept: args.defer_accept,
+        listen: crate::reactor::listen::ListenOptions {
+            defer_accept: args.defer_accept,
+            fast_open: args.fast_open,
+        },
     })?;
     Ok(ExitCode::from(status))
 }

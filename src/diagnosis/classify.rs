@@ -22,6 +22,7 @@ use super::rules::{
     plural, timeout,
 };
 use super::source::{Kind, LineCounts, SEED_STEP, Source};
+use super::timestamps;
 use crate::catalogue::FailureId;
 use crate::util::thousands;
 
@@ -206,6 +207,7 @@ fn summarize(cx: &Ctx, mut notes: Vec<String>) -> SourceSummary {
         (Some(m), Some(c)) => Some(m.saturating_sub(c)),
         _ => None,
     };
+    time_notes(s, &mut notes);
     let mut errors = BTreeMap::new();
     for (id, o) in &s.obs {
         errors.insert(*id, o.count);
@@ -226,6 +228,53 @@ fn summarize(cx: &Ctx, mut notes: Vec<String>) -> SourceSummary {
         errors,
         lines: s.lines,
         notes,
+    }
+}
+
+/// What the timestamps of a source's lines say: the processes the file
+/// mixes, the connect rate by the clock, stamps out of order, and which
+/// failure began first.
+fn time_notes(s: &Source, notes: &mut Vec<String>) {
+    let st = s.stamps();
+    if let Some(n) = &st.process_note {
+        notes.push(n.clone());
+    }
+    if let Some((r, n, dt)) = s.stamped_rate() {
+        notes.push(format!(
+            "{r:.0} connections/s by the timestamps ({} connections in {dt:.1} s, up to the first line at the peak)",
+            thousands(n)
+        ));
+    }
+    if st.back > 0 {
+        notes.push(format!(
+            "the timestamps go back {} time{} (by up to {:.0} s, first at line {}): two processes may be writing into this file, and their lines name no process or pid to tell them apart",
+            thousands(st.back),
+            plural(st.back),
+            st.back_max,
+            st.back_evidence.as_ref().map_or(0, |e| e.line)
+        ));
+    }
+    if st.lines == 0 {
+        return;
+    }
+    let mut began: Vec<(f64, FailureId, u64)> = s
+        .obs
+        .iter()
+        .filter_map(|(id, o)| {
+            let line = o.evidence.first().map_or(0, |e| e.line);
+            o.first_ts.map(|t| (t, *id, line))
+        })
+        .collect();
+    if began.len() >= 2 {
+        began.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.2.cmp(&b.2)));
+        let order: Vec<String> = began
+            .iter()
+            .map(|(t, id, line)| format!("{id} at {} (line {line})", timestamps::clock(*t)))
+            .collect();
+        notes.push(format!(
+            "failures in the order they began: {}",
+            order.join(", then ")
+        ));
     }
 }
 
@@ -272,9 +321,15 @@ fn order(findings: Vec<Finding>) -> Vec<Finding> {
         }
     }
     let pos = |f: &Finding| source_pos.iter().position(|s| *s == f.source).unwrap_or(0);
+    // Of findings of equal weight, the one that began first by the clock
+    // (those with no time after those with one), then input order.
+    let when = |f: &Finding| f.first_ts.unwrap_or(f64::INFINITY);
     idx.sort_by(|&a, &b| {
         let (fa, fb) = (&findings[a], &findings[b]);
-        (class(fa.id), fa.certainty, pos(fa), a).cmp(&(class(fb.id), fb.certainty, pos(fb), b))
+        (class(fa.id), fa.certainty)
+            .cmp(&(class(fb.id), fb.certainty))
+            .then_with(|| when(fa).total_cmp(&when(fb)))
+            .then_with(|| (pos(fa), a).cmp(&(pos(fb), b)))
     });
     let mut out_idx = Vec::with_capacity(n);
     for i in idx {
@@ -290,6 +345,38 @@ fn order(findings: Vec<Finding>) -> Vec<Finding> {
         .into_iter()
         .filter_map(|i| slots[i].take())
         .collect()
+}
+
+/// Which failure began first across sources whose lines carry
+/// timestamps (at most three, in time order).
+fn first_across(sources: &[Source], notes: &mut Vec<String>) {
+    let mut began: Vec<(f64, FailureId, String)> = sources
+        .iter()
+        .filter(|s| s.stamps().lines > 0)
+        .flat_map(|s| {
+            let who = super::story::short_name(&s.name());
+            s.obs
+                .iter()
+                .filter_map(move |(id, o)| o.first_ts.map(|t| (t, *id, who.clone())))
+        })
+        .collect();
+    let stamped = sources
+        .iter()
+        .filter(|s| s.stamps().lines > 0 && s.obs.values().any(|o| o.first_ts.is_some()))
+        .count();
+    if stamped < 2 {
+        return;
+    }
+    began.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let order: Vec<String> = began
+        .iter()
+        .take(3)
+        .map(|(t, id, who)| format!("{id} in {who} at {}", timestamps::clock(*t)))
+        .collect();
+    notes.push(format!(
+        "by the timestamps, the first failure was {}",
+        order.join(", then ")
+    ));
 }
 
 fn totals(summaries: &[SourceSummary], sources: &[Source]) -> Totals {
@@ -331,6 +418,7 @@ fn totals(summaries: &[SourceSummary], sources: &[Source]) -> Totals {
             _ => {}
         }
     }
+    first_across(sources, &mut t.notes);
     if !rates.is_empty() {
         let mean = rates.iter().sum::<f64>() / rates.len() as f64;
         t.client_rate_mean_per_s = Some(mean);

@@ -293,10 +293,35 @@ pub struct Series {
     pub falls: u64,
     /// The last samples equal to the maximum (a plateau at the end).
     pub at_max_tail: u64,
+    /// When the lines carry timestamps (boxed: most sources have none, and
+    /// a file may hold tens of thousands of sources).
+    pub clock: Option<Box<Clock>>,
+}
+
+/// The times of a series' samples.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    /// The time of the first sample whose line had a timestamp, and its
+    /// value; the time of the line that first showed the maximum.
+    pub first: Option<(f64, u64)>,
+    pub max_ts: Option<f64>,
 }
 
 impl Series {
-    pub fn add(&mut self, s: &Sample, line: u64) {
+    /// Add a sample read on `line`, at time `ts` when the line had a stamp.
+    pub fn add(&mut self, s: &Sample, line: u64, ts: Option<f64>) {
+        let new_max = self.samples == 0 || s.value > self.max;
+        if ts.is_some() || self.clock.is_some() {
+            let c = self.clock.get_or_insert_with(Default::default);
+            if let Some(t) = ts
+                && c.first.is_none()
+            {
+                c.first = Some((t, s.value));
+            }
+            if new_max {
+                c.max_ts = ts;
+            }
+        }
         if self.samples == 0 {
             self.first = s.value;
         } else if s.value > self.last {
@@ -304,7 +329,7 @@ impl Series {
         } else if s.value < self.last {
             self.falls += 1;
         }
-        if self.samples == 0 || s.value > self.max {
+        if new_max {
             self.max = s.value;
             self.max_line = line;
             self.at_max_tail = 0;
@@ -321,6 +346,17 @@ impl Series {
         }
     }
 
+    /// Connections per second from the timestamps: the rise from the first
+    /// stamped sample to the maximum over the time between their lines,
+    /// with the connections and seconds it is made of.
+    pub fn stamped_rate(&self) -> Option<(f64, u64, f64)> {
+        let c = self.clock.as_deref()?;
+        let (t0, v0) = c.first?;
+        let dt = c.max_ts? - t0;
+        let n = self.max.checked_sub(v0).filter(|&n| n > 0)?;
+        (dt > 0.0).then(|| (n as f64 / dt, n, dt))
+    }
+
     /// Rises much more than it falls: a count of things opened.
     pub fn monotone(&self) -> bool {
         self.falls.saturating_mul(4) <= self.rises
@@ -335,9 +371,9 @@ pub struct FreeCounts {
 }
 
 impl FreeCounts {
-    pub fn add(&mut self, s: &Sample, line: u64) {
+    pub fn add(&mut self, s: &Sample, line: u64, ts: Option<f64>) {
         let i = Form::ALL.iter().position(|f| *f == s.form).unwrap_or(0);
-        self.series[i].add(s, line);
+        self.series[i].add(s, line, ts);
         if s.salvaged {
             self.salvaged += 1;
         }
@@ -428,9 +464,13 @@ mod tests {
                     salvaged: false,
                 },
                 i as u64,
+                Some(10.0 + i as f64 * 0.5),
             );
         }
         let (form, series, sure) = fc.pick().unwrap();
+        // 200 more connections between the first line (at 10 s) and the
+        // first at the peak (at 11 s).
+        assert_eq!(series.stamped_rate(), Some((200.0, 200, 1.0)));
         assert_eq!((form, series.max, sure), (Form::NConnections, 300, true));
         let mut ribbon = FreeCounts::default();
         ribbon.add(
@@ -441,8 +481,10 @@ mod tests {
                 salvaged: false,
             },
             1,
+            None,
         );
         let (_, series, sure) = ribbon.pick().unwrap();
+        assert_eq!(series.stamped_rate(), None);
         assert_eq!((series.max, series.total, sure), (1013, Some(2000), false));
     }
 

@@ -53,6 +53,15 @@ pub struct Finding {
     /// What to collect next to settle an open question.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub collect: Vec<String>,
+    /// When it was first seen (`2026-12-02T22:43:05.123`: UTC when the log
+    /// gave a zone, else its clock as written), when its lines carried
+    /// timestamps or it came from c1m's records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<String>,
+    /// The same, in seconds since the epoch: findings of equal weight are
+    /// ordered by it (the failure that came first, first).
+    #[serde(skip)]
+    pub first_ts: Option<f64>,
     /// The symptom finding (by index) this possible cause was added for.
     #[serde(skip)]
     pub(super) linked_to: Option<usize>,
@@ -74,8 +83,17 @@ impl Finding {
             caused_by: Vec::new(),
             cause_of: None,
             collect: Vec::new(),
+            first_seen: None,
+            first_ts: None,
             linked_to: None,
         }
+    }
+
+    /// Set when the finding was first seen.
+    pub(super) fn seen_at(mut self, ts: Option<f64>) -> Finding {
+        self.first_ts = ts;
+        self.first_seen = ts.map(super::timestamps::iso);
+        self
     }
 
     /// Put what was seen in front of the catalogue's explanation.

@@ -12,6 +12,7 @@ pub mod report;
 pub mod rules;
 pub mod source;
 pub mod story;
+pub mod timestamps;
 pub mod vocab;
 
 pub use crate::catalogue::{Failure, FailureId, Side};

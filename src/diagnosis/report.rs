@@ -211,6 +211,34 @@ impl Report {
         self.sources.iter().any(|s| s.lines.recognized > 0)
     }
 
+    /// The human rendering when no line of any input was recognised: what
+    /// was read, and the first lines of each file, so the reader sees what
+    /// the files hold (never a clean run).
+    pub fn render_unrecognized(&self) -> String {
+        let mut out = String::new();
+        let lines: u64 = self.inputs.iter().map(|i| i.lines).sum();
+        let _ = writeln!(
+            out,
+            "c1m analyze: {} input{}, {} lines: no C1M records recognised",
+            self.inputs.len(),
+            if self.inputs.len() == 1 { "" } else { "s" },
+            thousands(lines)
+        );
+        for i in self.inputs.iter().filter(|i| !i.samples.is_empty()) {
+            let file = i.path.rsplit('/').next().unwrap_or(&i.path);
+            let _ = writeln!(
+                out,
+                "{} holds lines like these (the first {}):",
+                i.path,
+                i.samples.len()
+            );
+            for s in &i.samples {
+                let _ = writeln!(out, "  {file}:{}  {}", s.line, s.text);
+            }
+        }
+        out
+    }
+
     /// The human rendering at the default style (100 columns, borders).
     pub fn render(&self) -> String {
         self.render_with(Style::default())
@@ -272,7 +300,7 @@ impl Report {
     fn render_finding(&self, out: &mut String, f: &story::Merged, lead: &str, width: usize) {
         let pad = if f.is_cause { "        " } else { "    " };
         let head = format!(
-            "{} [{}] {}, side: {}, {}in {}",
+            "{} [{}] {}, side: {}, {}in {}{}",
             f.id,
             f.certainty.as_str(),
             f.title,
@@ -282,7 +310,10 @@ impl Report {
             } else {
                 String::new()
             },
-            f.sources.join(", ")
+            f.sources.join(", "),
+            f.first_ts
+                .map(|t| format!(", first at {}", super::timestamps::clock(t)))
+                .unwrap_or_default()
         );
         let _ = writeln!(out, "\n{}", wrap(&format!("{lead} "), &head, width, pad));
         for e in &f.evidence {

@@ -67,23 +67,41 @@ pub struct Evidence {
 
 impl Evidence {
     pub fn new(file: &str, line: u64, raw: &[u8]) -> Evidence {
-        let t = parse::trim(raw);
-        let lossy = String::from_utf8_lossy(t);
-        let mut text = String::new();
-        for (n, c) in lossy.chars().enumerate() {
-            if n == EVIDENCE_CHARS {
-                text.push('…');
-                break;
-            }
-            text.push(if c.is_control() && c != '\t' { '·' } else { c });
-        }
         Evidence {
             file: file.to_string(),
             line,
-            text,
+            text: printable(raw, EVIDENCE_CHARS),
         }
     }
 }
+
+/// `raw` trimmed, decoded lossily, control bytes shown as `·`, cut to
+/// `max` characters (the cut marked with `…`).
+pub fn printable(raw: &[u8], max: usize) -> String {
+    let lossy = String::from_utf8_lossy(parse::trim(raw));
+    let mut text = String::new();
+    for (n, c) in lossy.chars().enumerate() {
+        if n == max {
+            text.push('…');
+            break;
+        }
+        text.push(if c.is_control() && c != '\t' { '·' } else { c });
+    }
+    text
+}
+
+/// A line of a file quoted as a sample of what it holds (shown when no
+/// line of the file was recognised).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SampleLine {
+    pub line: u64,
+    /// Printable, cut to [`SAMPLE_CHARS`] characters.
+    pub text: String,
+}
+
+/// Sample lines kept per file, and their length.
+pub const SAMPLES: usize = 3;
+pub const SAMPLE_CHARS: usize = 100;
 
 /// A line kept as bytes (in a reused buffer) until the end, for evidence
 /// that changes on most lines (the highest count, the last offset drop):
@@ -135,6 +153,9 @@ pub struct Obs {
     /// Seen in a kernel line.
     pub kernel: bool,
     pub detail: Option<String>,
+    /// When it was first seen: the timestamp of its first line (or of the
+    /// stamped line above it), or its first c1m record's time.
+    pub first_ts: Option<f64>,
 }
 
 impl Obs {
@@ -145,6 +166,31 @@ impl Obs {
         }
     }
 }
+
+/// What a source's timestamps say (see `super::timestamps`), and the
+/// processes of its file.
+#[derive(Debug, Clone, Default)]
+pub struct Stamps {
+    /// Lines that carried a stamp.
+    pub lines: u64,
+    /// The latest stamp: a line without one (a stack frame) belongs to it.
+    now: Option<f64>,
+    /// When the file mixes several processes' lines and this source is
+    /// one of them: what to say about it.
+    pub process_note: Option<String>,
+    /// The first stamp and its line, and the last stamp.
+    pub first: Option<(f64, u64)>,
+    pub last: Option<f64>,
+    /// Times a stamp was more than [`BACK_S`] older than the one before:
+    /// lines of two writers mixed, and by how much at most.
+    pub back: u64,
+    pub back_max: f64,
+    pub back_evidence: Option<Evidence>,
+}
+
+/// A stamp this much older than the previous one is out of order (less is
+/// the jitter of threads writing one log).
+pub const BACK_S: f64 = 1.0;
 
 /// A progress record of the seed format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,7 +356,9 @@ pub struct Source {
     wrapper: Option<String>,
     /// Counts from free-form progress lines, one series per form.
     pub free: super::counts::FreeCounts,
-    free_lazy: [Lazy; 8],
+    /// The highest line of each series (boxed, made at the first count:
+    /// a file may hold tens of thousands of sources without one).
+    free_lazy: Option<Box<[Lazy; 8]>>,
     /// The highest line of the series `free.pick()` chose (set at the end).
     pub free_max_evidence: Option<Evidence>,
     pub salvaged_evidence: Option<Evidence>,
@@ -323,6 +371,10 @@ pub struct Source {
     x: f64,
     /// c1m's failure records with their times.
     pub timed: Vec<Timed>,
+    /// The timestamps of the lines (boxed, made at the first stamp or
+    /// process note: most sources have none, and a file may hold tens of
+    /// thousands of sources).
+    time: Option<Box<Stamps>>,
 }
 
 impl Source {
@@ -351,7 +403,7 @@ impl Source {
             exception: None,
             wrapper: None,
             free: Default::default(),
-            free_lazy: Default::default(),
+            free_lazy: None,
             free_max_evidence: None,
             salvaged_evidence: None,
             points: Vec::new(),
@@ -361,7 +413,28 @@ impl Source {
             marks: Vec::new(),
             x: 0.0,
             timed: Vec::new(),
+            time: None,
         }
+    }
+
+    /// What the source's timestamps say (all zero when it has none).
+    pub fn stamps(&self) -> &Stamps {
+        static NONE: Stamps = Stamps {
+            lines: 0,
+            now: None,
+            process_note: None,
+            first: None,
+            last: None,
+            back: 0,
+            back_max: 0.0,
+            back_evidence: None,
+        };
+        self.time.as_deref().unwrap_or(&NONE)
+    }
+
+    /// The time of the line being fed, when the source's lines carry stamps.
+    fn now(&self) -> Option<f64> {
+        self.time.as_ref().and_then(|t| t.now)
     }
 
     /// The name shown in tables: the file, and the section if any.
@@ -434,7 +507,34 @@ impl Source {
     fn observe(&mut self, id: FailureId, n: u64, ev: impl FnOnce() -> Evidence) -> &mut Obs {
         let o = self.obs.entry(id).or_default();
         o.add(n, ev);
+        if o.first_ts.is_none() {
+            o.first_ts = self.time.as_ref().and_then(|t| t.now);
+        }
         o
+    }
+
+    /// The timestamp of line `no` (before it is fed): lines after it
+    /// without one belong to its time; a stamp much older than the last
+    /// one says two writers share the file.
+    pub fn stamp(&mut self, file: &str, no: u64, raw: &[u8], ts: f64) {
+        let st = self.time.get_or_insert_with(Default::default);
+        st.lines += 1;
+        let (t0, _) = *st.first.get_or_insert((ts, no));
+        if let Some(last) = st.last
+            && ts < last - BACK_S
+        {
+            st.back += 1;
+            st.back_max = st.back_max.max(last - ts);
+            if st.back_evidence.is_none() {
+                st.back_evidence = Some(Evidence::new(file, no, raw));
+            }
+        }
+        st.last = Some(st.last.map_or(ts, |l| l.max(ts)));
+        st.now = Some(ts);
+        if self.json.records == 0 && !self.is_seed_format() {
+            // The plot's x axis: seconds since the first stamp.
+            self.x = (ts - t0).max(0.0);
+        }
     }
 
     /// Feed one line.
@@ -568,6 +668,9 @@ impl Source {
                 // `connect: X` then `error : X`: one failure, two lines.
                 let cont = matches!((self.last_error, errno), (Some((l, e)), Some(e2)) if no <= l + 2 && e == *e2 && call.is_empty());
                 let o = self.obs.entry(*id).or_default();
+                if o.first_ts.is_none() {
+                    o.first_ts = self.time.as_ref().and_then(|t| t.now);
+                }
                 if cont {
                     if o.evidence.len() < MAX_EVIDENCE {
                         o.evidence.push(ev());
@@ -718,15 +821,18 @@ impl Source {
             .unwrap_or(0);
         let before = self.free.series[i].max;
         let first = self.free.series[i].samples == 0;
-        self.free.add(sample, no);
+        self.free.add(sample, no, self.now());
         if first || sample.value > before {
-            self.free_lazy[i].set(no, raw);
+            self.free_lazy.get_or_insert_with(Default::default)[i].set(no, raw);
         }
         if sample.salvaged && self.salvaged_evidence.is_none() {
             self.salvaged_evidence = Some(ev());
         }
         if !self.is_seed_format() {
-            self.x += 1.0;
+            // One step per line when there is no clock to place it by.
+            if self.now().is_none() {
+                self.x += 1.0;
+            }
             let x = self.x;
             self.point(x, sample.value as f64);
         }
@@ -1071,6 +1177,9 @@ impl Source {
                 }
                 let o = self.obs.entry(failure).or_default();
                 o.add(count, ev);
+                if o.first_ts.is_none() {
+                    o.first_ts = Some(r.ts);
+                }
                 if o.call.is_empty() {
                     o.call = static_call(&call);
                 }
@@ -1146,7 +1255,7 @@ impl Source {
                 .iter()
                 .position(|f| *f == form)
                 .unwrap_or(0);
-            self.free_max_evidence = self.free_lazy[i].get(&self.file);
+            self.free_max_evidence = self.free_lazy.as_ref().and_then(|l| l[i].get(&self.file));
         }
         if unterminated_last {
             self.corruption.unterminated_last = true;
@@ -1223,7 +1332,16 @@ impl Source {
         if rise > 0.0 && j.max > 0 {
             return Some(j.max as f64 / rise);
         }
-        None
+        self.stamped_rate().map(|(r, _, _)| r)
+    }
+
+    /// Connections per second of a free-form count from its lines'
+    /// timestamps: (rate, connections, seconds).
+    pub fn stamped_rate(&self) -> Option<(f64, u64, f64)> {
+        if self.seed.max.is_some() || self.json.records > 0 {
+            return None;
+        }
+        self.free.pick()?.1.stamped_rate()
     }
 
     /// Seconds the source covers (summed `time_used`, or timestamps).
@@ -1231,8 +1349,10 @@ impl Source {
         if self.seed.total_ms > 0 {
             return Some(self.seed.total_ms as f64 / 1000.0);
         }
-        match (self.json.first_ts, self.json.last_ts) {
-            (Some(a), Some(b)) if b > a => Some(b - a),
+        let st = self.stamps();
+        match (self.json.first_ts, self.json.last_ts, st.first) {
+            (Some(a), Some(b), _) if b > a => Some(b - a),
+            (None, _, Some((a, _))) => st.last.map(|b| b - a).filter(|&d| d > 0.0),
             _ => None,
         }
     }
@@ -1342,6 +1462,129 @@ pub struct FileStat {
     pub lines_without_records: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The first non-blank lines of a file in which no line was
+    /// recognised, so the reader sees what it holds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<SampleLine>,
+    /// The processes whose lines the file mixes (each read as a source of
+    /// its own), when there are two or more, and whether their lines are
+    /// interleaved (rather than one process's after the other's).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interleaved: bool,
+}
+
+/// Lines of several processes in one file, told apart by the process each
+/// line names (`timestamps::process`): per section (keyed by the index of
+/// its source), the processes seen and how often the writer changed.
+#[derive(Default)]
+struct Procs {
+    scopes: HashMap<usize, Scope>,
+}
+
+#[derive(Default)]
+struct Scope {
+    /// (key, label, source index), in order of appearance; the first
+    /// process stays in the section's own source.
+    procs: Vec<(Vec<u8>, String, usize)>,
+    last: Option<usize>,
+    switches: u64,
+    /// Lines of processes beyond [`MAX_PROCS`], read with the first one.
+    overflow: u64,
+}
+
+/// Processes told apart per section; the lines of any more stay with the
+/// first (a file naming a new pid on every line cannot grow memory).
+pub const MAX_PROCS: usize = 16;
+
+impl Procs {
+    /// The source of a line of process `p` in the section whose source is
+    /// `base`, created at its first line.
+    fn route(
+        &mut self,
+        base: usize,
+        p: super::timestamps::Process<'_>,
+        sections: &mut Vec<Source>,
+        name: &str,
+    ) -> usize {
+        let scope = self.scopes.entry(base).or_default();
+        let key = p.key();
+        let i = match scope.procs.iter().position(|(k, _, _)| k == key) {
+            Some(i) => i,
+            None if scope.procs.len() >= MAX_PROCS => {
+                scope.overflow += 1;
+                0
+            }
+            None => {
+                let label = p.label();
+                let idx = if scope.procs.is_empty() {
+                    base
+                } else {
+                    let title = titled(sections[base].section.as_deref(), &label);
+                    sections.push(Source::new(name, Some(title)));
+                    sections.len() - 1
+                };
+                scope.procs.push((key.to_vec(), label, idx));
+                scope.procs.len() - 1
+            }
+        };
+        if scope.last.is_some_and(|l| l != i) {
+            scope.switches += 1;
+        }
+        scope.last = Some(i);
+        scope.procs[i].2
+    }
+
+    /// Name the sources of sections that mixed several processes after
+    /// them, tell each so, and record the processes in the file's stat.
+    fn finish(self, sections: &mut [Source], stat: &mut FileStat) {
+        let mut scopes: Vec<(usize, Scope)> = self.scopes.into_iter().collect();
+        scopes.sort_by_key(|(base, _)| *base);
+        for (base, scope) in scopes {
+            if scope.procs.len() < 2 {
+                continue;
+            }
+            // Back to a process seen before: their lines alternate.
+            let interleaved = scope.switches >= scope.procs.len() as u64;
+            let labels: Vec<String> = scope.procs.iter().map(|(_, l, _)| l.clone()).collect();
+            let first = titled(sections[base].section.as_deref(), &labels[0]);
+            sections[base].kind_hint = kind_from_title(&first).or(sections[base].kind_hint);
+            sections[base].section = Some(first);
+            let how = if interleaved {
+                "interleaves the lines of"
+            } else {
+                "holds, one after the other, the lines of"
+            };
+            let mut note = format!(
+                "the file {how} {} processes ({}): each is read as a source of its own",
+                labels.len(),
+                labels.join(", ")
+            );
+            if scope.overflow > 0 {
+                note.push_str(&format!(
+                    "; {} line{} of further processes are read with {}",
+                    scope.overflow,
+                    if scope.overflow == 1 { "" } else { "s" },
+                    labels[0]
+                ));
+            }
+            for (_, _, idx) in &scope.procs {
+                let time = sections[*idx].time.get_or_insert_with(Default::default);
+                time.process_note = Some(note.clone());
+            }
+            stat.processes.extend(labels);
+            stat.interleaved |= interleaved;
+        }
+    }
+}
+
+/// The name of a process's source: the section's title, then the process.
+fn titled(section: Option<&str>, label: &str) -> String {
+    match section {
+        Some(h) => format!("{h} / {label}"),
+        None => label.to_string(),
+    }
 }
 
 /// Read one input to its end, splitting it into sources. An I/O error
@@ -1376,6 +1619,9 @@ pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileSta
     };
     let mut no: u64 = 0;
     let mut last_unterminated = false;
+    // The source of the current section, before any process split.
+    let mut base = 0usize;
+    let mut procs = Procs::default();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<Tag>>(4);
     // Emptied batches go back to the reader, so the buffers are reused
     // instead of faulted in afresh.
@@ -1413,6 +1659,12 @@ pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileSta
                     .bytes
                     .saturating_add(line.len() as u64 + 1 + meta.cut_bytes);
                 last_unterminated = meta.unterminated;
+                if stat.samples.len() < SAMPLES && !parse::trim(line).is_empty() {
+                    stat.samples.push(SampleLine {
+                        line: no,
+                        text: printable(line, SAMPLE_CHARS),
+                    });
+                }
                 let fast = match *fast {
                     Tag::Fast(f) => Some(f),
                     Tag::Unknown => parse::fast_record(line),
@@ -1423,6 +1675,7 @@ pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileSta
                     return;
                 }
                 let parsed = parse::parse_line(line, &mut scratch);
+                let stamp = super::timestamps::parse(line);
                 if let Line::Header { level: 2, title } = parsed.line {
                     let title = String::from_utf8_lossy(title).into_owned();
                     // A map, not a scan of the sections: a file of 20,000
@@ -1434,6 +1687,12 @@ pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileSta
                             *e.insert(sections.len() - 1)
                         }
                     };
+                    base = current;
+                } else if let Some(p) = super::timestamps::process(line, stamp.as_ref()) {
+                    current = procs.route(base, p, &mut sections, name);
+                }
+                if let Some(st) = stamp {
+                    sections[current].stamp(name, no, line, st.secs);
                 }
                 sections[current].feed(name, no, line, &parsed, meta.cut_bytes > 0);
             });
@@ -1451,6 +1710,7 @@ pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileSta
         stat.bytes = stat.bytes.saturating_sub(1);
     }
     stat.lines = no;
+    procs.finish(&mut sections, &mut stat);
     let reactor = sections.iter().any(|s| s.mentions_reactor);
     let mut out = Vec::new();
     for (i, mut s) in sections.into_iter().enumerate() {
@@ -1463,6 +1723,10 @@ pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileSta
         }
     }
     stat.sources = out.len();
+    if !out.is_empty() {
+        // Samples are for files in which nothing was recognised.
+        stat.samples.clear();
+    }
     (out, stat)
 }
 
@@ -1506,5 +1770,110 @@ mod tests {
         assert_eq!(sources[0].kind(), Kind::Client);
         assert_eq!(stat.lines, 6);
         assert_eq!(stat.lines_without_records, 2);
+    }
+
+    fn read(text: &str) -> (Vec<Source>, FileStat) {
+        read_input("j.log", std::io::Cursor::new(text.as_bytes()))
+    }
+
+    #[test]
+    fn interleaved_processes_become_sources_of_their_own() {
+        let (sources, stat) = read(
+            "Dec 02 22:43:05 h client[11]: connections: 100\n\
+             Dec 02 22:43:05 h client[12]: connections: 50\n\
+             Dec 02 22:43:06 h client[11]: connections: 200\n\
+             Dec 02 22:43:06 h client[12]: connect: Connection refused\n\
+             Dec 02 22:43:07 h client[12]: connections: 90\n",
+        );
+        let names: Vec<String> = sources.iter().map(|s| s.name()).collect();
+        assert_eq!(names, ["j.log [client[11]]", "j.log [client[12]]"]);
+        let max: Vec<Option<u64>> = sources.iter().map(|s| s.max_connections()).collect();
+        assert_eq!(max, [Some(200), Some(90)]);
+        assert!(sources[1].obs.contains_key(&FailureId::ConnectionRefused));
+        assert!(!sources[0].obs.contains_key(&FailureId::ConnectionRefused));
+        assert_eq!(stat.processes, ["client[11]", "client[12]"]);
+        assert!(stat.interleaved);
+        let note = sources[0].stamps().process_note.as_deref().unwrap();
+        assert!(
+            note.contains("interleaves the lines of 2 processes"),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn one_process_after_another_is_not_interleaved_and_one_alone_keeps_the_file() {
+        let (sources, stat) = read(
+            "ts=1 pid=7 connections: 10\nts=2 pid=7 connections: 20\n\
+             ts=3 pid=9 connections: 5\n    at a stack frame of pid 9\n",
+        );
+        assert_eq!(sources.len(), 2);
+        assert_eq!(sources[1].section.as_deref(), Some("pid 9"));
+        assert_eq!(sources[1].lines.read, 2, "a line naming no process stays");
+        assert!(!stat.interleaved);
+        let (sources, stat) = read(
+            "Dec 02 22:43:05 h kernel: Out of memory: Killed process 7 (c1m)\n\
+             Dec 02 22:43:06 h kernel: oom-kill:constraint=CONSTRAINT_NONE,pid=7\n",
+        );
+        assert_eq!(sources.len(), 1);
+        assert_eq!(sources[0].section, None);
+        assert!(stat.processes.is_empty());
+    }
+
+    #[test]
+    fn a_new_pid_on_every_line_cannot_grow_the_sources() {
+        let text: String = (0..1000)
+            .map(|i| format!("pid={i} connections: {i}\n"))
+            .collect();
+        let (sources, stat) = read(&text);
+        assert_eq!(sources.len(), MAX_PROCS);
+        assert_eq!(stat.processes.len(), MAX_PROCS);
+        let note = sources[0].stamps().process_note.as_deref().unwrap();
+        assert!(note.contains("984 lines of further processes"), "{note}");
+    }
+
+    #[test]
+    fn timestamps_give_the_rate_and_when_each_failure_began() {
+        let (sources, _) = read(
+            "2026-12-02 22:43:05,000 INFO connections: 100\n\
+             2026-12-02 22:43:05,500 INFO connections: 200\n\
+             2026-12-02 22:43:06,000 INFO connections: 300\n\
+             2026-12-02 22:43:07,250 ERROR connect: Connection refused\n\
+             2026-12-02 22:43:09,000 INFO connections: 300\n",
+        );
+        let s = &sources[0];
+        assert_eq!(s.stamped_rate(), Some((200.0, 200, 1.0)));
+        assert_eq!(s.rate(), Some(200.0));
+        assert_eq!(s.elapsed(), Some(4.0));
+        let t = s.obs[&FailureId::ConnectionRefused].first_ts.unwrap();
+        assert_eq!(super::super::timestamps::clock(t), "22:43:07.250");
+        assert_eq!(s.stamps().back, 0);
+    }
+
+    #[test]
+    fn stamps_that_go_back_say_two_writers_share_the_file() {
+        let (sources, _) = read(
+            "2026/12/02 10:00:05 connections: 10\n2026/12/02 10:00:01 connections: 3\n\
+             2026/12/02 10:00:06 connections: 20\n",
+        );
+        assert_eq!(sources[0].stamps().back, 1);
+        assert_eq!(sources[0].stamps().back_max, 4.0);
+    }
+
+    #[test]
+    fn a_file_with_no_record_keeps_sample_lines() {
+        let long = "x".repeat(300);
+        let text = format!("\nshopping list\n\x01eggs\n{long}\nmilk\n");
+        let (sources, stat) = read(&text);
+        assert!(sources.is_empty());
+        let got: Vec<(u64, usize)> = stat
+            .samples
+            .iter()
+            .map(|s| (s.line, s.text.chars().count()))
+            .collect();
+        assert_eq!(got, [(2, 13), (3, 5), (4, SAMPLE_CHARS + 1)]);
+        assert_eq!(stat.samples[1].text, "·eggs");
+        assert!(stat.samples[2].text.ends_with('…'));
+        let (_, stat) = read("notes\nsocket: Too many open files\n");
+        assert!(stat.samples.is_empty());
     }
 }

@@ -52,6 +52,8 @@ pub struct Merged {
     pub collect: Vec<String>,
     /// Whether this is a cause of the symptom above it.
     pub is_cause: bool,
+    /// When it was first seen in any of its sources (by their clocks).
+    pub first_ts: Option<f64>,
     pub causes: Vec<Merged>,
 }
 
@@ -123,6 +125,7 @@ fn one(f: &Finding, is_cause: bool) -> Merged {
         fix: f.fix.clone(),
         collect: f.collect.clone(),
         is_cause,
+        first_ts: f.first_ts,
         causes: Vec::new(),
     }
 }
@@ -135,6 +138,10 @@ fn absorb(m: &mut Merged, other: Merged) {
         }
     }
     m.certainty = m.certainty.min(other.certainty);
+    m.first_ts = match (m.first_ts, other.first_ts) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     m.count = m.count.saturating_add(other.count);
     m.evidence.extend(other.evidence);
     if other.explanation != m.explanation {
@@ -367,6 +374,7 @@ mod tests {
             fix: String::new(),
             collect: vec![],
             is_cause: false,
+            first_ts: None,
             causes: vec![],
         };
         finish(&mut m);

@@ -73,6 +73,12 @@ pub struct FloodArgs {
     /// MAX), or 0 to reconnect at once (a naive client: a reconnect storm).
     #[arg(long, default_value = "100ms..30s", value_parser = super::engine::parse_backoff)]
     pub reconnect_backoff: super::engine::Backoff,
+    /// TCP Fast Open (TCP_FASTOPEN_CONNECT): once the server's cookie is
+    /// known, each connect carries its first message in the SYN, and the
+    /// connect latency runs to that message's answer. Needs a server with
+    /// Fast Open (c1m serve --fast-open, net.ipv4.tcp_fastopen = 3).
+    #[arg(long)]
+    pub fast_open: bool,
     /// JSON lines (same as --log-format json).
     #[arg(short, long)]
     pub json: bool,
@@ -234,6 +240,7 @@ impl FloodArgs {
             )
             .flag("reconnect", self.reconnect)
             .opt("reconnect-backoff", self.reconnect_backoff)
+            .flag("fast-open", self.fast_open)
             .flag("json", self.json)
             .flag("quiet", self.quiet);
         if let Some(f) = &self.log_format {
@@ -312,6 +319,7 @@ mod tests {
         a.connect_timeout = Duration::from_millis(2500);
         a.hold = Hold(Some(Duration::new(61, 5)));
         a.message_interval = Some(Duration::from_millis(250));
+        a.fast_open = true;
         a.json = true;
         a.log_format = Some(LogFormat::Seed);
         a.output = Some(PathBuf::from("/tmp/a dir/with spaces.log"));
@@ -360,6 +368,7 @@ mod tests {
             hold_ns in proptest::option::of(0u64..(1 << 45)),
             interval_ms in proptest::option::of(1u64..100_000),
             json in any::<bool>(),
+            fast_open in any::<bool>(),
             format in proptest::option::of(0usize..3),
         ) {
             let mut a = FloodArgs::new("x", port, ports, connections).unwrap();
@@ -371,6 +380,7 @@ mod tests {
             a.hold = Hold(hold_ns.map(Duration::from_nanos));
             a.message_interval = interval_ms.map(Duration::from_millis);
             a.json = json;
+            a.fast_open = fast_open;
             // Not with --json (they conflict).
             a.quiet = !json && window % 2 == 0;
             a.log_format = format.map(|i| [LogFormat::Human, LogFormat::Seed, LogFormat::Json][i]);

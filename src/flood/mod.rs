@@ -153,6 +153,8 @@ fn headline(req: &Request, procs: u32) -> String {
 /// and held).
 pub fn run(req: Request) -> anyhow::Result<bool> {
     signals::install().map_err(|e| anyhow::anyhow!("installing signal handlers: {e}"))?;
+    signals::install_ramp_stop()
+        .map_err(|e| anyhow::anyhow!("installing the SIGUSR1 handler: {e}"))?;
     let budget = per_process_budget();
     if let Some((index, count)) = req.shard {
         return Ok(run_worker(&req, index, count));
@@ -216,6 +218,7 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
             seed_lines: req.format == LogFormat::Seed,
             proto: req.proto.clone(),
             reconnect: req.args.reconnect.then_some(req.args.reconnect_backoff),
+            fast_open: req.args.fast_open,
         };
         let engine = Engine::new(&req.plan, shard, opts, &mut reporter)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -242,6 +245,7 @@ fn run_worker(req: &Request, index: u32, count: u32) -> bool {
         seed_lines: req.seed_lines,
         proto: req.proto.clone(),
         reconnect: req.args.reconnect.then_some(req.args.reconnect_backoff),
+        fast_open: req.args.fast_open,
     };
     let (summary, held) = match Engine::new(&req.plan, shard.clone(), opts, &mut sink) {
         Ok(engine) => {
@@ -332,7 +336,14 @@ fn run_parent(
         }
     };
     let mut stop_deadline: Option<Instant> = None;
+    let mut ramp_stopped = false;
     while running > 0 {
+        if signals::ramp_stop_requested() && !ramp_stopped {
+            // SIGUSR1 (the lab at the host's ceiling): every worker stops
+            // opening connections and holds what it has.
+            ramp_stopped = true;
+            pool.signal_all(nix::sys::signal::Signal::SIGUSR1);
+        }
         if signals::stop_requested() && stop_deadline.is_none() {
             // Ask every worker to stop and keep reading: each writes its
             // summary before it exits (closing ~20,000 sockets takes a

@@ -74,6 +74,12 @@ pub struct ServeArgs {
     /// 3 s).
     #[arg(long)]
     pub defer_accept: bool,
+    /// TCP Fast Open on the listeners (TCP_FASTOPEN, queue = the backlog):
+    /// a client that has the server's cookie sends its first line in the
+    /// SYN, and the worker echoes it at accept. Needs the server bit of
+    /// net.ipv4.tcp_fastopen (set it to 3; serve warns when it is off).
+    #[arg(long)]
+    pub fast_open: bool,
 }
 
 /// `c1m serve-worker`: one worker process of `c1m serve`, polling the
@@ -159,6 +165,7 @@ impl ServeArgs {
             .opt_some("metrics", self.metrics)
             .opt_some("metrics-fd", self.metrics_fd)
             .flag("defer-accept", self.defer_accept)
+            .flag("fast-open", self.fast_open)
             .into_vec()
     }
 
@@ -253,6 +260,7 @@ mod tests {
             metrics: Some("0.0.0.0:9400".parse().unwrap()),
             metrics_fd: None,
             defer_accept: true,
+            fast_open: true,
         };
         round_trip(&a);
         let w = ServeWorkerArgs {
@@ -292,6 +300,7 @@ mod tests {
             seed in any::<bool>(),
             herd in any::<bool>(),
             defer_accept in any::<bool>(),
+            fast_open in any::<bool>(),
         ) {
             let a = ServeArgs {
                 bind: IpAddr::from(std::net::Ipv4Addr::from(v4)),
@@ -308,6 +317,7 @@ mod tests {
                 metrics: None,
                 metrics_fd: if json { Some(7) } else { None },
                 defer_accept,
+                fast_open,
             };
             round_trip(&a);
         }

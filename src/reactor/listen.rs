@@ -3,7 +3,10 @@
 //! and clears close-on-exec so that the worker processes inherit the very
 //! same sockets and find them by fd number (`--listen-fds`). One accept queue
 //! per port, shared by all workers: a worker that stops accepting leaves its
-//! queued connections to the others instead of dropping them.
+//! queued connections to the others instead of dropping them. Two opt-in
+//! options live here too, both set on the listener before `listen()`:
+//! TCP_DEFER_ACCEPT (`--defer-accept`) and TCP Fast Open (`--fast-open`),
+//! each read back by the workers so that they read a connection at accept.
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 
@@ -22,14 +25,24 @@ pub fn somaxconn() -> i32 {
 /// How long TCP_DEFER_ACCEPT waits for a connection's first bytes.
 pub const DEFER_ACCEPT_SECS: u32 = 3;
 
-/// Open `count` listeners on `bind:first ..= bind:first+count-1`, with
-/// TCP_DEFER_ACCEPT when `defer_accept`. Fails naming the first port that
-/// cannot be bound.
+/// The opt-in options of the listeners.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListenOptions {
+    /// TCP_DEFER_ACCEPT ([`DEFER_ACCEPT_SECS`]).
+    pub defer_accept: bool,
+    /// TCP_FASTOPEN, with the accept backlog as its queue of pending
+    /// Fast Open requests.
+    pub fast_open: bool,
+}
+
+/// Open `count` listeners on `bind:first ..= bind:first+count-1`, with the
+/// options `opts` asks for. Fails naming the first port that cannot be
+/// bound.
 pub fn open(
     bind: IpAddr,
     first: u16,
     count: u16,
-    defer_accept: bool,
+    opts: ListenOptions,
 ) -> anyhow::Result<Vec<Socket>> {
     let backlog = somaxconn();
     let mut out = Vec::with_capacity(count as usize);
@@ -49,9 +62,17 @@ pub fn open(
             .with_context(|| format!("SO_REUSEADDR on {addr}"))?;
         sock.bind(&addr.into())
             .with_context(|| format!("binding {addr}"))?;
-        if defer_accept {
-            set_defer_accept(&sock, DEFER_ACCEPT_SECS)
-                .with_context(|| format!("TCP_DEFER_ACCEPT on {addr}"))?;
+        if opts.defer_accept {
+            set_tcp_int(
+                &sock,
+                libc::TCP_DEFER_ACCEPT,
+                DEFER_ACCEPT_SECS as libc::c_int,
+            )
+            .with_context(|| format!("TCP_DEFER_ACCEPT on {addr}"))?;
+        }
+        if opts.fast_open {
+            set_tcp_int(&sock, libc::TCP_FASTOPEN, backlog)
+                .with_context(|| format!("TCP_FASTOPEN on {addr}"))?;
         }
         sock.listen(backlog)
             .with_context(|| format!("listen({addr}, {backlog})"))?;
@@ -64,15 +85,15 @@ pub fn open(
     Ok(out)
 }
 
-/// TCP_DEFER_ACCEPT (neither socket2 nor nix wraps it).
-fn set_defer_accept(sock: &Socket, secs: u32) -> std::io::Result<()> {
-    let val = secs as libc::c_int;
+/// An integer IPPROTO_TCP option: TCP_DEFER_ACCEPT and a listener's
+/// TCP_FASTOPEN (neither socket2 nor nix wraps them).
+fn set_tcp_int(sock: &Socket, opt: libc::c_int, val: libc::c_int) -> std::io::Result<()> {
     // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `val`.
     let rc = unsafe {
         libc::setsockopt(
             sock.as_raw_fd(),
             libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
+            opt,
             (&val as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
@@ -86,6 +107,17 @@ fn set_defer_accept(sock: &Socket, secs: u32) -> std::io::Result<()> {
 /// TCP_DEFER_ACCEPT's seconds on listener `fd` (0 when unset or
 /// unreadable): a worker asks it of the listeners its parent opened.
 pub fn defer_accept_secs(fd: std::os::fd::RawFd) -> u32 {
+    get_tcp_int(fd, libc::TCP_DEFER_ACCEPT)
+}
+
+/// TCP_FASTOPEN's queue length on listener `fd` (0 when unset or
+/// unreadable): a worker asks it of the listeners its parent opened.
+pub fn fast_open_queue(fd: std::os::fd::RawFd) -> u32 {
+    get_tcp_int(fd, libc::TCP_FASTOPEN)
+}
+
+/// An integer IPPROTO_TCP option of `fd`, 0 when unset or unreadable.
+fn get_tcp_int(fd: std::os::fd::RawFd, opt: libc::c_int) -> u32 {
     let mut val: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `val`.
@@ -93,12 +125,38 @@ pub fn defer_accept_secs(fd: std::os::fd::RawFd) -> u32 {
         libc::getsockopt(
             fd,
             libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
+            opt,
             (&mut val as *mut libc::c_int).cast(),
             &mut len,
         )
     };
     if rc == 0 { val.max(0) as u32 } else { 0 }
+}
+
+/// `net.ipv4.tcp_fastopen`'s bit for clients (send data in the SYN).
+pub const FASTOPEN_CLIENT: u64 = 1;
+/// `net.ipv4.tcp_fastopen`'s bit for servers (accept data in the SYN).
+pub const FASTOPEN_SERVER: u64 = 2;
+
+/// What `--fast-open` cannot do in this network namespace, if anything:
+/// `net.ipv4.tcp_fastopen` (per namespace) lacks `bit`
+/// ([`FASTOPEN_CLIENT`] or [`FASTOPEN_SERVER`]). The sockets still work,
+/// with ordinary handshakes; the sentence says so and how to fix it.
+pub fn fast_open_missing(sysctl: &crate::sys::sysctl::Sysctl, bit: u64) -> Option<String> {
+    let side = if bit == FASTOPEN_SERVER {
+        "server"
+    } else {
+        "client"
+    };
+    match sysctl.read_u64("net.ipv4.tcp_fastopen") {
+        Some(v) if v & bit != 0 => None,
+        Some(v) => Some(format!(
+            "--fast-open: net.ipv4.tcp_fastopen is {v} in this network namespace, without the {side} bit ({bit}): connections use ordinary handshakes; set it to 3 (c1m lab --fast-open does, in its own namespace)"
+        )),
+        None => Some(format!(
+            "--fast-open: net.ipv4.tcp_fastopen cannot be read in this network namespace: the {side} side of Fast Open may be off"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -107,21 +165,60 @@ mod tests {
 
     #[test]
     fn listeners_are_inheritable_and_a_taken_port_is_named() {
-        let socks = open("127.0.0.1".parse().unwrap(), 0, 1, false).unwrap();
+        let socks = open("127.0.0.1".parse().unwrap(), 0, 1, ListenOptions::default()).unwrap();
         let fd = socks[0].as_raw_fd();
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
         assert_eq!(flags & libc::FD_CLOEXEC, 0);
         let port = socks[0].local_addr().unwrap().as_socket().unwrap().port();
-        let err = open("127.0.0.1".parse().unwrap(), port, 1, false).unwrap_err();
+        let err = open(
+            "127.0.0.1".parse().unwrap(),
+            port,
+            1,
+            ListenOptions::default(),
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains(&format!("127.0.0.1:{port}")));
     }
 
     #[test]
-    fn defer_accept_is_set_only_when_asked() {
-        let get = |s: &Socket| defer_accept_secs(s.as_raw_fd());
-        let on = open("127.0.0.1".parse().unwrap(), 0, 1, true).unwrap();
-        assert!(get(&on[0]) > 0, "TCP_DEFER_ACCEPT not set");
-        let off = open("127.0.0.1".parse().unwrap(), 0, 1, false).unwrap();
-        assert_eq!(get(&off[0]), 0);
+    fn each_option_is_set_only_when_asked() {
+        let lo = "127.0.0.1".parse().unwrap();
+        let read = |o: ListenOptions| {
+            let s = open(lo, 0, 1, o).unwrap();
+            let fd = s[0].as_raw_fd();
+            (defer_accept_secs(fd), fast_open_queue(fd))
+        };
+        assert_eq!(read(ListenOptions::default()), (0, 0));
+        let (defer, fo) = read(ListenOptions {
+            defer_accept: true,
+            fast_open: false,
+        });
+        assert!(defer > 0, "TCP_DEFER_ACCEPT not set");
+        assert_eq!(fo, 0);
+        let (defer, fo) = read(ListenOptions {
+            defer_accept: false,
+            fast_open: true,
+        });
+        assert_eq!(defer, 0);
+        assert_eq!(fo, somaxconn() as u32, "the Fast Open queue is the backlog");
+    }
+
+    #[test]
+    fn a_namespace_without_the_fast_open_bit_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("net/ipv4");
+        std::fs::create_dir_all(&key).unwrap();
+        let sysctl = crate::sys::sysctl::Sysctl::new(dir.path());
+        std::fs::write(key.join("tcp_fastopen"), "1\n").unwrap();
+        assert_eq!(fast_open_missing(&sysctl, FASTOPEN_CLIENT), None);
+        let why = fast_open_missing(&sysctl, FASTOPEN_SERVER).unwrap();
+        assert!(
+            why.contains("tcp_fastopen is 1") && why.contains("server bit"),
+            "{why}"
+        );
+        std::fs::write(key.join("tcp_fastopen"), "3\n").unwrap();
+        assert_eq!(fast_open_missing(&sysctl, FASTOPEN_SERVER), None);
+        std::fs::remove_file(key.join("tcp_fastopen")).unwrap();
+        assert!(fast_open_missing(&sysctl, FASTOPEN_CLIENT).is_some());
     }
 }

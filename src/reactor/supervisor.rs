@@ -58,8 +58,9 @@ pub struct ServeOptions {
     pub wake: Wake,
     /// `--metrics`: where the parent serves OpenMetrics.
     pub metrics: Option<MetricsAt>,
-    /// TCP_DEFER_ACCEPT on the listeners (`--defer-accept`).
-    pub defer_accept: bool,
+    /// TCP_DEFER_ACCEPT (`--defer-accept`) and TCP Fast Open
+    /// (`--fast-open`) on the listeners.
+    pub listen: super::listen::ListenOptions,
 }
 
 /// The latest state of one worker.
@@ -494,6 +495,10 @@ fn worker_spec(opts: &ServeOptions, plan: &Plan, index: u32, fds: &[i32]) -> Wor
 }
 
 /// Run the parent until SIGINT/SIGTERM. Returns the process exit status.
+///
+/// Long because it is one sequence over one pool and one set of listeners
+/// (plan, open, start, wait for ready, the message loop with its restarts,
+/// the shutdown); each step's own work is in `Parent`'s methods.
 pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
     signals::install().context("installing signal handlers")?;
     let nofile = crate::sys::limits::raise_nofile().soft;
@@ -524,7 +529,7 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
             eprintln!("c1m serve: warning: {detail}");
         }
     }
-    let listeners = super::listen::open(opts.bind, opts.port, opts.ports, opts.defer_accept)?;
+    let listeners = super::listen::open(opts.bind, opts.port, opts.ports, opts.listen)?;
     // Before any worker: a taken metrics port stops the run here.
     let metrics = match opts.metrics {
         Some(at) => Some(at.start(Labels::new(Role::Serve, None, None))?),

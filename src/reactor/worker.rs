@@ -158,9 +158,9 @@ struct Worker {
     file_max: String,
     /// The sweep's epoll set: every listener, level-triggered.
     sweep: Poll,
-    /// The listeners have TCP_DEFER_ACCEPT (serve --defer-accept): an
-    /// accepted connection has its first bytes already, so it is read at
-    /// once instead of after another epoll_wait.
+    /// The listeners have TCP_DEFER_ACCEPT (serve --defer-accept) or Fast
+    /// Open (--fast-open): an accepted connection has its first bytes
+    /// already, so it is read at once instead of after another epoll_wait.
     defer_accept: bool,
     /// `report_at` may fire: set at each interval line, cleared when it
     /// fires (at most one early line per interval). Never set without it.
@@ -190,10 +190,11 @@ pub fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         bail!("--listen-fds: no listening socket given");
     }
     let mut listeners = Vec::new();
-    let defer_accept = cfg
-        .listen_fds
-        .first()
-        .is_some_and(|&fd| super::listen::defer_accept_secs(fd) > 0);
+    // With TCP_DEFER_ACCEPT or Fast Open on the listeners, a connection
+    // mostly has its first bytes at accept: read it at once.
+    let defer_accept = cfg.listen_fds.first().is_some_and(|&fd| {
+        super::listen::defer_accept_secs(fd) > 0 || super::listen::fast_open_queue(fd) > 0
+    });
     for &fd in &cfg.listen_fds {
         if !crate::sys::fds::is_listening_socket(fd) {
             bail!("--listen-fds: fd {fd} is not a listening socket inherited from the parent");
@@ -493,8 +494,9 @@ impl Worker {
             }))?;
         }
         if self.defer_accept {
-            // The first bytes are there already (that is what the kernel
-            // waited for): echo them now, not after one more epoll_wait.
+            // The first bytes are there already (what the kernel waited
+            // for, or what the SYN carried): echo them now, not after one
+            // more epoll_wait.
             self.serve_conn(fd, false);
         }
         if self.cfg.seed_log && self.stats.c.opened_total.is_multiple_of(1000) {

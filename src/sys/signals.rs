@@ -4,6 +4,9 @@
 //! shut down cleanly.
 //! SIGPIPE is ignored process-wide, so a peer that vanishes mid-write gives
 //! EPIPE on that one socket instead of killing the process.
+//! SIGUSR1, for the commands that ramp (flood), means "stop opening
+//! connections, hold the ones you have": the lab sends it when its ramp
+//! reaches the host's ceiling ([`install_ramp_stop`]).
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
@@ -36,4 +39,29 @@ pub fn install() -> std::io::Result<()> {
 /// Has SIGINT, SIGTERM, SIGHUP or SIGQUIT arrived?
 pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
+}
+
+static RAMP_STOP: AtomicBool = AtomicBool::new(false);
+extern "C" fn on_ramp_stop(_sig: libc::c_int) {
+    RAMP_STOP.store(true, Ordering::SeqCst);
+}
+
+/// Install the SIGUSR1 flag handler: stop ramping, keep what is open.
+/// Only a command that checks [`ramp_stop_requested`] installs it (for the
+/// others SIGUSR1 keeps its default action). Safe to call more than once.
+pub fn install_ramp_stop() -> std::io::Result<()> {
+    let action = SigAction::new(
+        SigHandler::Handler(on_ramp_stop),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only stores to an atomic, which is
+    // async-signal-safe.
+    unsafe { signal::sigaction(Signal::SIGUSR1, &action) }.map_err(std::io::Error::from)?;
+    Ok(())
+}
+
+/// Has SIGUSR1 (stop ramping) arrived since [`install_ramp_stop`]?
+pub fn ramp_stop_requested() -> bool {
+    RAMP_STOP.load(Ordering::Relaxed)
 }

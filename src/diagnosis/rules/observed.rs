@@ -30,7 +30,7 @@ pub fn findings(cx: &Ctx, out: &mut Vec<Finding>) {
         if *id == FailureId::EagainMisuse {
             super::eagain::closed_by_errors(cx, &mut f, &mut what);
         }
-        out.push(f.detail(what));
+        out.push(f.detail(what).seen_at(o.first_ts));
     }
 }
 
@@ -75,6 +75,34 @@ mod tests {
             (c[0].side, c[0].certainty),
             (Side::Host, Certainty::Certain)
         );
+    }
+
+    #[test]
+    fn of_equal_findings_the_one_that_began_first_by_the_clock_comes_first() {
+        let f = findings(&[
+            (
+                "a.log",
+                "2026-12-02 22:43:09,000 ERROR socket: Too many open files\n",
+            ),
+            (
+                "b.log",
+                "2026-12-02 22:43:05,000 ERROR connect: Connection refused\n",
+            ),
+        ]);
+        let ids: Vec<FailureId> = f.iter().map(|f| f.id).collect();
+        assert_eq!(
+            ids,
+            [FailureId::ConnectionRefused, FailureId::FdLimit],
+            "{f:#?}"
+        );
+        assert_eq!(f[0].first_seen.as_deref(), Some("2026-12-02T22:43:05.000"));
+        // Without clocks, input order decides.
+        let f = findings(&[
+            ("a.log", "socket: Too many open files\n"),
+            ("b.log", "connect: Connection refused\n"),
+        ]);
+        assert_eq!(f[0].id, FailureId::FdLimit);
+        assert_eq!(f[0].first_seen, None);
     }
 
     #[test]

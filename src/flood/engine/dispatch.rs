@@ -15,7 +15,7 @@ use mio::{Interest, Token};
 use super::Engine;
 use super::conn::{Conn, Connect, MAX_MSG, Received, message};
 use super::failure::{FailKey, errno_of};
-use super::socket::{BIND_NO_PORT_CALL, SetupError, connect_nonblocking};
+use super::socket::{BIND_NO_PORT_CALL, FAST_OPEN_CALL, SetupError, connect_nonblocking};
 use crate::catalogue::FailureId;
 use crate::flood::stats::fix_for;
 
@@ -46,7 +46,7 @@ impl Engine<'_> {
             k
         });
         self.attempts += 1;
-        let (stream, started) = match connect_nonblocking(&path) {
+        let (stream, started) = match connect_nonblocking(&path, self.opts.fast_open) {
             Ok(s) => s,
             Err(e) => {
                 self.retry_k.push(k);
@@ -107,20 +107,20 @@ impl Engine<'_> {
         let path = self.paths[pi].path;
         self.counters.failed_total += 1;
         let key = FailKey::from_errno(errno);
-        let what = if call == BIND_NO_PORT_CALL {
-            "setsockopt(IP_BIND_ADDRESS_NO_PORT)"
-        } else {
-            call
+        let (what, syscall) = match call {
+            BIND_NO_PORT_CALL => ("setsockopt(IP_BIND_ADDRESS_NO_PORT)".to_string(), call),
+            FAST_OPEN_CALL => (call.to_string(), "setsockopt"),
+            _ => (format!("{call}()"), call),
         };
-        let detail = format!(
-            "{what}{} on {path}: {}",
-            if call == BIND_NO_PORT_CALL { "" } else { "()" },
-            crate::util::errno_text(errno)
-        );
-        self.count_failure(key, call, Some(errno), &detail);
+        let detail = format!("{what} on {path}: {}", crate::util::errno_text(errno));
+        self.count_failure(key, syscall, Some(errno), &detail);
         let name = crate::util::errno_name(errno);
         let text = crate::util::errno_text(errno);
-        if call == BIND_NO_PORT_CALL {
+        if call == FAST_OPEN_CALL {
+            self.stop(format!(
+                "{call} failed with {name} ({text}) on {path}: this kernel cannot connect with TCP Fast Open (Linux 4.11 and later can); fix: run without --fast-open"
+            ));
+        } else if call == BIND_NO_PORT_CALL {
             self.stop(format!(
                 "setsockopt(IP_BIND_ADDRESS_NO_PORT) failed with {name} ({text}) on {path}: this kernel cannot bind a source address without reserving a port (Linux 4.2 and later can); fix: run without --sources, or on a newer kernel"
             ));
@@ -195,6 +195,7 @@ impl Engine<'_> {
         if c.st == super::conn::St::Connecting {
             match c.on_connect_event(writable, error) {
                 Connect::Waiting => return,
+                Connect::Connected if self.opts.fast_open => {}
                 Connect::Connected => {
                     let us = now.duration_since(c.since).as_micros() as u64;
                     self.latency.saturating_record(us.max(1));
@@ -289,6 +290,12 @@ impl Engine<'_> {
     pub(super) fn verified(&mut self, slot: u32, now: Instant) {
         let c = &self.conns[slot as usize];
         let pi = c.path as usize;
+        if self.opts.fast_open {
+            // The handshake and the line were one exchange: its latency
+            // runs to the echo (the socket was writable before any SYN).
+            let us = now.duration_since(c.since).as_micros() as u64;
+            self.latency.saturating_record(us.max(1));
+        }
         self.last_fd = c.stream.as_ref().map(|s| s.as_raw_fd());
         self.in_flight -= 1;
         self.counters.connections += 1;

@@ -4,6 +4,11 @@
 //! checked; only then is it counted. Then the hold: the connections stay
 //! open, optionally exchanging a line every interval to measure round
 //! trips, and every connection the server closes or resets is counted.
+//! When the hold's time is up, the lines still out get up to [`DRAIN`] to
+//! come back (no new one is sent), so that a line never answered is a lost
+//! line, not one cut off in flight. SIGUSR1 ends the connect phase early
+//! (`sys::signals::install_ramp_stop`): the lab's stop at the host's
+//! ceiling.
 //!
 //! The parts:
 //! - this file: the loop (admit new connects, end the connect phase, hold,
@@ -81,7 +86,17 @@ pub struct EngineOptions {
     pub reconnect: Option<Backoff>,
     /// What to speak on each connection (echo by default).
     pub proto: crate::flood::proto::Proto,
+    /// `--fast-open`: connect with TCP_FASTOPEN_CONNECT, so that the first
+    /// write (the line) goes in the SYN once the server's cookie is known.
+    pub fast_open: bool,
 }
+
+/// How long the end of the hold waits for the hold messages still out.
+pub const DRAIN: Duration = Duration::from_secs(2);
+
+/// Why connecting stopped on SIGUSR1 (one text for every process, so that
+/// merged summaries say it once).
+pub const RAMP_STOP_TEXT: &str = "stopped connecting on SIGUSR1 (the lab sends it when its ramp reaches the host's ceiling); holding what was verified";
 
 /// The connections of a finished run, closed when this is dropped.
 pub struct Held {
@@ -134,6 +149,11 @@ struct Clock {
     /// per connection evenly over the interval (no self-made bursts).
     next_msg: Option<Instant>,
     msg_cursor: usize,
+    /// When the hold's time was up, and until when its lines may drain.
+    hold_end: Option<Instant>,
+    drain_until: Option<Instant>,
+    /// Connections before this slot have no line out (see `drained`).
+    drain_cursor: usize,
 }
 
 /// What one pass of the loop decided.
@@ -220,6 +240,9 @@ impl<'s> Engine<'s> {
             hold_start: None,
             next_msg: None,
             msg_cursor: 0,
+            hold_end: None,
+            drain_until: None,
+            drain_cursor: 0,
         };
         loop {
             let now = Instant::now();
@@ -230,6 +253,12 @@ impl<'s> Engine<'s> {
                     self.s.interrupted = true;
                 }
                 break;
+            }
+            if self.phase == Phase::Connect
+                && self.stopped.is_empty()
+                && signals::ramp_stop_requested()
+            {
+                self.stopped.push(RAMP_STOP_TEXT.to_string());
             }
             let rate_wait = self.admit(now, clock.start);
             self.admit_reconnects(now);
@@ -323,7 +352,7 @@ impl<'s> Engine<'s> {
         if let Some(h) = self.timing.hold
             && now >= hs + h
         {
-            return Pass::Stop;
+            return self.drain(now, clock);
         }
         if self.counters.connections == 0 && self.reconnect.is_none() {
             return Pass::Stop; // everything was lost: nothing left to hold
@@ -350,6 +379,41 @@ impl<'s> Engine<'s> {
         Pass::Continue
     }
 
+    /// The hold's time is up: with hold messages, wait (at most [`DRAIN`])
+    /// for the lines still out; no new one starts meanwhile.
+    fn drain(&mut self, now: Instant, clock: &mut Clock) -> Pass {
+        let until = match clock.drain_until {
+            Some(u) => u,
+            None => {
+                clock.hold_end = Some(now);
+                if self.timing.message_interval.is_none() {
+                    return Pass::Stop;
+                }
+                clock.next_msg = None;
+                *clock.drain_until.insert(now + DRAIN)
+            }
+        };
+        if now >= until || self.drained(&mut clock.drain_cursor) {
+            Pass::Stop
+        } else {
+            Pass::Continue
+        }
+    }
+
+    /// Is no hold message out any more (answered, or its connection
+    /// gone)? No line starts during the drain, so a connection found
+    /// without one stays so: `cursor` only moves forward, and the whole
+    /// drain costs one pass over the connections.
+    fn drained(&self, cursor: &mut usize) -> bool {
+        while let Some(c) = self.conns.get(*cursor) {
+            if c.stream.is_some() && matches!(c.st, conn::St::MsgSending | conn::St::MsgAwait) {
+                return false;
+            }
+            *cursor += 1;
+        }
+        true
+    }
+
     /// How long epoll may sleep: not at all while connects can be opened,
     /// else until the next tick, deadline, paced connect, message share or
     /// the end of the hold (at most 100 ms).
@@ -370,8 +434,13 @@ impl<'s> Engine<'s> {
         if clock.next_msg.is_some() {
             wake = wake.min(now + Duration::from_millis(5));
         }
-        if let (Some(hs), Some(h)) = (clock.hold_start, self.timing.hold) {
-            wake = wake.min(hs + h);
+        match clock.drain_until {
+            Some(until) => wake = wake.min(until),
+            None => {
+                if let (Some(hs), Some(h)) = (clock.hold_start, self.timing.hold) {
+                    wake = wake.min(hs + h);
+                }
+            }
         }
         wake.saturating_duration_since(now)
     }
@@ -383,7 +452,12 @@ impl<'s> Engine<'s> {
             self.s.connect_s = end.duration_since(clock.start).as_secs_f64();
         }
         if let Some(hs) = clock.hold_start {
-            self.s.hold_s = end.duration_since(hs).as_secs_f64();
+            // The hold itself: the drain after it is not hold time.
+            self.s.hold_s = clock
+                .hold_end
+                .unwrap_or(end)
+                .duration_since(hs)
+                .as_secs_f64();
         }
         self.phase = Phase::Done;
         self.tick();

@@ -4,11 +4,19 @@
 //! so the kernel picks the port at connect time per 4-tuple instead of
 //! reserving one per bind, and a non-blocking `connect()`. Each failure
 //! names the call and carries its errno, so the engine can count it.
+//!
+//! With `--fast-open`, TCP_FASTOPEN_CONNECT (through nix) is set before
+//! `connect()`: once the kernel holds the server's cookie, `connect()`
+//! returns at once, the socket reports writable, and the engine's first
+//! `write()` of the line sends the SYN with the line in it; without a
+//! cookie (the first connection from a source to a server, or a server
+//! without Fast Open) it is an ordinary handshake that asks for one.
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use mio::net::TcpStream;
-use nix::sys::socket::{setsockopt, sockopt::IpBindAddressNoPort};
+use nix::sys::socket::setsockopt;
+use nix::sys::socket::sockopt::{IpBindAddressNoPort, TcpFastOpenConnect};
 use socket2::{Domain, Socket, Type};
 
 use super::failure::errno_of;
@@ -24,10 +32,16 @@ pub struct SetupError {
 /// The `call` of a failed `setsockopt(IP_BIND_ADDRESS_NO_PORT)`.
 pub const BIND_NO_PORT_CALL: &str = "setsockopt";
 
-/// Open a socket on `path` and start connecting. Returns the stream and
-/// the instant just before `connect()`: the start of this connection's
-/// connect latency.
-pub fn connect_nonblocking(path: &Path) -> Result<(TcpStream, Instant), SetupError> {
+/// The `call` of a failed `setsockopt(TCP_FASTOPEN_CONNECT)`.
+pub const FAST_OPEN_CALL: &str = "setsockopt(TCP_FASTOPEN_CONNECT)";
+
+/// Open a socket on `path` and start connecting (with TCP Fast Open when
+/// `fast_open`). Returns the stream and the instant just before
+/// `connect()`: the start of this connection's connect latency.
+pub fn connect_nonblocking(
+    path: &Path,
+    fast_open: bool,
+) -> Result<(TcpStream, Instant), SetupError> {
     let fail = |call: &'static str| {
         move |e: std::io::Error| SetupError {
             call,
@@ -50,6 +64,12 @@ pub fn connect_nonblocking(path: &Path) -> Result<(TcpStream, Instant), SetupErr
         }
         sock.bind(&SocketAddr::new(src, 0).into())
             .map_err(fail("bind"))?;
+    }
+    if fast_open {
+        setsockopt(&sock, TcpFastOpenConnect, &true).map_err(|e| SetupError {
+            call: FAST_OPEN_CALL,
+            errno: e as i32,
+        })?;
     }
     let started = Instant::now();
     match sock.connect(&path.dest.into()) {
@@ -75,7 +95,7 @@ mod tests {
             source: Some(IpAddr::from([127, 0, 0, 1])),
             dest: listener.local_addr().expect("local_addr"),
         };
-        let (stream, _) = connect_nonblocking(&path).expect("connect");
+        let (stream, _) = connect_nonblocking(&path, false).expect("connect");
         let fd = stream.as_raw_fd();
         // SAFETY: fcntl F_GETFL/F_GETFD on a descriptor this test owns.
         let (fl, fdfl) = unsafe {
@@ -88,6 +108,20 @@ mod tests {
         assert!(fdfl & libc::FD_CLOEXEC != 0, "FD_CLOEXEC not set");
         let on = nix::sys::socket::getsockopt(&stream, IpBindAddressNoPort).expect("getsockopt");
         assert!(on, "IP_BIND_ADDRESS_NO_PORT not set");
+        let fo = nix::sys::socket::getsockopt(&stream, TcpFastOpenConnect).expect("getsockopt");
+        assert!(!fo, "TCP_FASTOPEN_CONNECT set without --fast-open");
+    }
+
+    #[test]
+    fn fast_open_is_asked_of_the_kernel_before_connect() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let path = Path {
+            source: None,
+            dest: listener.local_addr().expect("local_addr"),
+        };
+        let (stream, _) = connect_nonblocking(&path, true).expect("connect");
+        let on = nix::sys::socket::getsockopt(&stream, TcpFastOpenConnect).expect("getsockopt");
+        assert!(on, "TCP_FASTOPEN_CONNECT not set");
     }
 
     #[test]
@@ -98,7 +132,7 @@ mod tests {
             source: Some("::1".parse().expect("address")),
             dest: SocketAddr::from(([127, 0, 0, 1], 9)),
         };
-        let err = connect_nonblocking(&path).expect_err("bind with the wrong family");
+        let err = connect_nonblocking(&path, false).expect_err("bind with the wrong family");
         assert_eq!(err.call, "bind");
         assert_ne!(err.errno, 0);
     }

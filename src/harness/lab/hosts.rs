@@ -1010,6 +1010,7 @@ mod tests {
             json: false,
             metrics: Vec::new(),
             defer_accept: false,
+            fast_open: false,
             mem_floor: None,
             doctor_row: None,
             fault: None,

@@ -89,6 +89,9 @@ pub struct LabConfig {
     pub protocol: crate::flood::proto::Protocol,
     /// serve --defer-accept (TCP_DEFER_ACCEPT on the listeners).
     pub defer_accept: bool,
+    /// serve --fast-open and flood --fast-open (TCP Fast Open; the lab's
+    /// namespace gets net.ipv4.tcp_fastopen = 3, see [`enable_fast_open`]).
+    pub fast_open: bool,
     /// Stop ramping when MemAvailable falls below this many bytes
     /// (`--target max`, or the hidden `--mem-floor-mib`).
     pub mem_floor: Option<u64>,
@@ -189,7 +192,9 @@ pub struct LabReport {
 /// Where a ramp stopped before its target, and the evidence.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Ceiling {
-    /// The limit that bound: `memory` (MemAvailable reached the floor).
+    /// The limit that bound: `memory` (MemAvailable reached the floor), or
+    /// from the clients' failures (see [`binding_limit`]): `file-max`,
+    /// `ports`, `conntrack`, `fd limit`, `epoll watches`.
     pub limit: String,
     /// Connections the clients had verified when the ramp stopped.
     pub connections: u64,
@@ -200,16 +205,29 @@ pub struct Ceiling {
     /// doctor's capacity estimate for this host (the row that gave the
     /// ceiling the ramp aimed at).
     pub doctor: Option<String>,
+    /// A limit other than memory: the failures that name it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
 }
 
 /// One sentence about where the ramp stopped, with its evidence.
 pub fn ceiling_sentence(c: &Ceiling) -> String {
+    let memory = match &c.evidence {
+        None => format!(
+            "MemAvailable {} MiB, below the floor of {} MiB",
+            c.mem_available_bytes >> 20,
+            c.floor_bytes >> 20
+        ),
+        Some(e) => format!(
+            "{e}; MemAvailable {} MiB, above the floor of {} MiB",
+            c.mem_available_bytes >> 20,
+            c.floor_bytes >> 20
+        ),
+    };
     format!(
-        "Ceiling: {} bound at {} verified connections (MemAvailable {} MiB, below the floor of {} MiB; kernel memory {} per connection){}",
+        "Ceiling: {} bound at {} verified connections ({memory}; kernel memory {} per connection){}",
         c.limit,
         crate::util::thousands(c.connections),
-        c.mem_available_bytes >> 20,
-        c.floor_bytes >> 20,
         c.kernel_bytes_per_connection
             .map_or("not measured".to_string(), |k| format!("{k:.0} B")),
         c.doctor
@@ -217,6 +235,70 @@ pub fn ceiling_sentence(c: &Ceiling) -> String {
             .map(|d| format!(". doctor: {d}"))
             .unwrap_or_default()
     )
+}
+
+/// The limit a ramp toward the ceiling stopped at, from the run's failures
+/// by catalogue id (the server's prefixed `server:`): the limit's name and
+/// the evidence, or `None` when no failure names a host limit.
+pub fn binding_limit(failures: &BTreeMap<String, u64>) -> Option<(String, String)> {
+    let limit = |id: &str| match id {
+        "system_fd_limit" => Some("file-max"),
+        "ephemeral_ports_exhausted" => Some("ports"),
+        "conntrack_full" => Some("conntrack"),
+        "out_of_memory" | "tcp_memory_pressure" => Some("memory"),
+        "fd_limit" => Some("fd limit"),
+        "epoll_watch_limit" => Some("epoll watches"),
+        _ => None,
+    };
+    let mut by: BTreeMap<&str, (u64, Vec<String>)> = BTreeMap::new();
+    for (key, &n) in failures {
+        let id = key.strip_prefix("server:").unwrap_or(key);
+        if let Some(l) = limit(id) {
+            let e = by.entry(l).or_default();
+            e.0 += n;
+            e.1.push(format!("{key} {}", crate::util::thousands(n)));
+        }
+    }
+    let (name, (_, what)) = by.into_iter().max_by_key(|(_, (n, _))| *n)?;
+    Some((
+        name.to_string(),
+        format!("failed attempts: {}", what.join(", ")),
+    ))
+}
+
+/// `--fast-open`: TCP Fast Open for both ends, `net.ipv4.tcp_fastopen`
+/// with the client and server bits (3), set through `sysctl` (the lab's
+/// `/proc/sys`) only when it is the lab's own network namespace (the
+/// value goes with the namespace). In the host's namespace the lab changes
+/// nothing: there the bits must be on already, else this fails naming the
+/// key. Returns the report's note.
+pub fn enable_fast_open(
+    sysctl: &crate::sys::sysctl::Sysctl,
+    private_netns: bool,
+) -> anyhow::Result<String> {
+    use crate::reactor::listen::{FASTOPEN_CLIENT, FASTOPEN_SERVER};
+    const KEY: &str = "net.ipv4.tcp_fastopen";
+    let both = FASTOPEN_CLIENT | FASTOPEN_SERVER;
+    let was = sysctl
+        .read_u64(KEY)
+        .ok_or_else(|| anyhow::anyhow!("--fast-open: {KEY} cannot be read in this namespace"))?;
+    if was & both == both {
+        return Ok(format!(
+            "--fast-open: {KEY} is {was} here, Fast Open on for clients and server"
+        ));
+    }
+    if !private_netns {
+        anyhow::bail!(
+            "--fast-open: {KEY} is {was} and the lab runs in the host's network namespace, where it changes no net.* key: run it in its own namespace (as root, --netns auto or on), or set {KEY} to 3 yourself"
+        );
+    }
+    let now = (was | both).to_string();
+    sysctl.write_verified(KEY, &now).map_err(|e| {
+        anyhow::anyhow!("--fast-open: setting {KEY} to {now} in the lab's namespace: {e}")
+    })?;
+    Ok(format!(
+        "--fast-open: {KEY} set to {now} in the lab's network namespace (was {was}); serve and the clients use TCP Fast Open"
+    ))
 }
 
 /// `--target max` on the command line: replaced by doctor's capacity
@@ -402,6 +484,72 @@ mod tests {
         assert_eq!(mem_floor(24 << 30), 1536 << 20);
         // 64 GiB: 6% is more
         assert_eq!(mem_floor(64 << 30), (64u64 << 30) / 100 * 6);
+    }
+
+    #[test]
+    fn fast_open_is_set_in_the_labs_namespace_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("net/ipv4")).unwrap();
+        let file = dir.path().join("net/ipv4/tcp_fastopen");
+        let sysctl = crate::sys::sysctl::Sysctl::new(dir.path());
+        std::fs::write(&file, "1\n").unwrap();
+        let err = enable_fast_open(&sysctl, false).unwrap_err().to_string();
+        assert!(err.contains("net.ipv4.tcp_fastopen is 1"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            "1\n",
+            "host untouched"
+        );
+        let note = enable_fast_open(&sysctl, true).unwrap();
+        assert!(
+            note.contains("set to 3") && note.contains("(was 1)"),
+            "{note}"
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "3");
+        // Already on: nothing to change, in either namespace.
+        assert!(enable_fast_open(&sysctl, false).is_ok());
+        std::fs::write(&file, "1027\n").unwrap();
+        assert!(enable_fast_open(&sysctl, false).is_ok());
+    }
+
+    #[test]
+    fn the_binding_limit_is_the_most_failed_host_limit() {
+        let f = |pairs: &[(&str, u64)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert_eq!(binding_limit(&f(&[("connect_timeout", 9)])), None);
+        let (limit, evidence) = binding_limit(&f(&[
+            ("connect_timeout", 900),
+            ("system_fd_limit", 40),
+            ("server:system_fd_limit", 30),
+            ("ephemeral_ports_exhausted", 50),
+        ]))
+        .unwrap();
+        assert_eq!(limit, "file-max");
+        assert!(
+            evidence.contains("system_fd_limit 40")
+                && evidence.contains("server:system_fd_limit 30"),
+            "{evidence}"
+        );
+        let c = Ceiling {
+            limit,
+            connections: 1234,
+            mem_available_bytes: 8 << 30,
+            floor_bytes: 1536 << 20,
+            evidence: Some(evidence),
+            ..Default::default()
+        };
+        let s = ceiling_sentence(&c);
+        assert!(
+            s.starts_with(
+                "Ceiling: file-max bound at 1,234 verified connections (failed attempts:"
+            ),
+            "{s}"
+        );
+        assert!(s.contains("above the floor of 1536 MiB"), "{s}");
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub fn run(
     serve_args.json = true;
     serve_args.metrics_fd = cfg.metrics.first().map(|&(_, fd)| fd);
     serve_args.defer_accept = cfg.defer_accept;
+    serve_args.fast_open = cfg.fast_open;
     let logs_dir = dir.join("logs");
     let stderr_dir = dir.join("stderr");
     for d in [&logs_dir, &stderr_dir] {
@@ -204,6 +205,7 @@ pub fn run(
         args.hold = Hold(Some(cfg.hold + CLIENT_HOLD_MARGIN));
         args.json = true;
         args.message_interval = cfg.message_interval;
+        args.fast_open = cfg.fast_open;
         args.metrics_fd = cfg.metrics.get(k).map(|&(_, fd)| fd);
         if let Some(b) = cfg.reconnect {
             args.reconnect = true;
@@ -234,16 +236,16 @@ pub fn run(
     let mut gave_up = false;
     let mut hold_started: Option<Instant> = None;
     let mut counters_end_of_hold: Option<CounterSet> = None;
-    let stop_clients = |pool: &Pool| {
+    // SIGTERM ends a client (summary, then close); SIGUSR1 stops its
+    // ramp and it holds what it has (the ceiling of --target max).
+    let signal_clients = |pool: &Pool, sig: nix::sys::signal::Signal| {
         for i in 1..=cfg.clients as usize {
             if let Some(pid) = pool.pid(i) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
             }
         }
     };
+    let stop_clients = |pool: &Pool| signal_clients(pool, nix::sys::signal::Signal::SIGTERM);
     while live[1..].iter().any(|l| l.exit.is_none()) {
         if let Some(t) = hold_started
             && counters_end_of_hold.is_none()
@@ -276,7 +278,11 @@ pub fn run(
                 .push("interrupted (SIGINT/SIGTERM/SIGHUP/SIGQUIT): all processes stopped".into());
             pool.signal_all(nix::sys::signal::Signal::SIGTERM);
         }
-        if !gave_up && report.time_to_target_s.is_none() && run_start.elapsed() > cfg.deadline {
+        if !gave_up
+            && hold_started.is_none()
+            && report.time_to_target_s.is_none()
+            && run_start.elapsed() > cfg.deadline
+        {
             gave_up = true;
             report.notes.push(format!(
                 "target not reached within {:?}: clients stopped",
@@ -333,33 +339,58 @@ pub fn run(
             if let Some(c) = memory_floor_reached(floor, established, cfg) {
                 report.memory_peak = probe::memory().unwrap_or_default();
                 report.notes.push(format!(
-                    "stopped ramping at {} verified connections: MemAvailable {} MiB fell below the floor of {} MiB; clients stopped",
+                    "stopped ramping at {} verified connections: MemAvailable {} MiB fell below the floor of {} MiB; the clients stopped connecting and held what they had",
                     thousands(c.connections),
                     c.mem_available_bytes >> 20,
                     floor >> 20
                 ));
                 report.ceiling = Some(c);
                 sysctl_at_peak = Some(probe::sysctl_text());
-                gave_up = true;
+                signal_clients(&pool, nix::sys::signal::Signal::SIGUSR1);
+            }
+        }
+        // Holding at the ceiling: should MemAvailable still fall to half
+        // the floor (connects that were in flight, echo buffers), end the
+        // hold now rather than go on towards the OOM killer.
+        if let Some(floor) = cfg.mem_floor
+            && report.ceiling.is_some()
+            && counters_end_of_hold.is_none()
+            && last_mem.elapsed() >= Duration::from_secs(1)
+        {
+            last_mem = Instant::now();
+            if memory_floor_reached(floor / 2, established, cfg).is_some() {
+                report.notes.push(format!(
+                    "MemAvailable fell below half the floor ({} MiB) while holding at the ceiling: the hold was cut short",
+                    floor >> 21
+                ));
+                counters_end_of_hold =
+                    Some(probe::counters().context("reading TCP counters at the end of the hold")?);
+                server_at_end = Some(live[0].connections);
                 stop_clients(&pool);
             }
         }
         // Every client is done connecting short of the target (a server
-        // that stopped taking clients): hold what they have, rather than
-        // wait for their own backstop or the deadline.
+        // that stopped taking clients, or the ramp stopped at the
+        // ceiling): hold what they have, rather than wait for their own
+        // backstop or the deadline.
         if hold_started.is_none()
             && report.time_to_target_s.is_none()
-            && report.ceiling.is_none()
+            && counters_end_of_hold.is_none()
             && live[1..].iter().all(|l| l.connect_over || l.exit.is_some())
         {
             hold_started = Some(Instant::now());
-            report.memory_peak = probe::memory().unwrap_or_default();
-            sysctl_at_peak = Some(probe::sysctl_text());
-            report.notes.push(format!(
-                "every client finished connecting at {} of {}: held what they had",
-                thousands(established),
-                thousands(cfg.target)
-            ));
+            verified_at_hold_start = established;
+            if sysctl_at_peak.is_none() {
+                sysctl_at_peak = Some(probe::sysctl_text());
+            }
+            if report.ceiling.is_none() {
+                report.memory_peak = probe::memory().unwrap_or_default();
+                report.notes.push(format!(
+                    "every client finished connecting at {} of {}: held what they had",
+                    thousands(established),
+                    thousands(cfg.target)
+                ));
+            }
         }
         if last_print.elapsed() >= Duration::from_secs(1) {
             last_print = Instant::now();
@@ -428,6 +459,22 @@ pub fn run(
         .with_context(|| format!("writing {}", kernel_path.display()))?;
 
     summarize(&mut report, &live, run_start_ts);
+    if let Some(floor) = cfg.mem_floor
+        && report.ceiling.is_none()
+        && !report.reached
+    {
+        // A ramp toward the ceiling that stopped on its own: the clients'
+        // failures say which limit bound it.
+        report.ceiling = super::binding_limit(&report.failures).map(|(limit, evidence)| Ceiling {
+            limit,
+            connections: report.peak_connections,
+            mem_available_bytes: report.memory_peak.mem_available_kib * 1024,
+            floor_bytes: floor,
+            kernel_bytes_per_connection: None,
+            doctor: cfg.doctor_row.clone(),
+            evidence: Some(evidence),
+        });
+    }
     let kernel = report.kernel_bytes_per_connection;
     if let Some(c) = report.ceiling.as_mut() {
         c.kernel_bytes_per_connection = kernel;
@@ -467,6 +514,7 @@ fn memory_floor_reached(floor: u64, established: u64, cfg: &LabConfig) -> Option
         floor_bytes: floor,
         kernel_bytes_per_connection: None,
         doctor: cfg.doctor_row.clone(),
+        evidence: None,
     })
 }
 
@@ -709,7 +757,7 @@ fn hold_account(
     server_at_end: u64,
     mut injector: Option<Injector>,
 ) {
-    if report.time_to_target_s.is_none() {
+    if report.time_to_target_s.is_none() && report.ceiling.is_none() {
         return;
     }
     let clients: Vec<ClientHold> = live[1..]
