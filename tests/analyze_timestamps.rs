@@ -3,7 +3,8 @@
 //! java.util.logging's two-line form, and two Python processes appending
 //! `NAME[pid]:` lines to one file): the connect rate comes from the clock,
 //! each finding says when it was first seen, the failure that began first
-//! comes first, and interleaved processes are said and separated.
+//! comes first, and interleaved processes are said and separated. Plus
+//! nginx's Go-style stamps and journalctl's short form on existing fixtures.
 use serde_json::Value;
 
 mod common;
@@ -104,4 +105,19 @@ fn interleaved_processes_are_said_and_separated_and_the_first_failure_leads() {
         text.contains("interleaves the lines of 2 processes"),
         "{text}"
     );
+}
+
+#[test]
+fn go_style_and_journal_stamps_date_their_findings() {
+    // nginx's error.log (a real run, tests/fixtures/runtimes/make.sh)
+    // stamps its lines as Go's log package does: `2026/12/02 18:58:26`.
+    let report = analyze_json(&[fixture("runtimes/nginx_fd.log")]);
+    let fd = &findings_with(&report, "fd_limit")[0];
+    let seen = fd["first_seen"].as_str().unwrap_or("");
+    assert!(seen.starts_with("2026-12-02T18:58:2"), "{seen:?}");
+    // journalctl's short form has no year: the time of day is what it says.
+    let report = analyze_json(&[fixture("classes/conntrack_full_journald.log")]);
+    let ct = &findings_with(&report, "conntrack_full")[0];
+    let seen = ct["first_seen"].as_str().unwrap_or("");
+    assert!(seen.ends_with("-11-29T03:12:44.000"), "{seen:?}");
 }

@@ -336,13 +336,25 @@ fn run_parent(
         }
     };
     let mut stop_deadline: Option<Instant> = None;
-    let mut ramp_stopped = false;
+    // SIGUSR1 (the lab at the host's ceiling): every worker stops opening
+    // connections and holds what it has. A worker is told once it has
+    // said something: by then it handles SIGUSR1 (before, the signal's
+    // default action would kill it).
+    let mut heard = vec![false; procs as usize];
+    let mut told = vec![false; procs as usize];
     while running > 0 {
-        if signals::ramp_stop_requested() && !ramp_stopped {
-            // SIGUSR1 (the lab at the host's ceiling): every worker stops
-            // opening connections and holds what it has.
-            ramp_stopped = true;
-            pool.signal_all(nix::sys::signal::Signal::SIGUSR1);
+        if signals::ramp_stop_requested() {
+            for (i, t) in told.iter_mut().enumerate() {
+                if heard[i] && !*t {
+                    *t = true;
+                    if let Some(pid) = pool.pid(i) {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid as i32),
+                            nix::sys::signal::Signal::SIGUSR1,
+                        );
+                    }
+                }
+            }
         }
         if signals::stop_requested() && stop_deadline.is_none() {
             // Ask every worker to stop and keep reading: each writes its
@@ -362,6 +374,11 @@ fn run_parent(
             .saturating_duration_since(Instant::now())
             .min(Duration::from_millis(200));
         if let Some(msg) = pool.recv_timeout(wait) {
+            if let WorkerMsg::Line { index, .. } = &msg
+                && let Some(h) = heard.get_mut(*index)
+            {
+                *h = true;
+            }
             handle(msg, reporter, &mut summaries, &mut running, &mut lost);
         }
         if Instant::now() >= next_tick {

@@ -45,6 +45,8 @@ pub(super) struct Live {
     connect_over: bool,
     /// Failures by catalogue id in its last interval (cumulative).
     pub(super) failures: BTreeMap<crate::catalogue::FailureId, u64>,
+    /// A client sent SIGUSR1: stop ramping (the ceiling).
+    told_to_stop_ramp: bool,
 }
 
 /// Does this client line say its connect phase is over?
@@ -236,16 +238,16 @@ pub fn run(
     let mut gave_up = false;
     let mut hold_started: Option<Instant> = None;
     let mut counters_end_of_hold: Option<CounterSet> = None;
-    // SIGTERM ends a client (summary, then close); SIGUSR1 stops its
-    // ramp and it holds what it has (the ceiling of --target max).
-    let signal_clients = |pool: &Pool, sig: nix::sys::signal::Signal| {
+    let stop_clients = |pool: &Pool| {
         for i in 1..=cfg.clients as usize {
             if let Some(pid) = pool.pid(i) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
             }
         }
     };
-    let stop_clients = |pool: &Pool| signal_clients(pool, nix::sys::signal::Signal::SIGTERM);
     while live[1..].iter().any(|l| l.exit.is_none()) {
         if let Some(t) = hold_started
             && counters_end_of_hold.is_none()
@@ -346,7 +348,22 @@ pub fn run(
                 ));
                 report.ceiling = Some(c);
                 sysctl_at_peak = Some(probe::sysctl_text());
-                signal_clients(&pool, nix::sys::signal::Signal::SIGUSR1);
+            }
+        }
+        // The ramp stops at the ceiling: SIGUSR1 to every client that has
+        // said it started (then it handles the signal; before, the
+        // signal's default action would kill it).
+        if report.ceiling.is_some() && counters_end_of_hold.is_none() {
+            for (k, l) in live.iter_mut().enumerate().skip(1) {
+                if l.start.is_some() && !l.told_to_stop_ramp {
+                    l.told_to_stop_ramp = true;
+                    if let Some(pid) = pool.pid(k) {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid as i32),
+                            nix::sys::signal::Signal::SIGUSR1,
+                        );
+                    }
+                }
             }
         }
         // Holding at the ceiling: should MemAvailable still fall to half
