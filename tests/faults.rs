@@ -16,6 +16,7 @@
 //! naive reconnects after a restart are a reconnect storm.
 use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -351,31 +352,13 @@ fn loss_and_partition_without_hosts_are_a_usage_error() {
 /// --json`: its exit status and report.json; the root namespace's
 /// nftables tables are read while it runs.
 fn hosts_lab(fault: &str, dir: &Path) -> (Option<i32>, Value, Vec<String>) {
-    let mut child = Command::new(BIN)
-        .args([
-            "lab",
-            "--hosts",
-            "-n",
-            "3000",
-            "--clients",
-            "2",
-            "--sources",
-            "2",
-            "--ports",
-            "4",
-            "--hold",
-            "6s",
-            "--fault",
-            fault,
-            "--json",
-            "--report",
-        ])
-        .arg(dir)
+    let mut child = Lab::new(3000)
+        .hold("6s")
+        .json()
+        .args(&["--hosts", "--sources", "2", "--fault", fault])
+        .command(dir)
         // The lab's state and lock live in the test's folder.
         .env("C1M_STATE_DIR", dir.join("state"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let start = Instant::now();
