@@ -112,12 +112,27 @@ if ! python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if 
     grep -E 'applied|failed' "$work/apply.out" | head -20 | sed 's/^/#   /' || true
 fi
 
+# The kernel's slab caches (TCP sockets, socket inodes, files) grow with the
+# first run and keep part of what they grew: the second run then finds
+# slabs ready and the first pays for allocating them (a profile of a 1M run
+# showed allocate_slab at 12% of c1m's samples and 1% of C's). So both runs
+# start from the same state: written-back page cache dropped and every
+# slab cache shrunk to what is in use. COLD=0 skips it.
+cold_start() {
+    [ "${COLD:-1}" = 1 ] || return 0
+    sync
+    echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+    for f in /sys/kernel/slab/*/shrink; do echo 1 > "$f" 2>/dev/null || true; done
+    sleep 1
+}
+
 # Steps 1 and 2 at target $1; prints the comparison and appends one curve
 # line to $work/curve.txt.
 run_target() {
     local N=$1
     rm -rf "$work/reports"
     # 1. c1m lab
+    cold_start
     # shellcheck disable=SC2086
     "$C1M" lab --target "$N" --clients "$CLIENTS" --ports "$PORTS" --port "$BASE" --hold 5s \
         --report "$work/reports" ${LAB_OPTS:-} > "$work/lab.out" 2>&1 || true
@@ -133,6 +148,7 @@ PY
     )
 
     # 2. the C programs, same process counts
+    cold_start
     c_line=$(unshare -n "$0" --c-run "$work" "$N" "$PORTS" "$BASE" "$srv_procs" "$cli_procs" | grep '^c_result')
 
     python3 - "$report" "$N" "$srv_procs" "$cli_procs" "$c_line" "$work/curve.txt" <<'PY'

@@ -381,7 +381,9 @@ pub const CATALOGUE: &[Failure] = &[
         title: "packet loss or network partition",
         errnos: &[],
         texts: &[],
-        counters: &[],
+        // Judged by rules::faults (data retransmissions, not SYNs, with
+        // no accept-queue overflow to explain them), not one by one.
+        counters: &["TcpRetransSegs", "TCPLossProbes"],
         plateaus: &[],
         side: Side::Host,
         explanation: "packets between the hosts were dropped (a lossy link, or every packet for a while: a partition): retransmissions rose, echoes and connects timed out, and connections whose retries ran out were lost",

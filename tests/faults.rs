@@ -6,6 +6,14 @@
 //! during a plain lab's hold fails the run. Each lab runs in the private
 //! network namespace it makes for itself (ignored without one), and every
 //! process it starts ends with it.
+//!
+//! Between namespace hosts (`--hosts`, root and nft), `loss` and
+//! `partition` drop client-1's packets with nftables inside its own
+//! namespace (the root namespace's tables are watched: never there) and
+//! analyze names the drop; `kill-worker` counts as on the loopback. And
+//! analyze finds causes no record names: an OOM kill in a report's kernel
+//! log (a fixture) is the root cause of the worker death with its pid, and
+//! naive reconnects after a restart are a reconnect storm.
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -287,4 +295,229 @@ fn restart_server_with_reconnecting_clients_recovers_to_the_target() {
         assert!(rc["attempts"].as_u64().unwrap() >= 1500, "{rc}");
         assert!(rc["peak_attempts_per_s"].as_u64().unwrap() > 0, "{rc}");
     }
+}
+
+#[test]
+fn an_oom_kill_in_the_report_s_kernel_log_is_the_root_cause_of_the_worker_s_death() {
+    // A lab's report folder: serve says worker 0 (pid 27012) was killed,
+    // the clients saw their connections end, and the kernel log the lab
+    // kept has the OOM killer's lines for that pid (dmesg's form).
+    let r = analyze_json(&[fixture("faults/oom/logs")]);
+    let f = &r["findings"][0];
+    assert_eq!(f["id"], "out_of_memory", "{}", r["findings"]);
+    let what = f["explanation"].as_str().unwrap();
+    assert!(
+        what.starts_with("The kernel's OOM killer killed server worker 0 (pid 27012) at ")
+            && what.contains("Out of memory: Killed process 27012 (c1m)")
+            && what.contains(
+                "3,000 connections it held were lost: clients saw 2,950 EOFs and 50 resets within 1 s"
+            ),
+        "{what}"
+    );
+    let files: Vec<String> = f["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["file"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        files[0].ends_with("kernel.log") && files[1].ends_with("serve.log"),
+        "{files:?}"
+    );
+    // The kill, the death and the clients' EOFs are that one finding.
+    let ids = finding_ids(&r);
+    for id in ["server_process_died", "peer_disconnect", "connection_reset"] {
+        assert!(!ids.contains(&id), "{ids:?}");
+    }
+    assert_eq!(findings_with(&r, "out_of_memory").len(), 1, "{ids:?}");
+}
+
+#[test]
+#[cfg_attr(not(c1m_netns), ignore = "needs root: network namespaces")]
+fn a_naive_reconnect_after_a_restart_is_named_a_reconnect_storm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, r) = lab(
+        &[
+            "--fault",
+            "restart-server",
+            "--reconnect",
+            "--reconnect-backoff",
+            "0",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, Some(0), "{r}");
+    assert_fault(&r, "restart-server", 3000);
+    // The restart stays the root cause; the storm is named from the
+    // clients' own account, with the summary line as evidence.
+    let (id, _) = first_finding(&r);
+    assert_eq!(id, "server_process_died", "{}", r["findings"]);
+    let storms = findings_with(&r, "reconnect_storm");
+    assert!(!storms.is_empty(), "{}", r["findings"]);
+    for s in storms {
+        let what = s["explanation"].as_str().unwrap();
+        assert!(
+            what.contains("1,500 verified connections lost")
+                && what.contains("--reconnect-backoff 0: no backoff"),
+            "{what}"
+        );
+        let file = s["evidence"][0]["file"].as_str().unwrap();
+        assert!(
+            file.ends_with("client-1.log") || file.ends_with("client-2.log"),
+            "{file}"
+        );
+    }
+}
+
+#[test]
+fn loss_and_partition_without_hosts_are_a_usage_error() {
+    for fault in ["loss", "partition"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = c1m(&["lab", "-n", "100", "--fault", fault, "--report"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("--fault {fault} drops packets")) && err.contains("add --hosts"),
+            "{err}"
+        );
+        // Nothing ran: no report folder.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
+
+/// `c1m lab --hosts -n 3000 --clients 2 --sources 2 --hold 6s --fault F
+/// --json`: its exit status and report.json; the root namespace's
+/// nftables tables are read while it runs.
+fn hosts_lab(fault: &str, dir: &Path) -> (Option<i32>, Value, Vec<String>) {
+    let mut child = Command::new(BIN)
+        .args([
+            "lab",
+            "--hosts",
+            "-n",
+            "3000",
+            "--clients",
+            "2",
+            "--sources",
+            "2",
+            "--ports",
+            "4",
+            "--hold",
+            "6s",
+            "--fault",
+            fault,
+            "--json",
+            "--report",
+        ])
+        .arg(dir)
+        // The lab's state and lock live in the test's folder.
+        .env("C1M_STATE_DIR", dir.join("state"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut root_tables = Vec::new();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "lab --hosts ran too long"
+        );
+        let out = Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .unwrap();
+        root_tables.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains("c1m_fault"))
+                .map(str::to_string),
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = wait_bounded(child, Duration::from_secs(10));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"report_dir\""))
+        .unwrap_or_else(|| panic!("no report line: {}", text(&out)));
+    (
+        out.status.code(),
+        serde_json::from_str(last).unwrap(),
+        root_tables,
+    )
+}
+
+/// A network fault between hosts: injected in client-1's namespace only,
+/// nothing lost (TCP retransmits through a few seconds of drops), and
+/// analyze's first finding names it with its evidence.
+fn network_fault(fault: &str, what: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, r, root_tables) = hosts_lab(fault, dir.path());
+    assert!(
+        root_tables.is_empty(),
+        "the root namespace got {root_tables:?}"
+    );
+    assert_eq!(code, Some(0), "{r}");
+    let f = &r["fault"];
+    assert_eq!(f["fault"], fault, "{f}");
+    assert_eq!(f["injected"], true, "{f}");
+    assert_eq!(f["victim"], "client-1's link", "{f}");
+    assert_eq!(f["clients_lost"], 0, "{f}");
+    assert_eq!(f["agree"], true, "{f}");
+    assert!(f["duration_s"].as_f64().unwrap() >= 1.0, "{f}");
+    assert_eq!(r["hold"]["alive_at_end"], 3000, "{}", r["hold"]);
+    assert_eq!(r["reached"], true);
+    let (id, files) = first_finding(&r);
+    assert_eq!(id, "packet_loss", "{}", r["findings"]);
+    assert!(cites(&files, "lab.log"), "{files:?}");
+    let text = r["findings"][0]["explanation"].as_str().unwrap();
+    assert!(
+        text.starts_with("Client-1's link (eth0 in namespace c1m-")
+            && text.contains(what)
+            && text.contains(&format!("(injected by c1m lab --fault {fault})"))
+            && text.contains("data segments retransmitted"),
+        "{text}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(all(c1m_root, c1m_netns, c1m_nft)),
+    ignore = "needs root and nft: namespace hosts"
+)]
+fn loss_drops_a_share_of_one_client_host_s_packets_and_analyze_names_it() {
+    network_fault("loss", "dropped 20% of its packets, at random");
+}
+
+#[test]
+#[cfg_attr(
+    not(all(c1m_root, c1m_netns, c1m_nft)),
+    ignore = "needs root and nft: namespace hosts"
+)]
+fn partition_drops_every_packet_of_one_client_host_and_analyze_names_it() {
+    network_fault("partition", "dropped every packet (a partition)");
+}
+
+#[test]
+#[cfg_attr(
+    not(all(c1m_root, c1m_netns, c1m_nft)),
+    ignore = "needs root and nft: namespace hosts"
+)]
+fn kill_worker_between_hosts_is_counted_as_on_the_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, r, _) = hosts_lab("kill-worker", dir.path());
+    assert_eq!(code, Some(0), "{r}");
+    let f = &r["fault"];
+    assert_eq!(f["injected"], true, "{f}");
+    assert_eq!(f["agree"], true, "{f}");
+    assert!(f["clients_lost"].as_u64().unwrap() > 0, "{f}");
+    assert_eq!(f["clients_lost"], r["hold"]["server_lost"], "{}", r["hold"]);
+    let (id, files) = first_finding(&r);
+    assert_eq!(id, "server_process_died", "{}", r["findings"]);
+    assert!(cites(&files, "lab.log"), "{files:?}");
 }

@@ -74,7 +74,7 @@ pub struct LabArgs {
     pub scenario: Option<ScenarioChoice>,
     /// Inject one fault a third of the way into the hold, for real, and
     /// compare what the clients lost with what the victim held (exit 0
-    /// when they agree).
+    /// when they agree). loss and partition need --hosts.
     #[arg(long, value_enum, conflicts_with = "scenario")]
     pub fault: Option<lab::faults::Fault>,
     /// The clients replace every connection lost during the hold (flood
@@ -290,21 +290,24 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
         metrics: Vec::new(),
         defer_accept: args.defer_accept,
         fast_open: false,
-        fault: None,
+        fault: args.fault,
         mem_floor: None,
         doctor_row: None,
-        reconnect: None,
+        reconnect: args.reconnect.then_some(args.reconnect_backoff),
     };
     say(
         args.json,
         format!(
-            "lab: {} connections between namespace hosts: server (198.18.0.1, {} ports), {} client hosts with {} addresses each{}",
+            "lab: {} connections between namespace hosts: server (198.18.0.1, {} ports), {} client hosts with {} addresses each{}{}",
             thousands(cfg.target),
             cfg.ports,
             cfg.clients,
             cfg.sources_per_client,
             scenario
                 .map(|s| format!(", scenario {}", s.name()))
+                .unwrap_or_default(),
+            cfg.fault
+                .map(|f| format!(", fault {} during the hold", f.name()))
                 .unwrap_or_default()
         ),
     );
@@ -336,7 +339,7 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
             say(
                 args.json,
                 format!(
-                    "lab --hosts: target {} {}: verified {}, time to target {}, {} namespaces removed, report in {}",
+                    "lab --hosts: target {} {}: verified {}, time to target {}{}, {} namespaces removed, report in {}",
                     thousands(r.lab.target),
                     if r.lab.reached {
                         "reached"
@@ -348,11 +351,12 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
                         .time_to_target_s
                         .map(|t| format!("{t:.1} s"))
                         .unwrap_or_else(|| "n/a".into()),
+                    hold_summary(&r.lab),
                     r.removed.len(),
                     r.lab.report_dir
                 ),
             );
-            r.lab.reached
+            r.lab.reached && r.lab.hold.as_ref().is_none_or(|h| h.ok)
         }
     };
     Ok(if ok {
@@ -374,13 +378,15 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         if args.fast_open {
             anyhow::bail!("--fast-open runs on the loopback lab, not with --hosts");
         }
-        if let Some(f) = args.fault {
-            anyhow::bail!(
-                "--fault {} runs on the loopback lab, not with --hosts",
-                f.name()
-            );
-        }
         return run_hosts(args);
+    }
+    if let Some(f) = args.fault
+        && f.needs_hosts()
+    {
+        anyhow::bail!(
+            "--fault {} drops packets on a namespace host's link (nftables inside client-1's namespace): add --hosts",
+            f.name()
+        );
     }
     if args.scenario == Some(ScenarioChoice::Conntrack) {
         anyhow::bail!("--scenario conntrack runs between namespace hosts: add --hosts");

@@ -436,7 +436,10 @@ fn structure_or_seed(t: &[u8], bytes: Bytes) -> Option<Line<'_>> {
     if let Some(at) = find(t, b"connections:")
         && let Some(((conns, fd, ms), rest)) = progress(&t[at..])
     {
-        let glued = at > 0 || !trim(rest).is_empty() || bytes.control || bytes.non_ascii;
+        let glued = (at > 0 && !stamped_prefix(&t[..at]))
+            || !trim(rest).is_empty()
+            || bytes.control
+            || bytes.non_ascii;
         return Some(Line::Progress {
             conns,
             fd,
@@ -460,6 +463,21 @@ fn structure_or_seed(t: &[u8], bytes: Bytes) -> Option<Line<'_>> {
         });
     }
     None
+}
+
+/// Whether what precedes a record is a log's own prefix: a timestamp
+/// (`super::timestamps`), optionally followed by one to three words the last
+/// of which ends with `:` (`client[12]:`, `INFO root:`), not noise.
+fn stamped_prefix(prefix: &[u8]) -> bool {
+    let Some(st) = super::timestamps::parse(prefix) else {
+        return false;
+    };
+    let rest = trim(&prefix[st.len..]);
+    if rest.is_empty() {
+        return true;
+    }
+    let words = rest.split(|&b| b == b' ').filter(|w| !w.is_empty()).count();
+    words <= 3 && rest.ends_with(b":") && rest.is_ascii()
 }
 
 /// Error, kernel, sysctl, sockstat and counter lines.
@@ -973,6 +991,21 @@ mod tests {
                 glued: true
             }
         );
+        // A log's own timestamp (and process) before a record is no noise.
+        for line in [
+            &b"2026-12-02 22:43:05,123 connections: 999, sockfd:1002, time_used:1241"[..],
+            b"Dec  2 22:43:05 host client[7]: connections: 999, sockfd:1002, time_used:1241",
+        ] {
+            assert_eq!(
+                p(line),
+                Line::Progress {
+                    conns: 999,
+                    fd: 1002,
+                    ms: 1241,
+                    glued: false
+                }
+            );
+        }
         assert_eq!(
             p(b"\t Error clientfd:59002, errno:11"),
             Line::SeedError {

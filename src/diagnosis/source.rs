@@ -292,6 +292,10 @@ pub struct JsonState {
     pub worker_events: u64,
     pub worker_evidence: Option<Evidence>,
     pub failure_records: u64,
+    /// flood's `--reconnect` account (its summary's `reconnect`, the
+    /// process that lost most), with the summary line: what
+    /// `rules::faults` judges a reconnect storm from.
+    pub reconnect: Option<(crate::flood::engine::ReconnectSummary, Evidence)>,
 }
 
 /// Line accounting for a source.
@@ -1210,6 +1214,11 @@ impl Source {
                 if let Some(d) = crate::events::typed::<FloodSummary>(&details) {
                     j.summary_connect_s = j.summary_connect_s.max(d.shard.connect_s);
                     j.summary_verified = j.summary_verified.saturating_add(d.verified);
+                    if let Some(rc) = d.shard.reconnect
+                        && j.reconnect.as_ref().is_none_or(|(r, _)| rc.lost > r.lost)
+                    {
+                        j.reconnect = Some((rc, ev()));
+                    }
                 }
                 let sc = j.summary_connections.get_or_insert(0);
                 *sc = sc.saturating_add(counters.connections);

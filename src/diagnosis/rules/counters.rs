@@ -15,9 +15,14 @@ pub fn findings(s: &Source, out: &mut Vec<Finding>) {
     let name = s.name();
     let mut by_id: BTreeMap<FailureId, (Finding, Vec<String>)> = BTreeMap::new();
     for (counter, t) in &s.counters {
+        // Retransmissions are packet loss only when nothing else explains
+        // them: rules::faults judges them all together.
         let ids: Vec<FailureId> = FailureId::all()
-            .filter(|id| id.info().counters.contains(counter))
+            .filter(|id| id.info().counters.contains(counter) && *id != FailureId::PacketLoss)
             .collect();
+        if ids.is_empty() {
+            continue;
+        }
         let rose = t.snapshots >= 2 && t.last > t.first;
         let single = t.snapshots == 1 && t.last > 0;
         if !rose && !single {

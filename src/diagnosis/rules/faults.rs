@@ -8,6 +8,14 @@
 //! says what happened, when, what it cost and what the clients saw, with
 //! the effects' evidence under it; the effects are not separate findings
 //! any more, and root causes come first.
+//!
+//! Three causes are also found without a record naming them: an OOM kill
+//! in the kernel log whose pid is the dead process's (the kill is then the
+//! root cause, the death and its effects under it), packet loss from the
+//! kernel counters (data retransmissions and loss probes that no
+//! accept-queue overflow explains), and a reconnect storm from flood's
+//! `--reconnect` account (every lost connection retried within one
+//! second, with no backoff or into an overflowing accept queue).
 use std::collections::BTreeMap;
 
 use super::plural;
@@ -94,18 +102,31 @@ impl Incident<'_> {
 /// findings first, the effects they explain folded into them.
 pub fn link(sources: &[Source], findings: Vec<Finding>) -> Vec<Finding> {
     let incidents = incidents(sources);
-    if incidents.is_empty() {
-        return findings;
-    }
+    let kills = oom_kills(sources);
     let mut roots = Vec::new();
     // (source name, id) of effects explained by an incident.
     let mut explained: BTreeMap<(String, FailureId), (u64, u64)> = BTreeMap::new();
+    // Pids of OOM kills that are an incident's root cause.
+    let mut oom_used: Vec<u32> = Vec::new();
     for inc in &incidents {
-        roots.push(root_finding(inc, sources, &mut explained));
+        let kill = oom_of(inc, &kills);
+        if let Some(k) = kill {
+            oom_used.push(k.pid);
+        }
+        roots.push(root_finding(inc, sources, kill, &mut explained));
+    }
+    if !incidents.iter().any(|i| i.id == FailureId::PacketLoss) {
+        roots.extend(loss_from_counters(sources));
+    }
+    if !incidents.iter().any(|i| i.id == FailureId::ReconnectStorm) {
+        roots.extend(storms(sources));
+    }
+    if roots.is_empty() {
+        return findings;
     }
     let cause_ids: Vec<FailureId> = incidents.iter().map(|i| i.id).collect();
     let explained_fully = |f: &Finding| {
-        if !EFFECTS.contains(&f.id) {
+        if incidents.is_empty() || !EFFECTS.contains(&f.id) {
             return false;
         }
         let src = sources.iter().find(|s| s.name() == f.source);
@@ -128,10 +149,227 @@ pub fn link(sources: &[Source], findings: Vec<Finding>) -> Vec<Finding> {
             None => false,
         }
     };
+    // An OOM finding whose every kill is a root cause above is folded in.
+    let oom_explained = |f: &Finding| {
+        f.id == FailureId::OutOfMemory
+            && sources
+                .iter()
+                .find(|s| s.name() == f.source)
+                .and_then(|s| s.obs.get(&FailureId::OutOfMemory))
+                .is_some_and(|o| {
+                    let pids: Vec<Option<u32>> =
+                        o.evidence.iter().map(|e| oom_pid(&e.text)).collect();
+                    o.count as usize == pids.len()
+                        && pids
+                            .iter()
+                            .all(|p| p.is_some_and(|p| oom_used.contains(&p)))
+                })
+    };
     let rest = findings
         .into_iter()
-        .filter(|f| !cause_ids.contains(&f.id) && !explained_fully(f));
+        .filter(|f| !cause_ids.contains(&f.id) && !explained_fully(f) && !oom_explained(f));
     roots.into_iter().chain(rest).collect()
+}
+
+/// An OOM kill in a kernel log: the pid it killed and its line.
+struct OomKill<'a> {
+    pid: u32,
+    evidence: &'a Evidence,
+}
+
+/// Every OOM kill the kernel logs show with a pid.
+fn oom_kills(sources: &[Source]) -> Vec<OomKill<'_>> {
+    sources
+        .iter()
+        .filter_map(|s| s.obs.get(&FailureId::OutOfMemory))
+        .flat_map(|o| o.evidence.iter())
+        .filter_map(|e| {
+            Some(OomKill {
+                pid: oom_pid(&e.text)?,
+                evidence: e,
+            })
+        })
+        .collect()
+}
+
+/// The pid an OOM-killer line names: `Out of memory: Killed process 27012
+/// (c1m)`, the older `Kill process 27012 (c1m) score ...`, or the
+/// `oom-kill:...,task=c1m,pid=27012,uid=0` summary.
+fn oom_pid(line: &str) -> Option<u32> {
+    let lower = line.to_ascii_lowercase();
+    ["killed process ", "kill process ", ",pid="]
+        .iter()
+        .find_map(|key| number_after(&lower, key))
+}
+
+/// The number right after `key` in `text`.
+fn number_after(text: &str, key: &str) -> Option<u32> {
+    let at = text.find(key)? + key.len();
+    let digits: &str = text[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap_or("");
+    digits.parse().ok()
+}
+
+/// The OOM kill of the process a death incident names (`(pid 27012)` in
+/// serve's or the lab's record), if the kernel log has one.
+fn oom_of<'a>(inc: &Incident, kills: &'a [OomKill<'a>]) -> Option<&'a OomKill<'a>> {
+    if !matches!(
+        inc.id,
+        FailureId::ServerProcessDied | FailureId::ClientProcessDied
+    ) {
+        return None;
+    }
+    let pid = inc
+        .causes
+        .iter()
+        .find_map(|c| number_after(&c.t.detail, "(pid "))?;
+    kills.iter().find(|k| k.pid == pid)
+}
+
+/// A counter's rise between the first and last snapshot of a source.
+fn rise(s: &Source, name: &str) -> u64 {
+    s.counters
+        .get(name)
+        .filter(|t| t.snapshots >= 2)
+        .map_or(0, |t| t.last.saturating_sub(t.first))
+}
+
+/// The counters source that retransmitted most data segments
+/// (TcpRetransSegs less the SYNs, TCPSynRetrans), and how many.
+fn most_retransmitted(sources: &[Source]) -> Option<(&Source, u64)> {
+    sources
+        .iter()
+        .filter(|s| s.kind() == Kind::Counters)
+        .map(|s| {
+            let data = rise(s, "TcpRetransSegs").saturating_sub(rise(s, "TCPSynRetrans"));
+            (s, data)
+        })
+        .max_by_key(|(_, d)| *d)
+}
+
+/// Retransmissions below this many are a healthy network's noise.
+const LOSS_MIN_RETRANS: u64 = 50;
+
+/// Counters of an accept queue that overflowed: dropped handshakes make
+/// the peers retransmit too, so they explain retransmissions.
+const OVERFLOW_COUNTERS: [&str; 3] = ["ListenOverflows", "ListenDrops", "TCPReqQFullDrop"];
+
+/// Packet loss from the kernel counters: data segments retransmitted
+/// (TcpRetransSegs less the SYNs, TCPSynRetrans) and tail-loss probes,
+/// on a host whose accept queue did not overflow. One finding, for the
+/// counters source that retransmitted most.
+fn loss_from_counters(sources: &[Source]) -> Option<Finding> {
+    let overflowed = sources
+        .iter()
+        .any(|s| OVERFLOW_COUNTERS.iter().any(|c| rise(s, c) > 0));
+    if overflowed {
+        return None;
+    }
+    let (s, data) = most_retransmitted(sources)?;
+    let probes = rise(s, "TCPLossProbes");
+    if data < LOSS_MIN_RETRANS || probes == 0 {
+        return None;
+    }
+    let name = s.name();
+    let mut f = Finding::new(FailureId::PacketLoss, Side::Host, Certainty::Likely, &name);
+    f.count = data;
+    for c in ["TcpRetransSegs", "TCPLossProbes", "TCPTimeouts"] {
+        if let Some(t) = s.counters.get(c)
+            && t.last > t.first
+        {
+            f.evidence.push(t.last_evidence.clone());
+        }
+    }
+    let timeouts = rise(s, "TCPTimeouts");
+    let mut text = format!(
+        "{} data segment{} retransmitted (TcpRetransSegs less the SYNs) and {} tail-loss probe{} sent during the run ({name})",
+        thousands(data),
+        plural(data),
+        thousands(probes),
+        plural(probes)
+    );
+    if timeouts > 0 {
+        text.push_str(&format!(
+            ", {} retransmission timeout{}",
+            thousands(timeouts),
+            plural(timeouts)
+        ));
+    }
+    text.push_str(
+        ", with no accept-queue overflow to explain them: packets were lost between the hosts",
+    );
+    Some(f.detail(text))
+}
+
+/// Processes that lost at least this many connections can storm.
+const STORM_MIN_LOST: u64 = 100;
+
+/// Reconnect storms from flood's `--reconnect` accounts: a process whose
+/// peak reconnect attempts in one second reached what it lost (everyone
+/// came back at once), with no backoff (`--reconnect-backoff 0`), or
+/// while an accept queue overflowed.
+fn storms(sources: &[Source]) -> Vec<Finding> {
+    let overflow = sources.iter().find_map(|s| {
+        OVERFLOW_COUNTERS.iter().find_map(|c| {
+            let n = rise(s, c);
+            (n > 0).then(|| (*c, n, s.counters.get(*c).map(|t| t.last_evidence.clone())))
+        })
+    });
+    let mut out = Vec::new();
+    for s in sources {
+        let Some((rc, ev)) = &s.json.reconnect else {
+            continue;
+        };
+        let together = rc.lost >= STORM_MIN_LOST && rc.peak_attempts_per_s >= rc.lost;
+        let naive = rc.backoff == "0";
+        if !together || !(naive || overflow.is_some()) {
+            continue;
+        }
+        let name = s.name();
+        let mut f = Finding::new(
+            FailureId::ReconnectStorm,
+            Side::Client,
+            Certainty::Certain,
+            &name,
+        );
+        f.count = rc.peak_attempts_per_s;
+        f.evidence.push(ev.clone());
+        let mut text = format!(
+            "{} verified connection{} lost in {name}, and up to {} reconnect attempt{} started within one second ({}",
+            thousands(rc.lost),
+            plural(rc.lost),
+            thousands(rc.peak_attempts_per_s),
+            plural(rc.peak_attempts_per_s),
+            if naive {
+                "--reconnect-backoff 0: no backoff".to_string()
+            } else {
+                format!("backoff {}", rc.backoff)
+            }
+        );
+        text.push_str(&format!(
+            "; {} attempt{} in all, {} failed",
+            thousands(rc.attempts),
+            plural(rc.attempts),
+            thousands(rc.failed)
+        ));
+        if let Some((counter, n, ev)) = &overflow {
+            text.push_str(&format!(
+                "; the accept queue overflowed meanwhile ({counter} rose by {})",
+                thousands(*n)
+            ));
+            f.evidence.extend(ev.clone());
+        }
+        match rc.recovered_s {
+            Some(t) => text.push_str(&format!(
+                "; back at the target {t:.1} s after the first loss)"
+            )),
+            None => text.push_str("; never back at the target)"),
+        }
+        out.push(f.detail(text));
+    }
+    out
 }
 
 /// Every incident in the sources, in time order.
@@ -216,6 +454,7 @@ fn headline(inc: &Incident) -> String {
 fn root_finding(
     inc: &Incident,
     sources: &[Source],
+    oom: Option<&OomKill>,
     explained: &mut BTreeMap<(String, FailureId), (u64, u64)>,
 ) -> Finding {
     let (from, to) = inc.window();
@@ -226,7 +465,11 @@ fn root_finding(
     let mut counter_evidence: Vec<Evidence> = Vec::new();
     for s in sources {
         if s.kind() == Kind::Counters {
-            for name in ["TcpEstabResets", "TcpOutRsts"] {
+            let names = match inc.id {
+                FailureId::PacketLoss => ["TcpRetransSegs", "TCPLossProbes"],
+                _ => ["TcpEstabResets", "TcpOutRsts"],
+            };
+            for name in names {
                 if let Some(t) = s.counters.get(name)
                     && t.last > t.first
                     && counter_evidence.len() < 2
@@ -261,14 +504,22 @@ fn root_finding(
         info.side
     };
     let own = inc.own();
+    // An OOM kill of the dead process is the root cause of its death.
     let mut f = Finding::new(
-        inc.id,
+        if oom.is_some() {
+            FailureId::OutOfMemory
+        } else {
+            inc.id
+        },
         side,
         Certainty::Certain,
         own.map(|c| c.source.as_str()).unwrap_or(""),
     );
     let effects_total: u64 = seen.values().sum();
     f.count = inc.lost().unwrap_or(effects_total);
+    if let Some(k) = oom {
+        f.evidence.push(k.evidence.clone());
+    }
     for c in &inc.causes {
         f.evidence.push(c.t.evidence.clone());
     }
@@ -278,7 +529,10 @@ fn root_finding(
         f.evidence.extend(counter_evidence);
     }
     f.evidence.extend(effect_evidence);
-    let mut text = headline(inc);
+    let mut text = match oom {
+        Some(k) => oom_headline(inc, k),
+        None => headline(inc),
+    };
     if let Some(fault) = inc.injected() {
         text.push_str(&format!(" (injected by c1m lab --fault {fault})"));
     }
@@ -296,12 +550,82 @@ fn root_finding(
     } else if inc.id == FailureId::ServerStalled {
         text.push_str(": the clients lost no connection, but their echoes waited for it");
     }
+    if inc.id == FailureId::PacketLoss
+        && let Some((s, data)) = most_retransmitted(sources)
+        && data > 0
+    {
+        text.push_str(&format!(
+            "; {}: {} data segment{} retransmitted and {} tail-loss probe{} during the run",
+            s.name(),
+            thousands(data),
+            plural(data),
+            thousands(rise(s, "TCPLossProbes")),
+            plural(rise(s, "TCPLossProbes"))
+        ));
+    }
+    let explanation = f.explanation.clone();
     f.explanation = format!(
         "{}. {}.",
         super::capitalize(&text),
-        super::capitalize(info.explanation)
+        super::capitalize(&explanation)
     );
+    if oom.is_some() {
+        // The kill's fix first, then what the death asks of clients.
+        f.fix = format!("{}; {}", f.fix, info.fix);
+    }
     f
+}
+
+/// The death of an incident told as the OOM kill it was:
+/// `the kernel's OOM killer killed server worker 0 (pid 27012) at
+/// 12:34:56 (Out of memory: Killed process 27012 (c1m) ...); 3,000
+/// connections it held were lost`.
+fn oom_headline(inc: &Incident, kill: &OomKill) -> String {
+    let at = clock(inc.ts());
+    let own = inc.own();
+    let d = own.map_or("", |c| c.t.detail.as_str());
+    let d = match d.strip_prefix("lab --fault ") {
+        Some(rest) => rest.split_once(": ").map_or(rest, |(_, r)| r),
+        None => d,
+    };
+    let who = d
+        .split(" killed by ")
+        .next()
+        .unwrap_or(d)
+        .split(" exited")
+        .next()
+        .unwrap_or(d)
+        .split(" holding ")
+        .next()
+        .unwrap_or(d);
+    let who = match own.and_then(|c| c.role) {
+        Some(Role::Serve) => format!("server {who}"),
+        _ => who.to_string(),
+    };
+    let line = kill.evidence.text.as_str();
+    let lower = line.to_ascii_lowercase();
+    let from = [
+        "out of memory",
+        "killed process",
+        "kill process",
+        "oom-kill",
+    ]
+    .iter()
+    .filter_map(|k| lower.find(k))
+    .min()
+    .unwrap_or(0);
+    let quoted: String = line.get(from..).unwrap_or(line).chars().take(100).collect();
+    let lost = own.map_or(0, |c| c.t.count);
+    let mut text = format!("the kernel's OOM killer killed {who} at {at} (kernel: \"{quoted}\")");
+    if lost > 0 && inc.id != FailureId::ServerStalled {
+        text.push_str(&format!(
+            "; {} connection{} it held {} lost",
+            thousands(lost),
+            plural(lost),
+            if lost == 1 { "was" } else { "were" }
+        ));
+    }
+    text
 }
 
 fn effect_word(id: FailureId, n: u64) -> String {
@@ -327,7 +651,7 @@ fn join_and(words: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::findings;
+    use super::super::testing::{findings, of};
     use super::*;
 
     fn rec(ts: f64, role: &str, pid: u32, failure: &str, count: u64, detail: &str) -> String {
@@ -432,5 +756,186 @@ mod tests {
             "{text}"
         );
         assert_eq!(f.len(), 1, "{f:#?}");
+    }
+
+    /// serve's record of worker 0 (pid `pid`) killed, and client EOFs.
+    fn killed_worker(pid: u32) -> (String, String) {
+        let serve = rec(
+            1_796_236_826.4,
+            "serve",
+            10,
+            "server_process_died",
+            3000,
+            &format!("worker 0 (pid {pid}) killed by SIGKILL holding 3,000 connections: all lost"),
+        ) + "\n";
+        let c1 = rec(1_796_236_826.6, "flood", 11, "peer_disconnect", 3000, "eof") + "\n";
+        (serve, c1)
+    }
+
+    #[test]
+    fn an_oom_kill_of_the_dead_worker_is_the_root_cause() {
+        let (serve, c1) = killed_worker(27012);
+        let kernel = "[ 5012.331] c1m invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_MOVABLE|__GFP_COMP), order=0, oom_score_adj=0\n\
+[ 5012.402] oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/,task=c1m,pid=27012,uid=0\n\
+[ 5012.402] Out of memory: Killed process 27012 (c1m) total-vm:912000kB, anon-rss:880000kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:1800kB oom_score_adj:0\n";
+        let f = findings(&[
+            ("serve.log", &serve),
+            ("client-1.log", &c1),
+            ("kernel.log", kernel),
+        ]);
+        assert_eq!(f[0].id, FailureId::OutOfMemory, "{f:#?}");
+        let text = &f[0].explanation;
+        assert!(
+            text.starts_with("The kernel's OOM killer killed server worker 0 (pid 27012) at "),
+            "{text}"
+        );
+        assert!(
+            text.contains("(kernel: \"Out of memory: Killed process 27012 (c1m)")
+                && text.contains("3,000 connections it held were lost: clients saw 3,000 EOFs"),
+            "{text}"
+        );
+        assert_eq!(f[0].count, 3000);
+        let files: Vec<&str> = f[0].evidence.iter().map(|e| e.file.as_str()).collect();
+        assert_eq!(files[..2], ["kernel.log", "serve.log"], "{files:?}");
+        assert!(files.contains(&"client-1.log"), "{files:?}");
+        // The death and the kill are that one finding, not three.
+        assert_eq!(of(&f, FailureId::OutOfMemory).len(), 1, "{f:#?}");
+        assert!(of(&f, FailureId::ServerProcessDied).is_empty(), "{f:#?}");
+        assert!(of(&f, FailureId::PeerDisconnect).is_empty(), "{f:#?}");
+    }
+
+    #[test]
+    fn an_oom_kill_of_another_pid_is_not_the_worker_s_cause() {
+        let (serve, c1) = killed_worker(27012);
+        // journalctl -k's form, another process.
+        let kernel = "Dec 02 22:43:05 lab kernel: Out of memory: Killed process 4242 (java) total-vm:9120000kB, anon-rss:8800000kB, file-rss:0kB\n";
+        let f = findings(&[
+            ("serve.log", &serve),
+            ("client-1.log", &c1),
+            ("kernel.log", kernel),
+        ]);
+        assert_eq!(f[0].id, FailureId::ServerProcessDied, "{f:#?}");
+        assert_eq!(of(&f, FailureId::OutOfMemory).len(), 1, "{f:#?}");
+    }
+
+    #[test]
+    fn oom_lines_name_their_pid_in_every_form() {
+        assert_eq!(
+            oom_pid("[ 5.1] Out of memory: Killed process 1234 (c1m) total-vm:1kB"),
+            Some(1234)
+        );
+        assert_eq!(
+            oom_pid("Out of memory: Kill process 99 (c1m) score 900 or sacrifice child"),
+            Some(99)
+        );
+        assert_eq!(
+            oom_pid("oom-kill:constraint=CONSTRAINT_NONE,task=c1m,pid=27012,uid=0"),
+            Some(27012)
+        );
+        assert_eq!(
+            oom_pid("TCP: out of memory -- consider tuning tcp_mem"),
+            None
+        );
+    }
+
+    fn nstat(pairs: &[(&str, u64, u64)]) -> String {
+        let mut s = String::new();
+        for snap in 0..2 {
+            s.push_str("#kernel\n");
+            for (name, a, b) in pairs {
+                s.push_str(&format!("{name} {} 0.0\n", if snap == 0 { a } else { b }));
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn retransmitted_data_with_loss_probes_is_packet_loss() {
+        let text = nstat(&[
+            ("TcpRetransSegs", 10, 910),
+            ("TcpExtTCPSynRetrans", 5, 15),
+            ("TcpExtTCPLossProbes", 0, 120),
+            ("TcpExtTCPTimeouts", 0, 40),
+        ]);
+        let f = findings(&[("client-1/counters.nstat", &text)]);
+        let loss = of(&f, FailureId::PacketLoss);
+        assert_eq!(loss.len(), 1, "{f:#?}");
+        assert_eq!(loss[0].count, 890);
+        assert_eq!(loss[0].certainty, Certainty::Likely);
+        assert!(
+            loss[0].explanation.contains(
+                "890 data segments retransmitted (TcpRetransSegs less the SYNs) and 120 tail-loss probes"
+            ) && loss[0].explanation.contains("40 retransmission timeouts"),
+            "{}",
+            loss[0].explanation
+        );
+        assert_eq!(f[0].id, FailureId::PacketLoss, "{f:#?}");
+    }
+
+    #[test]
+    fn retransmissions_an_overflowing_accept_queue_explains_are_not_loss() {
+        let overflow = nstat(&[
+            ("TcpRetransSegs", 10, 910),
+            ("TcpExtTCPLossProbes", 0, 120),
+            ("TcpExtListenOverflows", 0, 300),
+        ]);
+        let f = findings(&[("counters.nstat", &overflow)]);
+        assert!(of(&f, FailureId::PacketLoss).is_empty(), "{f:#?}");
+        assert!(!of(&f, FailureId::AcceptQueueOverflow).is_empty(), "{f:#?}");
+        // SYN retransmissions only, or a handful: no loss either.
+        let syns = nstat(&[
+            ("TcpRetransSegs", 10, 910),
+            ("TcpExtTCPSynRetrans", 10, 910),
+            ("TcpExtTCPLossProbes", 0, 3),
+        ]);
+        let few = nstat(&[("TcpRetransSegs", 10, 20), ("TcpExtTCPLossProbes", 0, 3)]);
+        for text in [syns, few] {
+            let f = findings(&[("counters.nstat", &text)]);
+            assert!(of(&f, FailureId::PacketLoss).is_empty(), "{f:#?}");
+        }
+    }
+
+    fn flood_summary(backoff: &str, lost: u64, attempts: u64, peak: u64) -> String {
+        format!(
+            r#"{{"ts":1796236840.0,"role":"flood","pid":11,"event":"summary","connections":{lost},"opened_total":{},"elapsed_s":20.0,"details":{{"reconnect":{{"backoff":"{backoff}","lost":{lost},"attempts":{attempts},"failed":{},"reconnects":{lost},"peak_attempts_per_s":{peak},"recovered_s":0.7}}}}}}"#,
+            lost * 2,
+            attempts - lost
+        ) + "\n"
+    }
+
+    #[test]
+    fn clients_that_all_reconnect_at_once_without_backoff_are_a_storm() {
+        let f = findings(&[("client-1.log", &flood_summary("0", 3000, 9000, 8000))]);
+        let storm = of(&f, FailureId::ReconnectStorm);
+        assert_eq!(storm.len(), 1, "{f:#?}");
+        assert_eq!(storm[0].count, 8000);
+        let text = &storm[0].explanation;
+        assert!(
+            text.contains("3,000 verified connections lost in client-1.log, and up to 8,000 reconnect attempts started within one second (--reconnect-backoff 0: no backoff; 9,000 attempts in all, 6,000 failed; back at the target 0.7 s after the first loss)"),
+            "{text}"
+        );
+        assert_eq!(storm[0].evidence[0].file, "client-1.log");
+    }
+
+    #[test]
+    fn jittered_reconnects_are_a_storm_only_into_an_overflowing_queue() {
+        let jitter = flood_summary("100ms..30s", 3000, 4000, 3500);
+        let f = findings(&[("client-1.log", &jitter)]);
+        assert!(of(&f, FailureId::ReconnectStorm).is_empty(), "{f:#?}");
+        let overflow = nstat(&[("TcpExtListenOverflows", 0, 700)]);
+        let f = findings(&[("client-1.log", &jitter), ("counters.nstat", &overflow)]);
+        let storm = of(&f, FailureId::ReconnectStorm);
+        assert_eq!(storm.len(), 1, "{f:#?}");
+        assert!(
+            storm[0]
+                .explanation
+                .contains("the accept queue overflowed meanwhile (ListenOverflows rose by 700)"),
+            "{}",
+            storm[0].explanation
+        );
+        // Spread out (fewer attempts a second than were lost): no storm.
+        let spread = flood_summary("0", 3000, 3000, 900);
+        let f = findings(&[("client-1.log", &spread), ("counters.nstat", &overflow)]);
+        assert!(of(&f, FailureId::ReconnectStorm).is_empty(), "{f:#?}");
     }
 }

@@ -7,6 +7,14 @@
 //! compares the connections the clients lost with the ones the server (or
 //! the killed client) held. Without a fault, any loss during the hold
 //! makes the run "not reached".
+//!
+//! Between namespace hosts (`--hosts`) two more faults drop packets on
+//! client-1's link with nftables rules inside that host's own namespace
+//! (never the root namespace's), on what arrives over it: `loss` drops
+//! [`LOSS_PERCENT`]% of them at random (`numgen random mod 100 < P drop`;
+//! this kernel has no netem), `partition` drops them all, for a third of
+//! the hold (1 to 3 s); then the rules are removed. A short drop loses no
+//! connection: TCP retransmits.
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -32,7 +40,18 @@ pub enum Fault {
     KillClient,
     /// Stop serve (SIGTERM) and start it again.
     RestartServer,
+    /// Drop a share of client-1's packets for a few seconds (--hosts).
+    Loss,
+    /// Drop every packet of client-1 for a few seconds (--hosts).
+    Partition,
 }
+
+/// The share of packets `--fault loss` drops, percent.
+pub const LOSS_PERCENT: u8 = 20;
+
+/// The nftables table the network faults load (in a client host's
+/// namespace only).
+const NFT_TABLE: &str = "c1m_fault";
 
 impl Fault {
     pub fn name(self) -> &'static str {
@@ -41,7 +60,32 @@ impl Fault {
             Fault::StallWorker => "stall-worker",
             Fault::KillClient => "kill-client",
             Fault::RestartServer => "restart-server",
+            Fault::Loss => "loss",
+            Fault::Partition => "partition",
         }
+    }
+
+    /// A network fault: nftables drops on a namespace host's link, so it
+    /// needs `--hosts`.
+    pub fn needs_hosts(self) -> bool {
+        matches!(self, Fault::Loss | Fault::Partition)
+    }
+
+    /// The nftables ruleset that makes this network fault on the link
+    /// `iface` of the namespace it is loaded into: it drops what arrives
+    /// over the link (the peer's data and ACKs), so neither side's
+    /// segments are acknowledged and both retransmit, as across a lossy
+    /// or cut wire. A drop in the host's own output hook would not do:
+    /// the kernel fails such a send locally (EPERM) and TCP waits instead
+    /// of retransmitting, so nothing shows on either side.
+    fn ruleset(self, iface: &str) -> String {
+        let verdict = match self {
+            Fault::Loss => format!("numgen random mod 100 < {LOSS_PERCENT} drop"),
+            _ => "drop".to_string(),
+        };
+        format!(
+            "table inet {NFT_TABLE} {{\n  chain input {{\n    type filter hook input priority -10; policy accept;\n    iifname \"{iface}\" {verdict}\n  }}\n}}\n"
+        )
     }
 
     /// The catalogue id that names this fault.
@@ -50,6 +94,7 @@ impl Fault {
             Fault::KillWorker | Fault::RestartServer => FailureId::ServerProcessDied,
             Fault::StallWorker => FailureId::ServerStalled,
             Fault::KillClient => FailureId::ClientProcessDied,
+            Fault::Loss | Fault::Partition => FailureId::PacketLoss,
         }
     }
 }
@@ -102,8 +147,18 @@ pub struct HoldReport {
 
 enum State {
     Pending,
-    Stalled { pid: i32, until: Instant },
-    Restarting { since: Instant },
+    Stalled {
+        pid: i32,
+        until: Instant,
+    },
+    Restarting {
+        since: Instant,
+    },
+    /// Network fault rules loaded until then.
+    Dropping {
+        rules: LoadedRules,
+        until: Instant,
+    },
     Done,
 }
 
@@ -135,6 +190,9 @@ pub struct Scene<'a> {
     pub first_client_connections: u64,
     /// The lab's own log (logs/lab.log).
     pub log: &'a mut dyn Write,
+    /// `--hosts`: client-1's host name and namespace, whose link the
+    /// network faults drop packets on.
+    pub client_host: Option<(&'a str, &'a str)>,
 }
 
 impl Injector {
@@ -162,14 +220,92 @@ impl Injector {
     pub fn poll(&mut self, in_hold: Duration, scene: &mut Scene) -> anyhow::Result<()> {
         match self.state {
             State::Pending if in_hold >= self.at => self.inject(in_hold, scene),
-            State::Stalled { pid, until } if Instant::now() >= until => {
+            _ => self.end_fault(false),
+        }
+    }
+
+    /// The hold is over: a fault still in progress (a stopped worker,
+    /// loaded rules) ends now, before the clients close.
+    pub fn end_of_hold(&mut self) -> anyhow::Result<()> {
+        self.end_fault(true)
+    }
+
+    /// End a stall or a drop when it is due (or `now`).
+    fn end_fault(&mut self, now: bool) -> anyhow::Result<()> {
+        let due = |until: Instant| now || Instant::now() >= until;
+        match self.state {
+            State::Stalled { pid, until } if due(until) => {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
                 self.report.duration_s = self.injected_at.map(|t| t.elapsed().as_secs_f64());
                 self.state = State::Done;
                 Ok(())
             }
+            State::Dropping {
+                ref mut rules,
+                until,
+            } if due(until) => {
+                let removed = rules.remove();
+                self.report.duration_s = self.injected_at.map(|t| t.elapsed().as_secs_f64());
+                self.state = State::Done;
+                removed.map_err(|e| {
+                    anyhow::anyhow!("--fault {}: removing the rules: {e:#}", self.fault.name())
+                })
+            }
             _ => Ok(()),
         }
+    }
+
+    /// Load the network fault's rules in client-1's namespace and say so.
+    fn inject_network(&mut self, in_hold: Duration, scene: &mut Scene) -> anyhow::Result<()> {
+        let (host, netns) = scene.client_host.ok_or_else(|| {
+            anyhow::anyhow!(
+                "--fault {} drops packets on a namespace host's link: it needs --hosts",
+                self.fault.name()
+            )
+        })?;
+        self.server_at_fault = scene.server_connections;
+        self.clients_at_fault = scene.client_connections;
+        let iface = crate::sys::hosts::IFACE;
+        nft_in(netns, &self.fault.ruleset(iface))
+            .map_err(|e| anyhow::anyhow!("--fault {}: {e:#}", self.fault.name()))?;
+        let now = Instant::now();
+        self.injected_at = Some(now);
+        self.state = State::Dropping {
+            rules: LoadedRules {
+                netns: netns.to_string(),
+                removed: false,
+            },
+            until: now + self.stall,
+        };
+        let what = match self.fault {
+            Fault::Loss => format!("{LOSS_PERCENT}% of its packets, at random"),
+            _ => "every packet (a partition)".to_string(),
+        };
+        let detail = format!(
+            "lab --fault {}: {host}'s link ({iface} in namespace {netns}) dropped {what} for {:.1} s with nftables, holding {} connections",
+            self.fault.name(),
+            self.stall.as_secs_f64(),
+            thousands(scene.first_client_connections)
+        );
+        let rec = Record::now(
+            Role::Lab,
+            None,
+            Event::Failure {
+                failure: self.fault.id(),
+                call: "nft".into(),
+                errno: None,
+                count: 0,
+                detail: detail.clone(),
+            },
+        );
+        let mut log = &mut *scene.log;
+        let _ = rec.emit(&mut log);
+        self.report.injected = true;
+        self.report.victim = format!("{host}'s link");
+        self.report.ts = Some(rec.ts);
+        self.report.at_hold_s = Some(in_hold.as_secs_f64());
+        self.report.detail = detail;
+        Ok(())
     }
 
     fn inject(&mut self, in_hold: Duration, scene: &mut Scene) -> anyhow::Result<()> {
@@ -210,6 +346,7 @@ impl Injector {
                     Some(Signal::SIGTERM),
                 )
             }
+            Fault::Loss | Fault::Partition => return self.inject_network(in_hold, scene),
         };
         let signal = signal.unwrap_or(match self.fault {
             Fault::StallWorker => Signal::SIGSTOP,
@@ -294,6 +431,57 @@ impl Injector {
     }
 }
 
+/// A network fault's rules, loaded in one namespace.
+struct LoadedRules {
+    netns: String,
+    removed: bool,
+}
+
+impl LoadedRules {
+    fn remove(&mut self) -> anyhow::Result<()> {
+        self.removed = true;
+        nft_in(&self.netns, &format!("delete table inet {NFT_TABLE}\n"))
+    }
+}
+
+impl Drop for LoadedRules {
+    /// Rules still loaded when the lab ends early (an error, Ctrl-C) go
+    /// now; the namespace's removal would take them anyway.
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = self.remove();
+        }
+    }
+}
+
+/// `nft -f -` with `script`, inside namespace `netns` (`ip netns exec`).
+pub(super) fn nft_in(netns: &str, script: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut child = std::process::Command::new("ip")
+        .args(crate::sys::hosts::exec_in(netns))
+        .args(["nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running nft in {netns} (install nftables)"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .with_context(|| format!("writing the nftables rules for {netns}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .with_context(|| format!("waiting for nft in {netns}"))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "nft in {netns} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 /// One client's hold, from its summary (or its last interval).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ClientHold {
@@ -347,7 +535,9 @@ pub fn account(
             Fault::KillWorker => server.lost,
             Fault::RestartServer => inj.server_at_fault,
             Fault::KillClient => inj.server_at_fault.saturating_sub(server.at_end),
-            Fault::StallWorker => 0,
+            // A stall or a drop of a few seconds loses nothing: the
+            // peers wait, and TCP retransmits.
+            Fault::StallWorker | Fault::Loss | Fault::Partition => 0,
         };
         let r = &mut inj.report;
         r.expected_loss = expected;
@@ -365,15 +555,15 @@ impl FaultReport {
             return format!("fault {}: NOT injected (the hold ended first)", self.fault);
         }
         let mut s = format!(
-            "fault {} ({}, {:.1} s into the hold): the clients lost {} verified connections, the {} side counts {}: {}",
+            "fault {} ({}, {:.1} s into the hold): the clients lost {} verified connections, {} {}: {}",
             self.fault,
             self.victim,
             self.at_hold_s.unwrap_or(0.0),
             thousands(self.clients_lost),
-            if self.fault == "kill-client" {
-                "server's"
-            } else {
-                "server's own"
+            match self.fault.as_str() {
+                "kill-client" => "the server's side counts",
+                "loss" | "partition" => "a drop of a few seconds should lose (TCP retransmits)",
+                _ => "the server's own side counts",
             },
             thousands(self.expected_loss),
             if self.agree {
@@ -425,5 +615,38 @@ mod tests {
         let h = account(&clients, 1000, server, Some(&mut inj));
         assert!(!h.ok && !inj.report.agree);
         assert!(inj.report.sentence().contains("DISAGREE"));
+    }
+
+    #[test]
+    fn a_network_fault_expects_no_loss_and_drops_on_the_host_s_link_only() {
+        let clients = [ClientHold {
+            open: 1500,
+            ..Default::default()
+        }];
+        let mut inj = Injector::new(Fault::Partition, Duration::from_secs(6));
+        inj.report.injected = true;
+        let h = account(&clients, 1500, ServerHold::default(), Some(&mut inj));
+        assert!(h.ok && inj.report.agree, "{:?}", inj.report);
+        assert!(
+            inj.report
+                .sentence()
+                .contains("should lose (TCP retransmits) 0: they agree")
+        );
+        let lost = [ClientHold {
+            eof: 10,
+            open: 1490,
+            ..Default::default()
+        }];
+        let h = account(&lost, 1500, ServerHold::default(), Some(&mut inj));
+        assert!(!h.ok && !inj.report.agree);
+        let loss = Fault::Loss.ruleset("eth0");
+        assert!(
+            loss.contains("iifname \"eth0\" numgen random mod 100 < 20 drop"),
+            "{loss}"
+        );
+        let partition = Fault::Partition.ruleset("eth0");
+        assert!(partition.contains("iifname \"eth0\" drop\n"), "{partition}");
+        assert!(!partition.contains("output"), "{partition}");
+        assert!(Fault::Loss.needs_hosts() && !Fault::KillWorker.needs_hosts());
     }
 }

@@ -40,7 +40,10 @@ use crate::sys::workers::{Pool, WorkerMsg, WorkerSpec};
 use crate::tuning::apply::{self, ApplyOptions, KeyStatus};
 use crate::tuning::sysctl::Sysctl;
 
-use super::run::{Live, absorb, create_log, progress, record_line, report_dir, summarize};
+use super::faults::{Injector, Scene};
+use super::run::{
+    Live, absorb, create_log, hold_account, progress, record_line, report_dir, summarize,
+};
 use super::{
     CLIENT_HOLD_MARGIN, ClientResult, LabConfig, LabReport, SERVER_STOP_GRACE, server_capacity,
     split,
@@ -508,6 +511,10 @@ fn flood_args(
     a.procs = AutoProcs::Auto;
     a.json = true;
     a.message_interval = cfg.message_interval;
+    if let Some(b) = cfg.reconnect {
+        a.reconnect = true;
+        a.reconnect_backoff = b;
+    }
     if scenario.is_some() {
         // A failure scenario: give up on a connect after 2 s and end by
         // itself shortly after, whatever was reached.
@@ -552,6 +559,45 @@ struct Seen {
     counters_end_ts: Option<f64>,
     tables_end: Option<Vec<String>>,
     memory_peak: Option<probe::Memory>,
+    /// The clients' verified connections when the hold began, and the
+    /// server's when it ended (the hold's account).
+    verified_at_hold_start: u64,
+    server_at_end: Option<u64>,
+}
+
+/// `--fault` between hosts: the injector and the lab's own log
+/// (`logs/lab.log`) it writes its record to.
+struct HostsFault {
+    injector: Injector,
+    log: BufWriter<File>,
+}
+
+impl HostsFault {
+    /// Called on every pass during the hold: inject, or end, the fault.
+    fn poll(&mut self, p: &Procs, topo: &Topology, in_hold: Duration) -> Result<()> {
+        let serve_workers = p.live[0]
+            .start
+            .as_ref()
+            .and_then(|r| match &r.event {
+                Event::Start { settings } => typed::<ServeStart>(settings),
+                _ => None,
+            })
+            .map(|s| s.worker_pids)
+            .unwrap_or_default();
+        let mut scene = Scene {
+            pool: &p.pool,
+            serve_workers,
+            server_connections: p.live[0].connections,
+            client_connections: p.live[1..].iter().map(|l| l.connections).sum(),
+            first_client_connections: p.live.get(1).map_or(0, |l| l.connections),
+            log: &mut self.log,
+            client_host: topo
+                .hosts
+                .get(1)
+                .map(|h| (h.name.as_str(), h.netns.as_str())),
+        };
+        self.injector.poll(in_hold, &mut scene)
+    }
 }
 
 /// Supervise until every client has exited: end the hold (reading every
@@ -561,6 +607,7 @@ fn supervise(
     topo: &Topology,
     cfg: &LabConfig,
     report: &mut LabReport,
+    mut fault: Option<&mut HostsFault>,
 ) -> Result<Seen> {
     let run_start = Instant::now();
     let mut seen = Seen::default();
@@ -569,10 +616,19 @@ fn supervise(
     let mut last_print = Instant::now();
     while p.live[1..].iter().any(|l| l.exit.is_none()) {
         if hold_started.is_some_and(|t| t.elapsed() >= cfg.hold) && seen.counters_end.is_none() {
+            if let Some(f) = fault.as_deref_mut() {
+                f.injector.end_of_hold()?;
+            }
             seen.counters_end_ts = Some(crate::util::unix_now());
             seen.counters_end = Some(counters_of(topo)?);
             seen.tables_end = Some(tables_of(topo));
+            seen.server_at_end = Some(p.live[0].connections);
             p.stop_clients();
+        }
+        if let (Some(t), Some(f)) = (hold_started, fault.as_deref_mut())
+            && seen.counters_end.is_none()
+        {
+            f.poll(p, topo, t.elapsed())?;
         }
         if signals::stop_requested() && !interrupted {
             interrupted = true;
@@ -590,14 +646,24 @@ fn supervise(
             seen.tables_end = Some(tables_of(topo));
             p.stop_clients();
         }
-        p.pump(Duration::from_millis(100));
+        let msg = p.pump(Duration::from_millis(100));
+        if let (Some(WorkerMsg::Exited { index: 0, .. }), Some(f)) = (&msg, fault.as_deref_mut())
+            && f.injector.server_exited(&mut p.pool)?
+        {
+            // --fault restart-server stopped it: started again.
+            p.live[0].exit = None;
+        }
         let established: u64 = p.live[1..].iter().map(|l| l.connections).sum();
         report.peak_connections = report.peak_connections.max(established);
         report.server_peak_connections = report.server_peak_connections.max(p.live[0].connections);
+        if let Some(f) = fault.as_deref_mut() {
+            f.injector.observe(established, cfg.target);
+        }
         if report.time_to_target_s.is_none() && established >= cfg.target {
             report.time_to_target_s = Some(run_start.elapsed().as_secs_f64());
             hold_started = Some(Instant::now());
             seen.memory_peak = probe::memory().ok();
+            seen.verified_at_hold_start = established;
         }
         if last_print.elapsed() >= Duration::from_secs(1) {
             last_print = Instant::now();
@@ -767,7 +833,14 @@ pub fn run_hosts(
             ..Default::default()
         });
     }
-    let seen = supervise(&mut p, &topo, cfg, &mut report)?;
+    let mut fault = match cfg.fault {
+        Some(f) => Some(HostsFault {
+            injector: Injector::new(f, cfg.hold),
+            log: create_log(&dir.join("logs"), "lab.log")?,
+        }),
+        None => None,
+    };
+    let seen = supervise(&mut p, &topo, cfg, &mut report, fault.as_mut())?;
     report.memory_peak = seen
         .memory_peak
         .unwrap_or_else(|| probe::memory().unwrap_or_default());
@@ -790,6 +863,17 @@ pub fn run_hosts(
     report.counters = total_delta(&before, &at_end);
     report.teardown_counters = total_delta(&at_end, &after);
     summarize(&mut report, &p.live, run_start_ts);
+    let injector = fault.map(|mut f| {
+        let _ = std::io::Write::flush(&mut f.log);
+        f.injector
+    });
+    hold_account(
+        &mut report,
+        &p.live,
+        seen.verified_at_hold_start,
+        seen.server_at_end.unwrap_or(p.live[0].connections),
+        injector,
+    );
     let host_rows = host_rows(&topo, &report, &p, &before, &at_end, &tables, doctor);
     drop(p);
 

@@ -255,6 +255,9 @@ pub fn run(
         {
             // The hold is over: read the counters of the run, then end the
             // clients (their closing is the teardown, counted apart).
+            if let Some(inj) = injector.as_mut() {
+                inj.end_of_hold()?;
+            }
             counters_end_of_hold =
                 Some(probe::counters().context("reading TCP counters at the end of the hold")?);
             server_at_end = Some(live[0].connections);
@@ -270,6 +273,7 @@ pub fn run(
                 client_connections: live[1..].iter().map(|l| l.connections).sum(),
                 first_client_connections: live.get(1).map_or(0, |l| l.connections),
                 log,
+                client_host: None,
             };
             inj.poll(t.elapsed(), &mut scene)?;
         }
@@ -756,7 +760,7 @@ pub(super) fn record_line(log: &mut BufWriter<File>, line: &str) {
 
 /// The hold's account (what was lost, by cause) and the fault's comparison;
 /// a loss nobody asked for makes the run "not reached".
-fn hold_account(
+pub(super) fn hold_account(
     report: &mut LabReport,
     live: &[Live],
     verified_at_start: u64,
