@@ -83,18 +83,23 @@ PORTS=20
 BASE=8888
 CLIENTS=3
 work=$(mktemp -d /tmp/c1m-lab-bench.XXXXXX)
-C1M="$root/target/release/c1m"
+# C1M_BIN=PATH: measure that c1m binary (e.g. an older commit's build) instead
+# of building this checkout's.
+C1M="${C1M_BIN:-$root/target/release/c1m}"
+# doctor (the capacity check, the profile and its rollback) is always this
+# checkout's.
+DOCTOR="$root/target/release/c1m"
 state="$work/doctor.state.json"
 applied=0
 cleanup() {
     if [ "$applied" = 1 ]; then
-        "$C1M" doctor --rollback --state "$state" > "$work/rollback.out" 2>&1 || cat "$work/rollback.out" >&2
+        "$DOCTOR" doctor --rollback --state "$state" > "$work/rollback.out" 2>&1 || cat "$work/rollback.out" >&2
     fi
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-(cd "$root" && cargo build --release --quiet)
+[ -n "${C1M_BIN:-}" ] || (cd "$root" && cargo build --release --quiet)
 gcc -O2 -Wall -o "$work/echo_server" "$here/c/echo_server.c"
 gcc -O2 -Wall -o "$work/epoll_client" "$here/c/epoll_client.c"
 
@@ -104,20 +109,21 @@ echo "# $(date -u +%FT%TZ) $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB",
 # once, for every target, rolled back on exit).
 largest=$(printf '%s\n' $TARGETS | sort -n | tail -1)
 # doctor exits 1 when any check fails; only the capacity verdict matters here.
-"$C1M" doctor --role lab --target "$largest" --server-ports "$PORTS" --sources 30 --json > "$work/doctor.json" 2>/dev/null || true
+"$DOCTOR" doctor --role lab --target "$largest" --server-ports "$PORTS" --sources 30 --json > "$work/doctor.json" 2>/dev/null || true
 if ! python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d['capacity']['fits'] else 1)" "$work/doctor.json"; then
     echo "# target $largest does not fit this host as it is: applying the lab profile (rolled back on exit)"
-    "$C1M" doctor --role lab --target "$largest" --apply --state "$state" > "$work/apply.out" 2>&1 || true
+    "$DOCTOR" doctor --role lab --target "$largest" --apply --state "$state" > "$work/apply.out" 2>&1 || true
     applied=1
     grep -E 'applied|failed' "$work/apply.out" | head -20 | sed 's/^/#   /' || true
 fi
 
 # The kernel's slab caches (TCP sockets, socket inodes, files) grow with the
-# first run and keep part of what they grew: the second run then finds
-# slabs ready and the first pays for allocating them (a profile of a 1M run
-# showed allocate_slab at 12% of c1m's samples and 1% of C's). So both runs
-# start from the same state: written-back page cache dropped and every
-# slab cache shrunk to what is in use. COLD=0 skips it.
+# first run and keep part of what they grew, so the second run could find
+# slabs ready that the first paid for. Both runs start from the same state:
+# written-back page cache dropped and every slab cache shrunk to what is in
+# use. (It did not close the gap at 1M: profiled both ways, c1m's ramp took
+# 1.22x the C pair's CPU samples with it, 1.21x without; see the README.)
+# COLD=0 skips it.
 cold_start() {
     [ "${COLD:-1}" = 1 ] || return 0
     sync
