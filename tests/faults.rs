@@ -10,7 +10,7 @@
 //! Between namespace hosts (`--hosts`, root and nft), `loss` and
 //! `partition` drop client-1's packets with nftables inside its own
 //! namespace (the root namespace's tables are watched: never there) and
-//! analyze names the drop; `kill-worker` counts as on the loopback. And
+//! analyze names the drop; the process faults count as on the loopback. And
 //! analyze finds causes no record names: an OOM kill in a report's kernel
 //! log (a fixture) is the root cause of the worker death with its pid, and
 //! naive reconnects after a restart are a reconnect storm.
@@ -508,16 +508,23 @@ fn partition_drops_every_packet_of_one_client_host_and_analyze_names_it() {
     not(all(c1m_root, c1m_netns, c1m_nft)),
     ignore = "needs root and nft: namespace hosts"
 )]
-fn kill_worker_between_hosts_is_counted_as_on_the_loopback() {
-    let dir = tempfile::tempdir().unwrap();
-    let (code, r, _) = hosts_lab("kill-worker", dir.path());
-    assert_eq!(code, Some(0), "{r}");
-    let f = &r["fault"];
-    assert_eq!(f["injected"], true, "{f}");
-    assert_eq!(f["agree"], true, "{f}");
-    assert!(f["clients_lost"].as_u64().unwrap() > 0, "{f}");
-    assert_eq!(f["clients_lost"], r["hold"]["server_lost"], "{}", r["hold"]);
-    let (id, files) = first_finding(&r);
-    assert_eq!(id, "server_process_died", "{}", r["findings"]);
-    assert!(cites(&files, "lab.log"), "{files:?}");
+fn every_process_fault_runs_between_hosts_as_on_the_loopback() {
+    for (fault, first, lost) in [
+        ("kill-worker", "server_process_died", 3000),
+        ("stall-worker", "server_stalled", 0),
+        ("kill-client", "client_process_died", 1500),
+        ("restart-server", "server_process_died", 3000),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (code, r, _) = hosts_lab(fault, dir.path());
+        assert_eq!(code, Some(0), "{fault}: {r}");
+        let f = &r["fault"];
+        assert_eq!(f["injected"], true, "{fault}: {f}");
+        assert_eq!(f["agree"], true, "{fault}: {f}");
+        assert_eq!(f["clients_lost"], lost, "{fault}: {f}");
+        assert_eq!(r["hold"]["lost"], lost, "{fault}: {}", r["hold"]);
+        let (id, files) = first_finding(&r);
+        assert_eq!(id, first, "{fault}: {}", r["findings"]);
+        assert!(cites(&files, "lab.log"), "{fault}: {files:?}");
+    }
 }
