@@ -312,7 +312,10 @@ fn run_parent(
             Received::Line(WorkerLine::Failure(note)) => {
                 reporter.failure(Some(index as u32), &note)
             }
-            Received::Line(WorkerLine::Summary(s)) => summaries[index] = Some(*s),
+            Received::Line(WorkerLine::Summary(s)) => {
+                summaries[index] = Some(*s);
+                reporter.worker_done(index as u32);
+            }
             Received::Raw => reporter.raw(&line),
             Received::Other => {}
         },
