@@ -368,6 +368,78 @@ pub struct FloodStart {
     /// `--metrics`: the URL Prometheus scrapes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
+    /// What the connections speak (`--protocol` and its options).
+    pub protocol: ProtocolSettings,
+}
+
+/// What a flood's connections speak: `--protocol` and the options that
+/// protocol uses (the others are left out), so that analyze and the lab's
+/// report can say what the clients spoke.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProtocolSettings {
+    /// echo, connect, line, http, websocket, redis, mqtt; empty in a log
+    /// written before the field existed (then it was echo).
+    pub name: String,
+    /// line, websocket: `--message` as given (TEXT or @FILE, `{n}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// line: `--expect` (TEXT or /REGEX/).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
+    /// http, websocket: the request path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// http, websocket: extra request headers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<String>,
+    /// mqtt: the client id prefix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// mqtt: the keep-alive announced in CONNECT, seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keepalive_s: Option<f64>,
+}
+
+impl ProtocolSettings {
+    /// The protocol's name; `echo` for a log older than the field.
+    pub fn name(&self) -> &str {
+        if self.name.is_empty() {
+            "echo"
+        } else {
+            &self.name
+        }
+    }
+
+    /// In words: `http (path /health, 1 header)`, `echo`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(m) = &self.message {
+            parts.push(format!("message {m:?}"));
+        }
+        if let Some(e) = &self.expect {
+            parts.push(format!("expect {e:?}"));
+        }
+        if let Some(p) = &self.path {
+            parts.push(format!("path {p}"));
+        }
+        match self.headers.len() {
+            0 => {}
+            1 => parts.push("1 header".into()),
+            n => parts.push(format!("{n} headers")),
+        }
+        if let Some(p) = &self.prefix {
+            parts.push(format!("client ids {p}"));
+        }
+        if let Some(k) = self.keepalive_s {
+            parts.push(format!("keep-alive {k} s"));
+        }
+        if parts.is_empty() {
+            self.name().to_string()
+        } else {
+            format!("{} ({})", self.name(), parts.join(", "))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -405,6 +477,33 @@ mod tests {
             Record::parse("connections: 999, sockfd:1002, time_used:1241"),
             None
         );
+    }
+
+    #[test]
+    fn a_flood_start_says_its_protocol_and_an_older_one_reads_as_echo() {
+        let old = serde_json::json!({"host": "127.0.0.1", "port": 8888, "connections": 10});
+        let s = typed::<FloodStart>(&old).unwrap();
+        assert_eq!(
+            (s.protocol.name(), s.protocol.describe()),
+            ("echo", "echo".to_string())
+        );
+        let start = FloodStart {
+            protocol: ProtocolSettings {
+                name: "http".into(),
+                path: Some("/health".into()),
+                headers: vec!["X-Load: c1m".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&start).unwrap();
+        assert_eq!(
+            v["protocol"],
+            serde_json::json!({"name": "http", "path": "/health", "headers": ["X-Load: c1m"]})
+        );
+        let back = typed::<FloodStart>(&v).unwrap();
+        assert_eq!(back, start);
+        assert_eq!(back.protocol.describe(), "http (path /health, 1 header)");
     }
 
     #[test]

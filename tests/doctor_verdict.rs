@@ -267,3 +267,102 @@ fn human_output_fits_80_columns_and_shows_what_is_wrong_first() {
     let verdict = out.lines().position(|l| l.starts_with("verdict:")).unwrap();
     assert!(verdict < 5, "{out}");
 }
+
+/// doctor as a process whose hard RLIMIT_NOFILE is `hard` and that lacks
+/// CAP_SYS_RESOURCE (dropped from the bounding set before exec, so root
+/// loses it too): the fd figures are then known whatever the host's are.
+fn doctor_limited(root: &Path, hard: u64, args: &[&str]) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new(BIN);
+    c.arg("doctor")
+        .args(args)
+        .env("C1M_SYSCTL_ROOT", root)
+        .env_remove("C1M_PROFILE_DIR");
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: hard,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // EPERM without CAP_SETPCAP: then there is nothing to drop.
+            libc::prctl(libc::PR_CAPBSET_DROP, 24, 0, 0, 0);
+            Ok(())
+        });
+    }
+    c.output().expect("run c1m")
+}
+
+#[test]
+fn one_serve_worker_is_capped_by_the_per_process_fd_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = fake_host(dir.path());
+    // A hard limit of 4,096: one process holds 4,096 - 64 = 4,032 sockets.
+    let o = doctor_limited(
+        &root,
+        4096,
+        &["--target", "5000", "--workers", "1", "--json"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v = json(&o);
+    assert_eq!(v["snapshot"]["cap_sys_resource"], false, "{}", text(&o));
+    assert_eq!(v["snapshot"]["nofile"]["hard"], 4096);
+    assert_eq!(v["capacity"]["processes"], 1);
+    assert_eq!(v["capacity"]["binding"], "fd_per_process");
+    assert_eq!(v["capacity"]["max_connections"], 4032);
+    assert_eq!(v["verdict"]["blockers"][0]["limit"], "fd_per_process");
+    assert_eq!(v["verdict"]["blockers"][0]["failure"], "fd_limit");
+    assert_eq!(v["process_cap"]["max_connections"], 4032);
+    let nofile = row(&v, "rlimit.nofile.hard");
+    assert_eq!(
+        (nofile["status"].as_str(), nofile["blocks"].as_bool()),
+        (Some("cannot"), Some(true)),
+        "{nofile}"
+    );
+
+    // The human report says it under the verdict, in the lab's words.
+    let o = doctor_limited(&root, 4096, &["--target", "5000", "--workers", "1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).replace('\n', " ");
+    let out = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    for want in [
+        "verdict: the target of 5,000 connections does NOT fit: fd per process x processes allows 4,032",
+        "warning: c1m serve --workers 1 is one process: with RLIMIT_NOFILE hard limit 4,096 it holds at most about 4,032 clients, below the target of 5,000",
+        "use --workers auto (2 processes of at most 4,032 sockets) (fd_limit)",
+    ] {
+        assert!(out.contains(want), "{want}\nnot in: {out}");
+    }
+
+    // serve's syntax: --procs is the same flag; two workers hold it; auto
+    // shards as needed.
+    for workers in ["2", "auto"] {
+        let o = doctor_limited(
+            &root,
+            4096,
+            &["--target", "5000", "--procs", workers, "--json"],
+        );
+        assert_eq!(o.status.code(), Some(0), "{workers}: {}", text(&o));
+        let v = json(&o);
+        assert_eq!(v["capacity"]["processes"], 2, "{workers}");
+        assert!(v.get("process_cap").is_none(), "{workers}: {v}");
+    }
+    for bad in ["0", "many"] {
+        let o = doctor_limited(&root, 4096, &["--workers", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("--procs"),
+            "{bad}: {}",
+            text(&o)
+        );
+    }
+    let o = doctor_limited(&root, 4096, &["--role", "lab", "--workers", "1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("a lab sizes both of its ends itself"),
+        "{}",
+        text(&o)
+    );
+}

@@ -16,7 +16,7 @@
 //! naive reconnects after a restart are a reconnect storm.
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -28,38 +28,13 @@ use common::*;
 /// `c1m lab -n 3000 --clients 2 --ports 4 --hold 6s <extra> --json` in a
 /// fresh report folder: its exit status and report.json.
 fn lab(extra: &[&str], dir: &Path) -> (Option<i32>, Value) {
-    let mut args = vec![
-        "lab",
-        "-n",
-        "3000",
-        "--clients",
-        "2",
-        "--ports",
-        "4",
-        "--hold",
-        "6s",
-        "--netns",
-        "on",
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    let child = Command::new(BIN)
-        .args(&args)
-        .arg("--report")
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = wait_bounded(child, Duration::from_secs(120));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout
-        .lines()
-        .rev()
-        .find(|l| l.contains("\"report_dir\""))
-        .unwrap_or_else(|| panic!("no report line: {}", text(&out)));
-    (out.status.code(), serde_json::from_str(last).unwrap())
+    let out = Lab::new(3000)
+        .hold("6s")
+        .netns_on()
+        .json()
+        .args(extra)
+        .run(dir, Duration::from_secs(120));
+    (out.status.code(), lab_report(&out))
 }
 
 /// The first finding's id, and whether its evidence cites `file`.
@@ -190,25 +165,10 @@ fn cmdline(pid: u32) -> String {
 #[cfg_attr(not(c1m_netns), ignore = "needs root: network namespaces")]
 fn a_worker_killed_by_hand_during_a_plain_hold_fails_the_run() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "lab",
-            "-n",
-            "3000",
-            "--clients",
-            "2",
-            "--ports",
-            "4",
-            "--hold",
-            "8s",
-            "--netns",
-            "on",
-            "--report",
-        ])
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let mut child = Lab::new(3000)
+        .hold("8s")
+        .netns_on()
+        .command(dir.path())
         .spawn()
         .unwrap();
     let lab_pid = child.id();
@@ -392,31 +352,13 @@ fn loss_and_partition_without_hosts_are_a_usage_error() {
 /// --json`: its exit status and report.json; the root namespace's
 /// nftables tables are read while it runs.
 fn hosts_lab(fault: &str, dir: &Path) -> (Option<i32>, Value, Vec<String>) {
-    let mut child = Command::new(BIN)
-        .args([
-            "lab",
-            "--hosts",
-            "-n",
-            "3000",
-            "--clients",
-            "2",
-            "--sources",
-            "2",
-            "--ports",
-            "4",
-            "--hold",
-            "6s",
-            "--fault",
-            fault,
-            "--json",
-            "--report",
-        ])
-        .arg(dir)
+    let mut child = Lab::new(3000)
+        .hold("6s")
+        .json()
+        .args(&["--hosts", "--sources", "2", "--fault", fault])
+        .command(dir)
         // The lab's state and lock live in the test's folder.
         .env("C1M_STATE_DIR", dir.join("state"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let start = Instant::now();

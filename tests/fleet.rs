@@ -7,7 +7,9 @@
 //! controller over SSH. 60,000 connections in all, `--shard K/3` each.
 //! Checked: every host's logs came back, every client line carries its host
 //! and shard, the shares add up to the total exactly, and `c1m analyze`'s
-//! total equals the sum of what the clients verified; then that nothing is
+//! total equals the sum of what the clients verified; with `-e
+//! c1m_metrics=true`, that every host's OpenMetrics endpoint answered a
+//! scrape at the peak and the file_sd targets list them; then that nothing is
 //! left behind (namespaces, sshd and c1m processes, files, fs.* sysctls,
 //! files under /etc). Needs root, sshd (openssh-server) and
 //! ansible-playbook (pip install ansible-core): ignored without them.
@@ -197,6 +199,7 @@ fn playbook_runs_a_three_client_fleet_over_ssh_and_leaves_nothing() {
     let id = format!("t{}", std::process::id());
     let before = host_state();
     let report = tempfile::tempdir().expect("temp dir for the report");
+    let sd_file = report.path().join("c1m-fleet-sd.json");
     let guard = Down(id.clone());
     let out = Command::new("bash")
         .arg(script())
@@ -205,6 +208,11 @@ fn playbook_runs_a_three_client_fleet_over_ssh_and_leaves_nothing() {
         .args(["-e", &format!("c1m_report_dir={}", report.path().display())])
         .args(["-e", &format!("c1m_connections={TOTAL}")])
         .args(["-e", "c1m_hold=5s", "-e", "c1m_max_run_s=240"])
+        .args(["-e", "c1m_metrics=true"])
+        .args([
+            "-e",
+            &format!("c1m_prometheus_sd_file={}", sd_file.display()),
+        ])
         .output()
         .expect("running netns-fleet.sh");
     let log = format!(
@@ -242,6 +250,64 @@ fn playbook_runs_a_three_client_fleet_over_ssh_and_leaves_nothing() {
         serve.iter().any(|r| r["event"] == "start"),
         "serve's ready line"
     );
+
+    // -e c1m_metrics=true: every host served OpenMetrics on its own
+    // address, the controller wrote the file_sd targets Prometheus reads,
+    // and each host's endpoint answered a scrape at the peak.
+    let sd: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&sd_file).unwrap_or_else(|e| panic!("{}: {e}", sd_file.display())),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", sd_file.display()));
+    let sd = sd.as_array().expect("file_sd: a list of target groups");
+    assert_eq!(sd.len(), 2, "{sd:?}");
+    for (group, role, count, host) in [
+        (&sd[0], "serve", 1, "server"),
+        (&sd[1], "flood", 3, "client-1"),
+    ] {
+        assert_eq!(group["labels"]["c1m_role"], role, "{group}");
+        let targets = group["targets"].as_array().expect("targets");
+        assert_eq!(targets.len(), count, "{group}");
+        assert!(
+            targets
+                .iter()
+                .all(|t| t.as_str().is_some_and(|t| t.ends_with(":9400"))),
+            "{group}"
+        );
+        // The start line says where it served, and it is a listed target.
+        let log = if role == "serve" {
+            logs.join(host).join("serve.jsonl")
+        } else {
+            logs.join(host).join("flood.jsonl")
+        };
+        let start = json_lines(&log)
+            .into_iter()
+            .find(|r| r["event"] == "start")
+            .expect("start line");
+        let url = start["settings"]["metrics"].as_str().unwrap_or_default();
+        assert!(
+            targets
+                .iter()
+                .any(|t| url == format!("http://{}/metrics", t.as_str().unwrap_or_default())),
+            "{host}: {url} not in {group}"
+        );
+    }
+    for host in ["server", "client-1", "client-2", "client-3"] {
+        let role = if host == "server" { "serve" } else { "flood" };
+        let scrape = report.path().join("run").join(host).join("metrics.txt");
+        let body = std::fs::read_to_string(&scrape)
+            .unwrap_or_else(|e| panic!("{host}: {}: {e}\n{log}", scrape.display()));
+        let live = body.lines().find_map(|l| {
+            let rest = l.strip_prefix("c1m_connections{")?;
+            let (labels, value) = rest.split_once("} ")?;
+            labels
+                .contains(&format!("role=\"{role}\""))
+                .then(|| value.trim().parse::<f64>().ok())?
+        });
+        assert!(
+            live.is_some_and(|v| v > 0.0),
+            "{host}: c1m_connections at the peak: {live:?}\n{body}"
+        );
+    }
 
     // Each client ran its own exact share, with its host and shard on
     // every line, numbered on from the previous share.

@@ -4,7 +4,7 @@
 //! Everything runs on loopback inside the private network namespace the lab
 //! makes for itself; the tests that need one are ignored without it.
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -128,27 +128,15 @@ fn last_event(log: &Path, event: &str) -> Value {
 #[test]
 fn small_lab_reaches_its_target_and_the_report_matches_the_processes() {
     let root = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "lab",
-            "--target",
-            "5000",
-            "--clients",
-            "2",
-            "--ports",
-            "4",
-            "--hold",
-            "2s",
+    let out = Lab::new(5000)
+        .args(&[
             "--message-interval",
             "1s",
             // flood's syntax: one list, a block of it per client
             "--sources",
             "127.0.0.2-127.0.0.5",
         ])
-        .arg("--report")
-        .arg(root.path())
-        .output()
-        .unwrap();
+        .run(root.path(), Duration::from_secs(180));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -179,6 +167,10 @@ fn small_lab_reaches_its_target_and_the_report_matches_the_processes() {
             "client {k}"
         );
         assert_eq!(c["target"], 2500);
+        // What it spoke, as its start line said.
+        let start = last_event(&dir.join("logs").join(format!("client-{k}.log")), "start");
+        assert_eq!(c["protocol"], start["settings"]["protocol"], "client {k}");
+        assert_eq!(c["protocol"]["name"], "echo", "client {k}");
         let block = if k == 1 {
             "127.0.0.2,127.0.0.3"
         } else {
@@ -227,6 +219,8 @@ fn small_lab_reaches_its_target_and_the_report_matches_the_processes() {
         md.contains("| time to target ") && md.contains("reached"),
         "{md}"
     );
+    assert_eq!(report["protocol"], "echo");
+    assert!(md.contains("| clients spoke "), "{md}");
     let svg = std::fs::read_to_string(dir.join("connections.svg")).unwrap();
     assert!(
         svg.contains("<svg") && svg.contains("client-1"),
@@ -244,24 +238,11 @@ fn ctrl_c_leaves_no_process_and_no_applied_setting() {
     let profile = fixture("lab-netns-only.conf");
     let host_somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
     let state_dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = Lab::new(60000)
+        .hold("30s")
+        .args(&["--apply", "--profile", &profile])
+        .command(root.path())
         .env("C1M_STATE_DIR", state_dir.path())
-        .args([
-            "lab",
-            "--target",
-            "60000",
-            "--clients",
-            "2",
-            "--hold",
-            "30s",
-            "--apply",
-            "--profile",
-        ])
-        .arg(&profile)
-        .arg("--report")
-        .arg(root.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();
@@ -339,24 +320,10 @@ fn ctrl_c_leaves_no_process_and_no_applied_setting() {
 #[test]
 fn the_memory_floor_stops_the_ramp_and_names_the_limit() {
     let root = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "lab",
-            "--target",
-            "100000",
-            "--clients",
-            "2",
-            "--ports",
-            "4",
-            "--hold",
-            "1s",
-            "--mem-floor-mib",
-            "100000000",
-        ])
-        .arg("--report")
-        .arg(root.path())
-        .output()
-        .unwrap();
+    let out = Lab::new(100000)
+        .hold("1s")
+        .args(&["--mem-floor-mib", "100000000"])
+        .run(root.path(), Duration::from_secs(180));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),

@@ -442,3 +442,109 @@ fn the_shipped_prometheus_files_pass_promtool() {
         );
     }
 }
+
+/// The endpoints a `c1m lab --metrics` run prints (`lab: metrics of serve
+/// at http://ADDR/metrics`, then each client's), in that order.
+fn printed_endpoint(line: &str) -> Option<SocketAddr> {
+    let url = line
+        .strip_prefix("lab: metrics of ")?
+        .split(" at ")
+        .nth(1)?;
+    url.trim()
+        .strip_prefix("http://")?
+        .strip_suffix("/metrics")?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn lab_metrics_endpoints_answer_while_the_lab_runs() {
+    use std::io::BufRead;
+    // Three endpoints (serve, client 1, client 2) then the lab's 4 server
+    // ports, for when the lab runs on the host's loopback.
+    let base = free_base(METRICS_BAND, 7);
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Lab::new(3000)
+        .hold("6s")
+        .args(&[
+            "--metrics",
+            &format!("127.0.0.1:{base}"),
+            "--port",
+            &(base + 3).to_string(),
+        ])
+        .command(dir.path())
+        .spawn()
+        .expect("starting c1m lab");
+    // stdout read on a thread, so the lab never blocks on a full pipe.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    let mut lab = KillOnDrop(Some(child));
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = String::new();
+    let mut endpoints: Vec<SocketAddr> = Vec::new();
+    let until = Instant::now() + Duration::from_secs(60);
+    while endpoints.len() < 3 && Instant::now() < until {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            endpoints.extend(printed_endpoint(&line));
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+    }
+    let want: Vec<SocketAddr> = (0..3)
+        .map(|k| SocketAddr::from(([127, 0, 0, 1], base + k)))
+        .collect();
+    assert_eq!(endpoints, want, "printed endpoints:\n{seen}");
+
+    // Poll every endpoint until each shows live connections, while the lab
+    // still runs: serve's accepted, each client's verified.
+    let roles = ["role=\"serve\"", "role=\"flood\"", "role=\"flood\""];
+    let mut live = [0f64; 3];
+    let until = Instant::now() + Duration::from_secs(60);
+    while live.iter().any(|&v| v <= 0.0) {
+        assert!(
+            lab.0.as_mut().unwrap().try_wait().unwrap().is_none(),
+            "the lab ended before every endpoint showed connections ({live:?}):\n{seen}"
+        );
+        assert!(
+            Instant::now() < until,
+            "endpoints never showed connections: {live:?}"
+        );
+        for (i, addr) in endpoints.iter().enumerate() {
+            let (status, body) = http_get(*addr, "/metrics");
+            assert_eq!(status, 200, "{addr}: {body}");
+            // Before its first stats interval a process may publish none.
+            live[i] = sample(&body, "c1m_connections", roles[i]).unwrap_or(0.0);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        live[0] <= 3000.0 * 1.05 && live[1] + live[2] <= 3000.0,
+        "{live:?}"
+    );
+
+    let out = wait_bounded(lab.take(), Duration::from_secs(120));
+    reader.join().unwrap();
+    while let Ok(line) = rx.try_recv() {
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    assert_eq!(out.status.code(), Some(0), "{seen}\n{}", stderr(&out));
+    // The report lists them.
+    let report_dir = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .expect("the run's report folder");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report_dir.join("report.json")).unwrap())
+            .unwrap();
+    let listed: Vec<String> = want.iter().map(|a| format!("http://{a}/metrics")).collect();
+    assert_eq!(report["metrics_endpoints"], serde_json::json!(listed));
+}

@@ -422,23 +422,12 @@ fn lab_with_redis_shows_the_one_process_fd_cap() {
     let cap = hard - 32;
     let target = cap + 10_000;
     let d = tempfile::tempdir().unwrap();
-    let child = c1m(&[
-        "lab",
-        "--server",
-        "redis",
-        "--target",
-        &target.to_string(),
-        "--hold",
-        "1s",
-        "--netns",
-        "on",
-        "--report",
-        d.path().to_str().unwrap(),
-        "--json",
-    ])
-    .spawn()
-    .unwrap();
-    let out = wait_bounded(child, Duration::from_secs(180));
+    let out = Lab::new(target)
+        .hold("1s")
+        .netns_on()
+        .json()
+        .args(&["--server", "redis"])
+        .run(d.path(), Duration::from_secs(180));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     // doctor's warning, before the run.
     let err = stderr(&out);
@@ -453,8 +442,7 @@ fn lab_with_redis_shows_the_one_process_fd_cap() {
             .contains(&c1m::util::thousands(cap)),
         "{err}"
     );
-    let report: Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let report = lab_report(&out);
     assert_eq!(report["verified"], cap, "{report}");
     assert_eq!(report["reached"], false);
     // Redis's own line in the report's logs, and analyze's findings from
@@ -486,28 +474,14 @@ fn lab_with_redis_shows_the_one_process_fd_cap() {
 #[cfg_attr(not(c1m_nginx), ignore = "needs nginx (nginx-light)")]
 fn lab_with_nginx_reaches_its_target_with_the_generated_config() {
     let d = tempfile::tempdir().unwrap();
-    let child = c1m(&[
-        "lab",
-        "--server",
-        "nginx",
-        "--target",
-        "6000",
-        "--hold",
-        "1s",
-        "--ports",
-        "4",
-        "--netns",
-        "on",
-        "--report",
-        d.path().to_str().unwrap(),
-        "--json",
-    ])
-    .spawn()
-    .unwrap();
-    let out = wait_bounded(child, Duration::from_secs(120));
+    let out = Lab::new(6000)
+        .hold("1s")
+        .netns_on()
+        .json()
+        .args(&["--server", "nginx"])
+        .run(d.path(), Duration::from_secs(120));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let report: Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let report = lab_report(&out);
     assert_eq!(report["verified"], 6000, "{report}");
     let dir = Path::new(report["report_dir"].as_str().unwrap());
     let conf = std::fs::read_to_string(dir.join("server/nginx.conf")).unwrap();
@@ -522,4 +496,7 @@ fn lab_with_nginx_reaches_its_target_with_the_generated_config() {
         report["server_peak_connections"].as_u64().unwrap() >= 6000,
         "{report}"
     );
+    // The report says what the clients spoke (their start lines).
+    assert_eq!(report["protocol"], "http (path /)", "{report}");
+    assert_eq!(report["clients"][0]["protocol"]["name"], "http", "{report}");
 }

@@ -11,12 +11,13 @@ use comfy_table::{ColumnConstraint, Width};
 use serde_json::json;
 
 use super::{EXIT_ERROR, EXIT_FAIL, Layout, print_wrapped};
+use crate::argv::{Procs, parse_procs};
 use crate::sys::limits::{self, Target};
 use crate::tuning::apply::{self, ApplyOptions, KeyStatus, PersistDirs};
 use crate::tuning::check::{self, Report};
 use crate::tuning::profile::{self, ProfileSource};
 use crate::tuning::sysctl::{Scope, Sysctl};
-use crate::tuning::{Plan, Role, snapshot};
+use crate::tuning::{self, Plan, Role, snapshot};
 use crate::util::{parse_count, thousands};
 
 #[derive(Debug, Args)]
@@ -43,6 +44,13 @@ pub struct DoctorArgs {
     /// Server ports the clients connect to [default: 20, as flood and lab].
     #[arg(long)]
     pub server_ports: Option<u64>,
+    /// The run's processes, with serve's flag and values (`--workers` works
+    /// too): "auto" (as many as the target needs) or a number from 1 to
+    /// 4096 (serve's workers for a server, flood's --procs for a client).
+    /// A fixed number caps the run at that many processes of at most their
+    /// fd limit each [default: auto].
+    #[arg(long, alias = "workers", value_parser = parse_procs)]
+    pub procs: Option<Procs>,
     /// Show every row (ok and n/a too), not only what is wrong.
     #[arg(long)]
     pub all: bool,
@@ -146,10 +154,18 @@ pub fn run(args: DoctorArgs) -> Result<ExitCode> {
         Some(p) => Target::Pid(p),
         None => Target::This,
     };
+    let processes = args.procs.and_then(Procs::count).map(u64::from);
+    if args.role == Role::Lab && processes.is_some() {
+        eprintln!(
+            "c1m doctor: --workers/--procs fixes the processes of one program (serve for --role server, flood for --role client); a lab sizes both of its ends itself: drop it, or check each role on its own."
+        );
+        return Ok(ExitCode::from(EXIT_ERROR));
+    }
     let (sources, server_ports) = default_sources_and_ports(args.role);
     let plan = Plan {
         sources: args.sources.unwrap_or(sources).max(1),
         server_ports: args.server_ports.unwrap_or(server_ports).max(1),
+        processes,
         ..Plan::new(args.role, args.target)
     };
     let profile_name = args
@@ -236,6 +252,20 @@ pub fn run(args: DoctorArgs) -> Result<ExitCode> {
     }
 
     let verdict = final_report.verdict();
+    // A server held to a fixed number of workers (`--workers 1`): what one
+    // process's fd limit caps it at, in the lab preflight's words.
+    let process_cap = match (args.role, processes) {
+        (Role::Server, Some(n)) => {
+            tuning::capacity::fixed_serve_workers(&final_report.snapshot, n, args.target)
+        }
+        _ => None,
+    };
+    if let Some((cap, line)) = &process_cap {
+        out.insert(
+            "process_cap".into(),
+            json!({"processes": processes, "max_connections": cap, "line": line}),
+        );
+    }
     if args.json {
         let mut v = serde_json::to_value(&final_report)?;
         if let Some(obj) = v.as_object_mut() {
@@ -256,7 +286,13 @@ pub fn run(args: DoctorArgs) -> Result<ExitCode> {
     } else if args.quiet {
         println!("{}", verdict.line);
     } else {
-        print_report(&final_report, &verdict, &args.layout, args.all);
+        print_report(
+            &final_report,
+            &verdict,
+            process_cap.as_ref().map(|(_, l)| l.as_str()),
+            &args.layout,
+            args.all,
+        );
     }
     for w in &final_report.warnings {
         eprintln!("c1m doctor: warning: {w}");
@@ -369,9 +405,16 @@ fn print_apply(rep: &apply::ApplyReport, snap: &crate::tuning::Snapshot) {
     println!();
 }
 
-/// The human report: header, verdict, the rows that are wrong (blocking
-/// first; every row with `--all`), the counts, the capacity estimate.
-fn print_report(report: &Report, verdict: &check::Verdict, layout: &Layout, all: bool) {
+/// The human report: header, verdict (and what caps a fixed process
+/// count), the rows that are wrong (blocking first; every row with
+/// `--all`), the counts, the capacity estimate.
+fn print_report(
+    report: &Report,
+    verdict: &check::Verdict,
+    process_cap: Option<&str>,
+    layout: &Layout,
+    all: bool,
+) {
     let width = layout.columns();
     print_wrapped(
         "",
@@ -384,6 +427,9 @@ fn print_report(report: &Report, verdict: &check::Verdict, layout: &Layout, all:
         width,
     );
     print_wrapped("", &verdict.line, width);
+    if let Some(line) = process_cap {
+        print_wrapped("warning: ", line, width);
+    }
     let mut rows: Vec<&check::Row> = report
         .rows
         .iter()

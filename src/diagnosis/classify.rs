@@ -36,6 +36,9 @@ pub struct SourceSummary {
     pub kind: Kind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// What a flood client spoke (`http (path /)`), from its start line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
     pub connections_last: Option<u64>,
     pub connections_max: Option<u64>,
     /// Connections closed by the client itself (from the fd offset).
@@ -190,6 +193,9 @@ fn summarize(cx: &Ctx, mut notes: Vec<String>) -> SourceSummary {
                 .unwrap_or_default()
         ));
     }
+    if let Some(p) = s.json.protocol.as_ref().filter(|p| p.name() != "echo") {
+        notes.push(format!("the client spoke {}", p.describe()));
+    }
     if s.json.worker_events > 0 {
         notes.push(format!(
             "{} worker exit/restart record(s)",
@@ -212,6 +218,7 @@ fn summarize(cx: &Ctx, mut notes: Vec<String>) -> SourceSummary {
         section: s.section.clone(),
         kind: cx.kind,
         command: s.command.clone(),
+        protocol: s.json.protocol.as_ref().map(|p| p.describe()),
         connections_last: s.last_connections(),
         connections_max: s.max_connections(),
         closed_by_client: closed_total,
@@ -442,4 +449,52 @@ fn totals(summaries: &[SourceSummary], sources: &[Source]) -> Totals {
         ));
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::rules::testing::sources;
+    use super::*;
+
+    #[test]
+    fn a_client_says_what_it_spoke_from_its_start_line() {
+        let http = concat!(
+            r#"{"ts":1.0,"role":"flood","pid":7,"event":"start","settings":{"host":"127.0.0.1","port":80,"connections":10,"protocol":{"name":"http","path":"/health"}}}"#,
+            "\n",
+            r#"{"ts":2.0,"role":"flood","pid":7,"event":"interval","connections":10,"opened_total":10,"rate":10.0}"#,
+            "\n"
+        );
+        let echo = http.replace(r#""name":"http","path":"/health""#, r#""name":"echo""#);
+        let old = http.replace(r#","protocol":{"name":"http","path":"/health"}"#, "");
+        let c = classify(&sources(&[
+            ("http.jsonl", http),
+            ("echo.jsonl", &echo),
+            ("old.jsonl", &old),
+        ]));
+        let by = |f: &str| {
+            c.sources
+                .iter()
+                .find(|s| s.file.ends_with(f))
+                .unwrap_or_else(|| panic!("{f}: {:#?}", c.sources))
+        };
+        let s = by("http.jsonl");
+        assert_eq!(s.protocol.as_deref(), Some("http (path /health)"), "{s:#?}");
+        assert!(
+            s.notes
+                .iter()
+                .any(|n| n == "the client spoke http (path /health)"),
+            "{:?}",
+            s.notes
+        );
+        // echo is said in the JSON, not as a note; a log from before the
+        // field says nothing.
+        let s = by("echo.jsonl");
+        assert_eq!(s.protocol.as_deref(), Some("echo"));
+        assert!(
+            !s.notes.iter().any(|n| n.contains("spoke")),
+            "{:?}",
+            s.notes
+        );
+        assert_eq!(by("old.jsonl").protocol, None);
+    }
 }

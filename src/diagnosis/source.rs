@@ -292,6 +292,8 @@ pub struct JsonState {
     pub worker_events: u64,
     pub worker_evidence: Option<Evidence>,
     pub failure_records: u64,
+    /// What a flood's connections spoke (its `start` settings), when said.
+    pub protocol: Option<crate::events::ProtocolSettings>,
     /// flood's `--reconnect` account (its summary's `reconnect`, the
     /// process that lost most), with the summary line: what
     /// `rules::faults` judges a reconnect storm from.
@@ -1237,9 +1239,13 @@ impl Source {
             }
             Event::Start { settings } => {
                 // flood's own start (typed); another writer's may say "target".
-                let flood = crate::events::typed::<FloodStart>(&settings)
-                    .map(|s| s.connections)
-                    .filter(|&n| n > 0);
+                let start = crate::events::typed::<FloodStart>(&settings);
+                if let Some(p) = start.as_ref().map(|s| &s.protocol)
+                    && !p.name.is_empty()
+                {
+                    j.protocol = Some(p.clone());
+                }
+                let flood = start.map(|s| s.connections).filter(|&n| n > 0);
                 if let Some(t) = flood.or_else(|| settings.get("target").and_then(|v| v.as_u64())) {
                     j.target = Some(t);
                 }

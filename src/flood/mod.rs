@@ -121,13 +121,14 @@ fn settings(req: &Request, procs: u32) -> crate::events::FloodStart {
             .start_at
             .map(|t| humantime::format_rfc3339_millis(t).to_string()),
         metrics: None,
+        protocol: req.args.proto.settings(),
     }
 }
 
 fn headline(req: &Request, procs: u32) -> String {
     let p = &req.plan;
     format!(
-        "c1m flood: {} connections to {} ports {}..{} from {}, window {}, {} process(es), connect timeout {}, then hold {}",
+        "c1m flood: {} connections to {} ports {}..{} from {}, window {}, {} process(es), connect timeout {}, then hold {}{}",
         crate::util::thousands(p.connections),
         p.dest,
         p.first_port,
@@ -141,6 +142,10 @@ fn headline(req: &Request, procs: u32) -> String {
         procs,
         humantime::format_duration(p.connect_timeout),
         report::human_duration(p.hold),
+        match req.args.proto.protocol {
+            proto::Protocol::Echo => String::new(),
+            _ => format!("; speaking {}", req.args.proto.settings().describe()),
+        }
     )
 }
 
@@ -312,7 +317,10 @@ fn run_parent(
             Received::Line(WorkerLine::Failure(note)) => {
                 reporter.failure(Some(index as u32), &note)
             }
-            Received::Line(WorkerLine::Summary(s)) => summaries[index] = Some(*s),
+            Received::Line(WorkerLine::Summary(s)) => {
+                summaries[index] = Some(*s);
+                reporter.worker_done(index as u32);
+            }
             Received::Raw => reporter.raw(&line),
             Received::Other => {}
         },

@@ -195,7 +195,12 @@ impl Reporter {
         match self.format {
             LogFormat::Json => {
                 let settings = settings.clone();
-                self.emit(None, FloodLine::Start { settings })
+                self.emit(
+                    None,
+                    FloodLine::Start {
+                        settings: Box::new(settings),
+                    },
+                )
             }
             // Quiet: only where to scrape, if it was asked for.
             LogFormat::Human if self.quiet => {
@@ -228,6 +233,17 @@ impl Reporter {
         }
         c.rss_bytes = c.rss_bytes.filter(|&rss| rss > 0);
         (c, in_flight, phase)
+    }
+
+    /// Worker process `worker` sent its summary: it closes what it held
+    /// right after, so from now on it holds nothing (its last interval
+    /// would otherwise count its connections as open beside the others').
+    pub fn worker_done(&mut self, worker: u32) {
+        if let Some(s) = self.workers.get_mut(&worker) {
+            s.counters.connections = 0;
+            s.in_flight = 0;
+            s.phase = Phase::Done;
+        }
     }
 
     /// New counters from process `worker` (0 for a single process).
@@ -555,6 +571,16 @@ impl Reporter {
             }
             LogFormat::Human => {
                 let line = match &reason {
+                    // Each worker process holds for --hold once its own
+                    // share is in: when one got its share only after
+                    // another's hold ended (a capped server freeing slots),
+                    // they were never all open together, so say what was.
+                    None if self.peak > 0 && self.peak < s.open() => format!(
+                        "done: {} of {} connections verified, but the most seen open at once was {} (the worker processes' holds did not overlap)",
+                        thousands(s.open()),
+                        thousands(s.target),
+                        thousands(self.peak)
+                    ),
                     None => format!(
                         "done: {} of {} connections verified and held",
                         thousands(s.open()),
@@ -697,5 +723,33 @@ pub fn human_duration(d: Option<Duration>) -> String {
     match d {
         None => "until Ctrl-C".into(),
         Some(d) => format!("for {}", humantime::format_duration(d)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(open: u64) -> Snapshot {
+        let mut s = Snapshot::default();
+        s.counters.connections = open;
+        s.counters.opened_total = open;
+        s
+    }
+
+    #[test]
+    fn a_worker_that_sent_its_summary_holds_nothing_in_the_peak() {
+        // Two worker processes: 0 reaches its 65 and ends its hold; only
+        // then does 1 get its 65 (a server capped at 100 freed slots).
+        let mut r = Reporter::new(LogFormat::Json, None, 130).unwrap();
+        r.expected_workers = 2;
+        r.update(0, snap(65));
+        r.update(1, snap(35));
+        r.worker_done(0);
+        r.update(1, snap(65));
+        // Before, worker 0's last interval still counted: a peak of 130.
+        assert_eq!(r.peak, 100);
+        assert_eq!(r.totals().0.connections, 65);
+        assert_eq!(r.totals().0.opened_total, 130);
     }
 }

@@ -98,7 +98,7 @@ impl Sink for WorkerSink {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum FloodLine {
     /// The run starts: what it was asked to do.
-    Start { settings: FloodStart },
+    Start { settings: Box<FloodStart> },
     /// Progress once a second.
     Interval {
         #[serde(flatten)]

@@ -150,10 +150,10 @@ pub fn estimate(snap: &Snapshot, plan: &Plan) -> Capacity {
 
     let fd_detail = if can_rise {
         format!(
-            "{} sockets per process (fs.nr_open {} minus {FD_SLACK} descriptors of slack; CAP_SYS_RESOURCE lets the hard limit rise that far) x {} processes{}",
+            "{} sockets per process (fs.nr_open {} minus {FD_SLACK} descriptors of slack; CAP_SYS_RESOURCE lets the hard limit rise that far) x {}{}",
             thousands(per_process),
             thousands(per_limit),
-            processes,
+            count_processes(processes),
             if spc == 2 {
                 " (half of them per end)"
             } else {
@@ -162,10 +162,10 @@ pub fn estimate(snap: &Snapshot, plan: &Plan) -> Capacity {
         )
     } else {
         format!(
-            "{} sockets per process (RLIMIT_NOFILE hard limit {} minus {FD_SLACK} descriptors of slack) x {} processes{}",
+            "{} sockets per process (RLIMIT_NOFILE hard limit {} minus {FD_SLACK} descriptors of slack) x {}{}",
             thousands(per_process),
             thousands(hard.min(u64::MAX - 1)),
-            processes,
+            count_processes(processes),
             if spc == 2 {
                 " (half of them per end)"
             } else {
@@ -373,6 +373,15 @@ pub fn estimate_for(snap: &Snapshot, role: Role, target: u64) -> Capacity {
     estimate(snap, &Plan::new(role, target))
 }
 
+/// "1 process", "51 processes".
+fn count_processes(n: u64) -> String {
+    if n == 1 {
+        "1 process".into()
+    } else {
+        format!("{n} processes")
+    }
+}
+
 fn per_conn(spc: u64) -> &'static str {
     if spc == 2 {
         " / 2 sockets per connection"
@@ -433,10 +442,10 @@ impl Capacity {
         }
         let b = self.binding_limit();
         out.push(format!(
-            "This host can hold about {} connections as {} with its current settings and {} processes. Binding limit: {} ({}): {}.",
+            "This host can hold about {} connections as {} with its current settings and {}. Binding limit: {} ({}): {}.",
             thousands(self.max_connections),
             article_role(role),
-            self.processes,
+            count_processes(self.processes),
             self.binding.label(),
             b.failure.as_str(),
             b.detail
@@ -478,15 +487,37 @@ fn article_role(role: &str) -> String {
     }
 }
 
-/// A server that holds every client in one process (Redis, Mosquitto):
-/// whatever the host allows, that process's own descriptor limit caps it.
-/// Returns the cap and the sentence doctor and the lab say before the run,
-/// or `None` when the target fits under it.
-pub fn one_process_server(snap: &Snapshot, server: &str, target: u64) -> Option<(u64, String)> {
+/// A server whose process count is fixed, each process holding its
+/// clients within its own descriptor limit: Redis and Mosquitto are one
+/// process, `c1m serve --workers N` is N.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedServer<'a> {
+    /// How the sentence names it ("redis", "c1m serve --workers 1").
+    pub name: &'a str,
+    pub processes: u64,
+    /// Descriptors each process keeps for itself (Redis: 32; c1m:
+    /// [`FD_SLACK`]).
+    pub reserved: u64,
+    /// What to do instead, after raising the hard limit ("run several
+    /// instances").
+    pub instead: &'a str,
+    /// The catalogue ids the sentence ends with.
+    pub failures: &'a [FailureId],
+}
+
+/// The most clients `server` holds with the hard RLIMIT_NOFILE in `snap`,
+/// whatever else the host allows, and the sentence doctor and the lab say
+/// before the run; `None` when the target fits under it.
+pub fn fixed_process_server(
+    snap: &Snapshot,
+    server: &FixedServer,
+    target: u64,
+) -> Option<(u64, String)> {
     let hard = snap.nofile.hard;
-    // Redis keeps 32 descriptors for itself (CONFIG_MIN_RESERVED_FDS);
-    // other one-process servers need about as many.
-    let cap = hard.saturating_sub(32);
+    let processes = server.processes.max(1);
+    let cap = hard
+        .saturating_sub(server.reserved)
+        .saturating_mul(processes);
     if target <= cap {
         return None;
     }
@@ -498,15 +529,74 @@ pub fn one_process_server(snap: &Snapshot, server: &str, target: u64) -> Option<
     } else {
         "the hard limit cannot rise here (no CAP_SYS_RESOURCE)".to_string()
     };
+    let what = if processes == 1 {
+        format!(
+            "{} is one process: with RLIMIT_NOFILE hard limit {} it holds",
+            server.name,
+            thousands(hard)
+        )
+    } else {
+        format!(
+            "{} is {processes} processes: with RLIMIT_NOFILE hard limit {} each they hold",
+            server.name,
+            thousands(hard)
+        )
+    };
+    let ids: Vec<&str> = server.failures.iter().map(|f| f.as_str()).collect();
     Some((
         cap,
         format!(
-            "{server} is one process: with RLIMIT_NOFILE hard limit {} it holds at most about {} clients, below the target of {}; {rise}, or run several instances (server_connection_limit, fd_limit)",
-            thousands(hard),
+            "{what} at most about {} clients, below the target of {}; {rise}, or {} ({})",
             thousands(cap),
-            thousands(target)
+            thousands(target),
+            server.instead,
+            ids.join(", ")
         ),
     ))
+}
+
+/// A server that holds every client in one process (Redis, Mosquitto):
+/// whatever the host allows, that process's own descriptor limit caps it.
+/// Returns the cap and the sentence doctor and the lab say before the run,
+/// or `None` when the target fits under it.
+pub fn one_process_server(snap: &Snapshot, server: &str, target: u64) -> Option<(u64, String)> {
+    // Redis keeps 32 descriptors for itself (CONFIG_MIN_RESERVED_FDS);
+    // other one-process servers need about as many.
+    fixed_process_server(
+        snap,
+        &FixedServer {
+            name: server,
+            processes: 1,
+            reserved: 32,
+            instead: "run several instances",
+            failures: &[FailureId::ServerConnectionLimit, FailureId::FdLimit],
+        },
+        target,
+    )
+}
+
+/// `c1m serve --workers N` (or `--procs N`): N processes, each holding at
+/// most its hard limit minus [`FD_SLACK`] descriptors. The sentence doctor
+/// says when the target does not fit in them, or `None`.
+pub fn fixed_serve_workers(snap: &Snapshot, workers: u64, target: u64) -> Option<(u64, String)> {
+    let name = format!("c1m serve --workers {workers}");
+    let per_process = sockets_per_process(snap.nofile.hard, 0);
+    let instead = format!(
+        "use --workers auto ({} processes of at most {} sockets)",
+        processes_for(target, per_process),
+        thousands(per_process)
+    );
+    fixed_process_server(
+        snap,
+        &FixedServer {
+            name: &name,
+            processes: workers,
+            reserved: FD_SLACK,
+            instead: &instead,
+            failures: &[FailureId::FdLimit],
+        },
+        target,
+    )
 }
 
 #[cfg(test)]
@@ -709,6 +799,48 @@ mod tests {
         assert_eq!(cap, 19_968);
         assert!(
             w.contains("redis is one process") && w.contains("19,968") && w.contains("cannot rise"),
+            "{w}"
+        );
+        assert!(
+            w.ends_with("or run several instances (server_connection_limit, fd_limit)"),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn fixed_serve_workers_agree_with_the_estimate_of_that_many_processes() {
+        let snap = host();
+        // One worker: 20,000 - 64 = 19,936, as the estimate's fd limit.
+        assert_eq!(fixed_serve_workers(&snap, 1, 19_936), None);
+        let (cap, w) = fixed_serve_workers(&snap, 1, 30_000).unwrap();
+        let plan = Plan {
+            processes: Some(1),
+            ..Plan::new(Role::Server, 30_000)
+        };
+        let c = estimate(&snap, &plan);
+        assert_eq!((cap, c.max_connections, c.fits), (19_936, 19_936, false));
+        assert!(
+            w.starts_with("c1m serve --workers 1 is one process: with RLIMIT_NOFILE hard limit 20,000 it holds at most about 19,936 clients, below the target of 30,000"),
+            "{w}"
+        );
+        assert!(
+            w.ends_with("or use --workers auto (2 processes of at most 19,936 sockets) (fd_limit)"),
+            "{w}"
+        );
+        // Three workers hold three times as much.
+        let (cap, w) = fixed_serve_workers(&snap, 3, 100_000).unwrap();
+        assert_eq!(cap, 3 * 19_936);
+        assert!(
+            w.contains("is 3 processes") && w.contains("each they hold"),
+            "{w}"
+        );
+        assert_eq!(fixed_serve_workers(&snap, 3, 59_808), None);
+        // A capable process is told it may raise its limit.
+        let mut snap = host();
+        snap.cap_sys_resource = true;
+        let (_, w) = fixed_serve_workers(&snap, 1, 30_000).unwrap();
+        assert!(
+            w.contains("raise its hard limit") && w.contains("1,048,576"),
             "{w}"
         );
     }

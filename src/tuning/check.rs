@@ -337,22 +337,35 @@ fn rlimit_row(entry: &Entry, wanted: &Wanted, snap: &Snapshot, cap: &Capacity) -
         .and_then(|l| l.max_connections)
         .is_some_and(|m| m >= cap.target);
     let status = if sharded { Status::Ok } else { Status::Cannot };
-    base_row(
-        entry,
-        wanted,
-        current,
-        status,
+    let per_process = thousands(sockets_per_process(current_value, 0));
+    // A fixed process count (`--workers N`) too small for the target: what
+    // those processes hold, and what the target needs.
+    let why = if !sharded && cap.processes < cap.processes_needed {
         format!(
-            "sharded, {} processes of at most {} sockets (no CAP_SYS_RESOURCE: the hard limit of {who} cannot rise{})",
+            "{} process{} (a fixed count) of at most {per_process} sockets: {} connections; the target needs {} processes (no CAP_SYS_RESOURCE: the hard limit of {who} cannot rise)",
+            cap.processes,
+            if cap.processes == 1 { "" } else { "es" },
+            thousands(
+                cap.limits
+                    .iter()
+                    .find(|l| l.kind == LimitKind::FdPerProcess)
+                    .and_then(|l| l.max_connections)
+                    .unwrap_or(0)
+            ),
             cap.processes_needed,
-            thousands(sockets_per_process(current_value, 0)),
+        )
+    } else {
+        format!(
+            "sharded, {} processes of at most {per_process} sockets (no CAP_SYS_RESOURCE: the hard limit of {who} cannot rise{})",
+            cap.processes_needed,
             if sharded {
                 ""
             } else {
                 ", and the run's fixed process count is too small"
             }
-        ),
-    )
+        )
+    };
+    base_row(entry, wanted, current, status, why)
 }
 
 /// The capacity limit a row's setting governs, if any: the rows whose

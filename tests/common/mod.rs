@@ -1,8 +1,9 @@
 //! What every integration test shares: the `c1m` binary, bounded runs of
 //! it, fixtures, c1m's JSON-lines output parsed; and in submodules the echo
 //! server flood's tests connect to (`echo_server`), doctor's fake host
-//! (`fake_host`), analyze's JSON report (`analyze`), other processes seen
-//! through /proc (`procs`) and free loopback ports (`ports`).
+//! (`fake_host`), analyze's JSON report (`analyze`), a small `c1m lab` run
+//! (`lab`), other processes seen through /proc (`procs`) and free loopback
+//! ports (`ports`).
 //!
 //! # Tests that cannot run here are ignored, never passed
 //!
@@ -36,12 +37,14 @@
 pub mod analyze;
 pub mod echo_server;
 pub mod fake_host;
+pub mod lab;
 pub mod ports;
 pub mod procs;
 
 pub use analyze::*;
 pub use echo_server::*;
 pub use fake_host::*;
+pub use lab::*;
 pub use ports::*;
 pub use procs::*;
 

@@ -415,7 +415,7 @@ impl<'s> Engine<'s> {
     }
 
     /// How long epoll may sleep: not at all while connects can be opened,
-    /// else until the next tick, deadline, paced connect, message share or
+    /// else until the next tick, deadline, paced connect, hold line due or
     /// the end of the hold (at most 100 ms).
     fn next_wake(&self, now: Instant, clock: &Clock, rate_wait: Option<Instant>) -> Duration {
         if rate_wait.is_none() && self.room() {
@@ -431,8 +431,15 @@ impl<'s> Engine<'s> {
         if let Some(at) = self.reconnect.as_ref().and_then(|r| r.next_due()) {
             wake = wake.min(at);
         }
-        if clock.next_msg.is_some() {
-            wake = wake.min(now + Duration::from_millis(5));
+        if let (Some(round), Some(iv)) = (clock.next_msg, self.timing.message_interval) {
+            // When the next line of the round is due (the first of the
+            // next round once all are out): each line goes within about a
+            // millisecond of its time, as the C client's do, rather than
+            // in 5 ms batches where a line's echo waits for the rest of
+            // its batch to be written.
+            let share = (clock.msg_cursor + 1) as f64 / self.conns.len().max(1) as f64;
+            let next = round + iv.mul_f64(share.min(1.0));
+            wake = wake.min(next.max(now + Duration::from_micros(100)));
         }
         match clock.drain_until {
             Some(until) => wake = wake.min(until),

@@ -139,6 +139,28 @@ impl ProtoArgs {
         a
     }
 
+    /// The protocol and the options it uses, for flood's `start` line.
+    pub fn settings(&self) -> crate::events::ProtocolSettings {
+        use Protocol as P;
+        let p = self.protocol;
+        let http_like = matches!(p, P::Http | P::Websocket);
+        crate::events::ProtocolSettings {
+            name: p.to_string(),
+            message: matches!(p, P::Line | P::Websocket)
+                .then(|| self.message.clone())
+                .flatten(),
+            expect: (p == P::Line).then(|| self.expect.clone()).flatten(),
+            path: http_like.then(|| self.path.clone()),
+            headers: if http_like {
+                self.headers.clone()
+            } else {
+                Vec::new()
+            },
+            prefix: (p == P::Mqtt).then(|| self.prefix.clone()),
+            keepalive_s: (p == P::Mqtt).then_some(self.keepalive.as_secs_f64()),
+        }
+    }
+
     /// The interval of the hold's rounds when --message-interval is not
     /// given: MQTT's keep-alive (a broker drops a client silent for 1.5
     /// keep-alives), none for the rest.
@@ -351,6 +373,36 @@ mod tests {
         };
         assert_eq!(Proto::from_args(&a, "h").unwrap().name(), "mqtt");
         assert_eq!(a.default_interval(), Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn the_start_line_carries_the_protocol_and_only_its_options() {
+        let s = ProtoArgs::default().settings();
+        assert_eq!((s.name.as_str(), s.describe()), ("echo", "echo".into()));
+        let a = ProtoArgs {
+            protocol: Protocol::Line,
+            message: Some("HELLO {n}\\n".into()),
+            expect: Some("/^OK/".into()),
+            ..ProtoArgs::default()
+        };
+        let s = a.settings();
+        assert_eq!(s.message.as_deref(), Some("HELLO {n}\\n"));
+        assert_eq!(s.expect.as_deref(), Some("/^OK/"));
+        assert_eq!((s.path, s.prefix, s.keepalive_s), (None, None, None));
+        let s = ProtoArgs {
+            protocol: Protocol::Mqtt,
+            prefix: "dev-{n}".into(),
+            ..ProtoArgs::default()
+        }
+        .settings();
+        assert_eq!(s.describe(), "mqtt (client ids dev-{n}, keep-alive 60 s)");
+        let s = ProtoArgs {
+            protocol: Protocol::Http,
+            path: "/health".into(),
+            ..ProtoArgs::default()
+        }
+        .settings();
+        assert_eq!(s.describe(), "http (path /health)");
     }
 
     #[test]

@@ -123,6 +123,8 @@ pub struct ClientResult {
     pub failures: BTreeMap<String, u64>,
     pub exit_code: Option<i32>,
     pub rss_bytes: Option<u64>,
+    /// What it spoke: its start line's `protocol` (name and options).
+    pub protocol: Option<crate::events::ProtocolSettings>,
     /// Everything else the client's summary said (latency, RTT...).
     pub details: serde_json::Value,
 }
@@ -145,6 +147,9 @@ pub struct LabReport {
     pub connect_rate_per_s: Option<f64>,
     pub elapsed_s: f64,
     pub server_workers: u64,
+    /// What the clients spoke, in words (`echo`, `http (path /)`), from
+    /// their start lines; each client's own is in `clients[].protocol`.
+    pub protocol: Option<String>,
     pub server_peak_connections: u64,
     pub server_rss_bytes: Option<u64>,
     pub server_user_bytes_per_connection: Option<f64>,

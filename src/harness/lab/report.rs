@@ -94,6 +94,10 @@ pub fn markdown(r: &LabReport) -> String {
         ("elapsed", format!("{:.1} s", r.elapsed_s)),
         ("server workers", thousands(r.server_workers)),
         (
+            "clients spoke",
+            r.protocol.clone().unwrap_or_else(|| "n/a".into()),
+        ),
+        (
             "server peak connections",
             thousands(r.server_peak_connections),
         ),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::events::{Counters, Event, Record, ServeStart, ServeSummary, typed};
+use crate::events::{Counters, Event, FloodStart, Record, ServeStart, ServeSummary, typed};
 use crate::flood::Procs;
 use crate::flood::args::{FloodArgs, Hold};
 use crate::flood::wire::FloodSummary;
@@ -569,6 +569,12 @@ pub(super) fn summarize(report: &mut LabReport, live: &[Live], run_start_ts: f64
         let l = &live[i + 1];
         client.exit_code = l.exit;
         client.rss_bytes = l.rss;
+        client.protocol = match l.start.as_ref().map(|r| &r.event) {
+            Some(Event::Start { settings }) => typed::<FloodStart>(settings)
+                .map(|s| s.protocol)
+                .filter(|p| !p.name.is_empty()),
+            _ => None,
+        };
         client.peak_connections = l.peak;
         if let Some((counters, summary)) = flood_summary(l) {
             client.established = counters.opened_total.max(counters.connections);
@@ -607,6 +613,11 @@ pub(super) fn summarize(report: &mut LabReport, live: &[Live], run_start_ts: f64
         }
     }
     report.failures = failures;
+    report.protocol = report
+        .clients
+        .iter()
+        .find_map(|c| c.protocol.as_ref())
+        .map(|p| p.describe());
     report.verified = report.clients.iter().map(|c| c.established).sum();
     report.reconnected = report.clients.iter().map(|c| c.reconnected).sum();
     // Time to target, precisely: each client's start plus the time it took
