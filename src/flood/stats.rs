@@ -386,7 +386,9 @@ pub fn fix_for(failure: Option<FailureId>, key: &str) -> String {
             "raise RLIMIT_NOFILE or use more processes (--procs auto)".into()
         }
         Some(f) => f.info().fix.to_string(),
-        None => format!("{key}: check that the server echoes every line it receives"),
+        None => format!(
+            "{key}: check that the server answers as --protocol expects (echo, the default: every line back byte for byte)"
+        ),
     }
 }
 
