@@ -352,7 +352,8 @@ fn loss_and_partition_without_hosts_are_a_usage_error() {
 /// --json`: its exit status and report.json; the root namespace's
 /// nftables tables are read while it runs.
 fn hosts_lab(fault: &str, dir: &Path) -> (Option<i32>, Value, Vec<String>) {
-    let mut child = Lab::new(3000)
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let child = Lab::new(3000)
         .hold("6s")
         .json()
         .args(&["--hosts", "--sources", "2", "--fault", fault])
@@ -361,37 +362,32 @@ fn hosts_lab(fault: &str, dir: &Path) -> (Option<i32>, Value, Vec<String>) {
         .env("C1M_STATE_DIR", dir.join("state"))
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    let mut root_tables = Vec::new();
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "lab --hosts ran too long"
-        );
-        let out = Command::new("nft")
-            .args(["list", "tables"])
-            .output()
-            .unwrap();
-        root_tables.extend(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter(|l| l.contains("c1m_fault"))
-                .map(str::to_string),
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let out = wait_bounded(child, Duration::from_secs(10));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout
-        .lines()
-        .rev()
-        .find(|l| l.contains("\"report_dir\""))
-        .unwrap_or_else(|| panic!("no report line: {}", text(&out)));
-    (
-        out.status.code(),
-        serde_json::from_str(last).unwrap(),
-        root_tables,
-    )
+    // The root namespace's tables, read while the lab runs.
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let out = Command::new("nft")
+                    .args(["list", "tables"])
+                    .output()
+                    .unwrap();
+                seen.extend(
+                    String::from_utf8_lossy(&out.stdout)
+                        .lines()
+                        .filter(|l| l.contains("c1m_fault"))
+                        .map(str::to_string),
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            seen
+        })
+    };
+    let out = wait_bounded(child, Duration::from_secs(180));
+    done.store(true, Ordering::Relaxed);
+    let root_tables = watcher.join().unwrap();
+    (out.status.code(), lab_report(&out), root_tables)
 }
 
 /// A network fault between hosts: injected in client-1's namespace only,
