@@ -464,6 +464,14 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         doctor_row: None,
         reconnect: args.reconnect.then_some(args.reconnect_backoff),
     };
+    if max && args.apply {
+        // The profile's values scale with the target, and a target of 1
+        // would size them below what any host runs with (rlimit.nofile.hard
+        // 1,001). Size it for what memory alone allows, the most the limits
+        // it raises could give; resolve_max then takes doctor's estimate
+        // under the applied profile.
+        cfg.target = memory_bound_for_profile()?;
+    }
     let mut pre = lab::preflight(&cfg, &args.profile)?;
     if max {
         resolve_max(&mut cfg, &mut pre, args.message_interval)?;
@@ -569,6 +577,17 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
 
 /// `--target max`: the target becomes doctor's capacity estimate (taken
 /// after the profile was applied) and the MemAvailable floor is set.
+/// Connections MemAvailable alone would hold in the lab (two sockets
+/// each, at the capacity estimate's bytes per socket).
+fn memory_bound_for_profile() -> Result<u64> {
+    use crate::tuning::capacity::{APP_BYTES_PER_SOCKET, KERNEL_BYTES_PER_SOCKET};
+    let m = crate::sys::procfs::meminfo().map_err(|e| {
+        anyhow::anyhow!("reading /proc/meminfo to size the profile for --target max: {e}")
+    })?;
+    let avail = m.available.unwrap_or(m.total / 2);
+    Ok((avail / (2 * (KERNEL_BYTES_PER_SOCKET + APP_BYTES_PER_SOCKET))).max(100_000))
+}
+
 fn resolve_max(
     cfg: &mut LabConfig,
     pre: &mut lab::Preflight,
