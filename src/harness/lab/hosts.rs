@@ -29,7 +29,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::catalogue::FailureId;
-use crate::events::{Event, Record, ServeStart, typed};
+use crate::events::Record;
 use crate::flood::Procs as AutoProcs;
 use crate::flood::args::{FloodArgs, Hold};
 use crate::reactor::args::ServeArgs;
@@ -576,12 +576,7 @@ impl HostsFault {
     /// Called on every pass during the hold: inject, or end, the fault.
     fn poll(&mut self, p: &Procs, topo: &Topology, in_hold: Duration) -> Result<()> {
         let serve_workers = p.live[0]
-            .start
-            .as_ref()
-            .and_then(|r| match &r.event {
-                Event::Start { settings } => typed::<ServeStart>(settings),
-                _ => None,
-            })
+            .serve_start()
             .map(|s| s.worker_pids)
             .unwrap_or_default();
         let mut scene = Scene {
@@ -814,9 +809,7 @@ pub fn run_hosts(
         live: Vec::new(),
     };
     start_server(&mut p, &topo, cfg, &dir)?;
-    if let Some(Event::Start { settings }) = p.live[0].start.as_ref().map(|r| &r.event) {
-        report.server_workers = typed::<ServeStart>(settings).map_or(0, |s| s.workers.into());
-    }
+    report.server_workers = p.live[0].serve_start().map_or(0, |s| s.workers.into());
     let run_start_ts = crate::util::unix_now();
     for (i, share) in shares.iter().enumerate() {
         let h = &topo.hosts[i + 1];

@@ -49,6 +49,17 @@ pub(super) struct Live {
     told_to_stop_ramp: bool,
 }
 
+impl Live {
+    /// serve's typed start settings (its worker count and pids), from its
+    /// start record, once it has written one.
+    pub(super) fn serve_start(&self) -> Option<ServeStart> {
+        match &self.start.as_ref()?.event {
+            Event::Start { settings } => typed::<ServeStart>(settings),
+            _ => None,
+        }
+    }
+}
+
 /// Does this client line say its connect phase is over?
 fn says_holding(line: &str) -> bool {
     line.contains("\"phase\"")
@@ -160,9 +171,7 @@ pub fn run(
             None => {}
         }
     }
-    if let Some(Event::Start { settings }) = live[0].start.as_ref().map(|r| &r.event) {
-        report.server_workers = typed::<ServeStart>(settings).map_or(0, |s| s.workers.into());
-    }
+    report.server_workers = live[0].serve_start().map_or(0, |s| s.workers.into());
 
     let mut injector = cfg.fault.map(|f| Injector::new(f, cfg.hold));
     let mut lab_log = match injector {
@@ -170,12 +179,7 @@ pub fn run(
         None => None,
     };
     let serve_workers: Vec<u32> = live[0]
-        .start
-        .as_ref()
-        .and_then(|r| match &r.event {
-            Event::Start { settings } => typed::<ServeStart>(settings),
-            _ => None,
-        })
+        .serve_start()
         .map(|s| s.worker_pids)
         .unwrap_or_default();
     let mut verified_at_hold_start = 0u64;
