@@ -6,10 +6,7 @@
 //! host's `net.ipv4.tcp_fastopen` stays as it was.
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::Command;
 use std::time::Duration;
-
-use serde_json::Value;
 
 mod common;
 
@@ -150,37 +147,17 @@ fn host_fastopen() -> String {
 fn the_lab_connects_with_fast_open_in_its_own_namespace() {
     let before = host_fastopen();
     let root = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "lab",
-            "--fast-open",
-            "--netns",
-            "on",
-            "--target",
-            "3000",
-            "--clients",
-            "1",
-            "--ports",
-            "2",
-            "--hold",
-            "1s",
-            "--message-interval",
-            "off",
-            "--json",
-            "--report",
-        ])
-        .arg(root.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Lab::new(3000)
+        .clients(1)
+        .ports(2)
+        .hold("1s")
+        .netns_on()
+        .json()
+        .args(&["--fast-open", "--message-interval", "off"])
+        .run(root.path(), Duration::from_secs(120));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(host_fastopen(), before, "the host's sysctl changed");
-    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let report = lab_report(&out);
     assert_eq!(report["verified"], 3000);
     let notes = report["notes"].to_string();
     assert!(notes.contains("tcp_fastopen set to 3"), "{notes}");
