@@ -225,9 +225,9 @@ fn a_worker_killed_by_hand_during_a_plain_hold_fails_the_run() {
     );
 }
 
-#[test]
-#[cfg_attr(not(c1m_netns), ignore = "needs root: network namespaces")]
-fn restart_server_with_reconnecting_clients_recovers_to_the_target() {
+/// `--fault restart-server --reconnect --reconnect-backoff BACKOFF`: the
+/// run exits 0 and both sides count the 3,000 lost; its report.
+fn restart_with_reconnect(backoff: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let (code, r) = lab(
         &[
@@ -235,12 +235,19 @@ fn restart_server_with_reconnecting_clients_recovers_to_the_target() {
             "restart-server",
             "--reconnect",
             "--reconnect-backoff",
-            "50ms..2s",
+            backoff,
         ],
         dir.path(),
     );
     assert_eq!(code, Some(0), "{r}");
     assert_fault(&r, "restart-server", 3000);
+    r
+}
+
+#[test]
+#[cfg_attr(not(c1m_netns), ignore = "needs root: network namespaces")]
+fn restart_server_with_reconnecting_clients_recovers_to_the_target() {
+    let r = restart_with_reconnect("50ms..2s");
     assert_eq!(r["hold"]["alive_at_end"], 3000, "{}", r["hold"]);
     // Verified once each; the replacements are counted apart.
     assert_eq!(r["verified"], 3000, "{}", r["verified"]);
@@ -295,19 +302,7 @@ fn an_oom_kill_in_the_report_s_kernel_log_is_the_root_cause_of_the_worker_s_deat
 #[test]
 #[cfg_attr(not(c1m_netns), ignore = "needs root: network namespaces")]
 fn a_naive_reconnect_after_a_restart_is_named_a_reconnect_storm() {
-    let dir = tempfile::tempdir().unwrap();
-    let (code, r) = lab(
-        &[
-            "--fault",
-            "restart-server",
-            "--reconnect",
-            "--reconnect-backoff",
-            "0",
-        ],
-        dir.path(),
-    );
-    assert_eq!(code, Some(0), "{r}");
-    assert_fault(&r, "restart-server", 3000);
+    let r = restart_with_reconnect("0");
     // The restart stays the root cause; the storm is named from the
     // clients' own account, with the summary line as evidence.
     let (id, _) = first_finding(&r);
