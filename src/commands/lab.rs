@@ -470,7 +470,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         // 1,001). Size it for what memory alone allows, the most the limits
         // it raises could give; resolve_max then takes doctor's estimate
         // under the applied profile.
-        cfg.target = memory_bound_for_profile()?;
+        cfg.target = memory_bound_for_profile(&cfg)?;
     }
     let mut pre = lab::preflight(&cfg, &args.profile)?;
     if max {
@@ -577,15 +577,18 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
 
 /// `--target max`: the target becomes doctor's capacity estimate (taken
 /// after the profile was applied) and the MemAvailable floor is set.
-/// Connections MemAvailable alone would hold in the lab (two sockets
-/// each, at the capacity estimate's bytes per socket).
-fn memory_bound_for_profile() -> Result<u64> {
-    use crate::tuning::capacity::{APP_BYTES_PER_SOCKET, KERNEL_BYTES_PER_SOCKET};
-    let m = crate::sys::procfs::meminfo().map_err(|e| {
-        anyhow::anyhow!("reading /proc/meminfo to size the profile for --target max: {e}")
-    })?;
-    let avail = m.available.unwrap_or(m.total / 2);
-    Ok((avail / (2 * (KERNEL_BYTES_PER_SOCKET + APP_BYTES_PER_SOCKET))).max(100_000))
+/// Connections MemAvailable alone would hold in the lab: doctor's memory
+/// limit, from the same estimate `resolve_max` reads.
+fn memory_bound_for_profile(cfg: &LabConfig) -> Result<u64> {
+    let open = lab::capacity_for(cfg, 1 << 32)?;
+    open.limits
+        .iter()
+        .find(|l| l.kind == crate::tuning::capacity::LimitKind::Memory)
+        .and_then(|l| l.max_connections)
+        .map(|n| n.max(100_000))
+        .ok_or_else(|| {
+            anyhow::anyhow!("--target max --apply: doctor's estimate has no memory limit (MemAvailable unreadable) to size the profile for")
+        })
 }
 
 fn resolve_max(
