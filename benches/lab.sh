@@ -130,6 +130,11 @@ cold_start() {
     echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
     for f in /sys/kernel/slab/*/shrink; do echo 1 > "$f" 2>/dev/null || true; done
     sleep 1
+    if [ "${SLABS:-0}" = 1 ]; then
+        # what the previous run left in the socket caches (active/total objects)
+        awk '/^(TCP|sock_inode_cache|proc_inode_cache|dentry|filp|eventpoll_epi) /{printf "%s %s/%s  ", $1, $2, $3} END {print ""}' \
+            /proc/slabinfo | sed 's/^/slabs before the run: /' >&2
+    fi
 }
 
 # Steps 1 and 2 at target $1; prints the comparison and appends one curve
@@ -156,6 +161,18 @@ PY
     # 2. the C programs, same process counts
     cold_start
     c_line=$(unshare -n "$0" --c-run "$work" "$N" "$PORTS" "$BASE" "$srv_procs" "$cli_procs" | grep '^c_result')
+
+    # SANDWICH=1: c1m lab once more after the C run, to see whether the
+    # order of the runs (what the first leaves behind) moves the ratio
+    if [ "${SANDWICH:-0}" = 1 ]; then
+        cold_start
+        # shellcheck disable=SC2086
+        "$C1M" lab --target "$N" --clients "$CLIENTS" --ports "$PORTS" --port "$BASE" --hold 5s \
+            --report "$work/reports2" ${LAB_OPTS:-} > "$work/lab2.out" 2>&1 || true
+        report2=$(ls -d "$work"/reports2/*/ | head -1)report.json
+        python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(f"c1m lab again after the C run: {r[\"time_to_target_s\"]:.1f} s, {r[\"connect_rate_per_s\"]:,.0f}/s")' "$report2" >&2
+        rm -rf "$work/reports2"
+    fi
 
     python3 - "$report" "$N" "$srv_procs" "$cli_procs" "$c_line" "$work/curve.txt" <<'PY'
 import json, sys
