@@ -339,7 +339,12 @@ fn max_lab(lab: Lab, connections: u64, root: &Path, limit: Duration) -> std::pro
 #[test]
 fn target_max_ramps_to_the_first_limit_and_names_it() {
     let root = tempfile::tempdir().unwrap();
-    let out = max_lab(Lab::max().hold("1s"), 3_000, root.path(), Duration::from_secs(120));
+    let out = max_lab(
+        Lab::max().hold("1s"),
+        3_000,
+        root.path(),
+        Duration::from_secs(120),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
@@ -359,19 +364,30 @@ fn target_max_ramps_to_the_first_limit_and_names_it() {
     let dir = only_dir(root.path());
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
-    assert_eq!((report["target"].as_u64(), report["reached"].as_bool()), (Some(3_000), Some(true)));
+    assert_eq!(
+        (report["target"].as_u64(), report["reached"].as_bool()),
+        (Some(3_000), Some(true))
+    );
     let c = &report["ceiling"];
     assert_eq!(c["limit"], "file-max", "{report}");
     assert_eq!(c["connections"], 3_000);
     assert!(
-        c["evidence"]
-            .as_str()
-            .unwrap()
-            .contains("the ramp reached the most file-max allows: fs.file-max 6,449 minus 449 in use"),
+        c["evidence"].as_str().unwrap().contains(
+            "the ramp reached the most file-max allows: fs.file-max 6,449 minus 449 in use"
+        ),
         "{c}"
     );
-    assert!(c["usable_bytes"].as_u64().unwrap() > c["floor_bytes"].as_u64().unwrap(), "{c}");
-    assert!(c["doctor"].as_str().unwrap().contains("Binding limit: fs.file-max"), "{c}");
+    assert!(
+        c["usable_bytes"].as_u64().unwrap() > c["floor_bytes"].as_u64().unwrap(),
+        "{c}"
+    );
+    assert!(
+        c["doctor"]
+            .as_str()
+            .unwrap()
+            .contains("Binding limit: fs.file-max"),
+        "{c}"
+    );
     assert_eq!(report["hold"]["lost"], 0, "{report}");
 }
 
@@ -385,7 +401,9 @@ fn target_max_ramps_to_the_first_limit_and_names_it() {
 fn the_memory_floor_stops_the_ramp_and_names_the_limit() {
     let root = tempfile::tempdir().unwrap();
     let out = max_lab(
-        Lab::max().hold("1s").args(&["--mem-floor-mib", "100000000"]),
+        Lab::max()
+            .hold("1s")
+            .args(&["--mem-floor-mib", "100000000"]),
         100_000,
         root.path(),
         Duration::from_secs(180),

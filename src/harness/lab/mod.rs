@@ -663,7 +663,8 @@ mod tests {
     #[test]
     fn limits_have_the_names_the_failures_give_them() {
         use crate::tuning::capacity::LimitKind;
-        let by_failure = |id: &str| binding_limit(&BTreeMap::from([(id.to_string(), 1)])).map(|l| l.0);
+        let by_failure =
+            |id: &str| binding_limit(&BTreeMap::from([(id.to_string(), 1)])).map(|l| l.0);
         for (kind, id) in [
             (LimitKind::FileMax, "system_fd_limit"),
             (LimitKind::Ports, "ephemeral_ports_exhausted"),

@@ -391,7 +391,10 @@ pub fn run(
             && last_mem.elapsed() >= Duration::from_secs(1)
         {
             last_mem = Instant::now();
-            if memory_floor_reached(floor / 2, established, cfg).1.is_some() {
+            if memory_floor_reached(floor / 2, established, cfg)
+                .1
+                .is_some()
+            {
                 report.notes.push(format!(
                     "usable memory fell below half the floor ({} MiB) while holding at the ceiling: the hold was cut short",
                     floor >> 21
@@ -953,7 +956,9 @@ mod tests {
                 estimate: 2_900,
                 doctor: "doctor's sentences".into(),
                 bound_limit: "file-max".into(),
-                bound_detail: "fs.file-max 6,449 minus 449 in use = 6,000 files / 2 sockets per connection".into(),
+                bound_detail:
+                    "fs.file-max 6,449 minus 449 in use = 6,000 files / 2 sockets per connection"
+                        .into(),
             }),
             ..super::super::test_config()
         }
