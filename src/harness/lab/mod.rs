@@ -219,7 +219,8 @@ pub struct Ceiling {
     /// bound when it was reached ([`MaxPlan`]): `file-max`, `ports`,
     /// `conntrack`, `fd limit`, `epoll watches`.
     pub limit: String,
-    /// Connections the clients had verified when the ramp stopped.
+    /// Connections the clients verified up to the stop, those in flight
+    /// when they were told to stop included: what the lab then held.
     pub connections: u64,
     /// Seconds from the clients' start to the stop.
     pub time_s: Option<f64>,

@@ -505,9 +505,14 @@ pub fn run(
         report.kernel_bytes_per_connection,
         report.slab_bytes_per_connection,
     );
+    let verified = report.verified;
     if let Some(c) = report.ceiling.as_mut() {
         c.kernel_bytes_per_connection = kernel;
         c.slab_bytes_per_connection = slab;
+        // At the floor, the count is what the clients had reported by the
+        // check; those in flight then (up to a second's worth, with the
+        // interval lines' lag) were verified too, and held.
+        c.connections = c.connections.max(verified);
     }
     if let Some(log) = lab_log.as_mut() {
         let _ = log.flush();
