@@ -260,7 +260,12 @@ pub fn ceiling_sentence(c: &Ceiling) -> String {
             mib(c.floor_bytes)
         ),
     };
-    let per = |v: Option<f64>| v.map_or("not measured".to_string(), |k| format!("{k:.0} B"));
+    // MemAvailable moves by less than the processes' RSS at small targets:
+    // a figure of 0 is no measurement.
+    let per = |v: Option<f64>| match v {
+        Some(k) if k > 0.0 => format!("{k:.0} B"),
+        _ => "not measured".to_string(),
+    };
     format!(
         "Ceiling: {} bound at {} verified connections{} ({memory}; per connection: kernel memory {} from MemAvailable, slab {}){}",
         c.limit,
