@@ -226,7 +226,9 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Per byte: 1 = a control byte (not tab, CR or ESC) or DEL, 2 = >= 0x80,
 /// 4 = ':', '(' or '=' (every error, kernel and setting line has one),
-/// 8 = 'E' (an errno name may follow).
+/// 8 = 'E' (an errno name may follow), 16 = a byte that every keyword of a
+/// free-form count but ` of ` holds (`n`, `b`, `v` in either case, `/`:
+/// `super::counts`), 32 = `f` or `F` (` of ` may follow).
 const BYTE_CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut i = 0;
@@ -244,6 +246,12 @@ const BYTE_CLASS: [u8; 256] = {
         if c == b'E' {
             t[i] = 8;
         }
+        if matches!(c, b'n' | b'N' | b'b' | b'B' | b'v' | b'V' | b'/') {
+            t[i] = 16;
+        }
+        if c == b'f' || c == b'F' {
+            t[i] = 32;
+        }
         i += 1;
     }
     t
@@ -258,8 +266,10 @@ fn classes(s: &[u8]) -> u8 {
     acc
 }
 
-/// A clean record of the seed client's two most frequent kinds, parsed
-/// without the general classifier: what the streaming loop tries first.
+/// A clean line of the seed client's frequent kinds, parsed without the
+/// general classifier: what the streaming loop tries first. Each variant is
+/// a line that [`parse_line`] classifies the same way (the test
+/// `fast_records_agree_with_the_general_classifier` holds them to it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fast {
     Progress {
@@ -271,10 +281,17 @@ pub enum Fast {
         fd: u64,
         errno: i32,
     },
-    /// Plain program chatter (`data from 4`): printable ASCII starting with
-    /// a lowercase letter and no `:`, `(`, `=` or `E`, so no parser of this
-    /// module can match it; counted as skipped.
-    Chatter,
+    /// ` RecvBuffer:` followed by printable ASCII only (no `=`: a `pid=`
+    /// would name a process): `Line::RecvBuffer { garbage: false }`.
+    RecvBuffer,
+    /// Plain program chatter (`data from 4`): valid UTF-8 starting with a
+    /// lowercase letter, with no control byte, no `:`, `(`, `=` or `E` and
+    /// no keyword of a free-form count, so no parser of this module can
+    /// match it (`Line::Other`); counted as skipped. `non_ascii`: it holds
+    /// bytes >= 0x80 (garbage in the seed's ASCII output).
+    Chatter {
+        non_ascii: bool,
+    },
 }
 
 #[inline]
@@ -294,21 +311,80 @@ pub fn fast_record(raw: &[u8]) -> Option<Fast> {
             only_blanks(rest).then_some(Fast::Progress { conns, fd, ms })
         }
         Some(b'E') => {
-            let s = t.strip_prefix(b"Error clientfd:")?;
-            let (fd, n) = digits(skip_spaces(s))?;
-            let s = skip_spaces(s);
-            let s = skip_spaces(s[n..].strip_prefix(b",")?);
-            let s = skip_spaces(s.strip_prefix(b"errno:")?);
-            let (errno, n) = digits(s)?;
-            let errno = i32::try_from(errno).ok()?;
-            only_blanks(&s[n..]).then_some(Fast::SeedError { fd, errno })
+            let ((fd, errno), rest) = seed_error(t)?;
+            only_blanks(rest).then_some(Fast::SeedError { fd, errno })
         }
-        // `active 1003` is a free-form count, not chatter.
-        Some(b'a'..=b'z') => {
-            (classes(t) == 0 && !t.starts_with(b"active ")).then_some(Fast::Chatter)
+        Some(b'R') => {
+            let rest = t.strip_prefix(b"RecvBuffer:")?;
+            rest.iter()
+                .all(|&b| b == b'\t' || ((b' '..=b'~').contains(&b) && b != b'='))
+                .then_some(Fast::RecvBuffer)
         }
+        Some(b'a'..=b'z') => chatter(t),
         _ => None,
     }
+}
+
+/// `Error clientfd:N, errno:N` at the start of `t`: the numbers and the
+/// unparsed rest.
+#[inline]
+fn seed_error(t: &[u8]) -> Option<((u64, i32), &[u8])> {
+    let s = skip_spaces(t.strip_prefix(b"Error clientfd:")?);
+    let (fd, n) = digits(s)?;
+    let s = skip_spaces(s[n..].strip_prefix(b",")?);
+    let s = skip_spaces(s.strip_prefix(b"errno:")?);
+    let (errno, n) = digits(s)?;
+    Some(((fd, i32::try_from(errno).ok()?), &s[n..]))
+}
+
+/// [`fast_record`]'s progress and error records read at the start of `s`,
+/// the rest of a buffer not yet split into lines: the record and the length
+/// of its line, which a `\n` at `s[len]` ends. The reading thread tries it
+/// at each line start, so the lines it parses need no newline search.
+#[inline]
+pub fn fast_record_prefix(s: &[u8]) -> Option<(Fast, usize)> {
+    let lead = s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    let t = &s[lead..];
+    let (fast, rest) = match t.first()? {
+        b'c' => {
+            let ((conns, fd, ms), rest) = progress(t)?;
+            (Fast::Progress { conns, fd, ms }, rest)
+        }
+        b'E' => {
+            let ((fd, errno), rest) = seed_error(t)?;
+            (Fast::SeedError { fd, errno }, rest)
+        }
+        _ => return None,
+    };
+    // Nothing but blanks (any `\n` among `rest` ends the line).
+    let blanks = rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t' || b == b'\r')
+        .count();
+    (rest.get(blanks) == Some(&b'\n')).then_some((fast, s.len() - rest.len() + blanks))
+}
+
+/// [`Fast::Chatter`] for `t`, which starts with a lowercase letter.
+#[inline]
+fn chatter(t: &[u8]) -> Option<Fast> {
+    let c = classes(t);
+    // Control bytes, `:`, `(`, `=`, `E`, a count's keyword letters
+    // (`active 1003`, `opened 1013 connections`), ` of ` (`sent 5 of 10`).
+    if c & (1 | 4 | 8 | 16) != 0 || (c & 32 != 0 && of_word(t)) {
+        return None;
+    }
+    let non_ascii = c & 2 != 0;
+    if non_ascii && std::str::from_utf8(t).is_err() {
+        return None;
+    }
+    Some(Fast::Chatter { non_ascii })
+}
+
+/// ` of ` in any case.
+#[inline]
+fn of_word(t: &[u8]) -> bool {
+    t.windows(4)
+        .any(|w| w[0] == b' ' && w[1] | 0x20 == b'o' && w[2] | 0x20 == b'f' && w[3] == b' ')
 }
 
 #[inline]
@@ -914,28 +990,157 @@ mod tests {
         }
     }
 
+    /// What `parse_line` must say of a line `fast_record` took as `f`.
+    fn agrees(f: Fast, parsed: &Parsed<'_>) -> bool {
+        let clean = Bytes::default();
+        match f {
+            Fast::Progress { conns, fd, ms } => {
+                parsed.line
+                    == Line::Progress {
+                        conns,
+                        fd,
+                        ms,
+                        glued: false,
+                    }
+                    && parsed.bytes == clean
+            }
+            Fast::SeedError { fd, errno } => {
+                parsed.line == Line::SeedError { fd, errno } && parsed.bytes == clean
+            }
+            Fast::RecvBuffer => {
+                parsed.line == Line::RecvBuffer { garbage: false } && parsed.bytes == clean
+            }
+            Fast::Chatter { non_ascii } => {
+                parsed.line == Line::Other && parsed.bytes == Bytes { non_ascii, ..clean }
+            }
+        }
+    }
+
     #[test]
-    fn chatter_is_only_what_no_parser_matches() {
-        assert_eq!(fast_record(b"\tdata from 4"), Some(Fast::Chatter));
+    fn fast_records_agree_with_the_general_classifier() {
+        let mut scratch = Scratch::default();
+        assert_eq!(
+            fast_record(b"\tdata from 4"),
+            Some(Fast::Chatter { non_ascii: false })
+        );
+        assert_eq!(
+            fast_record(b"\tdata from 1\xf3\x87\xb9\x9e"),
+            Some(Fast::Chatter { non_ascii: true })
+        );
+        assert_eq!(
+            fast_record(b"\t RecvBuffer:Hello Server: client --> 9"),
+            Some(Fast::RecvBuffer)
+        );
+        // Lines some parser takes are never chatter: counts in free form
+        // among them (`opened 1013 connections` is a count of 1013).
         for line in [
-            &b"data from 1\xf3\x87\xb9\x9e"[..],
+            &b"data from 1\xff\xfe"[..],
             b"connect: Connection timed out",
             b"epoll_ctl failed with ENOSPC",
             b"net.ipv4.tcp_mem = 1 2 3",
             b"Killed",
             b"{\"ts\":1}",
+            b"opened 1013 connections",
+            b"established 1018",
+            b"sent 5 of 10",
+            b"active 1003",
+            b"ramp 50/100 users",
+            b"RecvBuffer:pid=7",
+            b"RecvBuffer:\xf3\x87\xb9\x9e",
         ] {
-            assert_ne!(
-                fast_record(line),
-                Some(Fast::Chatter),
+            let fast = fast_record(line);
+            assert!(
+                !matches!(fast, Some(Fast::Chatter { .. } | Fast::RecvBuffer)),
                 "{:?}",
                 String::from_utf8_lossy(line)
             );
-            let mut scratch = Scratch::default();
-            let _ = parse_line(line, &mut scratch);
         }
-        let mut scratch = Scratch::default();
-        assert_eq!(parse_line(b"data from 4", &mut scratch).line, Line::Other);
+        assert!(matches!(
+            parse_line(b"opened 1013 connections", &mut scratch).line,
+            Line::Count(_)
+        ));
+        // Every combination of real pieces: whatever the fast path takes,
+        // the general classifier reads the same.
+        let leads: &[&[u8]] = &[b"", b"\t", b"  ", b"\t "];
+        let bodies: &[&[u8]] = &[
+            b"connections: 999, sockfd:1002, time_used:1241",
+            b"Error clientfd:59002, errno:11",
+            b"RecvBuffer:Hello Server: client --> 1",
+            b"RecvBuffer:",
+            b"data from 4",
+            b"data from 1\xf3\x87\xb9\x9e",
+            b"waiting for the server",
+            b"ok",
+            b"a b c",
+        ];
+        let tails: &[&[u8]] = &[
+            b"",
+            b" ",
+            b"\r",
+            b"\t",
+            b"\xf3\x87\xb9\x9e",
+            b"\xff",
+            b"\x01",
+            b"=1",
+            b" pid=7",
+            b" of 3",
+            b" 5 OF 9",
+            b" 12/40",
+            b" 7 conns",
+            b" Connections 9",
+            b" ACTIVE 3",
+            b" x",
+        ];
+        let mut taken = 0;
+        for lead in leads {
+            for body in bodies {
+                for tail in tails {
+                    let line = [*lead, *body, *tail].concat();
+                    let parsed = parse_line(&line, &mut scratch);
+                    if let Some(f) = fast_record(&line) {
+                        taken += 1;
+                        assert!(
+                            agrees(f, &parsed),
+                            "{:?}: fast {f:?}, general {parsed:?}",
+                            String::from_utf8_lossy(&line)
+                        );
+                    }
+                }
+            }
+        }
+        assert!(taken > 100, "{taken}");
+        // The same records read at a line start in an unsplit buffer.
+        let mut buffer = Vec::new();
+        let mut starts = Vec::new();
+        for lead in leads {
+            for body in bodies {
+                for tail in tails {
+                    starts.push(buffer.len());
+                    buffer.extend_from_slice(&[*lead, *body, *tail, &b"\n"[..]].concat());
+                }
+            }
+        }
+        let mut prefixed = 0;
+        for (i, &at) in starts.iter().enumerate() {
+            let end = starts.get(i + 1).map_or(buffer.len(), |&e| e) - 1;
+            let line = &buffer[at..end];
+            let want = fast_record(line)
+                .filter(|f| matches!(f, Fast::Progress { .. } | Fast::SeedError { .. }))
+                .map(|f| (f, line.len()));
+            assert_eq!(
+                fast_record_prefix(&buffer[at..]),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+            prefixed += usize::from(want.is_some());
+        }
+        assert!(prefixed > 20, "{prefixed}");
+        // A record whose newline is not read yet is not one.
+        assert_eq!(
+            fast_record_prefix(b"connections: 1, sockfd:4, time_used:2"),
+            None
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::io::Read;
 
 use serde::Serialize;
 
-use super::input::{Batch, read_batches};
+use super::input::{Batch, read_batches_probing};
 use super::parse::{self, Bytes, Detail, Line, Scratch, SysctlKey};
 use crate::catalogue::FailureId;
 use crate::events::{Event, FloodStart, Record, Role};
@@ -368,6 +368,8 @@ pub struct Source {
     pub salvaged_evidence: Option<Evidence>,
     /// Plot: (seconds, connections), thinned to MAX_POINTS.
     pub points: Vec<(f64, f64)>,
+    /// One point in this many is kept (a power of two, doubled at each
+    /// thinning).
     stride: u64,
     seen_points: u64,
     last_point: Option<(f64, f64)>,
@@ -487,7 +489,8 @@ impl Source {
     fn point(&mut self, x: f64, y: f64) {
         self.last_point = Some((x, y));
         self.seen_points += 1;
-        if !(self.seen_points - 1).is_multiple_of(self.stride) {
+        // The stride is a power of two: a mask, not a division per line.
+        if (self.seen_points - 1) & (self.stride - 1) != 0 {
             return;
         }
         if self.points.len() >= MAX_POINTS {
@@ -757,8 +760,25 @@ impl Source {
         }
     }
 
-    /// Feed a clean seed record recognised by the fast path: the same
-    /// effect as `feed` with its parsed line, without the general checks.
+    /// Whether `feed_fast` takes a line the fast path recognised as `fast`:
+    /// the kinds it added for the seed's RecvBuffer prints go through
+    /// `feed` while a runtime exception is being printed, whose folding
+    /// they must not skip.
+    pub fn takes_fast(&self, fast: parse::Fast) -> bool {
+        use parse::Fast;
+        match fast {
+            Fast::Progress { .. } | Fast::SeedError { .. } | Fast::Chatter { non_ascii: false } => {
+                true
+            }
+            Fast::RecvBuffer | Fast::Chatter { non_ascii: true } => {
+                self.exception.is_none() && self.wrapper.is_none()
+            }
+        }
+    }
+
+    /// Feed a clean seed record recognised by the fast path (when
+    /// `takes_fast` says so): the same effect as `feed` with its parsed
+    /// line, without the general checks.
     pub fn feed_fast(&mut self, file: &str, no: u64, raw: &[u8], fast: parse::Fast) {
         self.lines.read += 1;
         if self.exception.is_some() || self.wrapper.is_some() {
@@ -769,15 +789,34 @@ impl Source {
                 self.wrapper = None;
             }
         }
-        if fast == parse::Fast::Chatter {
-            // Clean ASCII that is no record: a RecvBuffer spill-over line
-            // keeps its window open, like `feed` does for `Line::Other`.
+        if let parse::Fast::Chatter { non_ascii } = fast {
             self.lines.skipped += 1;
-            self.seed.open_recv = self
-                .seed
-                .open_recv
-                .and_then(|left| left.checked_sub(1))
-                .filter(|&l| l > 0);
+            if !non_ascii {
+                // Clean ASCII that is no record: a RecvBuffer spill-over
+                // line keeps its window open, like `feed` does for
+                // `Line::Other`.
+                self.seed.open_recv = self
+                    .seed
+                    .open_recv
+                    .and_then(|left| left.checked_sub(1))
+                    .filter(|&l| l > 0);
+                return;
+            }
+            // Bytes >= 0x80 in program output: counted (as corruption in
+            // a source of the seed format), and garbage in an open
+            // RecvBuffer's spill-over, as `feed` does.
+            self.corruption.non_ascii += 1;
+            if self.corruption.non_ascii_evidence.is_none() {
+                self.corruption.non_ascii_evidence = Some(Evidence::new(file, no, raw));
+            }
+            if self.seed.open_recv.take().is_some() {
+                self.seed.recv_garbage += 1;
+                if self.seed.recv_evidence.len() < MAX_EVIDENCE
+                    && let Some(rb) = self.seed.recv_lazy.get(file)
+                {
+                    self.seed.recv_evidence.push(rb);
+                }
+            }
             return;
         }
         self.lines.recognized += 1;
@@ -798,7 +837,12 @@ impl Source {
                     &ev,
                 );
             }
-            parse::Fast::Chatter => {}
+            parse::Fast::Chatter { .. } => {}
+            parse::Fast::RecvBuffer => {
+                self.seed.recv_buffers += 1;
+                self.seed.open_recv = Some(12);
+                self.seed.recv_lazy.set(no, raw);
+            }
             parse::Fast::SeedError { errno, .. } => {
                 self.seed.seed_errors += 1;
                 if let Some(id) = FailureId::from_errno("recv", errno) {
@@ -1613,10 +1657,21 @@ enum Tag {
 
 /// Read one input to its end, splitting it into sources. Two stages on two
 /// threads: one reads blocks, splits lines and parses the frequent records
-/// (`parse::fast_record`); this one keeps the state. A bounded channel keeps
+/// (`parse::fast_record_prefix`); this one keeps the state. A bounded channel keeps
 /// memory flat (a few batches of 1 MiB in flight). An I/O error midway
 /// keeps what was read and is returned in the stat.
 pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileStat) {
+    read_input_with(name, reader, true)
+}
+
+/// [`read_input`], with the fast path (`parse::fast_record`) or without it
+/// (every line through the general classifier: what the tests compare the
+/// fast path with).
+fn read_input_with(
+    name: &str,
+    reader: impl Read + Send,
+    fast_path: bool,
+) -> (Vec<Source>, FileStat) {
     let mut scratch = Scratch::default();
     let mut sections: Vec<Source> = vec![Source::new(name, None)];
     let mut current = 0usize;
@@ -1637,19 +1692,27 @@ pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileSta
     let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Batch<Tag>>(8);
     let result = std::thread::scope(|scope| {
         let reading = scope.spawn(move || {
-            read_batches(
+            read_batches_probing(
                 reader,
                 BATCH_BYTES,
-                // Progress lines are parsed here; the other fast records on
-                // the analyzing thread, which balances the two.
+                // Progress and error records are parsed here, where they
+                // also spare the newline search; the other fast records
+                // (chatter, RecvBuffer prints) on the analyzing thread,
+                // which balances the two.
+                |rest| {
+                    if !fast_path {
+                        return None;
+                    }
+                    parse::fast_record_prefix(rest).map(|(f, len)| (len, Tag::Fast(f)))
+                },
                 |line, meta| {
                     let first = line.iter().find(|&&b| b != b' ' && b != b'\t');
                     match (meta.cut_bytes, first) {
-                        (0, Some(b'c')) => match parse::fast_record(line) {
+                        (0, Some(b'c')) if fast_path => match parse::fast_record(line) {
                             Some(f) => Tag::Fast(f),
                             None => Tag::Slow,
                         },
-                        (0, _) => Tag::Unknown,
+                        (0, _) if fast_path => Tag::Unknown,
                         _ => Tag::Slow,
                     }
                 },
@@ -1662,12 +1725,15 @@ pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileSta
             )
         });
         for mut batch in rx {
+            // Per batch, not per line: only an input's last line can be
+            // unterminated, and it is the last line of its batch.
+            stat.bytes = stat.bytes.saturating_add(batch.bytes());
+            last_unterminated = batch
+                .metas
+                .last()
+                .is_some_and(|(i, m)| m.unterminated && *i + 1 == batch.spans.len());
             batch.for_each(|line, meta, fast| {
                 no += 1;
-                stat.bytes = stat
-                    .bytes
-                    .saturating_add(line.len() as u64 + 1 + meta.cut_bytes);
-                last_unterminated = meta.unterminated;
                 if stat.samples.len() < SAMPLES && !parse::trim(line).is_empty() {
                     stat.samples.push(SampleLine {
                         line: no,
@@ -1679,7 +1745,9 @@ pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileSta
                     Tag::Unknown => parse::fast_record(line),
                     Tag::Slow => None,
                 };
-                if let Some(fast) = fast {
+                if let Some(fast) = fast
+                    && sections[current].takes_fast(fast)
+                {
                     sections[current].feed_fast(name, no, line, fast);
                     return;
                 }
@@ -1866,6 +1934,57 @@ mod tests {
         );
         assert_eq!(sources[0].stamps().back, 1);
         assert_eq!(sources[0].stamps().back_max, 4.0);
+    }
+
+    #[test]
+    fn the_fast_path_reads_a_seed_log_as_the_general_classifier_does() {
+        // benches/gen_seed_log.py's mixture (progress, EAGAIN errors, a
+        // RecvBuffer print with its spill-over ending in garbage bytes),
+        // plus chatter that holds free-form counts, a runtime exception
+        // around seed lines, and a timestamped line naming a process.
+        let mut log = Vec::new();
+        let (mut conns, mut off) = (999u64, 3i64);
+        for block in 0..400u64 {
+            let fd = (conns as i64 + off) as u64;
+            log.extend(format!("\tconnections: {conns}, sockfd:{fd}, time_used:1240\n").bytes());
+            if block % 2 == 1 {
+                log.extend(format!("\t Error clientfd:{}, errno:11\n", fd - 1000).bytes());
+                off -= 1;
+            }
+            if block % 10 == 5 {
+                log.extend(
+                    format!("\t RecvBuffer:Hello Server: client --> {}\n", conns - 1).bytes(),
+                );
+                for k in 4..=10 {
+                    log.extend(format!("\tdata from {k}\n").bytes());
+                }
+                log.extend_from_slice(b"\tdata from 1\xf3\x87\xb9\x9e\n");
+            }
+            if block == 100 {
+                log.extend_from_slice(b"opened 1013 connections\nsent 5 of 10\nactive 1003\n");
+                log.extend_from_slice(b"ts=1 pid=7 note\nbroken \xff\xfe bytes\n");
+            }
+            if block == 200 {
+                log.extend_from_slice(
+                    b"Exception in thread \"main\" java.lang.RuntimeException: x\n",
+                );
+                log.extend_from_slice(b"\t RecvBuffer:Hello\n\tdata from \xf3\x87\xb9\x9e\n");
+                log.extend_from_slice(
+                    b"Caused by: java.net.ConnectException: Connection refused\n",
+                );
+                log.extend_from_slice(b"\tat java.base/sun.nio.ch.Net.connect0(Native Method)\n");
+            }
+            conns += 1000;
+        }
+        let read = |fast| read_input_with("s.log", std::io::Cursor::new(&log), fast);
+        let (fast, fast_stat) = read(true);
+        let (general, general_stat) = read(false);
+        assert_eq!(format!("{fast:#?}"), format!("{general:#?}"));
+        assert_eq!(format!("{fast_stat:?}"), format!("{general_stat:?}"));
+        let s = &fast[0];
+        assert_eq!(s.seed.progress_lines, 400);
+        assert_eq!((s.seed.recv_buffers, s.seed.recv_garbage), (41, 41));
+        assert!(s.corruption.non_ascii > 40);
     }
 
     #[test]
