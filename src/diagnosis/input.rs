@@ -272,8 +272,18 @@ impl<T> Batch<T> {
         (u64::from(last) + 1).saturating_add(cut)
     }
 
+    /// The bytes of the batch's lines (`for_each_at`'s offsets are in it).
+    pub fn data(&self) -> &[u8] {
+        &self.data[..self.filled]
+    }
+
     /// Every line with its meta and tag.
     pub fn for_each(&self, mut f: impl FnMut(&[u8], LineMeta, &T)) {
+        self.for_each_at(|line, _, meta, tag| f(line, meta, tag));
+    }
+
+    /// Every line with where it starts in [`Batch::data`], its meta and tag.
+    pub fn for_each_at(&self, mut f: impl FnMut(&[u8], usize, LineMeta, &T)) {
         let mut start = 0usize;
         let mut metas = self.metas.iter().peekable();
         for (i, (end, tag)) in self.spans.iter().enumerate() {
@@ -285,7 +295,7 @@ impl<T> Batch<T> {
                 }
                 _ => LineMeta::default(),
             };
-            f(&self.data[start..end], meta, tag);
+            f(&self.data[start..end], start, meta, tag);
             start = end + 1;
         }
     }

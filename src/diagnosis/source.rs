@@ -111,17 +111,49 @@ pub struct Lazy {
     line: u64,
     raw: Vec<u8>,
     set: bool,
+    /// Where the line is in the batch being read (start, length), when the
+    /// fast path set it: `settle` copies it at the end of the batch, so a
+    /// line replaced within its batch (most are) is never copied.
+    pending: Option<(usize, usize)>,
 }
+
+/// Bytes of a line a [`Lazy`] keeps.
+const LAZY_BYTES: usize = 512;
 
 impl Lazy {
     fn set(&mut self, line: u64, raw: &[u8]) {
         self.line = line;
         self.raw.clear();
-        self.raw.extend_from_slice(&raw[..raw.len().min(512)]);
+        self.raw
+            .extend_from_slice(&raw[..raw.len().min(LAZY_BYTES)]);
         self.set = true;
+        self.pending = None;
+    }
+
+    /// `set` for line `raw` found at `at` in the batch being read (or, with
+    /// no place, copied now).
+    fn set_in_batch(&mut self, line: u64, raw: &[u8], at: Option<usize>) {
+        match at {
+            Some(at) => {
+                self.line = line;
+                self.set = true;
+                self.pending = Some((at, raw.len().min(LAZY_BYTES)));
+            }
+            None => self.set(line, raw),
+        }
+    }
+
+    /// Copy a pending line out of the batch `data` before it is reused.
+    fn settle(&mut self, data: &[u8]) {
+        if let Some((at, len)) = self.pending.take() {
+            self.raw.clear();
+            self.raw
+                .extend_from_slice(data.get(at..at + len).unwrap_or_default());
+        }
     }
 
     fn get(&self, file: &str) -> Option<Evidence> {
+        debug_assert!(self.pending.is_none(), "a lazy line read before it settled");
         self.set.then(|| Evidence::new(file, self.line, &self.raw))
     }
 }
@@ -632,6 +664,7 @@ impl Source {
                         ms: *ms,
                     },
                     raw,
+                    None,
                     &ev,
                 );
             }
@@ -776,10 +809,18 @@ impl Source {
         }
     }
 
+    /// Copy the lines kept for evidence out of the batch `data` they were
+    /// fed from (`feed_fast`'s `at`), before the batch is reused.
+    pub fn settle(&mut self, data: &[u8]) {
+        self.seed.max_lazy.settle(data);
+        self.seed.drop_lazy.settle(data);
+    }
+
     /// Feed a clean seed record recognised by the fast path (when
-    /// `takes_fast` says so): the same effect as `feed` with its parsed
-    /// line, without the general checks.
-    pub fn feed_fast(&mut self, file: &str, no: u64, raw: &[u8], fast: parse::Fast) {
+    /// `takes_fast` says so), found at `at` in the batch being read (call
+    /// `settle` with the batch before it is reused): the same effect as
+    /// `feed` with its parsed line, without the general checks.
+    pub fn feed_fast(&mut self, file: &str, no: u64, raw: &[u8], at: usize, fast: parse::Fast) {
         self.lines.read += 1;
         if self.exception.is_some() || self.wrapper.is_some() {
             // A record or plain chatter ends any exception being printed,
@@ -834,6 +875,7 @@ impl Source {
                         ms,
                     },
                     raw,
+                    Some(at),
                     &ev,
                 );
             }
@@ -1041,7 +1083,10 @@ impl Source {
         }
     }
 
-    fn progress(&mut self, p: Progress, raw: &[u8], ev: &dyn Fn() -> Evidence) {
+    /// A progress record, on line `raw` (at `at` in the batch being read
+    /// when the fast path found it: then its evidence is copied once per
+    /// batch, by `settle`).
+    fn progress(&mut self, p: Progress, raw: &[u8], at: Option<usize>, ev: &dyn Fn() -> Evidence) {
         let s = &mut self.seed;
         s.progress_lines += 1;
         s.total_ms = s.total_ms.saturating_add(p.ms);
@@ -1125,7 +1170,7 @@ impl Source {
                     if s.first_drop.is_none() {
                         s.first_drop = Some(ev());
                     }
-                    s.drop_lazy.set(p.line, raw);
+                    s.drop_lazy.set_in_batch(p.line, raw, at);
                 }
                 _ => {}
             }
@@ -1133,7 +1178,7 @@ impl Source {
         }
         if s.max.is_none_or(|m| p.conns > m.conns) {
             s.max = Some(p);
-            s.max_lazy.set(p.line, raw);
+            s.max_lazy.set_in_batch(p.line, raw, at);
         }
         s.last = Some(p);
         self.x += p.ms as f64 * 0.001;
@@ -1686,6 +1731,8 @@ fn read_input_with(
     // The source of the current section, before any process split.
     let mut base = 0usize;
     let mut procs = Procs::default();
+    // The sources the fast path fed from the batch being read.
+    let mut touched: Vec<usize> = Vec::new();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<Tag>>(4);
     // Emptied batches go back to the reader, so the buffers are reused
     // instead of faulted in afresh.
@@ -1732,7 +1779,7 @@ fn read_input_with(
                 .metas
                 .last()
                 .is_some_and(|(i, m)| m.unterminated && *i + 1 == batch.spans.len());
-            batch.for_each(|line, meta, fast| {
+            batch.for_each_at(|line, at, meta, fast| {
                 no += 1;
                 if stat.samples.len() < SAMPLES && !parse::trim(line).is_empty() {
                     stat.samples.push(SampleLine {
@@ -1748,7 +1795,10 @@ fn read_input_with(
                 if let Some(fast) = fast
                     && sections[current].takes_fast(fast)
                 {
-                    sections[current].feed_fast(name, no, line, fast);
+                    if touched.last() != Some(&current) {
+                        touched.push(current);
+                    }
+                    sections[current].feed_fast(name, no, line, at, fast);
                     return;
                 }
                 let parsed = parse::parse_line(line, &mut scratch);
@@ -1773,6 +1823,11 @@ fn read_input_with(
                 }
                 sections[current].feed(name, no, line, &parsed, meta.cut_bytes > 0);
             });
+            // The evidence lines the batch's fast records left in it are
+            // copied out before it goes back to be read into.
+            for i in touched.drain(..) {
+                sections[i].settle(batch.data());
+            }
             batch.clear();
             let _ = back_tx.try_send(batch);
         }
