@@ -163,17 +163,32 @@ pub fn trim(mut s: &[u8]) -> &[u8] {
     s
 }
 
-/// Parse leading decimal digits: value and how many bytes were used.
+/// Parse leading decimal digits: value and how many bytes were used (None
+/// when there is none, or the value does not fit a u64, as `str::parse`).
 #[inline]
 fn digits(s: &[u8]) -> Option<(u64, usize)> {
-    // Eight bytes at a time when there are eight (the SWAR digit parse:
-    // find the first non-digit with carry-free byte arithmetic, then fold
-    // the digits pairwise with three multiplications).
-    if s.len() >= 8 {
+    const POW10: [u64; 9] = [
+        1,
+        10,
+        100,
+        1_000,
+        10_000,
+        100_000,
+        1_000_000,
+        10_000_000,
+        100_000_000,
+    ];
+    let mut v: u64 = 0;
+    let mut n = 0;
+    // Eight bytes at a time while eight remain (the SWAR digit parse: find
+    // the first non-digit with carry-free byte arithmetic, then fold the
+    // digits pairwise with three multiplications): the counts and fds of a
+    // long run have 8 to 11 digits, one at a time they cost a dependent
+    // multiply each.
+    while let Some(bytes) = s.get(n..n + 8) {
         let mut word = [0u8; 8];
-        word.copy_from_slice(&s[..8]);
-        let chunk = u64::from_le_bytes(word);
-        let sub = chunk.wrapping_sub(0x3030_3030_3030_3030);
+        word.copy_from_slice(bytes);
+        let sub = u64::from_le_bytes(word).wrapping_sub(0x3030_3030_3030_3030);
         let bad = (sub.wrapping_add(0x7676_7676_7676_7676) | sub) & 0x8080_8080_8080_8080;
         let len = if bad == 0 {
             8
@@ -181,35 +196,37 @@ fn digits(s: &[u8]) -> Option<(u64, usize)> {
             (bad.trailing_zeros() / 8) as usize
         };
         if len == 0 {
-            return None;
+            break;
         }
+        let mut x = sub << (8 * (8 - len));
+        x = (x.wrapping_mul(10)).wrapping_add(x >> 8) & 0x00FF_00FF_00FF_00FF;
+        x = (x.wrapping_mul(100)).wrapping_add(x >> 16) & 0x0000_FFFF_0000_FFFF;
+        x = (x.wrapping_mul(10000)).wrapping_add(x >> 32) & 0x0000_0000_FFFF_FFFF;
+        // 19 digits always fit in a u64: no overflow checks up to there.
+        v = if n + len <= 19 {
+            v * POW10[len] + x
+        } else {
+            v.checked_mul(POW10[len])?.checked_add(x)?
+        };
+        n += len;
         if len < 8 {
-            let mut v = sub << (8 * (8 - len));
-            v = (v.wrapping_mul(10)).wrapping_add(v >> 8) & 0x00FF_00FF_00FF_00FF;
-            v = (v.wrapping_mul(100)).wrapping_add(v >> 16) & 0x0000_FFFF_0000_FFFF;
-            v = (v.wrapping_mul(10000)).wrapping_add(v >> 32) & 0x0000_0000_FFFF_FFFF;
-            return Some((v, len));
+            return Some((v, n));
         }
     }
-    let mut v: u64 = 0;
-    let mut n = 0;
-    // 19 digits always fit in a u64: no overflow checks on the way.
-    while n < s.len() && n < 19 {
-        let d = s[n].wrapping_sub(b'0');
+    // The last (fewer than eight) bytes one at a time.
+    while let Some(&b) = s.get(n) {
+        let d = b.wrapping_sub(b'0');
         if d > 9 {
             break;
         }
-        v = v * 10 + d as u64;
+        v = if n < 19 {
+            v * 10 + u64::from(d)
+        } else {
+            v.checked_mul(10)?.checked_add(u64::from(d))?
+        };
         n += 1;
     }
-    if n == 0 {
-        return None;
-    }
-    while n < s.len() && s[n].is_ascii_digit() {
-        v = v.checked_mul(10)?.checked_add((s[n] - b'0') as u64)?;
-        n += 1;
-    }
-    Some((v, n))
+    (n > 0).then_some((v, n))
 }
 
 #[inline]
@@ -1160,6 +1177,16 @@ mod tests {
             b"999, sockfd:1002",
             b"1234567",
             b"123456789012345678901234",
+            b"12345678901, sockfd:1",
+            b"1234567890123456789",
+            b"12345678901234567890",
+            b"99999999999999999999",
+            b"000000000000000000000001",
+            b"0000000000000000000000000000000018446744073709551615x",
+            b"000000000000000000000000000000001844674407370955161512",
+            b"1234567812345678",
+            b"123456781234567",
+            b"12345678x",
         ];
         for c in cases {
             let n = c.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -1169,7 +1196,19 @@ mod tests {
                 .map(|v| (v, n));
             assert_eq!(digits(c), want, "{:?}", String::from_utf8_lossy(c));
         }
-        for v in [0u64, 9, 10, 99, 100, 1_000_000, 12_345_678, 987_654_321] {
+        for v in [
+            0u64,
+            9,
+            10,
+            99,
+            100,
+            1_000_000,
+            12_345_678,
+            987_654_321,
+            11_320_999_999,
+            u64::MAX / 3,
+            u64::MAX,
+        ] {
             let mut text = v.to_string().into_bytes();
             text.extend_from_slice(b", sockfd:1");
             assert_eq!(digits(&text), Some((v, v.to_string().len())));
