@@ -1711,7 +1711,9 @@ pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileSta
 
 /// [`read_input`], with the fast path (`parse::fast_record`) or without it
 /// (every line through the general classifier: what the tests compare the
-/// fast path with).
+/// fast path with). Longer than most functions: both stages and the
+/// per-line routing (sections, processes, fast or general path) share the
+/// state declared here, and the per-line path stays in one closure.
 fn read_input_with(
     name: &str,
     reader: impl Read + Send,
