@@ -245,7 +245,9 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// 4 = ':', '(' or '=' (every error, kernel and setting line has one),
 /// 8 = 'E' (an errno name may follow), 16 = a byte that every keyword of a
 /// free-form count but ` of ` holds (`n`, `b`, `v` in either case, `/`:
-/// `super::counts`), 32 = `f` or `F` (` of ` may follow).
+/// `super::counts`), 32 = `f` or `F` (` of ` may follow), 64 = CR or ESC
+/// (not control bytes for the corruption count, but not printable), 128 =
+/// `=` (besides 4).
 const BYTE_CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut i = 0;
@@ -257,8 +259,14 @@ const BYTE_CLASS: [u8; 256] = {
         if c >= 0x80 {
             t[i] = 2;
         }
-        if c == b':' || c == b'(' || c == b'=' {
+        if c == b':' || c == b'(' {
             t[i] = 4;
+        }
+        if c == b'=' {
+            t[i] = 4 | 128;
+        }
+        if c == b'\r' || c == 0x1b {
+            t[i] = 64;
         }
         if c == b'E' {
             t[i] = 8;
@@ -332,10 +340,9 @@ pub fn fast_record(raw: &[u8]) -> Option<Fast> {
             only_blanks(rest).then_some(Fast::SeedError { fd, errno })
         }
         Some(b'R') => {
+            // Printable ASCII and tabs, no `=`.
             let rest = t.strip_prefix(b"RecvBuffer:")?;
-            rest.iter()
-                .all(|&b| b == b'\t' || ((b' '..=b'~').contains(&b) && b != b'='))
-                .then_some(Fast::RecvBuffer)
+            (classes(rest) & (1 | 2 | 64 | 128) == 0).then_some(Fast::RecvBuffer)
         }
         Some(b'a'..=b'z') => chatter(t),
         _ => None,
