@@ -23,6 +23,9 @@
 #                                  # `curve` line per target (time to target, connect rate,
 #                                  # kernel and user bytes per connection, c1m / C time);
 #                                  # CURVE_SVG=FILE also draws them (benches/curve_svg.py)
+#   ROUNDS=3 benches/lab.sh        # steps 1 and 2 three times, alternating (c1m, C, c1m,
+#                                  # C, ...), then the ratio of each round and the medians:
+#                                  # one run's ratio moves by +-10% on this VM
 #   LAB_OPTS="--defer-accept" benches/lab.sh   (or LAB_OPTS="--fast-open")
 #                                  # extra c1m lab flags (one switch measured on its own)
 #
@@ -79,6 +82,7 @@ fi
 
 N=${N:-1000000}
 TARGETS=${TARGETS:-$N}
+ROUNDS=${ROUNDS:-1}
 PORTS=20
 BASE=8888
 CLIENTS=3
@@ -170,7 +174,11 @@ PY
         "$C1M" lab --target "$N" --clients "$CLIENTS" --ports "$PORTS" --port "$BASE" --hold 5s \
             --report "$work/reports2" ${LAB_OPTS:-} > "$work/lab2.out" 2>&1 || true
         report2=$(ls -d "$work"/reports2/*/ | head -1)report.json
-        python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(f"c1m lab again after the C run: {r[\"time_to_target_s\"]:.1f} s, {r[\"connect_rate_per_s\"]:,.0f}/s")' "$report2" >&2
+        python3 - "$report2" >&2 <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"c1m lab again after the C run: {r['time_to_target_s']:.1f} s, {r['connect_rate_per_s']:,.0f}/s")
+PY
         rm -rf "$work/reports2"
     fi
 
@@ -208,9 +216,28 @@ with open(sys.argv[6], "a") as out:
 PY
 }
 
+# ROUNDS > 1: the medians and each round's ratio at target $1, from the
+# curve lines its rounds appended.
+rounds_summary() {
+    python3 - "$1" "$work/curve.txt" <<'PY'
+import statistics, sys
+n = sys.argv[1]
+rows = [dict(kv.split("=", 1) for kv in line.split()[1:]) for line in open(sys.argv[2])]
+rows = [r for r in rows if r["target"] == n and r["time_s"] != "n/a"]
+ratios = [float(r["ratio"]) for r in rows]
+c1m = statistics.median(float(r["time_s"]) for r in rows)
+c = statistics.median(float(r["c_time_s"]) for r in rows)
+print(f"\nrounds at {int(n):,}: c1m / C time per round {' '.join(f'{x:.2f}x' for x in ratios)}; "
+      f"median time c1m {c1m:.1f} s, C {c:.1f} s: {c1m / c:.2f}x; median of the rounds' ratios {statistics.median(ratios):.2f}x")
+PY
+}
+
 : > "$work/curve.txt"
 for target in $TARGETS; do
-    run_target "$target"
+    for _ in $(seq "$ROUNDS"); do
+        run_target "$target"
+    done
+    if [ "$ROUNDS" -gt 1 ]; then rounds_summary "$target"; fi
 done
 if [ "$(wc -w <<< "$TARGETS")" -gt 1 ]; then
     echo

@@ -46,7 +46,8 @@ fn doctor(root: &Path, args: &[&str]) -> Output {
         .expect("run c1m")
 }
 
-/// Connections this host's RAM allows per the estimate (6 KiB a socket).
+/// Connections this host's RAM allows per the estimate (5 KiB a socket:
+/// 4.5 KiB kernel, 0.5 KiB c1m).
 fn memory_allows(sockets_per_connection: u64) -> u64 {
     let mi = std::fs::read_to_string("/proc/meminfo").unwrap();
     let kib: u64 = mi
@@ -55,7 +56,7 @@ fn memory_allows(sockets_per_connection: u64) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|n| n.parse().ok())
         .unwrap();
-    kib * 1024 / 6144 / sockets_per_connection
+    kib * 1024 / 5120 / sockets_per_connection
 }
 
 #[test]

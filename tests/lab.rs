@@ -312,26 +312,106 @@ fn ctrl_c_leaves_no_process_and_no_applied_setting() {
     );
 }
 
-/// The ramp's safety stop (the floor of `--target max`), made to bind at
-/// once with the hidden `--mem-floor-mib` set above any host's memory: the
-/// lab stops the clients' ramp after its first memory check, holds what
-/// they verified for --hold, reports the limit with its evidence, tears
-/// down and exits 1.
+/// `c1m lab --target max` on a host whose fs.file-max (a fake sysctl tree:
+/// the lab reads its limits through `C1M_SYSCTL_ROOT`, serve and flood the
+/// real /proc/sys) leaves room for `connections`: every other limit,
+/// memory too, allows far more.
+fn max_lab(lab: Lab, connections: u64, root: &Path, limit: Duration) -> std::process::Output {
+    let host = tempfile::tempdir().unwrap();
+    let file_max = (449 + 2 * connections).to_string();
+    let sysctl = fake_tree(
+        host.path(),
+        &[
+            ("fs.file-max", file_max.as_str()),
+            ("fs.file-nr", "449\t0\t100000"),
+            ("fs.nr_open", "1048576"),
+            ("fs.epoll.max_user_watches", "10000000"),
+        ],
+    );
+    let mut cmd = lab.command(root);
+    cmd.env("C1M_SYSCTL_ROOT", &sysctl);
+    wait_bounded(cmd.spawn().unwrap(), limit)
+}
+
+/// `--target max` ramps to the first limit that binds and names it: here
+/// fs.file-max, which the ramp reaches with memory far above the floor, so
+/// the ceiling is that limit, with doctor's row as the evidence; exit 0.
+#[test]
+fn target_max_ramps_to_the_first_limit_and_names_it() {
+    let root = tempfile::tempdir().unwrap();
+    let out = max_lab(
+        Lab::max().hold("1s"),
+        3_000,
+        root.path(),
+        Duration::from_secs(120),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        stdout.contains("lab: target max: ramping until a limit binds (usable memory below ")
+            && stdout.contains("at most 3,000 connections, 2 clients, 4 ports; host capacity about 3,000 connections")
+            && stdout.contains("binding: fs.file-max"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Ceiling: file-max bound at 3,000 verified connections"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("lab: target max: ceiling 3,000 (file-max): verified 3,000"),
+        "{stdout}"
+    );
+    let dir = only_dir(root.path());
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        (report["target"].as_u64(), report["reached"].as_bool()),
+        (Some(3_000), Some(true))
+    );
+    let c = &report["ceiling"];
+    assert_eq!(c["limit"], "file-max", "{report}");
+    assert_eq!(c["connections"], 3_000);
+    assert!(
+        c["evidence"].as_str().unwrap().contains(
+            "the ramp reached the most file-max allows: fs.file-max 6,449 minus 449 in use"
+        ),
+        "{c}"
+    );
+    assert!(
+        c["usable_bytes"].as_u64().unwrap() > c["floor_bytes"].as_u64().unwrap(),
+        "{c}"
+    );
+    assert!(
+        c["doctor"]
+            .as_str()
+            .unwrap()
+            .contains("Binding limit: fs.file-max"),
+        "{c}"
+    );
+    assert_eq!(report["hold"]["lost"], 0, "{report}");
+}
+
+/// The ramp's safety stop: the memory floor of `--target max`, made to bind
+/// at once with the hidden `--mem-floor-mib` set above any host's memory
+/// (fs.file-max bounds the ramp at 100,000, far more than the first second
+/// connects). The lab stops the clients' ramp after its first memory check,
+/// holds what they verified for --hold, reports the limit with its
+/// evidence, tears down and exits 0: the ceiling was what it looked for.
 #[test]
 fn the_memory_floor_stops_the_ramp_and_names_the_limit() {
     let root = tempfile::tempdir().unwrap();
-    let out = Lab::new(100000)
-        .hold("1s")
-        .args(&["--mem-floor-mib", "100000000"])
-        .run(root.path(), Duration::from_secs(180));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = max_lab(
+        Lab::max()
+            .hold("1s")
+            .args(&["--mem-floor-mib", "100000000"]),
+        100_000,
+        root.path(),
+        Duration::from_secs(180),
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(stdout.contains("Ceiling: memory bound at"), "{stdout}");
+    assert!(stdout.contains("lab: target max: ceiling "), "{stdout}");
     let dir = only_dir(root.path());
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
@@ -339,7 +419,10 @@ fn the_memory_floor_stops_the_ramp_and_names_the_limit() {
     let c = &report["ceiling"];
     assert_eq!(c["limit"], "memory", "{report}");
     assert_eq!(c["floor_bytes"].as_u64(), Some(100_000_000u64 << 20));
-    assert!(c["mem_available_bytes"].as_u64().unwrap() < c["floor_bytes"].as_u64().unwrap());
+    let usable = c["usable_bytes"].as_u64().unwrap();
+    assert!(usable < c["floor_bytes"].as_u64().unwrap());
+    assert!(usable <= c["mem_available_bytes"].as_u64().unwrap());
+    assert!(c["time_s"].as_f64().unwrap() > 0.0, "{c}");
     let at_stop = c["connections"].as_u64().unwrap();
     assert!(at_stop < 100_000, "stopped at {at_stop}");
     assert!(
@@ -348,6 +431,10 @@ fn the_memory_floor_stops_the_ramp_and_names_the_limit() {
     );
     let notes = report["notes"].to_string();
     assert!(notes.contains("stopped ramping"), "{notes}");
+    assert!(
+        notes.contains("--target max: doctor's capacity estimate is 100,000 connections (binding: fs.file-max: fs.file-max 200,449 minus 449 in use"),
+        "{notes}"
+    );
     assert!(
         std::fs::read_to_string(dir.join("report.md"))
             .unwrap()

@@ -15,10 +15,10 @@ use crate::util::{parse_duration, thousands};
 
 #[derive(Debug, Args)]
 pub struct LabArgs {
-    /// Concurrent connections to reach (100k, 1M...), or "max": doctor's
-    /// capacity estimate for this host (with --apply: after the lab
-    /// profile), ramping until then or until MemAvailable falls to 1.5 GiB
-    /// or 6% of RAM, whichever is more.
+    /// Concurrent connections to reach (100k, 1M...), or "max": the host's
+    /// ceiling (with --apply: after the lab profile), ramping past doctor's
+    /// estimate until usable memory falls to 1.5 GiB or 6% of RAM,
+    /// whichever is more, or a limit (file-max, ports, conntrack) stops it.
     #[arg(short = 'n', long, default_value = "100000", value_parser = lab::parse_target)]
     pub target: u64,
     /// Number of flood clients, each with its own source addresses.
@@ -123,8 +123,9 @@ pub struct LabArgs {
     /// (never the host's): a connect carries its first line in the SYN.
     #[arg(long)]
     pub fast_open: bool,
-    /// Stop ramping when MemAvailable falls below this many MiB (the
-    /// floor of --target max; set high, it binds at once: for tests).
+    /// Stop ramping when usable memory (MemAvailable minus what the open
+    /// sockets pin) falls below this many MiB (the floor of --target max;
+    /// set high, it binds at once: for tests).
     #[arg(long, hide = true)]
     pub mem_floor_mib: Option<u64>,
 }
@@ -292,7 +293,8 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
         fast_open: false,
         fault: args.fault,
         mem_floor: None,
-        doctor_row: None,
+        max: false,
+        max_plan: None,
         reconnect: args.reconnect.then_some(args.reconnect_backoff),
     };
     say(
@@ -461,15 +463,17 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         fast_open: args.fast_open,
         fault: args.fault,
         mem_floor: args.mem_floor_mib.map(|m| m << 20),
-        doctor_row: None,
+        max,
+        max_plan: None,
         reconnect: args.reconnect.then_some(args.reconnect_backoff),
     };
     if max && args.apply {
         // The profile's values scale with the target, and a target of 1
         // would size them below what any host runs with (rlimit.nofile.hard
-        // 1,001). Size it for what memory alone allows, the most the limits
-        // it raises could give; resolve_max then takes doctor's estimate
-        // under the applied profile.
+        // 1,001). Size it for the most memory could ever hold, the bound
+        // the ramp goes toward, so that fs.file-max, epoll watches and the
+        // rest never bind before memory does; resolve_max then takes the
+        // bound and doctor's estimate under the applied profile.
         cfg.target = memory_bound_for_profile(&cfg)?;
     }
     let mut pre = lab::preflight(&cfg, &args.profile)?;
@@ -481,7 +485,14 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         args.quiet,
         args.json,
         format!(
-            "lab: {} connections, {} clients, {} ports; host capacity about {} connections ({} processes of at most {} sockets; binding: {}){}",
+            "lab: {}{} connections, {} clients, {} ports; host capacity about {} connections ({} processes of at most {} sockets; binding: {}){}",
+            match (&cfg.max_plan, cfg.mem_floor) {
+                (Some(_), Some(floor)) => format!(
+                    "target max: ramping until a limit binds (usable memory below {} MiB, or a failure), at most ",
+                    thousands(floor >> 20)
+                ),
+                _ => String::new(),
+            },
             thousands(cfg.target),
             cfg.clients,
             cfg.ports,
@@ -544,6 +555,30 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         say(args.json, format!("lab: {}", lab::ceiling_sentence(c)));
     }
     let hold_ok = report.hold.as_ref().is_none_or(|h| h.ok);
+    // --target max asked for the ceiling: found and named (by the floor, a
+    // failure, or the ramp's bound), it is the run's result.
+    let ceiling = report.ceiling.as_ref().filter(|_| max);
+    if let Some(c) = ceiling {
+        say(
+            args.json,
+            format!(
+                "lab: target max: ceiling {} ({}): verified {}, time to the ceiling {}{}, report in {}",
+                thousands(c.connections),
+                c.limit,
+                thousands(report.verified),
+                c.time_s
+                    .map(|t| format!("{t:.1} s"))
+                    .unwrap_or_else(|| "n/a".into()),
+                hold_summary(&report),
+                report.report_dir
+            ),
+        );
+        return Ok(if hold_ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(super::EXIT_FAIL)
+        });
+    }
     say(
         args.json,
         format!(
@@ -575,12 +610,11 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     })
 }
 
-/// `--target max`: the target becomes doctor's capacity estimate (taken
-/// after the profile was applied) and the MemAvailable floor is set.
-/// Connections MemAvailable alone would hold in the lab: doctor's memory
-/// limit, from the same estimate `resolve_max` reads.
+/// Connections memory alone could ever hold in the lab (the memory limit of
+/// the ramp's bound, from the same arithmetic `resolve_max` reads): what
+/// `--target max --apply` sizes the profile for.
 fn memory_bound_for_profile(cfg: &LabConfig) -> Result<u64> {
-    let open = lab::capacity_for(cfg, 1 << 32)?;
+    let open = lab::ramp_bound_for(cfg)?;
     open.limits
         .iter()
         .find(|l| l.kind == crate::tuning::capacity::LimitKind::Memory)
@@ -591,36 +625,62 @@ fn memory_bound_for_profile(cfg: &LabConfig) -> Result<u64> {
         })
 }
 
+/// `--target max`, after the preflight (and the profile): the target
+/// becomes the ramp's bound, the most any limit could allow (memory at the
+/// least a socket costs), doctor's calibrated estimate goes to the report,
+/// and the memory floor is set. The ramp then goes past the estimate and
+/// stops at the first limit it measures.
 fn resolve_max(
     cfg: &mut LabConfig,
     pre: &mut lab::Preflight,
     interval: lab::MessageInterval,
 ) -> Result<()> {
-    // Planned for far more than any host holds, the estimate's processes
-    // are no limit: what binds is file-max, memory, ports or conntrack.
-    let open = lab::capacity_for(cfg, 1 << 32)?;
-    let cap = lab::capacity_for(cfg, open.max_connections.max(1))?;
-    pre.capacity = cap.clone();
-    let cap = &pre.capacity;
-    if cap.max_connections == 0 {
+    use crate::tuning::capacity::{APP_BYTES_PER_SOCKET, KERNEL_BYTES_PER_SOCKET, kib};
+    let bound = lab::ramp_bound_for(cfg)?;
+    if bound.max_connections == 0 {
         anyhow::bail!(
-            "--target max: doctor's capacity estimate is 0 connections:\n  {}",
-            cap.sentences().join("\n  ")
+            "--target max: this host has room for no connection:\n  {}",
+            bound.sentences().join("\n  ")
         );
     }
+    // doctor's estimate, planned with the processes the bound needs.
+    let cap = lab::capacity_for(cfg, bound.max_connections)?;
     let total = crate::sys::procfs::meminfo()
         .map_err(|e| anyhow::anyhow!("reading /proc/meminfo for the memory floor: {e}"))?
         .total;
-    cfg.target = cap.max_connections;
+    cfg.target = bound.max_connections;
     cfg.message_interval = interval.resolve(cfg.target);
     let floor = *cfg.mem_floor.get_or_insert(lab::mem_floor(total));
-    cfg.doctor_row = Some(cap.sentences().join(" "));
+    let limit = bound.binding_limit();
+    cfg.max_plan = Some(lab::MaxPlan {
+        estimate: cap.max_connections,
+        doctor: cap.sentences().join(" "),
+        bound_limit: lab::limit_name(bound.binding).to_string(),
+        bound_detail: limit.detail.clone(),
+    });
+    let toward = if cfg.target > cap.max_connections {
+        format!(
+            "(binding: {}; memory at {} KiB kernel + {} KiB c1m per socket); the ramp goes on past it toward {}, the most {} allows ({})",
+            cap.binding.label(),
+            kib(KERNEL_BYTES_PER_SOCKET),
+            kib(APP_BYTES_PER_SOCKET),
+            thousands(cfg.target),
+            bound.binding.label(),
+            limit.detail
+        )
+    } else {
+        format!(
+            "(binding: {}: {}); the ramp goes toward them",
+            cap.binding.label(),
+            limit.detail
+        )
+    };
     pre.notes.push(format!(
-        "--target max: doctor's capacity estimate is {} connections (binding: {}); the ramp stops there or when MemAvailable falls below {} MiB",
-        thousands(cfg.target),
-        cap.binding.label(),
+        "--target max: doctor's capacity estimate is {} connections {toward}, and stops when usable memory (MemAvailable minus the socket inodes and dentries the open sockets pin) falls below {} MiB, or at the first limit the clients' failures name",
+        thousands(cap.max_connections),
         floor >> 20
     ));
+    pre.capacity = cap;
     Ok(())
 }
 

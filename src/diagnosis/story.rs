@@ -11,7 +11,9 @@ use crate::util::thousands;
 use unicode_width::UnicodeWidthStr;
 
 /// A short name for a source: its section label ("客户端2" reads
-/// "client 2"), else its file name without the folders.
+/// "client 2"), else its file name without the folders, but with the
+/// folder of a host when it is one (`client-2/flood.log`: every host of
+/// `lab --hosts` or a fetched Ansible run writes the same file names).
 pub fn short_name(name: &str) -> String {
     if let Some(open) = name.rfind(" [")
         && name.ends_with(']')
@@ -27,7 +29,22 @@ pub fn short_name(name: &str) -> String {
         }
         return label.to_string();
     }
-    name.rsplit('/').next().unwrap_or(name).to_string()
+    let mut parts = name.rsplit('/');
+    let file = parts.next().unwrap_or(name);
+    match parts.next() {
+        Some(dir) if is_host_folder(dir) => format!("{dir}/{file}"),
+        _ => file.to_string(),
+    }
+}
+
+/// Is `dir` a host's folder: `server`, `client-2`, `client_3`, `host1`?
+fn is_host_folder(dir: &str) -> bool {
+    ["server", "client", "host"].iter().any(|p| {
+        dir.strip_prefix(p).is_some_and(|rest| {
+            let digits = rest.trim_start_matches(['-', '_']);
+            digits.chars().all(|c| c.is_ascii_digit())
+        })
+    })
 }
 
 /// Join names: "client 1, client 3".
@@ -350,6 +367,10 @@ mod tests {
     fn short_names_read_like_the_story() {
         assert_eq!(short_name("tests/fixtures/seed.txt [客户端2]"), "client 2");
         assert_eq!(short_name("logs/serve.log"), "serve.log");
+        // The hosts of lab --hosts all write flood.log: the host tells them apart.
+        assert_eq!(short_name("logs/client-2/flood.log"), "client-2/flood.log");
+        assert_eq!(short_name("logs/server/serve.log"), "server/serve.log");
+        assert_eq!(short_name("logs/clients/flood.log"), "flood.log");
         assert_eq!(short_name("a.log [服务器]"), "服务器");
     }
 

@@ -328,12 +328,13 @@ fn run_parent(
             *running = running.saturating_sub(1);
             reporter.worker_exit(
                 index as u32,
-                &status.to_string(),
+                &crate::sys::workers::describe_status(&status),
                 summaries[index].is_some(),
             );
             if summaries[index].is_none() {
                 lost.push(format!(
-                    "worker {index} exited ({status}) without a summary; its share is counted as not reached"
+                    "worker {index} ended ({}) without a summary; what it verified was lost with it",
+                    crate::sys::workers::describe_status(&status)
                 ));
             }
         }
@@ -395,6 +396,12 @@ fn run_parent(
             Some(s) => total.merge(s),
             None => {
                 total.target += req.plan.shard(i as u32, procs).connections;
+                // A worker killed without its summary still verified what
+                // its last report said; those connections were verified,
+                // then lost with it (closed, `client_process_died`).
+                if let Some(c) = reporter.last_counters(i as u32) {
+                    total.counters.add(c);
+                }
             }
         }
     }

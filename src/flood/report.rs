@@ -425,11 +425,23 @@ impl Reporter {
             errno: None,
             count: lost,
             detail: format!(
-                "flood worker {index} {status} holding {} verified connections: all lost",
+                "flood worker {index} {} holding {} verified connections: all lost",
+                if status.starts_with("killed") {
+                    format!("was {status}")
+                } else {
+                    status.to_string()
+                },
                 thousands(lost)
             ),
         };
         self.failure(Some(index), &note);
+    }
+
+    /// The counters of worker `index` as its last report left them: for a
+    /// worker that died without its summary, what it verified (all lost,
+    /// moved to closed and to `client_process_died` by `worker_died`).
+    pub fn last_counters(&self, index: u32) -> Option<&Counters> {
+        self.workers.get(&index).map(|s| &s.counters)
     }
 
     /// A line a worker printed that is not JSON (seed per-connection lines).

@@ -269,6 +269,17 @@ impl ShardSummary {
             }
             return Some(why);
         }
+        if !self.stops.is_empty() {
+            // Verified, then lost on this side: a worker process died.
+            let stops = grouped_stops(&self.stops);
+            return Some(format!(
+                "{} of {} verified connections were lost: {}; {} open at the end",
+                t(self.counters.closed_total),
+                t(self.verified()),
+                stops.join("; "),
+                t(self.open())
+            ));
+        }
         Some(format!(
             "the server closed {} of {} verified connections ({} reset, {} closed by EOF); {} open at the end",
             t(self.counters.closed_total),
@@ -447,6 +458,29 @@ mod tests {
         assert!(!m.success());
         assert!(m.reason().unwrap().contains("closed 3 of 20"));
         assert!(a.success() && a.reason().is_none());
+    }
+
+    #[test]
+    fn a_killed_worker_s_connections_are_lost_not_closed_by_the_server() {
+        // Everything verified, then a worker died holding 30 of them.
+        let mut s = ShardSummary {
+            target: 100,
+            ..Default::default()
+        };
+        s.counters.opened_total = 100;
+        s.counters.connections = 70;
+        s.counters.closed_total = 30;
+        s.stops
+            .push("worker 1 ended (killed by SIGKILL) without a summary; what it verified was lost with it".into());
+        assert!(!s.success());
+        let why = s.reason().unwrap();
+        assert!(
+            why.starts_with(
+                "30 of 100 verified connections were lost: worker 1 ended (killed by SIGKILL)"
+            ),
+            "{why}"
+        );
+        assert!(!why.contains("the server closed"), "{why}");
     }
 
     #[test]

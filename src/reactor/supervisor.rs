@@ -16,7 +16,6 @@
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
@@ -110,17 +109,6 @@ fn out_line(line: &str) {
 
 fn emit<E: serde::Serialize>(worker: Option<u32>, event: E) {
     let _ = Record::now(Role::Serve, worker, event).emit(&mut io::stdout().lock());
-}
-
-fn describe_status(status: &ExitStatus) -> String {
-    if let Some(sig) = status.signal() {
-        let name = nix::sys::signal::Signal::try_from(sig)
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_else(|_| format!("signal {sig}"));
-        format!("killed by {name}")
-    } else {
-        format!("exited with status {}", status.code().unwrap_or(-1))
-    }
 }
 
 impl Parent {
@@ -582,7 +570,7 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
             Some(WorkerMsg::Exited { index, status }) => {
                 bail!(
                     "worker {index} {} before it was ready (see its error above)",
-                    describe_status(&status)
+                    crate::sys::workers::describe_status(&status)
                 );
             }
             None => {}
@@ -663,7 +651,7 @@ pub fn run(opts: ServeOptions) -> anyhow::Result<u8> {
                 }
                 parent.died(index, &st);
                 let slot = &mut parent.slots[index];
-                let how = describe_status(&st);
+                let how = crate::sys::workers::describe_status(&st);
                 if gives_up(&mut slot.recent, Instant::now()) {
                     let detail = format!(
                         "worker {index} (pid {}) {how}; it died 5 times within 10 s, giving up",

@@ -78,6 +78,18 @@ struct Slot {
     generation: u64,
 }
 
+/// How a worker ended, in words: `killed by SIGKILL`, `exited with status 3`.
+pub fn describe_status(status: &ExitStatus) -> String {
+    if let Some(sig) = status.signal() {
+        let name = Signal::try_from(sig)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|_| format!("signal {sig}"));
+        format!("killed by {name}")
+    } else {
+        format!("exited with status {}", status.code().unwrap_or(-1))
+    }
+}
+
 /// A set of worker processes of this binary.
 pub struct Pool {
     program: PathBuf,

@@ -29,11 +29,44 @@ use crate::catalogue::FailureId;
 use crate::sys::limits::{FD_SLACK, processes_for, sockets_per_process};
 use crate::util::thousands;
 
-/// Kernel memory per TCP socket used by the estimate (socket, inode, dentry,
-/// file, epoll item and small buffers of an idle connection): about 5 KiB.
-pub const KERNEL_BYTES_PER_SOCKET: u64 = 5 * 1024;
-/// c1m's own memory per socket (connection state in `serve`/`flood`).
-pub const APP_BYTES_PER_SOCKET: u64 = 1024;
+/// Kernel memory per TCP socket the estimate counts: 4.5 KiB.
+///
+/// Where it comes from: `c1m lab --target max --apply` holding 1,977,620
+/// connections (3,955,261 TCP sockets, Linux 6.18 x86_64, 24 GiB; report
+/// 2026-12-03T00-47-20, `memory_before` and `memory_peak`). Across the run
+/// the kernel's unreclaimable slab (`SUnreclaim`) grew by 3,137 B per
+/// socket and its reclaimable slab (`SReclaimable`) by 1,936 B. An open
+/// socket that an epoll instance watches holds one object in each of these
+/// caches (`/proc/slabinfo` object size, and in parentheses with the
+/// slab's packing): `TCP` 2,368 (2,521), `sock_inode_cache` 832 (862),
+/// `dentry` 192 (195), `filp` 192 (195), `eventpoll_epi` 128,
+/// `lsm_inode_cache` 32, `lsm_file_cache` 24, `ep_head` 16: 3,973 B
+/// ([`KERNEL_MIN_BYTES_PER_SOCKET`]); a connecting socket adds a 64 B bind
+/// bucket. Of the reclaimable 1,936 B, 1,057 B are the socket's inode and
+/// dentry ([`PINNED_RECLAIMABLE_BYTES_PER_SOCKET`]); the rest is a
+/// `proc_inode_cache` object (696 B) and a second dentry for each open
+/// descriptor that something on the host listed in /proc/PID/fd, which the
+/// kernel frees under pressure. So a socket costs 3,137 + 1,057 = 4,194 B
+/// here; the estimate adds 10% for partly filled slabs and the buffers of a
+/// message in flight.
+pub const KERNEL_BYTES_PER_SOCKET: u64 = 4608;
+/// c1m's own memory per socket (connection state in `serve`/`flood`, and
+/// their processes' baselines): 0.5 KiB. The same run measured 392 B: serve's
+/// RSS (674 MiB) and the clients' (804 MiB) over the 3,955,261 sockets.
+pub const APP_BYTES_PER_SOCKET: u64 = 512;
+/// The least kernel memory an open, epoll-watched TCP socket can take on
+/// this kernel: the objects listed at [`KERNEL_BYTES_PER_SOCKET`] and
+/// nothing else. No connection costs less, so MemAvailable over twice this
+/// is a bound a lab can never pass: `--target max` ramps toward it and
+/// lets the MemAvailable floor stop it (see [`ramp_bound`]).
+pub const KERNEL_MIN_BYTES_PER_SOCKET: u64 = 3973;
+/// Reclaimable slab an open socket pins: its inode (`sock_inode_cache`,
+/// 862 B with packing) and dentry (195 B). The kernel files both under
+/// `SReclaimable`, and MemAvailable counts that as free, but neither can be
+/// reclaimed while the socket is open: at 1,977,620 lab connections this
+/// was 3.9 GiB of MemAvailable that was not available. See
+/// [`usable_memory`].
+pub const PINNED_RECLAIMABLE_BYTES_PER_SOCKET: u64 = 1057;
 
 /// What the estimate is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -285,8 +318,8 @@ pub fn estimate(snap: &Snapshot, plan: &Plan) -> Capacity {
             detail: format!(
                 "MemAvailable {} MiB / ({} KiB kernel + {} KiB c1m per socket){}",
                 thousands(avail / (1024 * 1024)),
-                plan.kernel_bytes_per_socket as f64 / 1024.0,
-                plan.app_bytes_per_socket as f64 / 1024.0,
+                kib(plan.kernel_bytes_per_socket),
+                kib(plan.app_bytes_per_socket),
                 per_conn(spc)
             ),
             advice: "add RAM, lower the target, or keep per-connection buffers small (tcp_rmem/tcp_wmem defaults of 4 KiB)".into(),
@@ -371,6 +404,39 @@ pub fn estimate(snap: &Snapshot, plan: &Plan) -> Capacity {
 /// address, one server port, as many processes as needed.
 pub fn estimate_for(snap: &Snapshot, role: Role, target: u64) -> Capacity {
     estimate(snap, &Plan::new(role, target))
+}
+
+/// The most connections `plan` could ever reach on the host in `snap`:
+/// the estimate with memory at [`KERNEL_MIN_BYTES_PER_SOCKET`] a socket
+/// and no c1m memory, every other limit as it is. `c1m lab --target max`
+/// ramps toward this, past the (calibrated, conservative) estimate, so that
+/// a measured limit stops it: the MemAvailable floor, or the first failure
+/// that names fs.file-max, ports or conntrack. When another limit than
+/// memory binds here, the ramp can reach it, and that limit is the ceiling.
+pub fn ramp_bound(snap: &Snapshot, plan: &Plan) -> Capacity {
+    estimate(
+        snap,
+        &Plan {
+            kernel_bytes_per_socket: KERNEL_MIN_BYTES_PER_SOCKET,
+            app_bytes_per_socket: 0,
+            ..*plan
+        },
+    )
+}
+
+/// Memory a ramp can still take: `mem_available` (bytes) minus the
+/// reclaimable slab that `tcp_sockets` open sockets pin
+/// ([`PINNED_RECLAIMABLE_BYTES_PER_SOCKET`] each), which MemAvailable
+/// counts as free. Measured at a ramp's floor, MemAvailable alone would
+/// have let a 24 GiB host go on until the OOM killer.
+pub fn usable_memory(mem_available: u64, tcp_sockets: u64) -> u64 {
+    mem_available.saturating_sub(tcp_sockets.saturating_mul(PINNED_RECLAIMABLE_BYTES_PER_SOCKET))
+}
+
+/// Bytes as KiB with at most two decimals: "4.5", "3.88", "5".
+pub fn kib(bytes: u64) -> String {
+    let s = format!("{:.2}", bytes as f64 / 1024.0);
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// "1 process", "51 processes".
@@ -741,13 +807,73 @@ mod tests {
             .iter()
             .find(|l| l.kind == LimitKind::Memory)
             .unwrap();
-        assert_eq!(mem.max_connections, Some((23u64 << 30) / 6144 / 2));
+        assert_eq!(mem.max_connections, Some((23u64 << 30) / 5120 / 2));
+        assert!(
+            mem.detail
+                .contains("(4.5 KiB kernel + 0.5 KiB c1m per socket) / 2 sockets"),
+            "{}",
+            mem.detail
+        );
+    }
+
+    #[test]
+    fn the_ramp_bound_passes_the_memory_estimate_but_not_other_limits() {
+        // 23 GiB available and a file-max raised past it: the estimate
+        // (5 KiB a socket) binds on memory, the ramp may go on to what
+        // memory could hold at the least a socket costs.
+        let mut snap = host();
+        snap.file_max = Some(20_000_000);
+        snap.conntrack = Conntrack::NotLoaded;
+        snap.epoll_max_user_watches = Some(20_000_000);
+        let plan = Plan {
+            sources: 30,
+            server_ports: 20,
+            ..Plan::new(Role::Lab, 1 << 32)
+        };
+        let est = estimate(&snap, &plan);
+        let bound = ramp_bound(&snap, &plan);
+        assert_eq!(est.binding, LimitKind::Memory);
+        assert_eq!(bound.binding, LimitKind::Memory);
+        assert_eq!(est.max_connections, (23u64 << 30) / 5120 / 2);
+        assert_eq!(bound.max_connections, (23u64 << 30) / 3973 / 2);
+        assert!(bound.max_connections > est.max_connections * 5 / 4);
+        // Other limits are the same in both: the default file-max binds
+        // the ramp itself, and the ramp can reach it.
+        snap.file_max = Some(2_466_183);
+        let bound = ramp_bound(&snap, &plan);
+        assert_eq!(bound.binding, LimitKind::FileMax);
+        assert_eq!(bound.max_connections, (2_466_183 - 449) / 2);
+        assert_eq!(
+            estimate(&snap, &plan).max_connections,
+            bound.max_connections
+        );
+    }
+
+    #[test]
+    fn kib_reads_short() {
+        assert_eq!(kib(4608), "4.5");
+        assert_eq!(kib(5120), "5");
+        assert_eq!(kib(3973), "3.88");
+        assert_eq!(kib(0), "0");
+    }
+
+    #[test]
+    fn usable_memory_leaves_out_what_open_sockets_pin() {
+        // The lab at its peak of 1,977,620 connections (3,955,261 TCP
+        // sockets): MemAvailable 11,489,648 KiB, of which 3.9 GiB were the
+        // sockets' inodes and dentries.
+        let avail = 11_489_648u64 * 1024;
+        let usable = usable_memory(avail, 3_955_261);
+        assert_eq!(avail - usable, 3_955_261 * 1057);
+        assert!((usable >> 20) < 7300 && (usable >> 20) > 7000, "{usable}");
+        assert_eq!(usable_memory(1 << 30, 0), 1 << 30);
+        assert_eq!(usable_memory(1 << 20, 1 << 20), 0);
     }
 
     #[test]
     fn memory_conntrack_and_epoll_bind_when_smallest() {
         let mut snap = host();
-        snap.mem_available = Some(6144 * 1000);
+        snap.mem_available = Some(5120 * 1000);
         let c = estimate(&snap, &Plan::new(Role::Server, 5000));
         assert_eq!((c.binding, c.max_connections), (LimitKind::Memory, 1000));
 

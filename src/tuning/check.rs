@@ -569,8 +569,8 @@ fn host_rows(snap: &Snapshot, plan: &Plan) -> Vec<Row> {
             why: format!(
                 "{} sockets x ({} KiB kernel + {} KiB c1m) must fit in RAM",
                 thousands(plan.target * spc),
-                capacity::KERNEL_BYTES_PER_SOCKET / 1024,
-                capacity::APP_BYTES_PER_SOCKET / 1024
+                capacity::kib(capacity::KERNEL_BYTES_PER_SOCKET),
+                capacity::kib(capacity::APP_BYTES_PER_SOCKET)
             ),
             origin: None,
             apply_value: None,

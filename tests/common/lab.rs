@@ -13,7 +13,8 @@ use super::{BIN, text, wait_bounded};
 /// what a test adds.
 #[derive(Debug, Clone)]
 pub struct Lab {
-    target: u64,
+    /// `--target`: a count, or "max".
+    target: String,
     clients: u32,
     ports: u16,
     hold: String,
@@ -26,13 +27,21 @@ impl Lab {
     /// A lab of `target` connections: 2 clients, 4 server ports, a 2 s hold.
     pub fn new(target: u64) -> Lab {
         Lab {
-            target,
+            target: target.to_string(),
             clients: 2,
             ports: 4,
             hold: "2s".into(),
             netns_on: false,
             json: false,
             extra: Vec::new(),
+        }
+    }
+
+    /// `--target max`: the host's ceiling, otherwise as [`Lab::new`].
+    pub fn max() -> Lab {
+        Lab {
+            target: "max".into(),
+            ..Lab::new(0)
         }
     }
 
@@ -74,7 +83,7 @@ impl Lab {
         let mut a: Vec<String> = vec![
             "lab".into(),
             "--target".into(),
-            self.target.to_string(),
+            self.target.clone(),
             "--clients".into(),
             self.clients.to_string(),
             "--ports".into(),

@@ -165,9 +165,21 @@ pub fn link(sources: &[Source], findings: Vec<Finding>) -> Vec<Finding> {
                             .all(|p| p.is_some_and(|p| oom_used.contains(&p)))
                 })
     };
-    let rest = findings
-        .into_iter()
-        .filter(|f| !cause_ids.contains(&f.id) && !explained_fully(f) && !oom_explained(f));
+    // TCPTimeouts counts every retransmission timeout, not only SYNs: when
+    // packets were lost, a connect timeout read from the counters alone is
+    // the loss's RTOs (the loss finding counts them), not a second cause.
+    let lost_packets = roots.iter().any(|r| r.id == FailureId::PacketLoss);
+    let loss_explained = |f: &Finding| {
+        lost_packets
+            && f.id == FailureId::ConnectTimeout
+            && sources
+                .iter()
+                .find(|s| s.name() == f.source)
+                .is_some_and(|s| s.kind() == Kind::Counters)
+    };
+    let rest = findings.into_iter().filter(|f| {
+        !cause_ids.contains(&f.id) && !explained_fully(f) && !oom_explained(f) && !loss_explained(f)
+    });
     roots.into_iter().chain(rest).collect()
 }
 
@@ -562,6 +574,14 @@ fn root_finding(
             thousands(rise(s, "TCPLossProbes")),
             plural(rise(s, "TCPLossProbes"))
         ));
+        let timeouts = rise(s, "TCPTimeouts");
+        if timeouts > 0 {
+            text.push_str(&format!(
+                ", {} retransmission timeout{}",
+                thousands(timeouts),
+                plural(timeouts)
+            ));
+        }
     }
     let explanation = f.explanation.clone();
     f.explanation = format!(
@@ -870,6 +890,36 @@ mod tests {
             loss[0].explanation
         );
         assert_eq!(f[0].id, FailureId::PacketLoss, "{f:#?}");
+        // The 40 timeouts are the loss's, not a connect timeout of their own.
+        assert!(of(&f, FailureId::ConnectTimeout).is_empty(), "{f:#?}");
+    }
+
+    #[test]
+    fn the_lab_s_loss_explains_the_counters_timeouts() {
+        let lab = rec(
+            100.0,
+            "lab",
+            5,
+            "packet_loss",
+            0,
+            "lab --fault loss: client-1's link (eth0 in namespace c1m-9-client-1) dropped 20% of its packets, at random for 3.0 s with nftables, holding 3,000 connections",
+        );
+        let counters = nstat(&[
+            ("TcpRetransSegs", 10, 910),
+            ("TcpExtTCPLossProbes", 0, 120),
+            ("TcpExtTCPTimeouts", 0, 74),
+        ]);
+        let f = findings(&[
+            ("lab.log", &(lab + "\n")),
+            ("client-1/counters.nstat", &counters),
+        ]);
+        assert_eq!(f[0].id, FailureId::PacketLoss, "{f:#?}");
+        assert!(
+            f[0].explanation.contains("74 retransmission timeouts"),
+            "{}",
+            f[0].explanation
+        );
+        assert!(of(&f, FailureId::ConnectTimeout).is_empty(), "{f:#?}");
     }
 
     #[test]

@@ -1068,31 +1068,7 @@ mod tests {
 
     #[test]
     fn every_client_host_floods_the_server_from_its_own_addresses() {
-        let cfg = LabConfig {
-            server: Default::default(),
-            protocol: Default::default(),
-            target: 100,
-            clients: 2,
-            ports: 3,
-            base_port: 8888,
-            hold: Duration::from_secs(1),
-            message_interval: None,
-            sources_per_client: 4,
-            source_list: None,
-            apply: false,
-            force: false,
-            netns: super::super::NetnsMode::Off,
-            report_root: PathBuf::from("reports"),
-            deadline: Duration::from_secs(10),
-            json: false,
-            metrics: Vec::new(),
-            defer_accept: false,
-            fast_open: false,
-            mem_floor: None,
-            doctor_row: None,
-            fault: None,
-            reconnect: None,
-        };
+        let cfg = super::super::test_config();
         let hosts = plan_hosts(&cfg).unwrap();
         assert_eq!(hosts.len(), 3);
         let host = hosts::Host {

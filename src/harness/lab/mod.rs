@@ -42,7 +42,9 @@ mod report;
 mod run;
 
 pub use crate::harness::server::ServerKind;
-pub use preflight::{AppliedProfile, Preflight, capacity_for, enter_netns, preflight};
+pub use preflight::{
+    AppliedProfile, Preflight, capacity_for, enter_netns, preflight, ramp_bound_for,
+};
 pub use report::markdown;
 pub use run::run;
 
@@ -92,11 +94,16 @@ pub struct LabConfig {
     /// serve --fast-open and flood --fast-open (TCP Fast Open; the lab's
     /// namespace gets net.ipv4.tcp_fastopen = 3, see [`enable_fast_open`]).
     pub fast_open: bool,
-    /// Stop ramping when MemAvailable falls below this many bytes
-    /// (`--target max`, or the hidden `--mem-floor-mib`).
+    /// Stop ramping when usable memory (MemAvailable minus what the open
+    /// sockets pin: [`crate::tuning::capacity::usable_memory`]) falls below
+    /// this many bytes (`--target max`, or the hidden `--mem-floor-mib`).
     pub mem_floor: Option<u64>,
-    /// doctor's capacity sentences, for the report of a ceiling run.
-    pub doctor_row: Option<String>,
+    /// `--target max`: ramp to the host's ceiling. Set before the preflight
+    /// (which then does not refuse a target past doctor's estimate); the
+    /// target and [`LabConfig::max_plan`] come after it.
+    pub max: bool,
+    /// `--target max`: what the ramp aims at and doctor's estimate.
+    pub max_plan: Option<MaxPlan>,
     /// `--fault`: one fault injected during the hold.
     pub fault: Option<faults::Fault>,
     /// `--reconnect`: the clients replace lost connections with this
@@ -189,52 +196,99 @@ pub struct LabReport {
     pub analysis: String,
 }
 
-/// Where a ramp stopped before its target, and the evidence.
+/// `--target max`: the bound the ramp aims at, and doctor's estimate.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MaxPlan {
+    /// doctor's capacity estimate (its calibrated, conservative memory
+    /// cost per socket): the ramp goes past it while memory allows.
+    pub estimate: u64,
+    /// doctor's capacity sentences for the lab.
+    pub doctor: String,
+    /// The limit that bounds the ramp ([`limit_name`]): memory at the least
+    /// a socket can cost, or a limit that binds before it.
+    pub bound_limit: String,
+    /// How that bound was computed (doctor's row).
+    pub bound_detail: String,
+}
+
+/// Where a ramp toward the host's ceiling stopped, and the evidence.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Ceiling {
-    /// The limit that bound: `memory` (MemAvailable reached the floor), or
-    /// from the clients' failures (see [`binding_limit`]): `file-max`,
-    /// `ports`, `conntrack`, `fd limit`, `epoll watches`.
+    /// The limit that bound: `memory` (usable memory reached the floor), or
+    /// from the clients' failures (see [`binding_limit`]), or the ramp's
+    /// bound when it was reached ([`MaxPlan`]): `file-max`, `ports`,
+    /// `conntrack`, `fd limit`, `epoll watches`.
     pub limit: String,
-    /// Connections the clients had verified when the ramp stopped.
+    /// Connections the clients verified up to the stop, those in flight
+    /// when they were told to stop included: what the lab then held.
     pub connections: u64,
+    /// Seconds from the clients' start to the stop.
+    pub time_s: Option<f64>,
     pub mem_available_bytes: u64,
+    /// MemAvailable minus the reclaimable slab the open sockets pin (their
+    /// inodes and dentries): what the floor is checked against.
+    pub usable_bytes: u64,
     pub floor_bytes: u64,
-    /// Kernel memory per connection at the stop (as the report's).
+    /// Kernel memory per connection at the stop (as the report's: from
+    /// MemAvailable, which leaves out the pinned slab).
     pub kernel_bytes_per_connection: Option<f64>,
+    /// Slab per connection at the stop (as the report's): all of it.
+    pub slab_bytes_per_connection: Option<f64>,
     /// doctor's capacity estimate for this host (the row that gave the
     /// ceiling the ramp aimed at).
     pub doctor: Option<String>,
-    /// A limit other than memory: the failures that name it.
+    /// A limit other than memory: the failures that name it, or the bound
+    /// the ramp reached.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<String>,
 }
 
 /// One sentence about where the ramp stopped, with its evidence.
 pub fn ceiling_sentence(c: &Ceiling) -> String {
+    let mib = |b: u64| crate::util::thousands(b >> 20);
     let memory = match &c.evidence {
         None => format!(
-            "MemAvailable {} MiB, below the floor of {} MiB",
-            c.mem_available_bytes >> 20,
-            c.floor_bytes >> 20
+            "usable memory {} MiB, below the floor of {} MiB: MemAvailable {} MiB minus {} MiB of socket inodes and dentries that the open sockets pin",
+            mib(c.usable_bytes),
+            mib(c.floor_bytes),
+            mib(c.mem_available_bytes),
+            mib(c.mem_available_bytes.saturating_sub(c.usable_bytes))
         ),
         Some(e) => format!(
-            "{e}; MemAvailable {} MiB, above the floor of {} MiB",
-            c.mem_available_bytes >> 20,
-            c.floor_bytes >> 20
+            "{e}; usable memory {} MiB, above the floor of {} MiB",
+            mib(c.usable_bytes),
+            mib(c.floor_bytes)
         ),
     };
+    let per = |v: Option<f64>| v.map_or("not measured".to_string(), |k| format!("{k:.0} B"));
     format!(
-        "Ceiling: {} bound at {} verified connections ({memory}; kernel memory {} per connection){}",
+        "Ceiling: {} bound at {} verified connections{} ({memory}; per connection: kernel memory {} from MemAvailable, slab {}){}",
         c.limit,
         crate::util::thousands(c.connections),
-        c.kernel_bytes_per_connection
-            .map_or("not measured".to_string(), |k| format!("{k:.0} B")),
+        c.time_s
+            .map(|t| format!(" after {t:.1} s"))
+            .unwrap_or_default(),
+        per(c.kernel_bytes_per_connection),
+        per(c.slab_bytes_per_connection),
         c.doctor
             .as_ref()
             .map(|d| format!(". doctor: {d}"))
             .unwrap_or_default()
     )
+}
+
+/// The lab's name of a capacity limit, as [`binding_limit`] names it from
+/// the failures.
+pub fn limit_name(kind: crate::tuning::capacity::LimitKind) -> &'static str {
+    use crate::tuning::capacity::LimitKind;
+    match kind {
+        LimitKind::FdPerProcess => "fd limit",
+        LimitKind::FileMax => "file-max",
+        LimitKind::Ports => "ports",
+        LimitKind::Memory => "memory",
+        LimitKind::Conntrack => "conntrack",
+        LimitKind::EpollWatches => "epoll watches",
+    }
 }
 
 /// The limit a ramp toward the ceiling stopped at, from the run's failures
@@ -313,8 +367,9 @@ pub fn parse_target(text: &str) -> Result<u64, String> {
     crate::util::parse_count(text)
 }
 
-/// The MemAvailable floor of `--target max`: 1.5 GiB or 6% of RAM,
-/// whichever is more. The ramp stops there, far above the OOM killer.
+/// The memory floor of `--target max`: 1.5 GiB or 6% of RAM, whichever
+/// is more. The ramp stops when usable memory falls below it, far above the
+/// OOM killer.
 pub fn mem_floor(mem_total_bytes: u64) -> u64 {
     (1536u64 << 20).max(mem_total_bytes / 100 * 6)
 }
@@ -455,6 +510,38 @@ pub fn split(total: u64, parts: u32) -> Vec<u64> {
         .collect()
 }
 
+/// A lab configuration for unit tests: 100 connections, 2 clients of 4
+/// sources, 3 ports, a 1 s hold, the host's namespace, nothing applied.
+#[cfg(test)]
+pub(super) fn test_config() -> LabConfig {
+    LabConfig {
+        server: Default::default(),
+        protocol: Default::default(),
+        target: 100,
+        clients: 2,
+        ports: 3,
+        base_port: 8888,
+        hold: Duration::from_secs(1),
+        message_interval: None,
+        sources_per_client: 4,
+        source_list: None,
+        apply: false,
+        force: false,
+        netns: NetnsMode::Off,
+        report_root: PathBuf::from("reports"),
+        deadline: Duration::from_secs(10),
+        json: false,
+        metrics: Vec::new(),
+        defer_accept: false,
+        fast_open: false,
+        mem_floor: None,
+        max: false,
+        max_plan: None,
+        fault: None,
+        reconnect: None,
+    }
+}
+
 /// serde: leave a zero count out of report.json.
 fn is_zero(n: &u64) -> bool {
     *n == 0
@@ -538,6 +625,7 @@ mod tests {
             limit,
             connections: 1234,
             mem_available_bytes: 8 << 30,
+            usable_bytes: 7 << 30,
             floor_bytes: 1536 << 20,
             evidence: Some(evidence),
             ..Default::default()
@@ -549,7 +637,45 @@ mod tests {
             ),
             "{s}"
         );
-        assert!(s.contains("above the floor of 1536 MiB"), "{s}");
+        assert!(
+            s.contains("usable memory 7,168 MiB, above the floor of 1,536 MiB"),
+            "{s}"
+        );
+        // At the floor: how much of MemAvailable the sockets pinned, and
+        // both memory figures per connection.
+        let c = Ceiling {
+            limit: "memory".into(),
+            connections: 2_000_000,
+            time_s: Some(101.3),
+            mem_available_bytes: 5 << 30,
+            usable_bytes: 1 << 30,
+            floor_bytes: 1536 << 20,
+            kernel_bytes_per_connection: Some(5555.4),
+            slab_bytes_per_connection: Some(10_144.3),
+            doctor: Some("This host can hold about 2,300,000 connections.".into()),
+            evidence: None,
+        };
+        assert_eq!(
+            ceiling_sentence(&c),
+            "Ceiling: memory bound at 2,000,000 verified connections after 101.3 s (usable memory 1,024 MiB, below the floor of 1,536 MiB: MemAvailable 5,120 MiB minus 4,096 MiB of socket inodes and dentries that the open sockets pin; per connection: kernel memory 5555 B from MemAvailable, slab 10144 B). doctor: This host can hold about 2,300,000 connections."
+        );
+    }
+
+    #[test]
+    fn limits_have_the_names_the_failures_give_them() {
+        use crate::tuning::capacity::LimitKind;
+        let by_failure =
+            |id: &str| binding_limit(&BTreeMap::from([(id.to_string(), 1)])).map(|l| l.0);
+        for (kind, id) in [
+            (LimitKind::FileMax, "system_fd_limit"),
+            (LimitKind::Ports, "ephemeral_ports_exhausted"),
+            (LimitKind::Memory, "out_of_memory"),
+            (LimitKind::Conntrack, "conntrack_full"),
+            (LimitKind::FdPerProcess, "fd_limit"),
+            (LimitKind::EpollWatches, "epoll_watch_limit"),
+        ] {
+            assert_eq!(by_failure(id).as_deref(), Some(limit_name(kind)), "{id}");
+        }
     }
 
     #[test]

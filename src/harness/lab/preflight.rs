@@ -161,31 +161,55 @@ pub struct Preflight {
     pub server_warning: Option<String>,
 }
 
-/// doctor's capacity estimate for the lab of `cfg` at `target`, as the
-/// host is now (after the profile, when preflight applied it).
-pub fn capacity_for(cfg: &LabConfig, target: u64) -> Result<crate::tuning::Capacity> {
-    use crate::tuning::{self, Plan, Role, snapshot};
-    let sysctl = tuning::sysctl::Sysctl::from_env();
-    let plan = Plan {
+/// doctor's plan for the lab of `cfg` at `target`: its source addresses and
+/// server ports, as many processes as it takes.
+fn lab_plan(cfg: &LabConfig, target: u64) -> crate::tuning::Plan {
+    use crate::tuning::{Plan, Role};
+    Plan {
         sources: u64::from(cfg.clients) * u64::from(cfg.sources_per_client),
         server_ports: u64::from(cfg.ports),
         ..Plan::new(Role::Lab, target)
-    };
-    let snap = snapshot::take(&sysctl, crate::sys::limits::Target::This)?;
-    Ok(tuning::capacity::estimate(&snap, &plan))
+    }
+}
+
+/// The host as doctor sees it now (after the profile, when preflight
+/// applied it; sysctls from `C1M_SYSCTL_ROOT` when set).
+fn snapshot_now() -> Result<crate::tuning::Snapshot> {
+    let sysctl = crate::tuning::sysctl::Sysctl::from_env();
+    crate::tuning::snapshot::take(&sysctl, crate::sys::limits::Target::This)
+}
+
+/// doctor's capacity estimate for the lab of `cfg` at `target`, as the
+/// host is now (after the profile, when preflight applied it).
+pub fn capacity_for(cfg: &LabConfig, target: u64) -> Result<crate::tuning::Capacity> {
+    Ok(crate::tuning::capacity::estimate(
+        &snapshot_now()?,
+        &lab_plan(cfg, target),
+    ))
+}
+
+/// `--target max`: the most connections the lab of `cfg` could ever reach
+/// on this host as it is now ([`crate::tuning::capacity::ramp_bound`]),
+/// planned with as many processes as that takes.
+pub fn ramp_bound_for(cfg: &LabConfig) -> Result<crate::tuning::Capacity> {
+    use crate::tuning::capacity::ramp_bound;
+    let snap = snapshot_now()?;
+    // Planned for far more than any host holds, the processes are no
+    // limit; then planned again for what the other limits allow.
+    let open = ramp_bound(&snap, &lab_plan(cfg, 1 << 32));
+    Ok(ramp_bound(
+        &snap,
+        &lab_plan(cfg, open.max_connections.max(1)),
+    ))
 }
 
 /// Check the host with doctor's code: apply the lab profile when asked
 /// (`profile`: a name in profiles/ or a file), then estimate the capacity
 /// and refuse a target that does not fit unless `force`.
 pub fn preflight(cfg: &LabConfig, profile_name: &str) -> Result<Preflight> {
-    use crate::tuning::{self, Plan, Role, apply, check, profile, snapshot};
+    use crate::tuning::{self, apply, check, profile, snapshot};
     let sysctl = tuning::sysctl::Sysctl::from_env();
-    let plan = Plan {
-        sources: u64::from(cfg.clients) * u64::from(cfg.sources_per_client),
-        server_ports: u64::from(cfg.ports),
-        ..Plan::new(Role::Lab, cfg.target)
-    };
+    let plan = lab_plan(cfg, cfg.target);
     let mut notes = Vec::new();
     let mut applied = None;
     if cfg.apply {
@@ -252,7 +276,7 @@ pub fn preflight(cfg: &LabConfig, profile_name: &str) -> Result<Preflight> {
     if let Some((_, warning)) = &server_cap {
         notes.push(format!("doctor: {warning}"));
     }
-    if !capacity.fits {
+    if !capacity.fits && !cfg.max {
         if !cfg.force {
             bail!(
                 "the target of {} connections does not fit this host:\n  {}\n(use --apply to tune the host for the lab, a smaller --target, or --force to run anyway)",

@@ -236,11 +236,15 @@ pub fn run(
     let run_start_ts = crate::util::unix_now();
     let mut sysctl_at_peak = None;
     let mut last_print = Instant::now();
-    // The MemAvailable floor (--target max) is checked once a second.
+    // The memory floor (--target max) is checked once a second, four times
+    // a second when usable memory is near it.
     let mut last_mem = Instant::now();
+    let mut usable_at_last_check = u64::MAX;
     let mut interrupted = false;
     let mut gave_up = false;
     let mut hold_started: Option<Instant> = None;
+    // When every client was done connecting short of the target.
+    let mut ramp_over_s: Option<f64> = None;
     let mut counters_end_of_hold: Option<CounterSet> = None;
     let stop_clients = |pool: &Pool| {
         for i in 1..=cfg.clients as usize {
@@ -343,14 +347,18 @@ pub fn run(
         if let Some(floor) = cfg.mem_floor
             && report.ceiling.is_none()
             && report.time_to_target_s.is_none()
-            && last_mem.elapsed() >= Duration::from_secs(1)
+            && last_mem.elapsed() >= mem_check_every(usable_at_last_check, floor)
         {
             last_mem = Instant::now();
-            if let Some(c) = memory_floor_reached(floor, established, cfg) {
+            let (usable, stop) = memory_floor_reached(floor, established, cfg);
+            usable_at_last_check = usable;
+            if let Some(mut c) = stop {
+                c.time_s = Some(run_start.elapsed().as_secs_f64());
                 report.memory_peak = probe::memory().unwrap_or_default();
                 report.notes.push(format!(
-                    "stopped ramping at {} verified connections: MemAvailable {} MiB fell below the floor of {} MiB; the clients stopped connecting and held what they had",
+                    "stopped ramping at {} verified connections: usable memory {} MiB (MemAvailable {} MiB minus what the open sockets pin) fell below the floor of {} MiB; the clients stopped connecting and held what they had",
                     thousands(c.connections),
+                    c.usable_bytes >> 20,
                     c.mem_available_bytes >> 20,
                     floor >> 20
                 ));
@@ -383,9 +391,12 @@ pub fn run(
             && last_mem.elapsed() >= Duration::from_secs(1)
         {
             last_mem = Instant::now();
-            if memory_floor_reached(floor / 2, established, cfg).is_some() {
+            if memory_floor_reached(floor / 2, established, cfg)
+                .1
+                .is_some()
+            {
                 report.notes.push(format!(
-                    "MemAvailable fell below half the floor ({} MiB) while holding at the ceiling: the hold was cut short",
+                    "usable memory fell below half the floor ({} MiB) while holding at the ceiling: the hold was cut short",
                     floor >> 21
                 ));
                 counters_end_of_hold =
@@ -404,6 +415,7 @@ pub fn run(
             && live[1..].iter().all(|l| l.connect_over || l.exit.is_some())
         {
             hold_started = Some(Instant::now());
+            ramp_over_s = Some(run_start.elapsed().as_secs_f64());
             verified_at_hold_start = established;
             if sysctl_at_peak.is_none() {
                 sysctl_at_peak = Some(probe::sysctl_text());
@@ -486,23 +498,21 @@ pub fn run(
     summarize(&mut report, &live, run_start_ts);
     if let Some(floor) = cfg.mem_floor
         && report.ceiling.is_none()
-        && !report.reached
     {
-        // A ramp toward the ceiling that stopped on its own: the clients'
-        // failures say which limit bound it.
-        report.ceiling = super::binding_limit(&report.failures).map(|(limit, evidence)| Ceiling {
-            limit,
-            connections: report.peak_connections,
-            mem_available_bytes: report.memory_peak.mem_available_kib * 1024,
-            floor_bytes: floor,
-            kernel_bytes_per_connection: None,
-            doctor: cfg.doctor_row.clone(),
-            evidence: Some(evidence),
-        });
+        report.ceiling = ceiling_without_floor(cfg, &report, floor, ramp_over_s);
     }
-    let kernel = report.kernel_bytes_per_connection;
+    let (kernel, slab) = (
+        report.kernel_bytes_per_connection,
+        report.slab_bytes_per_connection,
+    );
+    let verified = report.verified;
     if let Some(c) = report.ceiling.as_mut() {
         c.kernel_bytes_per_connection = kernel;
+        c.slab_bytes_per_connection = slab;
+        // At the floor, the count is what the clients had reported by the
+        // check; those in flight then (up to a second's worth, with the
+        // interval lines' lag) were verified too, and held.
+        c.connections = c.connections.max(verified);
     }
     if let Some(log) = lab_log.as_mut() {
         let _ = log.flush();
@@ -527,19 +537,77 @@ pub fn run(
     Ok(report)
 }
 
-/// The ramp's memory floor: a [`Ceiling`] when MemAvailable is below
-/// `floor` bytes now, with `established` verified connections.
-fn memory_floor_reached(floor: u64, established: u64, cfg: &LabConfig) -> Option<Ceiling> {
-    let m = probe::memory().ok()?;
+/// The ramp's memory floor: usable memory now (MemAvailable minus the
+/// reclaimable slab the open TCP sockets pin, see
+/// [`crate::tuning::capacity::usable_memory`]), and a [`Ceiling`] when it
+/// is below `floor` bytes, with `established` verified connections. When
+/// /proc/meminfo cannot be read, (u64::MAX, None): the ramp goes on and
+/// the next check tries again.
+fn memory_floor_reached(floor: u64, established: u64, cfg: &LabConfig) -> (u64, Option<Ceiling>) {
+    let Ok(m) = probe::memory() else {
+        return (u64::MAX, None);
+    };
     let avail = m.mem_available_kib * 1024;
-    (avail < floor).then(|| Ceiling {
+    let usable = crate::tuning::capacity::usable_memory(avail, m.tcp_alloc);
+    let stop = (usable < floor).then(|| Ceiling {
         limit: "memory".into(),
         connections: established,
         mem_available_bytes: avail,
+        usable_bytes: usable,
         floor_bytes: floor,
-        kernel_bytes_per_connection: None,
-        doctor: cfg.doctor_row.clone(),
-        evidence: None,
+        doctor: cfg.max_plan.as_ref().map(|p| p.doctor.clone()),
+        ..Default::default()
+    });
+    (usable, stop)
+}
+
+/// How often the ramp checks the memory floor: once a second, and four
+/// times a second once usable memory is within 2 GiB of it (at 20,000
+/// connections a second a lab takes about 200 MB a second).
+fn mem_check_every(usable: u64, floor: u64) -> Duration {
+    if usable < floor.saturating_add(2 << 30) {
+        Duration::from_millis(250)
+    } else {
+        Duration::from_secs(1)
+    }
+}
+
+/// The ceiling of a ramp that the memory floor did not stop: the limit the
+/// clients' failures name when they stopped short of the target on their
+/// own, or, for `--target max` that reached its bound, the limit that set
+/// the bound (doctor's row as evidence). None when nothing names a limit.
+fn ceiling_without_floor(
+    cfg: &LabConfig,
+    report: &LabReport,
+    floor: u64,
+    ramp_over_s: Option<f64>,
+) -> Option<Ceiling> {
+    let (limit, evidence, time_s) = if report.reached {
+        let plan = cfg.max_plan.as_ref()?;
+        (
+            plan.bound_limit.clone(),
+            format!(
+                "the ramp reached the most {} allows: {}",
+                plan.bound_limit, plan.bound_detail
+            ),
+            report.time_to_target_s,
+        )
+    } else {
+        let (limit, evidence) = super::binding_limit(&report.failures)?;
+        (limit, evidence, ramp_over_s)
+    };
+    let m = report.memory_peak;
+    let avail = m.mem_available_kib * 1024;
+    Some(Ceiling {
+        limit,
+        connections: report.peak_connections,
+        time_s,
+        mem_available_bytes: avail,
+        usable_bytes: crate::tuning::capacity::usable_memory(avail, m.tcp_alloc),
+        floor_bytes: floor,
+        doctor: cfg.max_plan.as_ref().map(|p| p.doctor.clone()),
+        evidence: Some(evidence),
+        ..Default::default()
     })
 }
 
@@ -866,4 +934,107 @@ pub(super) fn hold_account(
         None => {}
     }
     report.hold = Some(hold);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_floor_is_checked_more_often_near_it() {
+        let floor = 1536u64 << 20;
+        assert_eq!(mem_check_every(20 << 30, floor), Duration::from_secs(1));
+        assert_eq!(mem_check_every(u64::MAX, floor), Duration::from_secs(1));
+        assert_eq!(
+            mem_check_every(floor + (1 << 30), floor),
+            Duration::from_millis(250)
+        );
+        assert_eq!(mem_check_every(0, floor), Duration::from_millis(250));
+    }
+
+    /// A `--target max` lab whose ramp bound is fs.file-max's.
+    fn max_config() -> LabConfig {
+        LabConfig {
+            mem_floor: Some(1536 << 20),
+            max: true,
+            max_plan: Some(super::super::MaxPlan {
+                estimate: 2_900,
+                doctor: "doctor's sentences".into(),
+                bound_limit: "file-max".into(),
+                bound_detail:
+                    "fs.file-max 6,449 minus 449 in use = 6,000 files / 2 sockets per connection"
+                        .into(),
+            }),
+            ..super::super::test_config()
+        }
+    }
+
+    fn memory_at(avail_kib: u64, tcp_alloc: u64) -> probe::Memory {
+        probe::Memory {
+            mem_available_kib: avail_kib,
+            tcp_alloc,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_max_ramp_that_reached_its_bound_names_the_bounding_limit() {
+        let cfg = max_config();
+        let report = LabReport {
+            target: 3_000,
+            reached: true,
+            verified: 3_000,
+            peak_connections: 3_000,
+            time_to_target_s: Some(1.5),
+            memory_peak: memory_at(8 << 20, 6_000),
+            ..Default::default()
+        };
+        let c = ceiling_without_floor(&cfg, &report, 1536 << 20, None).unwrap();
+        assert_eq!(c.limit, "file-max");
+        assert_eq!((c.connections, c.time_s), (3_000, Some(1.5)));
+        assert_eq!(c.mem_available_bytes, 8 << 30);
+        assert_eq!(c.usable_bytes, (8 << 30) - 6_000 * 1057);
+        assert_eq!(c.doctor.as_deref(), Some("doctor's sentences"));
+        let s = super::super::ceiling_sentence(&c);
+        assert!(
+            s.contains("the ramp reached the most file-max allows: fs.file-max 6,449")
+                && s.contains("above the floor of 1,536 MiB"),
+            "{s}"
+        );
+        // A numbered target that was reached has no ceiling.
+        let cfg = LabConfig {
+            max: false,
+            max_plan: None,
+            ..max_config()
+        };
+        assert!(ceiling_without_floor(&cfg, &report, 1536 << 20, None).is_none());
+    }
+
+    #[test]
+    fn a_ramp_that_stopped_short_names_the_limit_its_failures_give() {
+        let cfg = max_config();
+        let mut report = LabReport {
+            target: 3_000,
+            verified: 2_100,
+            peak_connections: 2_100,
+            memory_peak: memory_at(8 << 20, 4_200),
+            failures: BTreeMap::from([
+                ("connect_timeout".to_string(), 3),
+                ("ephemeral_ports_exhausted".to_string(), 900),
+            ]),
+            ..Default::default()
+        };
+        let c = ceiling_without_floor(&cfg, &report, 1536 << 20, Some(4.0)).unwrap();
+        assert_eq!((c.limit.as_str(), c.connections), ("ports", 2_100));
+        assert_eq!(c.time_s, Some(4.0));
+        assert!(
+            c.evidence
+                .as_deref()
+                .is_some_and(|e| e.contains("ephemeral_ports_exhausted 900")),
+            "{c:?}"
+        );
+        // Failures that name no host limit: no ceiling, the run failed.
+        report.failures = BTreeMap::from([("connect_timeout".to_string(), 3)]);
+        assert!(ceiling_without_floor(&cfg, &report, 1536 << 20, Some(4.0)).is_none());
+    }
 }
