@@ -611,15 +611,18 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
 }
 
 /// Connections memory alone could ever hold in the lab (the memory limit of
-/// the ramp's bound, from the same arithmetic `resolve_max` reads): what
-/// `--target max --apply` sizes the profile for.
+/// the ramp's bound, from the same arithmetic `resolve_max` reads), plus
+/// 5%: what `--target max --apply` sizes the profile for. The margin keeps
+/// the limits the profile raises (epoll watches at exactly 2 x target)
+/// above the bound `resolve_max` computes a moment later, when MemAvailable
+/// may have grown a little.
 fn memory_bound_for_profile(cfg: &LabConfig) -> Result<u64> {
     let open = lab::ramp_bound_for(cfg)?;
     open.limits
         .iter()
         .find(|l| l.kind == crate::tuning::capacity::LimitKind::Memory)
         .and_then(|l| l.max_connections)
-        .map(|n| n.max(100_000))
+        .map(|n| (n + n / 20).max(100_000))
         .ok_or_else(|| {
             anyhow::anyhow!("--target max --apply: doctor's estimate has no memory limit (MemAvailable unreadable) to size the profile for")
         })
