@@ -232,7 +232,11 @@ pub struct LineMeta {
 /// Whole lines read straight into one buffer (newlines included), where
 /// each line ends, and a tag per line computed by the reading thread.
 pub struct Batch<T> {
-    pub data: Vec<u8>,
+    /// The bytes read are `data[..filled]`; the rest is room for the next
+    /// reads, kept initialized so that a recycled batch is read into
+    /// directly, never zeroed again.
+    data: Vec<u8>,
+    filled: usize,
     /// End of each line in `data` (its `\n`, or the end for the last line
     /// of the input); a line starts one byte after the previous end.
     pub spans: Vec<(u32, T)>,
@@ -243,20 +247,43 @@ pub struct Batch<T> {
 impl<T> Batch<T> {
     pub fn with_capacity(bytes: usize) -> Batch<T> {
         Batch {
-            data: Vec::with_capacity(bytes + READ_CHUNK),
+            // Zeroed by the allocator (fresh pages), touched only when read into.
+            data: vec![0; bytes + READ_CHUNK],
+            filled: 0,
             spans: Vec::with_capacity(bytes / 32 + 1),
             metas: Vec::new(),
         }
     }
 
     pub fn clear(&mut self) {
-        self.data.clear();
+        self.filled = 0;
         self.spans.clear();
         self.metas.clear();
     }
 
+    /// Bytes of the input the batch's lines took: each line, its newline
+    /// (also counted for an unterminated last line) and the bytes cut off
+    /// it.
+    pub fn bytes(&self) -> u64 {
+        let Some(&(last, _)) = self.spans.last() else {
+            return 0;
+        };
+        let cut: u64 = self.metas.iter().map(|(_, m)| m.cut_bytes).sum();
+        (u64::from(last) + 1).saturating_add(cut)
+    }
+
+    /// The bytes of the batch's lines (`for_each_at`'s offsets are in it).
+    pub fn data(&self) -> &[u8] {
+        &self.data[..self.filled]
+    }
+
     /// Every line with its meta and tag.
     pub fn for_each(&self, mut f: impl FnMut(&[u8], LineMeta, &T)) {
+        self.for_each_at(|line, _, meta, tag| f(line, meta, tag));
+    }
+
+    /// Every line with where it starts in [`Batch::data`], its meta and tag.
+    pub fn for_each_at(&self, mut f: impl FnMut(&[u8], usize, LineMeta, &T)) {
         let mut start = 0usize;
         let mut metas = self.metas.iter().peekable();
         for (i, (end, tag)) in self.spans.iter().enumerate() {
@@ -268,15 +295,45 @@ impl<T> Batch<T> {
                 }
                 _ => LineMeta::default(),
             };
-            f(&self.data[start..end], meta, tag);
+            f(&self.data[start..end], start, meta, tag);
             start = end + 1;
+        }
+    }
+
+    /// Start an empty batch with `bytes` (a line carried over).
+    fn carry(&mut self, bytes: &[u8]) {
+        if self.data.len() < bytes.len() {
+            self.data.resize(bytes.len(), 0);
+        }
+        self.data[..bytes.len()].copy_from_slice(bytes);
+        self.filled = bytes.len();
+    }
+
+    /// One `read` of at most `want` bytes onto the end of the batch (after
+    /// EINTR, retried): the bytes read, 0 at the end of the input.
+    fn read_from(&mut self, reader: &mut impl Read, want: usize) -> io::Result<usize> {
+        let end = self.filled + want;
+        if self.data.len() < end {
+            self.data.resize(end, 0);
+        }
+        loop {
+            match reader.read(&mut self.data[self.filled..end]) {
+                Ok(n) => {
+                    self.filled += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
         }
     }
 }
 
-/// Bytes asked of the reader at once (a batch fills over several reads, so
-/// a batch cut short by its line cap carries at most this much over).
-const READ_CHUNK: usize = 128 * 1024;
+/// Bytes asked of the reader at once. As large as the input's `BufReader`
+/// ([`READ_BUF`]), so that reads go around its buffer, straight from the
+/// kernel into the batch (one copy, not two); a batch cut short by its line
+/// cap carries at most this much over.
+const READ_CHUNK: usize = READ_BUF;
 
 /// Read `reader` in blocks of `block` bytes straight into batch buffers (one
 /// copy from the kernel, none per line), split them into lines, tag each
@@ -287,32 +344,49 @@ const READ_CHUNK: usize = 128 * 1024;
 /// than their bytes). On a read error, the complete lines read before it
 /// are handed over first, then the error is returned.
 pub fn read_batches<R: Read, T>(
+    reader: R,
+    block: usize,
+    tag: impl Fn(&[u8], &LineMeta) -> T,
+    fresh: impl FnMut() -> Batch<T>,
+    send: impl FnMut(Batch<T>) -> bool,
+) -> io::Result<()> {
+    read_batches_probing(reader, block, |_| None, tag, fresh, send)
+}
+
+/// [`read_batches`], trying `probe` first at each line start: given the
+/// bytes from there to the end of what was read, it returns the length of
+/// the line when it recognises a whole line (a `\n` at that length, which
+/// must be at most [`MAX_LINE`]) and the line's tag, so that the line needs
+/// no newline search; `tag` tags the other lines.
+pub fn read_batches_probing<R: Read, T>(
     mut reader: R,
     block: usize,
+    probe: impl Fn(&[u8]) -> Option<(usize, T)>,
     tag: impl Fn(&[u8], &LineMeta) -> T,
     mut fresh: impl FnMut() -> Batch<T>,
     mut send: impl FnMut(Batch<T>) -> bool,
 ) -> io::Result<()> {
     let max_lines = (block / 32).max(1);
-    let chunk = block.clamp(1, READ_CHUNK) as u64;
+    let chunk = block.clamp(1, READ_CHUNK);
     let mut batch = fresh();
     // Start of the current, not yet terminated line in batch.data.
     let mut line_start = 0usize;
     // Bytes of an over-long line dropped so far (its kept part is in data).
     let mut dropped: u64 = 0;
     loop {
-        let before = batch.data.len();
-        // read_to_end retries EINTR itself, and keeps what it read before
-        // an error in the buffer: those bytes are split below all the same.
-        let failed = (&mut reader).take(chunk).read_to_end(&mut batch.data).err();
-        if batch.data.len() == before && failed.is_none() {
+        let before = batch.filled;
+        let (read, failed) = match batch.read_from(&mut reader, chunk) {
+            Ok(n) => (n, None),
+            Err(e) => (0, Some(e)),
+        };
+        if read == 0 && failed.is_none() {
             // End of input: a last line without newline.
-            if batch.data.len() > line_start || dropped > 0 {
+            if batch.filled > line_start || dropped > 0 {
                 let meta = LineMeta {
                     cut_bytes: dropped,
                     unterminated: true,
                 };
-                let end = batch.data.len();
+                let end = batch.filled;
                 let t = tag(&batch.data[line_start..end], &meta);
                 batch.metas.push((batch.spans.len(), meta));
                 batch.spans.push((end as u32, t));
@@ -323,32 +397,53 @@ pub fn read_batches<R: Read, T>(
             return Ok(());
         }
         let mut pos = before;
-        while let Some(i) = find_byte(b'\n', &batch.data[pos..]) {
-            let mut nl = pos + i;
-            if nl - line_start > MAX_LINE {
-                // The end of an over-long line: drop what exceeds MAX_LINE.
-                let excess = nl - line_start - MAX_LINE;
-                batch.data.drain(line_start + MAX_LINE..nl);
-                dropped += excess as u64;
-                nl -= excess;
-            }
-            let meta = LineMeta {
-                cut_bytes: dropped,
-                unterminated: false,
+        loop {
+            // A line the probe recognises whole (only at a line start: a
+            // line begun in an earlier read is searched for its end).
+            let probed = if pos == line_start && dropped == 0 {
+                let rest = &batch.data[pos..batch.filled];
+                probe(rest).filter(|&(len, _)| len <= MAX_LINE && rest.get(len) == Some(&b'\n'))
+            } else {
+                None
             };
-            let t = tag(&batch.data[line_start..nl], &meta);
-            if dropped > 0 {
-                batch.metas.push((batch.spans.len(), meta));
-                dropped = 0;
-            }
+            let (nl, t) = match probed {
+                Some((len, t)) => (pos + len, t),
+                None => {
+                    let Some(i) = find_byte(b'\n', &batch.data[pos..batch.filled]) else {
+                        break;
+                    };
+                    let mut nl = pos + i;
+                    if nl - line_start > MAX_LINE {
+                        // The end of an over-long line: drop what exceeds
+                        // MAX_LINE.
+                        let excess = nl - line_start - MAX_LINE;
+                        batch
+                            .data
+                            .copy_within(nl..batch.filled, line_start + MAX_LINE);
+                        batch.filled -= excess;
+                        dropped += excess as u64;
+                        nl -= excess;
+                    }
+                    let meta = LineMeta {
+                        cut_bytes: dropped,
+                        unterminated: false,
+                    };
+                    let t = tag(&batch.data[line_start..nl], &meta);
+                    if dropped > 0 {
+                        batch.metas.push((batch.spans.len(), meta));
+                        dropped = 0;
+                    }
+                    (nl, t)
+                }
+            };
             batch.spans.push((nl as u32, t));
             pos = nl + 1;
             line_start = pos;
             if batch.spans.len() >= max_lines {
                 // Full of short lines: hand it over, carry the rest.
                 let mut next = fresh();
-                next.data.extend_from_slice(&batch.data[line_start..]);
-                batch.data.truncate(line_start);
+                next.carry(&batch.data[line_start..batch.filled]);
+                batch.filled = line_start;
                 let full = std::mem::replace(&mut batch, next);
                 pos = 0;
                 line_start = 0;
@@ -358,10 +453,10 @@ pub fn read_batches<R: Read, T>(
             }
         }
         // An over-long partial line: keep MAX_LINE bytes, drop the rest.
-        let partial = batch.data.len() - line_start;
+        let partial = batch.filled - line_start;
         if partial > MAX_LINE {
             dropped += (partial - MAX_LINE) as u64;
-            batch.data.truncate(line_start + MAX_LINE);
+            batch.filled = line_start + MAX_LINE;
         }
         if let Some(e) = failed {
             // Every complete line read so far goes out before the error;
@@ -371,11 +466,11 @@ pub fn read_batches<R: Read, T>(
             }
             return Err(e);
         }
-        if batch.data.len() >= block {
+        if batch.filled >= block {
             // Hand over the complete lines; carry the partial one over.
             let mut next = fresh();
-            next.data.extend_from_slice(&batch.data[line_start..]);
-            batch.data.truncate(line_start);
+            next.carry(&batch.data[line_start..batch.filled]);
+            batch.filled = line_start;
             let full = std::mem::replace(&mut batch, next);
             line_start = 0;
             if !full.spans.is_empty() && !send(full) {
@@ -553,6 +648,50 @@ mod tests {
         )
         .unwrap();
         assert_eq!(none, 0);
+    }
+
+    #[test]
+    fn a_probe_splits_the_lines_it_recognises_as_the_newline_search_does() {
+        let mut data = b"ab\nrecord\n\nrecord\r\nx".to_vec();
+        data.extend(std::iter::repeat_n(b'r', MAX_LINE + 10));
+        data.extend_from_slice(b"\nrecord\nrecord");
+        // Recognises `record` lines (and claims too much of anything else,
+        // which the reader must not believe).
+        let probe = |s: &[u8]| {
+            Some(match s.strip_prefix(b"record") {
+                Some(_) => (6, 1u8),
+                None => (s.len(), 1u8),
+            })
+        };
+        for block in [1, 5, 64, 4096, 1 << 20] {
+            let mut got = Vec::new();
+            read_batches_probing(
+                &data[..],
+                block,
+                probe,
+                |_, _| 0u8,
+                || Batch::with_capacity(block),
+                |b| {
+                    b.for_each(|l, m, t| got.push((l.to_vec(), m, *t)));
+                    true
+                },
+            )
+            .unwrap();
+            let want = lines(&data, 1000);
+            let lines: Vec<(Vec<u8>, LineMeta)> =
+                got.iter().map(|(l, m, _)| (l.clone(), *m)).collect();
+            assert!(lines == want, "block {block}");
+            let probed: Vec<&[u8]> = got
+                .iter()
+                .filter(|(_, _, t)| *t == 1)
+                .map(|(l, _, _)| &l[..])
+                .collect();
+            // Each `record` line whole in one read; none that is not one.
+            assert!(probed.iter().all(|l| *l == b"record"), "block {block}");
+            if block >= 64 {
+                assert!(!probed.is_empty(), "block {block}");
+            }
+        }
     }
 
     #[test]

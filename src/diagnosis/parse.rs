@@ -163,17 +163,32 @@ pub fn trim(mut s: &[u8]) -> &[u8] {
     s
 }
 
-/// Parse leading decimal digits: value and how many bytes were used.
+/// Parse leading decimal digits: value and how many bytes were used (None
+/// when there is none, or the value does not fit a u64, as `str::parse`).
 #[inline]
 fn digits(s: &[u8]) -> Option<(u64, usize)> {
-    // Eight bytes at a time when there are eight (the SWAR digit parse:
-    // find the first non-digit with carry-free byte arithmetic, then fold
-    // the digits pairwise with three multiplications).
-    if s.len() >= 8 {
+    const POW10: [u64; 9] = [
+        1,
+        10,
+        100,
+        1_000,
+        10_000,
+        100_000,
+        1_000_000,
+        10_000_000,
+        100_000_000,
+    ];
+    let mut v: u64 = 0;
+    let mut n = 0;
+    // Eight bytes at a time while eight remain (the SWAR digit parse: find
+    // the first non-digit with carry-free byte arithmetic, then fold the
+    // digits pairwise with three multiplications): the counts and fds of a
+    // long run have 8 to 11 digits, one at a time they cost a dependent
+    // multiply each.
+    while let Some(bytes) = s.get(n..n + 8) {
         let mut word = [0u8; 8];
-        word.copy_from_slice(&s[..8]);
-        let chunk = u64::from_le_bytes(word);
-        let sub = chunk.wrapping_sub(0x3030_3030_3030_3030);
+        word.copy_from_slice(bytes);
+        let sub = u64::from_le_bytes(word).wrapping_sub(0x3030_3030_3030_3030);
         let bad = (sub.wrapping_add(0x7676_7676_7676_7676) | sub) & 0x8080_8080_8080_8080;
         let len = if bad == 0 {
             8
@@ -181,35 +196,37 @@ fn digits(s: &[u8]) -> Option<(u64, usize)> {
             (bad.trailing_zeros() / 8) as usize
         };
         if len == 0 {
-            return None;
+            break;
         }
+        let mut x = sub << (8 * (8 - len));
+        x = (x.wrapping_mul(10)).wrapping_add(x >> 8) & 0x00FF_00FF_00FF_00FF;
+        x = (x.wrapping_mul(100)).wrapping_add(x >> 16) & 0x0000_FFFF_0000_FFFF;
+        x = (x.wrapping_mul(10000)).wrapping_add(x >> 32) & 0x0000_0000_FFFF_FFFF;
+        // 19 digits always fit in a u64: no overflow checks up to there.
+        v = if n + len <= 19 {
+            v * POW10[len] + x
+        } else {
+            v.checked_mul(POW10[len])?.checked_add(x)?
+        };
+        n += len;
         if len < 8 {
-            let mut v = sub << (8 * (8 - len));
-            v = (v.wrapping_mul(10)).wrapping_add(v >> 8) & 0x00FF_00FF_00FF_00FF;
-            v = (v.wrapping_mul(100)).wrapping_add(v >> 16) & 0x0000_FFFF_0000_FFFF;
-            v = (v.wrapping_mul(10000)).wrapping_add(v >> 32) & 0x0000_0000_FFFF_FFFF;
-            return Some((v, len));
+            return Some((v, n));
         }
     }
-    let mut v: u64 = 0;
-    let mut n = 0;
-    // 19 digits always fit in a u64: no overflow checks on the way.
-    while n < s.len() && n < 19 {
-        let d = s[n].wrapping_sub(b'0');
+    // The last (fewer than eight) bytes one at a time.
+    while let Some(&b) = s.get(n) {
+        let d = b.wrapping_sub(b'0');
         if d > 9 {
             break;
         }
-        v = v * 10 + d as u64;
+        v = if n < 19 {
+            v * 10 + u64::from(d)
+        } else {
+            v.checked_mul(10)?.checked_add(u64::from(d))?
+        };
         n += 1;
     }
-    if n == 0 {
-        return None;
-    }
-    while n < s.len() && s[n].is_ascii_digit() {
-        v = v.checked_mul(10)?.checked_add((s[n] - b'0') as u64)?;
-        n += 1;
-    }
-    Some((v, n))
+    (n > 0).then_some((v, n))
 }
 
 #[inline]
@@ -226,7 +243,11 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Per byte: 1 = a control byte (not tab, CR or ESC) or DEL, 2 = >= 0x80,
 /// 4 = ':', '(' or '=' (every error, kernel and setting line has one),
-/// 8 = 'E' (an errno name may follow).
+/// 8 = 'E' (an errno name may follow), 16 = a byte that every keyword of a
+/// free-form count but ` of ` holds (`n`, `b`, `v` in either case, `/`:
+/// `super::counts`), 32 = `f` or `F` (` of ` may follow), 64 = CR or ESC
+/// (not control bytes for the corruption count, but not printable), 128 =
+/// `=` (besides 4).
 const BYTE_CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut i = 0;
@@ -238,11 +259,23 @@ const BYTE_CLASS: [u8; 256] = {
         if c >= 0x80 {
             t[i] = 2;
         }
-        if c == b':' || c == b'(' || c == b'=' {
+        if c == b':' || c == b'(' {
             t[i] = 4;
+        }
+        if c == b'=' {
+            t[i] = 4 | 128;
+        }
+        if c == b'\r' || c == 0x1b {
+            t[i] = 64;
         }
         if c == b'E' {
             t[i] = 8;
+        }
+        if matches!(c, b'n' | b'N' | b'b' | b'B' | b'v' | b'V' | b'/') {
+            t[i] = 16;
+        }
+        if c == b'f' || c == b'F' {
+            t[i] = 32;
         }
         i += 1;
     }
@@ -258,8 +291,10 @@ fn classes(s: &[u8]) -> u8 {
     acc
 }
 
-/// A clean record of the seed client's two most frequent kinds, parsed
-/// without the general classifier: what the streaming loop tries first.
+/// A clean line of the seed client's frequent kinds, parsed without the
+/// general classifier: what the streaming loop tries first. Each variant is
+/// a line that [`parse_line`] classifies the same way (the test
+/// `fast_records_agree_with_the_general_classifier` holds them to it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fast {
     Progress {
@@ -271,10 +306,17 @@ pub enum Fast {
         fd: u64,
         errno: i32,
     },
-    /// Plain program chatter (`data from 4`): printable ASCII starting with
-    /// a lowercase letter and no `:`, `(`, `=` or `E`, so no parser of this
-    /// module can match it; counted as skipped.
-    Chatter,
+    /// ` RecvBuffer:` followed by printable ASCII only (no `=`: a `pid=`
+    /// would name a process): `Line::RecvBuffer { garbage: false }`.
+    RecvBuffer,
+    /// Plain program chatter (`data from 4`): valid UTF-8 starting with a
+    /// lowercase letter, with no control byte, no `:`, `(`, `=` or `E` and
+    /// no keyword of a free-form count, so no parser of this module can
+    /// match it (`Line::Other`); counted as skipped. `non_ascii`: it holds
+    /// bytes >= 0x80 (garbage in the seed's ASCII output).
+    Chatter {
+        non_ascii: bool,
+    },
 }
 
 #[inline]
@@ -294,21 +336,79 @@ pub fn fast_record(raw: &[u8]) -> Option<Fast> {
             only_blanks(rest).then_some(Fast::Progress { conns, fd, ms })
         }
         Some(b'E') => {
-            let s = t.strip_prefix(b"Error clientfd:")?;
-            let (fd, n) = digits(skip_spaces(s))?;
-            let s = skip_spaces(s);
-            let s = skip_spaces(s[n..].strip_prefix(b",")?);
-            let s = skip_spaces(s.strip_prefix(b"errno:")?);
-            let (errno, n) = digits(s)?;
-            let errno = i32::try_from(errno).ok()?;
-            only_blanks(&s[n..]).then_some(Fast::SeedError { fd, errno })
+            let ((fd, errno), rest) = seed_error(t)?;
+            only_blanks(rest).then_some(Fast::SeedError { fd, errno })
         }
-        // `active 1003` is a free-form count, not chatter.
-        Some(b'a'..=b'z') => {
-            (classes(t) == 0 && !t.starts_with(b"active ")).then_some(Fast::Chatter)
+        Some(b'R') => {
+            // Printable ASCII and tabs, no `=`.
+            let rest = t.strip_prefix(b"RecvBuffer:")?;
+            (classes(rest) & (1 | 2 | 64 | 128) == 0).then_some(Fast::RecvBuffer)
         }
+        Some(b'a'..=b'z') => chatter(t),
         _ => None,
     }
+}
+
+/// `Error clientfd:N, errno:N` at the start of `t`: the numbers and the
+/// unparsed rest.
+#[inline]
+fn seed_error(t: &[u8]) -> Option<((u64, i32), &[u8])> {
+    let s = skip_spaces(t.strip_prefix(b"Error clientfd:")?);
+    let (fd, n) = digits(s)?;
+    let s = skip_spaces(s[n..].strip_prefix(b",")?);
+    let s = skip_spaces(s.strip_prefix(b"errno:")?);
+    let (errno, n) = digits(s)?;
+    Some(((fd, i32::try_from(errno).ok()?), &s[n..]))
+}
+
+/// [`fast_record`]'s progress and error records read at the start of `s`,
+/// the rest of a buffer not yet split into lines: the record and the length
+/// of its line, which a `\n` at `s[len]` ends. The reading thread tries it
+/// at each line start, so the lines it parses need no newline search.
+#[inline]
+pub fn fast_record_prefix(s: &[u8]) -> Option<(Fast, usize)> {
+    let lead = s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    let t = &s[lead..];
+    let (fast, rest) = match t.first()? {
+        b'c' => {
+            let ((conns, fd, ms), rest) = progress(t)?;
+            (Fast::Progress { conns, fd, ms }, rest)
+        }
+        b'E' => {
+            let ((fd, errno), rest) = seed_error(t)?;
+            (Fast::SeedError { fd, errno }, rest)
+        }
+        _ => return None,
+    };
+    // Nothing but blanks (any `\n` among `rest` ends the line).
+    let blanks = rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t' || b == b'\r')
+        .count();
+    (rest.get(blanks) == Some(&b'\n')).then_some((fast, s.len() - rest.len() + blanks))
+}
+
+/// [`Fast::Chatter`] for `t`, which starts with a lowercase letter.
+#[inline]
+fn chatter(t: &[u8]) -> Option<Fast> {
+    let c = classes(t);
+    // Control bytes, `:`, `(`, `=`, `E`, a count's keyword letters
+    // (`active 1003`, `opened 1013 connections`), ` of ` (`sent 5 of 10`).
+    if c & (1 | 4 | 8 | 16) != 0 || (c & 32 != 0 && of_word(t)) {
+        return None;
+    }
+    let non_ascii = c & 2 != 0;
+    if non_ascii && std::str::from_utf8(t).is_err() {
+        return None;
+    }
+    Some(Fast::Chatter { non_ascii })
+}
+
+/// ` of ` in any case.
+#[inline]
+fn of_word(t: &[u8]) -> bool {
+    t.windows(4)
+        .any(|w| w[0] == b' ' && w[1] | 0x20 == b'o' && w[2] | 0x20 == b'f' && w[3] == b' ')
 }
 
 #[inline]
@@ -331,6 +431,27 @@ type Numbers<'a> = ((u64, u64, u64), &'a [u8]);
 
 #[inline]
 fn progress(s: &[u8]) -> Option<Numbers<'_>> {
+    progress_exact(s).or_else(|| progress_spaced(s))
+}
+
+/// [`progress`] for the record spaced exactly as the seed prints it (one
+/// space after `connections:` and after each comma, none after the other
+/// colons): fixed comparisons, no space skipping; the reading thread parses
+/// eleven million of these per GiB.
+#[inline]
+fn progress_exact(s: &[u8]) -> Option<Numbers<'_>> {
+    let s = s.strip_prefix(b"connections: ")?;
+    let (conns, n) = digits(s)?;
+    let s = s[n..].strip_prefix(b", sockfd:")?;
+    let (fd, n) = digits(s)?;
+    let s = s[n..].strip_prefix(b", time_used:")?;
+    let (ms, n) = digits(s)?;
+    Some(((conns, fd, ms), &s[n..]))
+}
+
+/// [`progress`] with any number of spaces where the seed prints one or
+/// none.
+fn progress_spaced(s: &[u8]) -> Option<Numbers<'_>> {
     let s = s.strip_prefix(b"connections:")?;
     let s = skip_spaces(s);
     let (conns, n) = digits(s)?;
@@ -914,28 +1035,180 @@ mod tests {
         }
     }
 
+    /// What `parse_line` must say of a line `fast_record` took as `f`.
+    fn agrees(f: Fast, parsed: &Parsed<'_>) -> bool {
+        let clean = Bytes::default();
+        match f {
+            Fast::Progress { conns, fd, ms } => {
+                parsed.line
+                    == Line::Progress {
+                        conns,
+                        fd,
+                        ms,
+                        glued: false,
+                    }
+                    && parsed.bytes == clean
+            }
+            Fast::SeedError { fd, errno } => {
+                parsed.line == Line::SeedError { fd, errno } && parsed.bytes == clean
+            }
+            Fast::RecvBuffer => {
+                parsed.line == Line::RecvBuffer { garbage: false } && parsed.bytes == clean
+            }
+            Fast::Chatter { non_ascii } => {
+                parsed.line == Line::Other && parsed.bytes == Bytes { non_ascii, ..clean }
+            }
+        }
+    }
+
     #[test]
-    fn chatter_is_only_what_no_parser_matches() {
-        assert_eq!(fast_record(b"\tdata from 4"), Some(Fast::Chatter));
+    fn fast_records_agree_with_the_general_classifier() {
+        let mut scratch = Scratch::default();
+        assert_eq!(
+            fast_record(b"\tdata from 4"),
+            Some(Fast::Chatter { non_ascii: false })
+        );
+        assert_eq!(
+            fast_record(b"\tdata from 1\xf3\x87\xb9\x9e"),
+            Some(Fast::Chatter { non_ascii: true })
+        );
+        assert_eq!(
+            fast_record(b"\t RecvBuffer:Hello Server: client --> 9"),
+            Some(Fast::RecvBuffer)
+        );
+        // Lines some parser takes are never chatter: counts in free form
+        // among them (`opened 1013 connections` is a count of 1013).
         for line in [
-            &b"data from 1\xf3\x87\xb9\x9e"[..],
+            &b"data from 1\xff\xfe"[..],
             b"connect: Connection timed out",
             b"epoll_ctl failed with ENOSPC",
             b"net.ipv4.tcp_mem = 1 2 3",
             b"Killed",
             b"{\"ts\":1}",
+            b"opened 1013 connections",
+            b"established 1018",
+            b"sent 5 of 10",
+            b"active 1003",
+            b"ramp 50/100 users",
+            b"RecvBuffer:pid=7",
+            b"RecvBuffer:\xf3\x87\xb9\x9e",
         ] {
-            assert_ne!(
-                fast_record(line),
-                Some(Fast::Chatter),
+            let fast = fast_record(line);
+            assert!(
+                !matches!(fast, Some(Fast::Chatter { .. } | Fast::RecvBuffer)),
                 "{:?}",
                 String::from_utf8_lossy(line)
             );
-            let mut scratch = Scratch::default();
-            let _ = parse_line(line, &mut scratch);
         }
-        let mut scratch = Scratch::default();
-        assert_eq!(parse_line(b"data from 4", &mut scratch).line, Line::Other);
+        assert!(matches!(
+            parse_line(b"opened 1013 connections", &mut scratch).line,
+            Line::Count(_)
+        ));
+        // Every combination of real pieces: whatever the fast path takes,
+        // the general classifier reads the same.
+        let leads: &[&[u8]] = &[b"", b"\t", b"  ", b"\t "];
+        let bodies: &[&[u8]] = &[
+            b"connections: 999, sockfd:1002, time_used:1241",
+            b"Error clientfd:59002, errno:11",
+            b"RecvBuffer:Hello Server: client --> 1",
+            b"RecvBuffer:",
+            b"data from 4",
+            b"data from 1\xf3\x87\xb9\x9e",
+            b"waiting for the server",
+            b"ok",
+            b"a b c",
+        ];
+        let tails: &[&[u8]] = &[
+            b"",
+            b" ",
+            b"\r",
+            b"\t",
+            b"\xf3\x87\xb9\x9e",
+            b"\xff",
+            b"\x01",
+            b"=1",
+            b" pid=7",
+            b" of 3",
+            b" 5 OF 9",
+            b" 12/40",
+            b" 7 conns",
+            b" Connections 9",
+            b" ACTIVE 3",
+            b" x",
+        ];
+        let mut taken = 0;
+        for lead in leads {
+            for body in bodies {
+                for tail in tails {
+                    let line = [*lead, *body, *tail].concat();
+                    let parsed = parse_line(&line, &mut scratch);
+                    if let Some(f) = fast_record(&line) {
+                        taken += 1;
+                        assert!(
+                            agrees(f, &parsed),
+                            "{:?}: fast {f:?}, general {parsed:?}",
+                            String::from_utf8_lossy(&line)
+                        );
+                    }
+                }
+            }
+        }
+        assert!(taken > 100, "{taken}");
+        // The same records read at a line start in an unsplit buffer.
+        let mut buffer = Vec::new();
+        let mut starts = Vec::new();
+        for lead in leads {
+            for body in bodies {
+                for tail in tails {
+                    starts.push(buffer.len());
+                    buffer.extend_from_slice(&[*lead, *body, *tail, &b"\n"[..]].concat());
+                }
+            }
+        }
+        let mut prefixed = 0;
+        for (i, &at) in starts.iter().enumerate() {
+            let end = starts.get(i + 1).map_or(buffer.len(), |&e| e) - 1;
+            let line = &buffer[at..end];
+            let want = fast_record(line)
+                .filter(|f| matches!(f, Fast::Progress { .. } | Fast::SeedError { .. }))
+                .map(|f| (f, line.len()));
+            assert_eq!(
+                fast_record_prefix(&buffer[at..]),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+            prefixed += usize::from(want.is_some());
+        }
+        assert!(prefixed > 20, "{prefixed}");
+        // A record whose newline is not read yet is not one.
+        assert_eq!(
+            fast_record_prefix(b"connections: 1, sockfd:4, time_used:2"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_exact_progress_reader_agrees_with_the_spaced_one() {
+        for line in [
+            &b"connections: 999, sockfd:1002, time_used:1241"[..],
+            b"connections: 11320999999, sockfd:11315339502, time_used:1241 tail",
+            b"connections:999, sockfd:1002, time_used:1241",
+            b"connections:  999 ,  sockfd: 1002,time_used:  1241",
+            b"connections: 999, sockfd: 1002, time_used:1241",
+            b"connections: 999, sockfd:1002, time_used: 1241",
+            b"connections: 999,sockfd:1002, time_used:1241",
+            b"connections: 999, sockfd:x, time_used:1241",
+            b"connections: 99999999999999999999, sockfd:1, time_used:1",
+        ] {
+            assert_eq!(
+                progress(line),
+                progress_spaced(line),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert!(progress_exact(b"connections: 999, sockfd:1002, time_used:1241").is_some());
     }
 
     #[test]
@@ -955,6 +1228,16 @@ mod tests {
             b"999, sockfd:1002",
             b"1234567",
             b"123456789012345678901234",
+            b"12345678901, sockfd:1",
+            b"1234567890123456789",
+            b"12345678901234567890",
+            b"99999999999999999999",
+            b"000000000000000000000001",
+            b"0000000000000000000000000000000018446744073709551615x",
+            b"000000000000000000000000000000001844674407370955161512",
+            b"1234567812345678",
+            b"123456781234567",
+            b"12345678x",
         ];
         for c in cases {
             let n = c.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -964,7 +1247,19 @@ mod tests {
                 .map(|v| (v, n));
             assert_eq!(digits(c), want, "{:?}", String::from_utf8_lossy(c));
         }
-        for v in [0u64, 9, 10, 99, 100, 1_000_000, 12_345_678, 987_654_321] {
+        for v in [
+            0u64,
+            9,
+            10,
+            99,
+            100,
+            1_000_000,
+            12_345_678,
+            987_654_321,
+            11_320_999_999,
+            u64::MAX / 3,
+            u64::MAX,
+        ] {
             let mut text = v.to_string().into_bytes();
             text.extend_from_slice(b", sockfd:1");
             assert_eq!(digits(&text), Some((v, v.to_string().len())));

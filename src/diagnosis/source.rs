@@ -15,7 +15,7 @@ use std::io::Read;
 
 use serde::Serialize;
 
-use super::input::{Batch, read_batches};
+use super::input::{Batch, read_batches_probing};
 use super::parse::{self, Bytes, Detail, Line, Scratch, SysctlKey};
 use crate::catalogue::FailureId;
 use crate::events::{Event, FloodStart, Record, Role};
@@ -111,17 +111,49 @@ pub struct Lazy {
     line: u64,
     raw: Vec<u8>,
     set: bool,
+    /// Where the line is in the batch being read (start, length), when the
+    /// fast path set it: `settle` copies it at the end of the batch, so a
+    /// line replaced within its batch (most are) is never copied.
+    pending: Option<(usize, usize)>,
 }
+
+/// Bytes of a line a [`Lazy`] keeps.
+const LAZY_BYTES: usize = 512;
 
 impl Lazy {
     fn set(&mut self, line: u64, raw: &[u8]) {
         self.line = line;
         self.raw.clear();
-        self.raw.extend_from_slice(&raw[..raw.len().min(512)]);
+        self.raw
+            .extend_from_slice(&raw[..raw.len().min(LAZY_BYTES)]);
         self.set = true;
+        self.pending = None;
+    }
+
+    /// `set` for line `raw` found at `at` in the batch being read (or, with
+    /// no place, copied now).
+    fn set_in_batch(&mut self, line: u64, raw: &[u8], at: Option<usize>) {
+        match at {
+            Some(at) => {
+                self.line = line;
+                self.set = true;
+                self.pending = Some((at, raw.len().min(LAZY_BYTES)));
+            }
+            None => self.set(line, raw),
+        }
+    }
+
+    /// Copy a pending line out of the batch `data` before it is reused.
+    fn settle(&mut self, data: &[u8]) {
+        if let Some((at, len)) = self.pending.take() {
+            self.raw.clear();
+            self.raw
+                .extend_from_slice(data.get(at..at + len).unwrap_or_default());
+        }
     }
 
     fn get(&self, file: &str) -> Option<Evidence> {
+        debug_assert!(self.pending.is_none(), "a lazy line read before it settled");
         self.set.then(|| Evidence::new(file, self.line, &self.raw))
     }
 }
@@ -368,6 +400,8 @@ pub struct Source {
     pub salvaged_evidence: Option<Evidence>,
     /// Plot: (seconds, connections), thinned to MAX_POINTS.
     pub points: Vec<(f64, f64)>,
+    /// One point in this many is kept (a power of two, doubled at each
+    /// thinning).
     stride: u64,
     seen_points: u64,
     last_point: Option<(f64, f64)>,
@@ -487,7 +521,8 @@ impl Source {
     fn point(&mut self, x: f64, y: f64) {
         self.last_point = Some((x, y));
         self.seen_points += 1;
-        if !(self.seen_points - 1).is_multiple_of(self.stride) {
+        // The stride is a power of two: a mask, not a division per line.
+        if (self.seen_points - 1) & (self.stride - 1) != 0 {
             return;
         }
         if self.points.len() >= MAX_POINTS {
@@ -629,6 +664,7 @@ impl Source {
                         ms: *ms,
                     },
                     raw,
+                    None,
                     &ev,
                 );
             }
@@ -757,9 +793,34 @@ impl Source {
         }
     }
 
-    /// Feed a clean seed record recognised by the fast path: the same
-    /// effect as `feed` with its parsed line, without the general checks.
-    pub fn feed_fast(&mut self, file: &str, no: u64, raw: &[u8], fast: parse::Fast) {
+    /// Whether `feed_fast` takes a line the fast path recognised as `fast`:
+    /// the kinds it added for the seed's RecvBuffer prints go through
+    /// `feed` while a runtime exception is being printed, whose folding
+    /// they must not skip.
+    pub fn takes_fast(&self, fast: parse::Fast) -> bool {
+        use parse::Fast;
+        match fast {
+            Fast::Progress { .. } | Fast::SeedError { .. } | Fast::Chatter { non_ascii: false } => {
+                true
+            }
+            Fast::RecvBuffer | Fast::Chatter { non_ascii: true } => {
+                self.exception.is_none() && self.wrapper.is_none()
+            }
+        }
+    }
+
+    /// Copy the lines kept for evidence out of the batch `data` they were
+    /// fed from (`feed_fast`'s `at`), before the batch is reused.
+    pub fn settle(&mut self, data: &[u8]) {
+        self.seed.max_lazy.settle(data);
+        self.seed.drop_lazy.settle(data);
+    }
+
+    /// Feed a clean seed record recognised by the fast path (when
+    /// `takes_fast` says so), found at `at` in the batch being read (call
+    /// `settle` with the batch before it is reused): the same effect as
+    /// `feed` with its parsed line, without the general checks.
+    pub fn feed_fast(&mut self, file: &str, no: u64, raw: &[u8], at: usize, fast: parse::Fast) {
         self.lines.read += 1;
         if self.exception.is_some() || self.wrapper.is_some() {
             // A record or plain chatter ends any exception being printed,
@@ -769,15 +830,34 @@ impl Source {
                 self.wrapper = None;
             }
         }
-        if fast == parse::Fast::Chatter {
-            // Clean ASCII that is no record: a RecvBuffer spill-over line
-            // keeps its window open, like `feed` does for `Line::Other`.
+        if let parse::Fast::Chatter { non_ascii } = fast {
             self.lines.skipped += 1;
-            self.seed.open_recv = self
-                .seed
-                .open_recv
-                .and_then(|left| left.checked_sub(1))
-                .filter(|&l| l > 0);
+            if !non_ascii {
+                // Clean ASCII that is no record: a RecvBuffer spill-over
+                // line keeps its window open, like `feed` does for
+                // `Line::Other`.
+                self.seed.open_recv = self
+                    .seed
+                    .open_recv
+                    .and_then(|left| left.checked_sub(1))
+                    .filter(|&l| l > 0);
+                return;
+            }
+            // Bytes >= 0x80 in program output: counted (as corruption in
+            // a source of the seed format), and garbage in an open
+            // RecvBuffer's spill-over, as `feed` does.
+            self.corruption.non_ascii += 1;
+            if self.corruption.non_ascii_evidence.is_none() {
+                self.corruption.non_ascii_evidence = Some(Evidence::new(file, no, raw));
+            }
+            if self.seed.open_recv.take().is_some() {
+                self.seed.recv_garbage += 1;
+                if self.seed.recv_evidence.len() < MAX_EVIDENCE
+                    && let Some(rb) = self.seed.recv_lazy.get(file)
+                {
+                    self.seed.recv_evidence.push(rb);
+                }
+            }
             return;
         }
         self.lines.recognized += 1;
@@ -795,10 +875,16 @@ impl Source {
                         ms,
                     },
                     raw,
+                    Some(at),
                     &ev,
                 );
             }
-            parse::Fast::Chatter => {}
+            parse::Fast::Chatter { .. } => {}
+            parse::Fast::RecvBuffer => {
+                self.seed.recv_buffers += 1;
+                self.seed.open_recv = Some(12);
+                self.seed.recv_lazy.set(no, raw);
+            }
             parse::Fast::SeedError { errno, .. } => {
                 self.seed.seed_errors += 1;
                 if let Some(id) = FailureId::from_errno("recv", errno) {
@@ -997,7 +1083,10 @@ impl Source {
         }
     }
 
-    fn progress(&mut self, p: Progress, raw: &[u8], ev: &dyn Fn() -> Evidence) {
+    /// A progress record, on line `raw` (at `at` in the batch being read
+    /// when the fast path found it: then its evidence is copied once per
+    /// batch, by `settle`).
+    fn progress(&mut self, p: Progress, raw: &[u8], at: Option<usize>, ev: &dyn Fn() -> Evidence) {
         let s = &mut self.seed;
         s.progress_lines += 1;
         s.total_ms = s.total_ms.saturating_add(p.ms);
@@ -1081,7 +1170,7 @@ impl Source {
                     if s.first_drop.is_none() {
                         s.first_drop = Some(ev());
                     }
-                    s.drop_lazy.set(p.line, raw);
+                    s.drop_lazy.set_in_batch(p.line, raw, at);
                 }
                 _ => {}
             }
@@ -1089,7 +1178,7 @@ impl Source {
         }
         if s.max.is_none_or(|m| p.conns > m.conns) {
             s.max = Some(p);
-            s.max_lazy.set(p.line, raw);
+            s.max_lazy.set_in_batch(p.line, raw, at);
         }
         s.last = Some(p);
         self.x += p.ms as f64 * 0.001;
@@ -1613,10 +1702,23 @@ enum Tag {
 
 /// Read one input to its end, splitting it into sources. Two stages on two
 /// threads: one reads blocks, splits lines and parses the frequent records
-/// (`parse::fast_record`); this one keeps the state. A bounded channel keeps
+/// (`parse::fast_record_prefix`); this one keeps the state. A bounded channel keeps
 /// memory flat (a few batches of 1 MiB in flight). An I/O error midway
 /// keeps what was read and is returned in the stat.
 pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileStat) {
+    read_input_with(name, reader, true)
+}
+
+/// [`read_input`], with the fast path (`parse::fast_record`) or without it
+/// (every line through the general classifier: what the tests compare the
+/// fast path with). Longer than most functions: both stages and the
+/// per-line routing (sections, processes, fast or general path) share the
+/// state declared here, and the per-line path stays in one closure.
+fn read_input_with(
+    name: &str,
+    reader: impl Read + Send,
+    fast_path: bool,
+) -> (Vec<Source>, FileStat) {
     let mut scratch = Scratch::default();
     let mut sections: Vec<Source> = vec![Source::new(name, None)];
     let mut current = 0usize;
@@ -1631,25 +1733,35 @@ pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileSta
     // The source of the current section, before any process split.
     let mut base = 0usize;
     let mut procs = Procs::default();
+    // The sources the fast path fed from the batch being read.
+    let mut touched: Vec<usize> = Vec::new();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<Tag>>(4);
     // Emptied batches go back to the reader, so the buffers are reused
     // instead of faulted in afresh.
     let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Batch<Tag>>(8);
     let result = std::thread::scope(|scope| {
         let reading = scope.spawn(move || {
-            read_batches(
+            read_batches_probing(
                 reader,
                 BATCH_BYTES,
-                // Progress lines are parsed here; the other fast records on
-                // the analyzing thread, which balances the two.
+                // Progress and error records are parsed here, where they
+                // also spare the newline search; the other fast records
+                // (chatter, RecvBuffer prints) on the analyzing thread,
+                // which balances the two.
+                |rest| {
+                    if !fast_path {
+                        return None;
+                    }
+                    parse::fast_record_prefix(rest).map(|(f, len)| (len, Tag::Fast(f)))
+                },
                 |line, meta| {
                     let first = line.iter().find(|&&b| b != b' ' && b != b'\t');
                     match (meta.cut_bytes, first) {
-                        (0, Some(b'c')) => match parse::fast_record(line) {
+                        (0, Some(b'c')) if fast_path => match parse::fast_record(line) {
                             Some(f) => Tag::Fast(f),
                             None => Tag::Slow,
                         },
-                        (0, _) => Tag::Unknown,
+                        (0, _) if fast_path => Tag::Unknown,
                         _ => Tag::Slow,
                     }
                 },
@@ -1662,12 +1774,15 @@ pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileSta
             )
         });
         for mut batch in rx {
-            batch.for_each(|line, meta, fast| {
+            // Per batch, not per line: only an input's last line can be
+            // unterminated, and it is the last line of its batch.
+            stat.bytes = stat.bytes.saturating_add(batch.bytes());
+            last_unterminated = batch
+                .metas
+                .last()
+                .is_some_and(|(i, m)| m.unterminated && *i + 1 == batch.spans.len());
+            batch.for_each_at(|line, at, meta, fast| {
                 no += 1;
-                stat.bytes = stat
-                    .bytes
-                    .saturating_add(line.len() as u64 + 1 + meta.cut_bytes);
-                last_unterminated = meta.unterminated;
                 if stat.samples.len() < SAMPLES && !parse::trim(line).is_empty() {
                     stat.samples.push(SampleLine {
                         line: no,
@@ -1679,8 +1794,13 @@ pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileSta
                     Tag::Unknown => parse::fast_record(line),
                     Tag::Slow => None,
                 };
-                if let Some(fast) = fast {
-                    sections[current].feed_fast(name, no, line, fast);
+                if let Some(fast) = fast
+                    && sections[current].takes_fast(fast)
+                {
+                    if touched.last() != Some(&current) {
+                        touched.push(current);
+                    }
+                    sections[current].feed_fast(name, no, line, at, fast);
                     return;
                 }
                 let parsed = parse::parse_line(line, &mut scratch);
@@ -1705,6 +1825,11 @@ pub fn read_input(name: &str, reader: impl Read + Send) -> (Vec<Source>, FileSta
                 }
                 sections[current].feed(name, no, line, &parsed, meta.cut_bytes > 0);
             });
+            // The evidence lines the batch's fast records left in it are
+            // copied out before it goes back to be read into.
+            for i in touched.drain(..) {
+                sections[i].settle(batch.data());
+            }
             batch.clear();
             let _ = back_tx.try_send(batch);
         }
@@ -1866,6 +1991,57 @@ mod tests {
         );
         assert_eq!(sources[0].stamps().back, 1);
         assert_eq!(sources[0].stamps().back_max, 4.0);
+    }
+
+    #[test]
+    fn the_fast_path_reads_a_seed_log_as_the_general_classifier_does() {
+        // benches/gen_seed_log.py's mixture (progress, EAGAIN errors, a
+        // RecvBuffer print with its spill-over ending in garbage bytes),
+        // plus chatter that holds free-form counts, a runtime exception
+        // around seed lines, and a timestamped line naming a process.
+        let mut log = Vec::new();
+        let (mut conns, mut off) = (999u64, 3i64);
+        for block in 0..400u64 {
+            let fd = (conns as i64 + off) as u64;
+            log.extend(format!("\tconnections: {conns}, sockfd:{fd}, time_used:1240\n").bytes());
+            if block % 2 == 1 {
+                log.extend(format!("\t Error clientfd:{}, errno:11\n", fd - 1000).bytes());
+                off -= 1;
+            }
+            if block % 10 == 5 {
+                log.extend(
+                    format!("\t RecvBuffer:Hello Server: client --> {}\n", conns - 1).bytes(),
+                );
+                for k in 4..=10 {
+                    log.extend(format!("\tdata from {k}\n").bytes());
+                }
+                log.extend_from_slice(b"\tdata from 1\xf3\x87\xb9\x9e\n");
+            }
+            if block == 100 {
+                log.extend_from_slice(b"opened 1013 connections\nsent 5 of 10\nactive 1003\n");
+                log.extend_from_slice(b"ts=1 pid=7 note\nbroken \xff\xfe bytes\n");
+            }
+            if block == 200 {
+                log.extend_from_slice(
+                    b"Exception in thread \"main\" java.lang.RuntimeException: x\n",
+                );
+                log.extend_from_slice(b"\t RecvBuffer:Hello\n\tdata from \xf3\x87\xb9\x9e\n");
+                log.extend_from_slice(
+                    b"Caused by: java.net.ConnectException: Connection refused\n",
+                );
+                log.extend_from_slice(b"\tat java.base/sun.nio.ch.Net.connect0(Native Method)\n");
+            }
+            conns += 1000;
+        }
+        let read = |fast| read_input_with("s.log", std::io::Cursor::new(&log), fast);
+        let (fast, fast_stat) = read(true);
+        let (general, general_stat) = read(false);
+        assert_eq!(format!("{fast:#?}"), format!("{general:#?}"));
+        assert_eq!(format!("{fast_stat:?}"), format!("{general_stat:?}"));
+        let s = &fast[0];
+        assert_eq!(s.seed.progress_lines, 400);
+        assert_eq!((s.seed.recv_buffers, s.seed.recv_garbage), (41, 41));
+        assert!(s.corruption.non_ascii > 40);
     }
 
     #[test]

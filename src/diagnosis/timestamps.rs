@@ -338,7 +338,10 @@ pub fn process<'a>(line: &'a [u8], stamp: Option<&Stamp>) -> Option<Process<'a>>
             return Some(Process::Named(name));
         }
     }
-    let at = memchr::memmem::find(line, b"pid=")?;
+    // The first `pid=`, found by its `=` (memchr): most lines have none,
+    // and on short lines this beats a substring search.
+    let at =
+        memchr::memchr_iter(b'=', line).find(|&eq| eq >= 3 && &line[eq - 3..eq] == b"pid")? - 3;
     if at > 0 && !matches!(line[at - 1], b' ' | b'[' | b'(' | b'\t') {
         return None;
     }
