@@ -663,7 +663,8 @@ fn supervise(
         if last_print.elapsed() >= Duration::from_secs(1) {
             last_print = Instant::now();
             let server = p.live[0].connections;
-            progress(cfg, report, established, server, run_start.elapsed());
+            let phase = super::run::phase(hold_started.is_some(), seen.counters_end.is_some());
+            progress(cfg, phase, established, server, run_start.elapsed());
         }
     }
     if seen.tables_end.is_none() {

@@ -433,7 +433,7 @@ pub fn run(
             last_print = Instant::now();
             progress(
                 cfg,
-                &report,
+                phase(hold_started.is_some(), counters_end_of_hold.is_some()),
                 established,
                 live[0].connections,
                 run_start.elapsed(),
@@ -784,9 +784,20 @@ fn flood_summary(l: &Live) -> Option<(&Counters, FloodSummary)> {
     }
 }
 
+/// The progress line's phase: connecting until the hold starts (at the
+/// target, or where the ramp stopped short of it: the ceiling), then
+/// holding, then stopping once the clients were told to end.
+pub(super) fn phase(hold_started: bool, hold_ended: bool) -> &'static str {
+    match (hold_started, hold_ended) {
+        (_, true) => "stopping",
+        (true, false) => "holding",
+        (false, false) => "connecting",
+    }
+}
+
 pub(super) fn progress(
     cfg: &LabConfig,
-    report: &LabReport,
+    phase: &str,
     established: u64,
     server: u64,
     elapsed: Duration,
@@ -800,11 +811,6 @@ pub(super) fn progress(
         });
         let _ = writeln!(out, "{line}");
     } else {
-        let phase = if report.time_to_target_s.is_some() {
-            "holding"
-        } else {
-            "connecting"
-        };
         let _ = writeln!(
             out,
             "lab: {phase}: clients {} / {} verified, server holds {}, {:.0}s",
@@ -939,6 +945,16 @@ pub(super) fn hold_account(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_progress_line_holds_once_the_ramp_stopped_short_of_the_target() {
+        // At the ceiling the target is never reached, but the hold starts:
+        // the line says so (it said "connecting" through hold and teardown).
+        assert_eq!(phase(false, false), "connecting");
+        assert_eq!(phase(true, false), "holding");
+        assert_eq!(phase(true, true), "stopping");
+        assert_eq!(phase(false, true), "stopping");
+    }
 
     #[test]
     fn the_floor_is_checked_more_often_near_it() {
