@@ -232,3 +232,60 @@ fn no_recognized_record_exits_2_and_a_missing_path_is_said_once() {
     assert_eq!(all.matches("no-such.log").count(), 1, "{all}");
     assert!(!all.contains("No failure found"), "{all}");
 }
+
+/// A client that `c1m lab --target max` stopped at the host's ceiling
+/// (SIGUSR1: its summary's stops say so) held what it had: its story is
+/// that stop, not "died on connect timeouts" from the few echoes that
+/// timed out as memory ran low (the 2,699,861-connection ceiling run).
+#[test]
+fn a_client_the_lab_stopped_at_the_ceiling_held_what_it_had() {
+    let dir = tempfile::tempdir().unwrap();
+    let stop = "stopped connecting on SIGUSR1 (the lab sends it when its ramp reaches the host's ceiling); holding what was verified";
+    let mut log = String::new();
+    log.push_str(r#"{"ts":1796274370.0,"role":"flood","pid":7,"event":"start","settings":{"connections":1000}}"#);
+    log.push('\n');
+    for (i, n) in [200u64, 500, 893].iter().enumerate() {
+        log.push_str(&format!(
+            r#"{{"ts":{},"role":"flood","pid":7,"event":"interval","connections":{n},"opened_total":{n},"closed_total":0,"failed_total":0}}"#,
+            1796274371.0 + i as f64
+        ));
+        log.push('\n');
+    }
+    for k in 0..3 {
+        log.push_str(&format!(
+            r#"{{"ts":{},"role":"flood","pid":7,"worker":{k},"event":"failure","failure":"connect_timeout","call":"recv","errno":110,"count":2,"detail":"connected, but the echo did not come back within 3s (--connect-timeout)","key":"ECHO_TIMEOUT"}}"#,
+            1796274373.5 + k as f64 * 0.1
+        ));
+        log.push('\n');
+    }
+    let details = json!({
+        "connections": 893, "opened_total": 893, "closed_total": 0, "failed_total": 6,
+        "failures": {"connect_timeout": 6}, "target": 1000, "connect_s": 3.0,
+        "elapsed_s": 5.0, "interrupted": true, "stops": [stop], "verified": 893,
+        "established": 893, "peak_connections": 893, "reached": false
+    });
+    log.push_str(&format!(
+        r#"{{"ts":1796274376.0,"role":"flood","pid":7,"event":"summary","connections":893,"opened_total":893,"closed_total":0,"failed_total":6,"failures":{{"connect_timeout":6}},"elapsed_s":5.0,"details":{details}}}"#
+    ));
+    log.push('\n');
+    let f = dir.path().join("client-1.log");
+    std::fs::write(&f, log).unwrap();
+    let o = analyze(&[f.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("client-1.log: held 893: the lab stopped its ramp at the host's ceiling"),
+        "{out}"
+    );
+    assert!(!out.contains("died at"), "{out}");
+    assert!(
+        out.contains("stopped connecting on the lab's SIGUSR1"),
+        "{out}"
+    );
+    // Without the lab's stop, the same log is a client that died on timeouts.
+    let plain = std::fs::read_to_string(&f)
+        .unwrap()
+        .replace(stop, "something else");
+    std::fs::write(&f, plain).unwrap();
+    let out = stdout(&analyze(&[f.to_str().unwrap()]));
+    assert!(!out.contains("the lab stopped its ramp"), "{out}");
+}

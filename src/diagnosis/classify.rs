@@ -51,6 +51,10 @@ pub struct SourceSummary {
     pub errors: BTreeMap<FailureId, u64>,
     pub lines: LineCounts,
     pub notes: Vec<String>,
+    /// The client stopped connecting because the lab told it to: its ramp
+    /// reached the host's ceiling (`lab --target max`), not a failure.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ramp_stopped: bool,
 }
 
 /// Sums over the sources.
@@ -207,6 +211,11 @@ fn summarize(cx: &Ctx, mut notes: Vec<String>) -> SourceSummary {
         (Some(m), Some(c)) => Some(m.saturating_sub(c)),
         _ => None,
     };
+    if s.json.ramp_stopped {
+        notes.push(
+            "stopped connecting on the lab's SIGUSR1: its ramp reached the host's ceiling (lab --target max), and the client held what it had verified".into(),
+        );
+    }
     time_notes(s, &mut notes);
     let mut errors = BTreeMap::new();
     for (id, o) in &s.obs {
@@ -228,6 +237,7 @@ fn summarize(cx: &Ctx, mut notes: Vec<String>) -> SourceSummary {
         errors,
         lines: s.lines,
         notes,
+        ramp_stopped: s.json.ramp_stopped,
     }
 }
 

@@ -316,6 +316,9 @@ pub struct JsonState {
     /// longest) and the connections they verified: the rate c1m reports.
     pub summary_connect_s: f64,
     pub summary_verified: u64,
+    /// flood stopped connecting on the lab's SIGUSR1 (`lab --target max`
+    /// at the host's ceiling) and held what it had verified.
+    pub ramp_stopped: bool,
     /// Seconds from the first record to the last one at 0 connections
     /// before the count rose: the rise starts there.
     pub rise_start: f64,
@@ -1305,6 +1308,13 @@ impl Source {
                 if let Some(d) = crate::events::typed::<FloodSummary>(&details) {
                     j.summary_connect_s = j.summary_connect_s.max(d.shard.connect_s);
                     j.summary_verified = j.summary_verified.saturating_add(d.verified);
+                    if d.shard
+                        .stops
+                        .iter()
+                        .any(|s| s == crate::flood::engine::RAMP_STOP_TEXT)
+                    {
+                        j.ramp_stopped = true;
+                    }
                     if let Some(rc) = d.shard.reconnect
                         && j.reconnect.as_ref().is_none_or(|(r, _)| rc.lost > r.lost)
                     {

@@ -209,6 +209,13 @@ fn stops(f: &Finding) -> bool {
 
 /// What happened to one source, in words (without its name).
 fn source_story(s: &SourceSummary, findings: &[Finding]) -> String {
+    if s.ramp_stopped {
+        // The lab's stop at the host's ceiling, not the failures beside it.
+        return format!(
+            "held {}: the lab stopped its ramp at the host's ceiling",
+            thousands(s.connections_max.unwrap_or(0))
+        );
+    }
     let top = findings
         .iter()
         .find(|f| f.source == s.name && f.cause_of.is_none() && stops(f));
