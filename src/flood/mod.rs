@@ -399,8 +399,12 @@ fn run_parent(
                 // A worker killed without its summary still verified what
                 // its last report said; those connections were verified,
                 // then lost with it (closed, `client_process_died`).
+                // (Its memory went with it: its last RSS is not added.)
                 if let Some(c) = reporter.last_counters(i as u32) {
-                    total.counters.add(c);
+                    total.counters.add(&crate::events::Counters {
+                        rss_bytes: None,
+                        ..c.clone()
+                    });
                 }
             }
         }
