@@ -125,12 +125,13 @@ pub fn link(sources: &[Source], findings: Vec<Finding>) -> Vec<Finding> {
         return findings;
     }
     let cause_ids: Vec<FailureId> = incidents.iter().map(|i| i.id).collect();
+    // The source a finding was made from.
+    let source_of = |f: &Finding| sources.iter().find(|s| s.name() == f.source);
     let explained_fully = |f: &Finding| {
         if incidents.is_empty() || !EFFECTS.contains(&f.id) {
             return false;
         }
-        let src = sources.iter().find(|s| s.name() == f.source);
-        match src {
+        match source_of(f) {
             // Counter evidence (TcpEstabResets...) of resets: the incident's.
             Some(s) if s.kind() == Kind::Counters => f.id == FailureId::ConnectionReset,
             Some(s) => {
@@ -152,9 +153,7 @@ pub fn link(sources: &[Source], findings: Vec<Finding>) -> Vec<Finding> {
     // An OOM finding whose every kill is a root cause above is folded in.
     let oom_explained = |f: &Finding| {
         f.id == FailureId::OutOfMemory
-            && sources
-                .iter()
-                .find(|s| s.name() == f.source)
+            && source_of(f)
                 .and_then(|s| s.obs.get(&FailureId::OutOfMemory))
                 .is_some_and(|o| {
                     let pids: Vec<Option<u32>> =
@@ -172,10 +171,7 @@ pub fn link(sources: &[Source], findings: Vec<Finding>) -> Vec<Finding> {
     let loss_explained = |f: &Finding| {
         lost_packets
             && f.id == FailureId::ConnectTimeout
-            && sources
-                .iter()
-                .find(|s| s.name() == f.source)
-                .is_some_and(|s| s.kind() == Kind::Counters)
+            && source_of(f).is_some_and(|s| s.kind() == Kind::Counters)
     };
     let rest = findings.into_iter().filter(|f| {
         !cause_ids.contains(&f.id) && !explained_fully(f) && !oom_explained(f) && !loss_explained(f)
