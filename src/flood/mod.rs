@@ -326,15 +326,11 @@ fn run_parent(
         },
         WorkerMsg::Exited { index, status } => {
             *running = running.saturating_sub(1);
-            reporter.worker_exit(
-                index as u32,
-                &crate::sys::workers::describe_status(&status),
-                summaries[index].is_some(),
-            );
+            let how = crate::sys::workers::describe_status(&status);
+            reporter.worker_exit(index as u32, &how, summaries[index].is_some());
             if summaries[index].is_none() {
                 lost.push(format!(
-                    "worker {index} ended ({}) without a summary; what it verified was lost with it",
-                    crate::sys::workers::describe_status(&status)
+                    "worker {index} ended ({how}) without a summary; what it verified was lost with it"
                 ));
             }
         }
