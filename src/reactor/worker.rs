@@ -51,12 +51,15 @@ pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// How often a worker that is accepting tries its listeners even without an
 /// event: with EPOLLEXCLUSIVE the kernel wakes one worker per connection, and
 /// if that worker then stops accepting (cap, EMFILE) the connection would
-/// otherwise wait for the next arrival. A sweep asks a second epoll set that
-/// holds every listener (level-triggered, not exclusive) which ones have
-/// connections queued, in one `epoll_wait(0)`, and accepts only on those.
-/// (Trying `accept()` on every listener cost 20 ports x 20 sweeps a second x
-/// 53 workers, about 21,000 failed accepts a second at a million: as many
-/// as connections.)
+/// otherwise wait for the next arrival. A sweep asks `poll(2)` with a zero
+/// timeout which listeners have connections queued, and accepts only on
+/// those. (Trying `accept()` on every listener cost 20 ports x 20 sweeps a
+/// second x 53 workers, about 21,000 failed accepts a second at a million.
+/// A second epoll set holding every listener answered in one call too, but
+/// its entries sat on each listener's wait queue: every new connection then
+/// ran one wake-up callback per worker, 53 at a million, with the queue's
+/// lock held and interrupts off. A zero-timeout `poll()` leaves nothing on
+/// the queues.)
 const SWEEP: Duration = Duration::from_millis(50);
 
 /// Reads (or accepts) per event before yielding to other connections.
@@ -129,6 +132,29 @@ fn epoll_ctl(epfd: RawFd, op: libc::c_int, fd: RawFd, token: usize, wake: Wake) 
     Ok(())
 }
 
+/// Which listeners have connections waiting in their accept queue: one
+/// `poll()` with a zero timeout, which puts no waiter on their queues (an
+/// epoll set would keep one there, run at every new connection).
+fn queued(listeners: &[TcpListener]) -> io::Result<Vec<usize>> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let mut fds: Vec<PollFd> = listeners
+        .iter()
+        .map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN))
+        .collect();
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(_) => {}
+        Err(nix::errno::Errno::EINTR) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(fds
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)))
+        .map(|(i, _)| i)
+        .collect())
+}
+
 /// The soft RLIMIT_NOFILE of this process.
 pub fn nofile_soft() -> u64 {
     crate::sys::limits::nofile(crate::sys::limits::Target::This).map_or(1024, |n| n.soft)
@@ -156,8 +182,6 @@ struct Worker {
     statm: Option<StatmFile>,
     /// fs.file-max, read at start for the same reason.
     file_max: String,
-    /// The sweep's epoll set: every listener, level-triggered.
-    sweep: Poll,
     /// The listeners have TCP_DEFER_ACCEPT (serve --defer-accept) or Fast
     /// Open (--fast-open): an accepted connection has its first bytes
     /// already, so it is read at once instead of after another epoll_wait.
@@ -232,21 +256,9 @@ pub fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
             .read("fs.file-max")
             .unwrap_or_else(|_| "unknown".into()),
         defer_accept,
-        sweep: Poll::new().context("creating the sweep's epoll instance")?,
         report_armed: false,
     };
     w.report_armed = w.cfg.report_at.is_some();
-    let sweep_fd = w.sweep.as_raw_fd();
-    for (i, l) in w.listeners.iter().enumerate() {
-        epoll_ctl(
-            sweep_fd,
-            libc::EPOLL_CTL_ADD,
-            l.as_raw_fd(),
-            LISTENER_BASE + i,
-            Wake::All,
-        )
-        .with_context(|| format!("adding listening fd {} to the sweep", l.as_raw_fd()))?;
-    }
     w.set_accepting(true)?;
     w.main_loop()
 }
@@ -295,7 +307,6 @@ impl Worker {
             },
         })?;
         let mut next_tick = Instant::now() + self.cfg.stats_interval;
-        let mut sweep_events = Events::with_capacity(64);
         let mut next_sweep = Instant::now() + SWEEP;
         let mut last_opened = 0u64;
         let mut last_tick = Instant::now();
@@ -344,7 +355,7 @@ impl Worker {
             if now >= next_sweep {
                 next_sweep = now + SWEEP;
                 if want {
-                    self.sweep_listeners(&mut sweep_events)?;
+                    self.sweep_listeners()?;
                 }
             }
             if now >= next_tick {
@@ -360,19 +371,9 @@ impl Worker {
         Ok(())
     }
 
-    /// Accept on the listeners that have connections queued: one
-    /// `epoll_wait(0)` on the sweep's set says which.
-    fn sweep_listeners(&mut self, events: &mut Events) -> anyhow::Result<()> {
-        match self.sweep.poll(events, Some(Duration::ZERO)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
-            Err(e) => return Err(e).context("epoll_wait on the sweep's set"),
-        }
-        let ready: Vec<usize> = events
-            .iter()
-            .map(|ev| ev.token().0.wrapping_sub(LISTENER_BASE))
-            .filter(|&i| i < self.listeners.len())
-            .collect();
+    /// Accept on the listeners that have connections queued.
+    fn sweep_listeners(&mut self) -> anyhow::Result<()> {
+        let ready = queued(&self.listeners).context("poll() on the listeners for the sweep")?;
         for i in ready {
             self.accept(i)?;
         }
@@ -647,6 +648,25 @@ fn echo(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sweep_sees_exactly_the_listeners_with_a_connection_queued() {
+        let bind = || TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listeners = vec![bind(), bind(), bind()];
+        assert_eq!(queued(&listeners).unwrap(), Vec::<usize>::new());
+        let _c = std::net::TcpStream::connect(listeners[1].local_addr().unwrap()).unwrap();
+        // the handshake completes in the kernel; the connection then waits
+        // in listener 1's accept queue
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut seen = queued(&listeners).unwrap();
+        while seen.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            seen = queued(&listeners).unwrap();
+        }
+        assert_eq!(seen, vec![1]);
+        let _ = listeners[1].accept().unwrap();
+        assert_eq!(queued(&listeners).unwrap(), Vec::<usize>::new());
+    }
 
     #[test]
     fn a_connection_slot_is_4_bytes() {
