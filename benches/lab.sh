@@ -28,6 +28,8 @@
 #                                  # one run's ratio moves by +-10% on this VM
 #   LAB_OPTS="--defer-accept" benches/lab.sh   (or LAB_OPTS="--fast-open")
 #                                  # extra c1m lab flags (one switch measured on its own)
+#   PIN=1 benches/lab.sh           # hold one page in every free-page-reporting block
+#                                  # before each run (benches/c/pin_memory.c; see below)
 #
 # Loopback only, inside throwaway network namespaces; every process started
 # here is ended here; anything applied is rolled back on exit.
@@ -95,7 +97,9 @@ C1M="${C1M_BIN:-$root/target/release/c1m}"
 DOCTOR="$root/target/release/c1m"
 state="$work/doctor.state.json"
 applied=0
+pin_pid=
 cleanup() {
+    if [ -n "$pin_pid" ]; then kill -TERM "$pin_pid" 2>/dev/null || true; wait "$pin_pid" 2>/dev/null || true; fi
     if [ "$applied" = 1 ]; then
         "$DOCTOR" doctor --rollback --state "$state" > "$work/rollback.out" 2>&1 || cat "$work/rollback.out" >&2
     fi
@@ -106,9 +110,13 @@ trap cleanup EXIT
 [ -n "${C1M_BIN:-}" ] || (cd "$root" && cargo build --release --quiet)
 gcc -O2 -Wall -o "$work/echo_server" "$here/c/echo_server.c"
 gcc -O2 -Wall -o "$work/epoll_client" "$here/c/epoll_client.c"
+gcc -O2 -Wall -o "$work/pin_memory" "$here/c/pin_memory.c"
 
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), fd hard limit $(ulimit -Hn)${LAB_OPTS:+, c1m lab $LAB_OPTS}"
+if [ "${PIN:-0}" = 1 ] && [ -r /sys/module/page_reporting/parameters/page_reporting_order ]; then
+    echo "# free page reporting at order $(cat /sys/module/page_reporting/parameters/page_reporting_order): one page held in every block before each run (PIN=1, benches/c/pin_memory.c)"
+fi
 # The largest target decides whether the lab profile is needed (applied
 # once, for every target, rolled back on exit).
 largest=$(printf '%s\n' $TARGETS | sort -n | tail -1)
@@ -121,6 +129,36 @@ if ! python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if 
     grep -E 'applied|failed' "$work/apply.out" | head -20 | sed 's/^/#   /' || true
 fi
 
+# This VM hands free memory back to its host (virtio-balloon free page
+# reporting): a free block of 2^page_reporting_order pages is reported within
+# seconds, and the next write to any page of it is a hypervisor fault, about
+# 8 us a page against 1.3 us for memory the host still backs (measured with
+# a 4 GiB touch loop, 2026-12-03). A million connections write ~6 GB of
+# fresh slab, and how much of it each run finds backed depends on what the
+# run before left and when: seconds either way, for c1m or for C. PIN=1
+# holds one page in every reporting block before each run
+# (benches/c/pin_memory.c, 1/512 of memory), so no block is ever wholly
+# free and none is reported. It did not make the runs equal: memory idle
+# for a minute was slow to touch even so (each pass took 50-60 s for 22
+# GiB), both sides got slower, and the ratio moved as much (README).
+pin_memory() {
+    [ "${PIN:-0}" = 1 ] && [ -r /sys/module/page_reporting/parameters/page_reporting_order ] || return 0
+    local passes=0
+    if [ -z "$pin_pid" ]; then
+        "$work/pin_memory" 1024 > "$work/pin.out" 2>&1 &
+        pin_pid=$!
+    else
+        passes=$(grep -c '^pass' "$work/pin.out" || true)
+        kill -USR1 "$pin_pid"
+    fi
+    while [ "$(grep -c '^pass' "$work/pin.out" || true)" -le "$passes" ]; do
+        kill -0 "$pin_pid" 2>/dev/null || { echo "pin_memory ended:" >&2; cat "$work/pin.out" >&2; exit 1; }
+        sleep 0.2
+    done
+    [ "${SLABS:-0}" = 1 ] && tail -1 "$work/pin.out" | sed 's/^/pin_memory /' >&2
+    return 0
+}
+
 # The kernel's slab caches (TCP sockets, socket inodes, files) grow with the
 # first run and keep part of what they grew, so the second run could find
 # slabs ready that the first paid for. Both runs start from the same state:
@@ -129,17 +167,39 @@ fi
 # 1.22x the C pair's CPU samples with it, 1.21x without; see the README.)
 # COLD=0 skips it.
 cold_start() {
-    [ "${COLD:-1}" = 1 ] || return 0
+    [ "${COLD:-1}" = 1 ] || { pin_memory; return 0; }
     sync
     echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
     for f in /sys/kernel/slab/*/shrink; do echo 1 > "$f" 2>/dev/null || true; done
-    sleep 1
+    sleep "${SETTLE:-1}"
+    pin_memory
     if [ "${SLABS:-0}" = 1 ]; then
         # what the previous run left in the socket caches (active/total objects)
         awk '/^(TCP|sock_inode_cache|proc_inode_cache|dentry|filp|eventpoll_epi) /{printf "%s %s/%s  ", $1, $2, $3} END {print ""}' \
             /proc/slabinfo | sed 's/^/slabs before the run: /' >&2
     fi
 }
+
+# The host's CPU, sampled five times a second while one side runs (into
+# file $1), so the comparison can say what each ramp cost in CPU seconds:
+# busy (user, system, interrupts), idle, and stolen (the hypervisor ran
+# something else on this VM's cores). Stops when killed.
+cpu_sampler() {
+    python3 -c '
+import sys, time
+out = open(sys.argv[1], "w")
+while True:
+    with open("/proc/stat") as f:
+        out.write(f"{time.time():.3f} {f.readline()}")
+    out.flush()
+    time.sleep(0.2)
+' "$1" &
+    sampler_pid=$!
+    # python starts slowly from a dropped page cache: the run starts once
+    # the first sample is in
+    while [ ! -s "$1" ]; do sleep 0.05; done
+}
+stop_sampler() { kill "$sampler_pid" 2>/dev/null || true; wait "$sampler_pid" 2>/dev/null || true; }
 
 # Steps 1 and 2 at target $1; prints the comparison and appends one curve
 # line to $work/curve.txt.
@@ -148,9 +208,11 @@ run_target() {
     rm -rf "$work/reports"
     # 1. c1m lab
     cold_start
+    cpu_sampler "$work/cpu_c1m.log"
     # shellcheck disable=SC2086
     "$C1M" lab --target "$N" --clients "$CLIENTS" --ports "$PORTS" --port "$BASE" --hold 5s \
         --report "$work/reports" ${LAB_OPTS:-} > "$work/lab.out" 2>&1 || true
+    stop_sampler
 
     report=$(ls -d "$work"/reports/*/ | head -1)report.json
     [ -f "$report" ] || { echo "c1m lab wrote no report:" >&2; tail -20 "$work/lab.out" >&2; exit 1; }
@@ -164,7 +226,9 @@ PY
 
     # 2. the C programs, same process counts
     cold_start
+    cpu_sampler "$work/cpu_c.log"
     c_line=$(unshare -n "$0" --c-run "$work" "$N" "$PORTS" "$BASE" "$srv_procs" "$cli_procs" | grep '^c_result')
+    stop_sampler
 
     # SANDWICH=1: c1m lab once more after the C run, to see whether the
     # order of the runs (what the first leaves behind) moves the ratio
@@ -182,9 +246,24 @@ PY
         rm -rf "$work/reports2"
     fi
 
-    python3 - "$report" "$N" "$srv_procs" "$cli_procs" "$c_line" "$work/curve.txt" <<'PY'
+    python3 - "$report" "$N" "$srv_procs" "$cli_procs" "$c_line" "$work/curve.txt" "$work/cpu_c1m.log" "$work/cpu_c.log" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
+def cpu(log, a, b):
+    # (busy, idle, stolen) CPU seconds between a and b, from the samples
+    # just before a and just after b (USER_HZ = 100)
+    rows = []
+    for line in open(log):
+        f = line.split()
+        if len(f) >= 10 and f[1] == "cpu":
+            rows.append((float(f[0]), [int(x) for x in f[2:10]]))
+    if a is None or b is None or len(rows) < 2:
+        return None
+    before = [x for x in rows if x[0] <= a] or rows[:1]
+    after = [x for x in rows if x[0] >= b] or rows[-1:]
+    d = [y - x for x, y in zip(before[-1][1], after[0][1])]
+    user, nice, system, idle, iowait, irq, softirq, steal = d
+    return ((user + nice + system + irq + softirq) / 100, (idle + iowait) / 100, steal / 100)
 n, srv, cli = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 _, verified, t0, t1, mem0, mem1, rss, crss = sys.argv[5].split()
 verified, t = int(verified), float(t1) - float(t0)
@@ -203,6 +282,13 @@ row("time to target (s)", m["time"], c["time"], lambda v: f"{v:.1f}")
 row("connect rate (/s)", m["rate"], c["rate"], lambda v: f"{v:,.0f}")
 row("kernel memory per connection (B)", m["kernel"], c["kernel"], lambda v: f"{v:,.0f}")
 row("server RSS per connection (B)", m["srv_user"], c["srv_user"], lambda v: f"{v:.1f}", False)
+start = r.get("ramp_started_unix")
+mc = cpu(sys.argv[7], start, start + m["time"] if start is not None and m["time"] else None)
+cc = cpu(sys.argv[8], float(t0), float(t1))
+if mc and cc:
+    row("host CPU busy in the ramp (s)", mc[0], cc[0], lambda v: f"{v:.1f}")
+    row("host CPU idle in the ramp (s)", mc[1], cc[1], lambda v: f"{v:.1f}", False)
+    row("host CPU stolen in the ramp (s)", mc[2], cc[2], lambda v: f"{v:.1f}", False)
 print("(c1m: server RSS above its empty baseline; C server: whole RSS, it keeps nothing per connection)")
 print(f"c1m lab: {'reached' if r['reached'] else 'NOT reached'}; findings: {', '.join(f['id'] for f in r['findings']) or 'none'}")
 # user bytes per connection: c1m serve's own plus every flood client's RSS
@@ -212,7 +298,8 @@ with open(sys.argv[6], "a") as out:
     out.write(f"curve target={n} reached={'yes' if r['reached'] else 'no'} verified={m['verified']} "
               f"time_s={na(m['time'], '{:.1f}')} rate={na(m['rate'], '{:.0f}')} kernel_B={na(m['kernel'], '{:.0f}')} "
               f"user_B={user:.0f} c_time_s={t:.1f} c_rate={c['rate']:.0f} c_kernel_B={c_kernel:.0f} "
-              f"ratio={na(m['time'] / t if m['time'] and t else None, '{:.2f}')}\n")
+              f"ratio={na(m['time'] / t if m['time'] and t else None, '{:.2f}')}"
+              f"{f' cpu_s={mc[0]:.1f} c_cpu_s={cc[0]:.1f}' if mc and cc else ''}\n")
 PY
 }
 
@@ -229,6 +316,9 @@ c1m = statistics.median(float(r["time_s"]) for r in rows)
 c = statistics.median(float(r["c_time_s"]) for r in rows)
 print(f"\nrounds at {int(n):,}: c1m / C time per round {' '.join(f'{x:.2f}x' for x in ratios)}; "
       f"median time c1m {c1m:.1f} s, C {c:.1f} s: {c1m / c:.2f}x; median of the rounds' ratios {statistics.median(ratios):.2f}x")
+cpu = [float(r["cpu_s"]) / float(r["c_cpu_s"]) for r in rows if "cpu_s" in r and float(r["c_cpu_s"]) > 0]
+if cpu:
+    print(f"host CPU busy in the ramps, c1m / C per round {' '.join(f'{x:.2f}x' for x in cpu)}; median {statistics.median(cpu):.2f}x")
 PY
 }
 

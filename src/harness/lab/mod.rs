@@ -150,6 +150,10 @@ pub struct LabReport {
     #[serde(skip_serializing_if = "is_zero")]
     pub reconnected: u64,
     pub peak_connections: u64,
+    /// When the clients were started (Unix seconds): time to target counts
+    /// from here, so a bench can line its own samples up with the ramp.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ramp_started_unix: Option<f64>,
     pub time_to_target_s: Option<f64>,
     pub connect_rate_per_s: Option<f64>,
     pub elapsed_s: f64,

@@ -234,6 +234,7 @@ pub fn run(
     // Supervise until every client has exited.
     let run_start = Instant::now();
     let run_start_ts = crate::util::unix_now();
+    report.ramp_started_unix = Some(run_start_ts);
     let mut sysctl_at_peak = None;
     let mut last_print = Instant::now();
     // The memory floor (--target max) is checked once a second, four times
