@@ -40,6 +40,22 @@ if [ "${1:-}" = "--in-ns" ]; then
     stop() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
     trap stop EXIT
     cap=$(( n + n / 20 + 1 ))
+    # The host's CPU five times a second, and when the client began its
+    # phase (its first hold record; the C client's "done") and ended it:
+    # the report gives how busy the host was through the phase.
+    python3 -c '
+import sys, time
+out = open(sys.argv[1], "w")
+while True:
+    with open("/proc/stat") as f:
+        out.write(f"{time.time():.3f} {f.readline()}")
+    out.flush()
+    time.sleep(0.2)
+' "$work/cpu.log" &
+    pids+=("$!")
+    if [ "$side" = c1m ]; then marker='"phase":"hold"' out="$work/flood.out"; else marker='^done' out="$work/c_client.out"; fi
+    ( until grep -q "$marker" "$out" 2>/dev/null; do sleep 0.1; done; date +%s.%N > "$work/phase_start" ) &
+    pids+=("$!")
     if [ "$side" = c1m ]; then
         "$C1M" serve --bind 127.0.0.1 --port "$BASE" --ports "$PORTS" --max-connections "$cap" --json \
             > "$work/serve.out" 2>&1 &
@@ -62,6 +78,7 @@ if [ "${1:-}" = "--in-ns" ]; then
         grep '^traffic' "$work/c_client.out" > "$work/result.txt" || true
         grep '^done' "$work/c_client.out" > "$work/done.txt" || true
     fi
+    date +%s.%N > "$work/phase_end"
     exit 0
 fi
 
@@ -132,6 +149,23 @@ def c(ph):
     return {"verified": verified, "msgs": int(t["answered"]) / secs, "bytes": int(t["bytes"]) / secs,
             "p50": int(t["p50_us"]) / 1000, "p99": int(t["p99_us"]) / 1000, "p999": int(t["p999_us"]) / 1000,
             "bad": int(t["bad"]), "unanswered": int(t["lost"])}
+def busy(side, ph):
+    # how busy the host's two cores were through the phase, in %: from 2 s
+    # after it began to 4 s before the client ended (its drain and exit)
+    try:
+        a = float(open(f"{work}/{side}.{ph}/phase_start").read()) + 2
+        b = float(open(f"{work}/{side}.{ph}/phase_end").read()) - 4
+        rows = [(float(f[0]), [int(x) for x in f[2:10]]) for f in
+                (line.split() for line in open(f"{work}/{side}.{ph}/cpu.log")) if len(f) >= 10]
+    except (OSError, ValueError):
+        return None
+    before = [x for x in rows if x[0] <= a]
+    after = [x for x in rows if x[0] >= b]
+    if b <= a or not before or not after:
+        return None
+    d = [y - x for x, y in zip(before[-1][1], after[0][1])]
+    total = sum(d)
+    return 100 * (total - d[3] - d[4] - d[7]) / total if total else None
 print(f"\n{n:,} connections on loopback, {srv} server processes, {cli} client processes; phases of {phase} s;"
       f" paced: one line per connection every {s} s; saturating: one line in flight per connection")
 print(f"{'':<12}{'':<24}{'c1m':>14}{'C':>14}{'c1m / C':>10}")
@@ -152,6 +186,11 @@ for ph in ("paced", "saturating"):
     row("RTT p99.9 (ms)", "p999", "{:.2f}")
     row("mismatched echoes", "bad", "{:,}", False)
     row("unanswered at the end", "unanswered", "{:,}", False)
+    if m is not None:
+        m["busy"] = busy("c1m", ph)
+    if k is not None:
+        k["busy"] = busy("c", ph)
+    row("host CPU busy (%)", "busy", "{:.0f}")
 print("(c1m echoed bytes/s: every byte flood read back in its hold, the first echoes excluded;"
       " C: bytes read in the phase)")
 PY
