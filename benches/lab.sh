@@ -77,8 +77,14 @@ if [ "${1:-}" = "--c-run" ]; then
     for p in "${pids[@]:1}"; do
         crss=$(( crss + $(awk '{print $2}' "/proc/$p/statm" 2>/dev/null || echo 0) * 4096 ))
     done
+    # CPU (user + system ticks) each side's processes used up to here
+    cpu_of() { local t=0 p; for p in "$@"; do t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done; echo "$t"; }
+    kids=()
+    for p in "${pids[@]:1}"; do mapfile -t -O "${#kids[@]}" kids < <(pgrep -P "$p" || true); done
+    scpu=$(cpu_of "$spid" $(pgrep -P "$spid" || true))
+    ccpu=$(cpu_of "${pids[@]:1}" "${kids[@]}")
     verified=$(cat "$work"/c_client*.out | grep '^done' | sed 's/.*verified=\([0-9]*\).*/\1/' | awk '{s+=$1} END {print s+0}')
-    echo "c_result $verified $t0 $t1 $mem0 $mem1 $rss $crss"
+    echo "c_result $verified $t0 $t1 $mem0 $mem1 $rss $crss $scpu $ccpu"
     exit 0
 fi
 
@@ -201,6 +207,20 @@ while True:
 }
 stop_sampler() { kill "$sampler_pid" 2>/dev/null || true; wait "$sampler_pid" 2>/dev/null || true; }
 
+# Once the lab says it is holding (its target reached), the CPU (user +
+# system ticks) its processes used so far, by what they are (serve,
+# serve-worker, flood, flood-shard, lab), one line each into $2.
+role_cpu() {
+    until grep -q 'lab: holding' "$1" 2>/dev/null; do
+        [ -e "$2.stop" ] && return 0
+        sleep 0.1
+    done
+    for p in $(pgrep -x c1m); do
+        echo "$(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | awk '{print $2}') $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)"
+    done > "$2.tmp"
+    mv "$2.tmp" "$2"
+}
+
 # Steps 1 and 2 at target $1; prints the comparison and appends one curve
 # line to $work/curve.txt.
 run_target() {
@@ -209,9 +229,14 @@ run_target() {
     # 1. c1m lab
     cold_start
     cpu_sampler "$work/cpu_c1m.log"
+    rm -f "$work/roles" "$work/roles.stop" "$work/lab.out"
+    role_cpu "$work/lab.out" "$work/roles" &
+    roles_pid=$!
     # shellcheck disable=SC2086
     "$C1M" lab --target "$N" --clients "$CLIENTS" --ports "$PORTS" --port "$BASE" --hold 5s \
         --report "$work/reports" ${LAB_OPTS:-} > "$work/lab.out" 2>&1 || true
+    touch "$work/roles.stop"
+    wait "$roles_pid" 2>/dev/null || true
     stop_sampler
 
     report=$(ls -d "$work"/reports/*/ | head -1)report.json
@@ -246,7 +271,7 @@ PY
         rm -rf "$work/reports2"
     fi
 
-    python3 - "$report" "$N" "$srv_procs" "$cli_procs" "$c_line" "$work/curve.txt" "$work/cpu_c1m.log" "$work/cpu_c.log" <<'PY'
+    python3 - "$report" "$N" "$srv_procs" "$cli_procs" "$c_line" "$work/curve.txt" "$work/cpu_c1m.log" "$work/cpu_c.log" "$work/roles" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 def cpu(log, a, b):
@@ -265,7 +290,7 @@ def cpu(log, a, b):
     user, nice, system, idle, iowait, irq, softirq, steal = d
     return ((user + nice + system + irq + softirq) / 100, (idle + iowait) / 100, steal / 100)
 n, srv, cli = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-_, verified, t0, t1, mem0, mem1, rss, crss = sys.argv[5].split()
+_, verified, t0, t1, mem0, mem1, rss, crss, scpu, ccpu = sys.argv[5].split()
 verified, t = int(verified), float(t1) - float(t0)
 c_kernel = max(0.0, (int(mem0) - int(mem1)) * 1024 - int(rss) - int(crss)) / max(verified, 1)
 c = {"time": t, "rate": verified / t, "kernel": c_kernel, "srv_user": int(rss) / max(verified, 1), "verified": verified}
@@ -289,6 +314,17 @@ if mc and cc:
     row("host CPU busy in the ramp (s)", mc[0], cc[0], lambda v: f"{v:.1f}")
     row("host CPU idle in the ramp (s)", mc[1], cc[1], lambda v: f"{v:.1f}", False)
     row("host CPU stolen in the ramp (s)", mc[2], cc[2], lambda v: f"{v:.1f}", False)
+roles = {}
+try:
+    for line in open(sys.argv[9]):
+        name, ticks = line.split()
+        roles[name] = roles.get(name, 0) + int(ticks) / 100
+except (OSError, ValueError):
+    roles = {}
+if roles:
+    row("server processes' CPU (s)", roles.get("serve", 0) + roles.get("serve-worker", 0), int(scpu) / 100, lambda v: f"{v:.1f}")
+    row("client processes' CPU (s)", roles.get("flood", 0) + roles.get("flood-shard", 0), int(ccpu) / 100, lambda v: f"{v:.1f}")
+    print(f"(processes' CPU up to the target, user + system; c1m lab itself: {roles.get('lab', 0):.1f} s)")
 print("(c1m: server RSS above its empty baseline; C server: whole RSS, it keeps nothing per connection)")
 print(f"c1m lab: {'reached' if r['reached'] else 'NOT reached'}; findings: {', '.join(f['id'] for f in r['findings']) or 'none'}")
 # user bytes per connection: c1m serve's own plus every flood client's RSS
