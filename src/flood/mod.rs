@@ -326,8 +326,9 @@ fn run_parent(
         },
         WorkerMsg::Exited { index, status } => {
             *running = running.saturating_sub(1);
-            let how = crate::sys::workers::describe_status(&status);
-            reporter.worker_exit(index as u32, &how, summaries[index].is_some());
+            let end = crate::sys::workers::WorkerEnd::of(&status);
+            reporter.worker_exit(index as u32, &end, summaries[index].is_some());
+            let how = end.to_string();
             if summaries[index].is_none() {
                 lost.push(format!(
                     "worker {index} ended ({how}) without a summary; what it verified was lost with it"

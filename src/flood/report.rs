@@ -23,6 +23,7 @@ use super::wire::{FloodLine, FloodSummary};
 use crate::catalogue::FailureId;
 use crate::events::{Counters, Event, FloodStart, Record, Role};
 use crate::metrics::{Buckets, Endpoint, Figures};
+use crate::sys::workers::WorkerEnd;
 use crate::util::{Repeats, thousands};
 
 /// A failure class as the human log groups it: id, key, call.
@@ -374,15 +375,15 @@ impl Reporter {
     }
 
     /// Worker `index` exited (`summary`: whether it reported one first).
-    pub fn worker_exit(&mut self, index: u32, status: &str, summary: bool) {
+    pub fn worker_exit(&mut self, index: u32, end: &WorkerEnd, summary: bool) {
         self.exited += 1;
         let detail = if summary {
-            format!("exited ({status})")
+            format!("exited ({end})")
         } else {
-            format!("exited ({status}) without a summary")
+            format!("exited ({end}) without a summary")
         };
         if !summary {
-            self.worker_died(index, status);
+            self.worker_died(index, end);
         }
         match self.format {
             LogFormat::Json => self.emit(
@@ -404,7 +405,7 @@ impl Reporter {
     /// Worker `index` died without its summary (killed, crashed): the
     /// connections of its last report died with it. They leave the sums
     /// and are reported once as a `client_process_died` failure.
-    fn worker_died(&mut self, index: u32, status: &str) {
+    fn worker_died(&mut self, index: u32, end: &WorkerEnd) {
         let Some(snap) = self.workers.get_mut(&index) else {
             return;
         };
@@ -426,11 +427,7 @@ impl Reporter {
             count: lost,
             detail: format!(
                 "flood worker {index} {} holding {} verified connections: all lost",
-                if status.starts_with("killed") {
-                    format!("was {status}")
-                } else {
-                    status.to_string()
-                },
+                end.predicate(),
                 thousands(lost)
             ),
         };

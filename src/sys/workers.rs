@@ -78,16 +78,48 @@ struct Slot {
     generation: u64,
 }
 
+/// How a worker ended: by a signal (its name) or with an exit status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerEnd {
+    Killed(String),
+    Exited(i32),
+}
+
+impl WorkerEnd {
+    pub fn of(status: &ExitStatus) -> WorkerEnd {
+        match status.signal() {
+            Some(sig) => WorkerEnd::Killed(
+                Signal::try_from(sig)
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_else(|_| format!("signal {sig}")),
+            ),
+            None => WorkerEnd::Exited(status.code().unwrap_or(-1)),
+        }
+    }
+
+    /// As the predicate of a sentence about the worker: `was killed by
+    /// SIGKILL`, `exited with status 3`.
+    pub fn predicate(&self) -> String {
+        match self {
+            WorkerEnd::Killed(_) => format!("was {self}"),
+            WorkerEnd::Exited(_) => self.to_string(),
+        }
+    }
+}
+
+/// `killed by SIGKILL`, `exited with status 3`.
+impl std::fmt::Display for WorkerEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkerEnd::Killed(sig) => write!(f, "killed by {sig}"),
+            WorkerEnd::Exited(code) => write!(f, "exited with status {code}"),
+        }
+    }
+}
+
 /// How a worker ended, in words: `killed by SIGKILL`, `exited with status 3`.
 pub fn describe_status(status: &ExitStatus) -> String {
-    if let Some(sig) = status.signal() {
-        let name = Signal::try_from(sig)
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_else(|_| format!("signal {sig}"));
-        format!("killed by {name}")
-    } else {
-        format!("exited with status {}", status.code().unwrap_or(-1))
-    }
+    WorkerEnd::of(status).to_string()
 }
 
 /// A set of worker processes of this binary.
@@ -342,6 +374,18 @@ impl Drop for Pool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_worker_end_reads_as_a_predicate_and_as_words() {
+        use std::os::unix::process::ExitStatusExt;
+        let killed = super::WorkerEnd::of(&std::process::ExitStatus::from_raw(9));
+        assert_eq!(killed, super::WorkerEnd::Killed("SIGKILL".into()));
+        assert_eq!(killed.to_string(), "killed by SIGKILL");
+        assert_eq!(killed.predicate(), "was killed by SIGKILL");
+        let exited = super::WorkerEnd::of(&std::process::ExitStatus::from_raw(3 << 8));
+        assert_eq!(exited.to_string(), "exited with status 3");
+        assert_eq!(exited.predicate(), "exited with status 3");
+    }
+
     use super::*;
 
     #[test]
