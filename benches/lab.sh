@@ -28,6 +28,7 @@
 #                                  # one run's ratio moves by +-10% on this VM
 #   LAB_OPTS="--defer-accept" benches/lab.sh   (or LAB_OPTS="--fast-open")
 #                                  # extra c1m lab flags (one switch measured on its own)
+#   SETTLE=25 benches/lab.sh       # rest 25 s (default 1) after each cold start
 #   PIN=1 benches/lab.sh           # hold one page in every free-page-reporting block
 #                                  # before each run (benches/c/pin_memory.c; see below)
 #
