@@ -192,15 +192,7 @@ cold_start() {
 # busy (user, system, interrupts), idle, and stolen (the hypervisor ran
 # something else on this VM's cores). Stops when killed.
 cpu_sampler() {
-    python3 -c '
-import sys, time
-out = open(sys.argv[1], "w")
-while True:
-    with open("/proc/stat") as f:
-        out.write(f"{time.time():.3f} {f.readline()}")
-    out.flush()
-    time.sleep(0.2)
-' "$1" &
+    python3 "$here/cpu_sampler.py" "$1" &
     sampler_pid=$!
     # python starts slowly from a dropped page cache: the run starts once
     # the first sample is in

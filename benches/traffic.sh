@@ -43,15 +43,7 @@ if [ "${1:-}" = "--in-ns" ]; then
     # The host's CPU five times a second, and when the client began its
     # phase (its first hold record; the C client's "done") and ended it:
     # the report gives how busy the host was through the phase.
-    python3 -c '
-import sys, time
-out = open(sys.argv[1], "w")
-while True:
-    with open("/proc/stat") as f:
-        out.write(f"{time.time():.3f} {f.readline()}")
-    out.flush()
-    time.sleep(0.2)
-' "$work/cpu.log" &
+    python3 "$here/cpu_sampler.py" "$work/cpu.log" &
     pids+=("$!")
     if [ "$side" = c1m ]; then marker='"phase":"hold"' out="$work/flood.out"; else marker='^done' out="$work/c_client.out"; fi
     ( until grep -q "$marker" "$out" 2>/dev/null; do sleep 0.1; done; date +%s.%N > "$work/phase_start" ) &
