@@ -328,10 +328,9 @@ fn run_parent(
             *running = running.saturating_sub(1);
             let end = crate::sys::workers::WorkerEnd::of(&status);
             reporter.worker_exit(index as u32, &end, summaries[index].is_some());
-            let how = end.to_string();
             if summaries[index].is_none() {
                 lost.push(format!(
-                    "worker {index} ended ({how}) without a summary; what it verified was lost with it"
+                    "worker {index} ended ({end}) without a summary; what it verified was lost with it"
                 ));
             }
         }
