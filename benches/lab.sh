@@ -38,6 +38,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 
+# CPU (user + system ticks) process $1 has used; 0 when it is gone.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
 # --- the C run, inside its own network namespace (re-executed by unshare) ---
 if [ "${1:-}" = "--c-run" ]; then
     shift
@@ -79,7 +82,7 @@ if [ "${1:-}" = "--c-run" ]; then
         crss=$(( crss + $(awk '{print $2}' "/proc/$p/statm" 2>/dev/null || echo 0) * 4096 ))
     done
     # CPU (user + system ticks) each side's processes used up to here
-    cpu_of() { local t=0 p; for p in "$@"; do t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done; echo "$t"; }
+    cpu_of() { local t=0 p; for p in "$@"; do t=$(( t + $(cpu_ticks "$p") )); done; echo "$t"; }
     kids=()
     for p in "${pids[@]:1}"; do mapfile -t -O "${#kids[@]}" kids < <(pgrep -P "$p" || true); done
     scpu=$(cpu_of "$spid" $(pgrep -P "$spid" || true))
@@ -209,7 +212,7 @@ role_cpu() {
         sleep 0.1
     done
     for p in $(pgrep -x c1m); do
-        echo "$(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | awk '{print $2}') $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)"
+        echo "$(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | awk '{print $2}') $(cpu_ticks "$p")"
     done > "$2.tmp"
     mv "$2.tmp" "$2"
 }
@@ -264,24 +267,10 @@ PY
         rm -rf "$work/reports2"
     fi
 
-    python3 - "$report" "$N" "$srv_procs" "$cli_procs" "$c_line" "$work/curve.txt" "$work/cpu_c1m.log" "$work/cpu_c.log" "$work/roles" <<'PY'
+    PYTHONPATH="$here" python3 - "$report" "$N" "$srv_procs" "$cli_procs" "$c_line" "$work/curve.txt" "$work/cpu_c1m.log" "$work/cpu_c.log" "$work/roles" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-def cpu(log, a, b):
-    # (busy, idle, stolen) CPU seconds between a and b, from the samples
-    # just before a and just after b (USER_HZ = 100)
-    rows = []
-    for line in open(log):
-        f = line.split()
-        if len(f) >= 10 and f[1] == "cpu":
-            rows.append((float(f[0]), [int(x) for x in f[2:10]]))
-    if a is None or b is None or len(rows) < 2:
-        return None
-    before = [x for x in rows if x[0] <= a] or rows[:1]
-    after = [x for x in rows if x[0] >= b] or rows[-1:]
-    d = [y - x for x, y in zip(before[-1][1], after[0][1])]
-    user, nice, system, idle, iowait, irq, softirq, steal = d
-    return ((user + nice + system + irq + softirq) / 100, (idle + iowait) / 100, steal / 100)
+from cpu_sampler import window as cpu
 n, srv, cli = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 _, verified, t0, t1, mem0, mem1, rss, crss, scpu, ccpu = sys.argv[5].split()
 verified, t = int(verified), float(t1) - float(t0)

@@ -112,8 +112,9 @@ for phase_name in paced saturating; do
     unshare -n "$0" --in-ns "$work/c.$phase_name" c "$N" "$PHASE" "$iv" "$srv" "$cli"
 done
 
-python3 - "$work" "$N" "$S" "$PHASE" "$srv" "$cli" <<'PY'
+PYTHONPATH="$here" python3 - "$work" "$N" "$S" "$PHASE" "$srv" "$cli" <<'PY'
 import json, sys
+from cpu_sampler import window
 work, n, s, phase, srv, cli = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
 # the first echo of every connection (its verification, before the hold):
 # "Hello Server: client --> k\n" for k = 0..n-1
@@ -147,17 +148,10 @@ def busy(side, ph):
     try:
         a = float(open(f"{work}/{side}.{ph}/phase_start").read()) + 2
         b = float(open(f"{work}/{side}.{ph}/phase_end").read()) - 4
-        rows = [(float(f[0]), [int(x) for x in f[2:10]]) for f in
-                (line.split() for line in open(f"{work}/{side}.{ph}/cpu.log")) if len(f) >= 10]
+        w = window(f"{work}/{side}.{ph}/cpu.log", a, b)
     except (OSError, ValueError):
         return None
-    before = [x for x in rows if x[0] <= a]
-    after = [x for x in rows if x[0] >= b]
-    if b <= a or not before or not after:
-        return None
-    d = [y - x for x, y in zip(before[-1][1], after[0][1])]
-    total = sum(d)
-    return 100 * (total - d[3] - d[4] - d[7]) / total if total else None
+    return 100 * w[0] / sum(w) if w and sum(w) else None
 print(f"\n{n:,} connections on loopback, {srv} server processes, {cli} client processes; phases of {phase} s;"
       f" paced: one line per connection every {s} s; saturating: one line in flight per connection")
 print(f"{'':<12}{'':<24}{'c1m':>14}{'C':>14}{'c1m / C':>10}")
