@@ -41,6 +41,7 @@ pub enum FailureId {
     ProtocolMismatch,
     ProtocolRefused,
     ConnectFailed,
+    MemoryCeiling,
 }
 
 /// Where a failure lives.
@@ -473,6 +474,18 @@ pub const CATALOGUE: &[Failure] = &[
         fix: "a symptom: rerun with fewer connections or a client that prints errno, and check the client's ulimit -n, its ephemeral port range and that the server listens",
         settings: &[],
     },
+    Failure {
+        id: FailureId::MemoryCeiling,
+        title: "memory ceiling (the lab's floor)",
+        errnos: &[],
+        texts: &[],
+        counters: &[],
+        plateaus: &[],
+        side: Side::Host,
+        explanation: "the host's usable memory (MemAvailable less the slab that open sockets pin) fell to the floor of `c1m lab --target max`, so the lab stopped its ramp there and held what was verified, rather than go on into reclaim and the OOM killer: each further connection needs kernel memory the host no longer has",
+        fix: "the host's ceiling, not a fault: more RAM, less memory per connection (small tcp_rmem/tcp_wmem defaults and no data queued on idle connections), or the connections spread over more hosts",
+        settings: &[],
+    },
 ];
 
 impl FailureId {
@@ -513,6 +526,7 @@ impl FailureId {
             FailureId::ProtocolMismatch => "protocol_mismatch",
             FailureId::ProtocolRefused => "protocol_refused",
             FailureId::ConnectFailed => "connect_failed",
+            FailureId::MemoryCeiling => "memory_ceiling",
         }
     }
 
@@ -583,7 +597,7 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", f.id.as_str()));
             assert!(!f.fix.is_empty() && !f.explanation.is_empty());
         }
-        assert_eq!(CATALOGUE.len(), 28);
+        assert_eq!(CATALOGUE.len(), 29);
     }
 
     #[test]

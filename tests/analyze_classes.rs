@@ -304,6 +304,13 @@ const CASES: &[(&str, &str, &str, &str, u64)] = &[
         "certain",
         3,
     ),
+    (
+        "memory_ceiling_lab.log",
+        "memory_ceiling",
+        "host",
+        "certain",
+        2,
+    ),
 ];
 
 #[test]
@@ -388,6 +395,37 @@ fn a_connect_timeout_is_blamed_on_conntrack_when_the_kernel_says_so() {
     assert_eq!(ct["certainty"], "certain");
     assert_eq!(ct["cause_of"], "connect_timeout");
     assert!(!f.iter().any(|f| f["id"] == "accept_queue_overflow"));
+}
+
+/// A `lab --target max` folder: a client's echoes timed out on the way
+/// up (late echoes as the host slowed), then the lab stopped the ramp at
+/// its memory floor. The ceiling is the first finding, because it ended
+/// the run; the timeouts, which began earlier, stay a finding of their own
+/// after it, and the client's story says the lab held it at the ceiling.
+#[test]
+fn the_labs_stop_at_the_memory_ceiling_comes_before_what_happened_on_the_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = [
+        r#"{"ts":1764700000.0,"role":"flood","pid":14909,"event":"start","settings":{"host":"127.0.0.1","dest":"127.0.0.1","port":8888,"ports":20,"connections":1036035,"protocol":{"name":"echo"}}}"#,
+        r#"{"ts":1764700112.4,"role":"flood","pid":14909,"worker":45,"event":"failure","failure":"connect_timeout","call":"recv","errno":110,"count":2,"detail":"connected, but the echo did not come back within 3s (--connect-timeout)","key":"ECHO_TIMEOUT"}"#,
+        r#"{"ts":1764700240.0,"role":"flood","pid":14909,"event":"summary","connections":893357,"opened_total":893357,"closed_total":0,"failed_total":2,"failures":{"connect_timeout":2},"elapsed_s":240.0,"details":{"target":1036035,"connect_s":230.3,"stops":["stopped connecting on SIGUSR1 (the lab sends it when its ramp reaches the host's ceiling); holding what was verified"],"verified":893357,"reached":false}}"#,
+    ]
+    .join("\n");
+    std::fs::write(dir.path().join("client-1.log"), client + "\n").unwrap();
+    std::fs::copy(
+        class_fixture("memory_ceiling_lab.log"),
+        dir.path().join("lab.log"),
+    )
+    .unwrap();
+    let r = analyze_json(&[dir.path()]);
+    let ids = finding_ids(&r);
+    assert_eq!(ids.first(), Some(&"memory_ceiling"), "{ids:?}");
+    assert!(ids.contains(&"connect_timeout"), "{ids:?}");
+    let stories = r["verdict"].to_string() + &r["sources"].to_string();
+    assert!(
+        stories.contains("the lab stopped its ramp at the host's ceiling"),
+        "{stories}"
+    );
 }
 
 #[test]

@@ -453,4 +453,21 @@ fn the_memory_floor_stops_the_ramp_and_names_the_limit() {
     assert!(stdout.contains("alive at its end, none lost"), "{stdout}");
     let client = std::fs::read_to_string(dir.join("logs/client-1.log")).unwrap();
     assert!(client.contains("stopped connecting on SIGUSR1"), "{client}");
+    // The lab's record of its stop is in logs/lab.log, and analyze (the
+    // lab's findings) puts the ceiling first, as what ended the ramp.
+    let lab_log = std::fs::read_to_string(dir.join("logs/lab.log")).unwrap();
+    assert!(
+        lab_log.contains("\"failure\":\"memory_ceiling\""),
+        "{lab_log}"
+    );
+    let first = &report["findings"][0];
+    assert_eq!(first["id"], "memory_ceiling", "{}", report["findings"]);
+    assert_eq!(first["side"], "host", "{first}");
+    assert!(
+        first["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("stopped its ramp when"),
+        "{first}"
+    );
 }

@@ -307,6 +307,8 @@ fn class(id: FailureId) -> u8 {
         | ProtocolRefused => 0,
         // Faults: root causes (see rules::faults, which also puts them first).
         ServerProcessDied | ServerStalled | PacketLoss | ReconnectStorm | ClientProcessDied => 0,
+        // The lab's stop at the host's ceiling (see `order`, which puts it first).
+        MemoryCeiling => 0,
         EagainMisuse => 1,
         ClientCapReached => 2,
         WrongFd => 3,
@@ -316,7 +318,15 @@ fn class(id: FailureId) -> u8 {
     }
 }
 
-/// Most important first; causes right after the symptom they explain.
+/// Whether a finding is the lab's stop at the host's ceiling: what ended
+/// the ramp comes before anything that happened on the way there (late
+/// echoes near the floor began earlier, but did not stop the run).
+fn stopped_the_ramp(f: &Finding) -> bool {
+    f.id == FailureId::MemoryCeiling
+}
+
+/// Most important first (the lab's stop at the ceiling before all);
+/// causes right after the symptom they explain.
 fn order(findings: Vec<Finding>) -> Vec<Finding> {
     let n = findings.len();
     let mut idx: Vec<usize> = (0..n)
@@ -336,8 +346,8 @@ fn order(findings: Vec<Finding>) -> Vec<Finding> {
     let when = |f: &Finding| f.first_ts.unwrap_or(f64::INFINITY);
     idx.sort_by(|&a, &b| {
         let (fa, fb) = (&findings[a], &findings[b]);
-        (class(fa.id), fa.certainty)
-            .cmp(&(class(fb.id), fb.certainty))
+        (!stopped_the_ramp(fa), class(fa.id), fa.certainty)
+            .cmp(&(!stopped_the_ramp(fb), class(fb.id), fb.certainty))
             .then_with(|| when(fa).total_cmp(&when(fb)))
             .then_with(|| (pos(fa), a).cmp(&(pos(fb), b)))
     });

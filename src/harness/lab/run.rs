@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::events::{Counters, Event, FloodStart, Record, ServeStart, ServeSummary, typed};
+use crate::catalogue::FailureId;
+use crate::events::{Counters, Event, FloodStart, Record, Role, ServeStart, ServeSummary, typed};
 use crate::flood::Procs;
 use crate::flood::args::{FloodArgs, Hold};
 use crate::flood::wire::FloodSummary;
@@ -174,9 +175,12 @@ pub fn run(
     report.server_workers = live[0].serve_start().map_or(0, |s| s.workers.into());
 
     let mut injector = cfg.fault.map(|f| Injector::new(f, cfg.hold));
-    let mut lab_log = match injector {
-        Some(_) => Some(create_log(&logs_dir, "lab.log")?),
-        None => None,
+    // The lab's own records (a fault it injected, its stop at the memory
+    // floor), for analyze to read beside the processes' logs.
+    let mut lab_log = if injector.is_some() || cfg.mem_floor.is_some() {
+        Some(create_log(&logs_dir, "lab.log")?)
+    } else {
+        None
     };
     let serve_workers: Vec<u32> = live[0]
         .serve_start()
@@ -363,6 +367,9 @@ pub fn run(
                     c.mem_available_bytes >> 20,
                     floor >> 20
                 ));
+                if let Some(log) = lab_log.as_mut() {
+                    let _ = ceiling_record(&c).emit(log);
+                }
                 report.ceiling = Some(c);
                 sysctl_at_peak = Some(probe::sysctl_text());
             }
@@ -560,6 +567,29 @@ fn memory_floor_reached(floor: u64, established: u64, cfg: &LabConfig) -> (u64, 
         ..Default::default()
     });
     (usable, stop)
+}
+
+/// The lab's record of its stop at the memory floor (logs/lab.log), so
+/// that `analyze` names the ceiling as what ended the ramp: a
+/// `memory_ceiling` failure whose count is the connections verified then.
+fn ceiling_record(c: &Ceiling) -> Record {
+    Record::now(
+        Role::Lab,
+        None,
+        Event::Failure {
+            failure: FailureId::MemoryCeiling,
+            call: String::new(),
+            errno: None,
+            count: 1,
+            detail: format!(
+                "lab --target max stopped its ramp when {} connections were verified: usable memory {} MiB (MemAvailable {} MiB less what the open sockets pin) fell below the floor of {} MiB",
+                thousands(c.connections),
+                thousands(c.usable_bytes >> 20),
+                thousands(c.mem_available_bytes >> 20),
+                thousands(c.floor_bytes >> 20)
+            ),
+        },
+    )
 }
 
 /// How often the ramp checks the memory floor: once a second, and four
