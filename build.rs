@@ -7,6 +7,8 @@
 //! The cfgs (each also declared with `cargo::rustc-check-cfg`):
 //! - `c1m_root`: the effective uid is 0.
 //! - `c1m_netns`: `unshare -n true` works (private network namespaces).
+//! - `c1m_child_ehash`: root, namespaces, and a kernel (6.1+) with
+//!   `net.ipv4.tcp_child_ehash_entries` (a namespace's own TCP hash table).
 //! - `c1m_<tool>` for each external program in [`TOOLS`] found on `PATH`
 //!   (or in the sbin directories), `-` written `_`: `c1m_nft`,
 //!   `c1m_redis_server`, ...
@@ -52,11 +54,15 @@ fn main() {
     println!("cargo::rerun-if-env-changed=C1M_TEST_UNPRIVILEGED");
     let unprivileged = std::env::var_os("C1M_TEST_UNPRIVILEGED").is_some_and(|v| v != "0");
 
+    let netns = !unprivileged && succeeds(Command::new("unshare").args(["-n", "true"]));
     let mut cfgs: Vec<(String, bool)> = vec![
         ("c1m_root".into(), !unprivileged && euid_is_root()),
+        ("c1m_netns".into(), netns),
         (
-            "c1m_netns".into(),
-            !unprivileged && succeeds(Command::new("unshare").args(["-n", "true"])),
+            "c1m_child_ehash".into(),
+            netns
+                && euid_is_root()
+                && Path::new("/proc/sys/net/ipv4/tcp_child_ehash_entries").exists(),
         ),
     ];
     let dirs = search_dirs();

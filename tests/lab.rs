@@ -125,6 +125,38 @@ fn last_event(log: &Path, event: &str) -> Value {
         .unwrap_or_else(|| panic!("no {event} record in {}", log.display()))
 }
 
+/// `--ehash-entries N`: the lab's namespace gets a TCP established hash
+/// table of its own of N buckets, the report says so, and the host's
+/// net.ipv4.tcp_child_ehash_entries (set only for the namespace's
+/// creation) is as it was.
+#[test]
+#[cfg_attr(
+    not(c1m_child_ehash),
+    ignore = "needs root, namespaces and net.ipv4.tcp_child_ehash_entries (Linux 6.1+)"
+)]
+fn the_labs_namespace_gets_the_hash_table_asked_for_and_the_host_keeps_its_own() {
+    let knob = "/proc/sys/net/ipv4/tcp_child_ehash_entries";
+    let before = std::fs::read_to_string(knob).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let out = Lab::new(3000)
+        .netns_on()
+        .hold("1s")
+        .args(&["--ehash-entries", "65536"])
+        .run(root.path(), Duration::from_secs(120));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dir = only_dir(root.path());
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains("TCP established hash table of its own: 65,536 buckets"),
+        "{notes}"
+    );
+    assert_eq!(report["verified"], 3000);
+    assert_eq!(std::fs::read_to_string(knob).unwrap(), before);
+    assert!(!Path::new("/run/c1m.child-ehash.saved").exists());
+}
+
 #[test]
 fn small_lab_reaches_its_target_and_the_report_matches_the_processes() {
     let root = tempfile::tempdir().unwrap();

@@ -55,6 +55,11 @@ pub struct LabArgs {
     /// Run in a private network namespace (auto: when permitted).
     #[arg(long, value_enum, default_value_t = NetnsMode::Auto)]
     pub netns: NetnsMode,
+    /// Buckets of the private namespace's own TCP established hash table
+    /// (net.ipv4.tcp_child_ehash_entries, Linux 6.1+): auto (one per lab
+    /// socket when the host's table has fewer), a count, or 0 for the host's
+    #[arg(long, default_value = "auto", value_name = "auto|N", value_parser = lab::parse_ehash)]
+    pub ehash_entries: lab::EhashChoice,
     /// Where report folders go.
     #[arg(long, default_value = "reports")]
     pub report: PathBuf,
@@ -420,14 +425,24 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         }
     }
     // First, before any thread exists: the namespace is per thread.
-    let (private, note) = lab::enter_netns(args.netns)?;
+    let host_buckets = crate::sys::netns::ehash_buckets().map_or(0, |(n, _)| n);
+    let ehash = match args.scenario {
+        Some(_) => None,
+        None => lab::ehash_for(
+            args.target,
+            args.target == lab::TARGET_MAX,
+            args.ehash_entries,
+            host_buckets,
+        ),
+    };
+    let (private, notes) = lab::enter_netns(args.netns, ehash, host_buckets)?;
     if let Some(choice) = args.scenario {
-        if let Some(note) = note {
+        for note in notes {
             println!("lab: {note}");
         }
         return run_scenarios(choice, private, &args.report, args.json);
     }
-    let mut notes: Vec<String> = note.into_iter().collect();
+    let mut notes = notes;
     if args.fast_open {
         if args.server.protocol().unwrap_or(args.protocol) == crate::flood::proto::Protocol::Connect
         {

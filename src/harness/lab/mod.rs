@@ -43,7 +43,8 @@ mod run;
 
 pub use crate::harness::server::ServerKind;
 pub use preflight::{
-    AppliedProfile, Preflight, capacity_for, enter_netns, preflight, ramp_bound_for,
+    AppliedProfile, EhashChoice, Preflight, capacity_for, ehash_for, enter_netns, parse_ehash,
+    preflight, ramp_bound_for,
 };
 pub use report::markdown;
 pub use run::run;

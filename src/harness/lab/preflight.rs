@@ -10,25 +10,108 @@ use crate::util::thousands;
 
 use super::{LabConfig, NetnsMode};
 
-/// Enter a private network namespace according to `mode`. Returns whether
-/// the lab now runs in one, and a note for the report.
-pub fn enter_netns(mode: NetnsMode) -> Result<(bool, Option<String>)> {
+/// Enter a private network namespace according to `mode`, with a TCP
+/// established hash table of its own of `ehash` buckets when asked (see
+/// [`ehash_for`]; the host's has `host_buckets`). Returns whether the lab
+/// now runs in one, and notes for the report.
+pub fn enter_netns(
+    mode: NetnsMode,
+    ehash: Option<u32>,
+    host_buckets: u64,
+) -> Result<(bool, Vec<String>)> {
+    let enter = || -> std::io::Result<Vec<String>> {
+        let Some(n) = ehash else {
+            netns::enter_private()?;
+            return Ok(Vec::new());
+        };
+        Ok(vec![match netns::enter_private_with_ehash(n)? {
+            netns::Ehash::Own(b) => format!(
+                "the lab's namespace has a TCP established hash table of its own: {} buckets (net.ipv4.tcp_child_ehash_entries, set for its creation only; the host's table has {})",
+                thousands(b),
+                thousands(host_buckets)
+            ),
+            netns::Ehash::Shared { buckets, why } => format!(
+                "the lab's namespace shares the host's TCP established hash table ({} buckets): {why}",
+                thousands(buckets)
+            ),
+        }])
+    };
     match mode {
         NetnsMode::Off => Ok((
             false,
-            Some("ran in the host's network namespace (--netns off)".into()),
+            vec!["ran in the host's network namespace (--netns off)".into()],
         )),
-        NetnsMode::On => {
-            netns::enter_private()?;
-            Ok((true, None))
-        }
-        NetnsMode::Auto => match netns::enter_private() {
-            Ok(()) => Ok((true, None)),
+        NetnsMode::On => Ok((true, enter()?)),
+        NetnsMode::Auto => match enter() {
+            Ok(notes) => Ok((true, notes)),
+            Err(e) if netns::host_not_restored(&e) => Err(e.into()),
             Err(e) => Ok((
                 false,
-                Some(format!("ran in the host's network namespace: {e}")),
+                vec![format!("ran in the host's network namespace: {e}")],
             )),
         },
+    }
+}
+
+/// `--ehash-entries`: how many buckets the lab's namespace's own TCP
+/// established hash table gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EhashChoice {
+    /// Sized for the target when the host's table would hold more than one
+    /// of the lab's sockets per bucket; else the host's.
+    Auto,
+    /// This many buckets (0: the host's table).
+    Entries(u32),
+}
+
+/// The value parser of `--ehash-entries`: `auto`, or a count (2M, 4194304;
+/// 0 for the host's table).
+pub fn parse_ehash(text: &str) -> Result<EhashChoice, String> {
+    if text == "auto" {
+        return Ok(EhashChoice::Auto);
+    }
+    let n = crate::util::parse_count(text)?;
+    u32::try_from(n)
+        .ok()
+        .filter(|n| *n <= netns::EHASH_MAX)
+        .map(EhashChoice::Entries)
+        .ok_or_else(|| {
+            format!(
+                "{text}: at most {} buckets (2^24, the kernel's limit)",
+                thousands(u64::from(netns::EHASH_MAX))
+            )
+        })
+}
+
+/// The buckets of the lab's own TCP established hash table, or None for the
+/// host's. Every packet's socket is looked up in that table, and so is each
+/// connect()'s 4-tuple; the lab holds both ends of its connections (two
+/// sockets each). `auto` gives a table of its own, one bucket per socket
+/// (the next power of two), when the host's has fewer buckets than the lab
+/// will have sockets: the host sizes its table at boot from RAM (262,144 on
+/// 24 GiB), and a million lab connections would put about eight sockets in
+/// each bucket. For `--target max` the sockets are as many as memory can
+/// hold at the least a socket costs. The table costs 8 bytes a bucket, and
+/// goes with the namespace.
+pub fn ehash_for(target: u64, max: bool, choice: EhashChoice, host_buckets: u64) -> Option<u32> {
+    match choice {
+        EhashChoice::Entries(0) => None,
+        EhashChoice::Entries(n) => Some(n),
+        EhashChoice::Auto => {
+            let sockets = if max {
+                crate::sys::procfs::meminfo()
+                    .map(|m| m.total / crate::tuning::capacity::KERNEL_MIN_BYTES_PER_SOCKET)
+                    .unwrap_or(0)
+            } else {
+                target.saturating_mul(2)
+            };
+            (sockets > host_buckets).then(|| {
+                sockets
+                    .checked_next_power_of_two()
+                    .unwrap_or(u64::MAX)
+                    .min(u64::from(netns::EHASH_MAX)) as u32
+            })
+        }
     }
 }
 
@@ -295,4 +378,57 @@ pub fn preflight(cfg: &LabConfig, profile_name: &str) -> Result<Preflight> {
         notes,
         server_warning: server_cap.map(|(_, w)| w),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lab_gets_a_table_of_its_own_only_when_the_hosts_is_too_small() {
+        let host = 262_144;
+        // 100,000 connections: 200,000 sockets fit the host's table.
+        assert_eq!(ehash_for(100_000, false, EhashChoice::Auto, host), None);
+        // A million: two million sockets, one bucket each.
+        assert_eq!(
+            ehash_for(1_000_000, false, EhashChoice::Auto, host),
+            Some(2_097_152)
+        );
+        // Never past the kernel's 2^24.
+        assert_eq!(
+            ehash_for(20_000_000, false, EhashChoice::Auto, host),
+            Some(netns::EHASH_MAX)
+        );
+        // --target max: as many sockets as memory holds at the least a
+        // socket costs (more than the host's table on any host with 2 GiB).
+        let max = ehash_for(
+            crate::harness::lab::TARGET_MAX,
+            true,
+            EhashChoice::Auto,
+            host,
+        );
+        assert!(
+            max.is_some_and(|n| n.is_power_of_two() && u64::from(n) > host),
+            "{max:?}"
+        );
+        // Asked for: as asked; 0 is the host's table.
+        assert_eq!(
+            ehash_for(1_000, false, EhashChoice::Entries(65_536), host),
+            Some(65_536)
+        );
+        assert_eq!(
+            ehash_for(1_000_000, false, EhashChoice::Entries(0), host),
+            None
+        );
+    }
+
+    #[test]
+    fn ehash_entries_parses_auto_and_counts_and_refuses_past_the_kernels_limit() {
+        assert_eq!(parse_ehash("auto"), Ok(EhashChoice::Auto));
+        assert_eq!(parse_ehash("0"), Ok(EhashChoice::Entries(0)));
+        assert_eq!(parse_ehash("2M"), Ok(EhashChoice::Entries(2_000_000)));
+        let e = parse_ehash("20M").unwrap_err();
+        assert!(e.contains("at most 16,777,216"), "{e}");
+        assert!(parse_ehash("lots").is_err());
+    }
 }
