@@ -390,6 +390,11 @@ fn prometheus_scrapes_serve_and_flood_at_twenty_thousand() {
         let flood_q = r#"max_over_time(c1m_verified_total{role="flood",shard="1/1"}[5m])"#;
         let seen = prom.wait_for(flood_q, verified as f64, Duration::from_secs(30));
         assert_eq!(seen, verified as f64, "Prometheus vs flood's summary");
+        // The connect latency histogram is the workers' (--procs 2): every
+        // verified connection was timed.
+        let latency_q =
+            r#"max_over_time(c1m_connect_latency_seconds_count{role="flood",shard="1/1"}[5m])"#;
+        prom.wait_for(latency_q, verified as f64, Duration::from_secs(30));
 
         // A deliberately refused run: nothing listens on its port.
         let closed = free_base(METRICS_BAND, 1);

@@ -80,6 +80,7 @@ fn request(args: &FloodArgs) -> Result<Request, String> {
         format,
         shard: None,
         seed_lines: false,
+        latency_buckets: false,
         proto,
     })
 }
@@ -119,6 +120,7 @@ pub fn run_shard(args: FloodShardArgs) -> anyhow::Result<ExitCode> {
         Ok(mut req) => {
             req.shard = Some((args.index, args.of));
             req.seed_lines = args.seed_lines;
+            req.latency_buckets = args.latency_buckets;
             Ok(exit(crate::flood::run(req)?))
         }
         Err(e) => usage(e),
@@ -157,6 +159,7 @@ mod tests {
             index: 1,
             of: 3,
             seed_lines: false,
+            latency_buckets: false,
             run: a,
         };
         match parse(s.command_line()) {

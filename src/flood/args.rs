@@ -139,6 +139,11 @@ pub struct FloodShardArgs {
     /// is seed).
     #[arg(long)]
     pub seed_lines: bool,
+    /// Send the latency histograms' metric buckets with each interval
+    /// record (the parent serves `--metrics`); without it the worker skips
+    /// the pass over its histograms that they take every second.
+    #[arg(long)]
+    pub latency_buckets: bool,
     #[command(flatten)]
     pub run: FloodArgs,
 }
@@ -280,6 +285,7 @@ impl FloodShardArgs {
             .opt("index", self.index)
             .opt("of", self.of)
             .flag("seed-lines", self.seed_lines)
+            .flag("latency-buckets", self.latency_buckets)
             .into_vec()
             .into_iter()
             .chain(self.run.to_argv())
@@ -346,6 +352,7 @@ mod tests {
             index: 3,
             of: 4,
             seed_lines: true,
+            latency_buckets: true,
             run: a,
         };
         assert_eq!(

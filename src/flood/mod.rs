@@ -85,6 +85,9 @@ pub struct Request {
     /// Set in worker processes: (index, count).
     pub shard: Option<(u32, u32)>,
     pub seed_lines: bool,
+    /// Worker processes: send the metric buckets with each interval (the
+    /// parent serves `--metrics`).
+    pub latency_buckets: bool,
     /// What each connection speaks (`--protocol` and its flags).
     pub proto: proto::Proto,
 }
@@ -219,6 +222,7 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
             proto: req.proto.clone(),
             reconnect: req.args.reconnect.then_some(req.args.reconnect_backoff),
             fast_open: req.args.fast_open,
+            latency_buckets: reporter.metrics.is_some(),
         };
         let engine = Engine::new(&req.plan, shard, opts, &mut reporter)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -246,6 +250,7 @@ fn run_worker(req: &Request, index: u32, count: u32) -> bool {
         proto: req.proto.clone(),
         reconnect: req.args.reconnect.then_some(req.args.reconnect_backoff),
         fast_open: req.args.fast_open,
+        latency_buckets: req.latency_buckets,
     };
     let (summary, held) = match Engine::new(&req.plan, shard.clone(), opts, &mut sink) {
         Ok(engine) => {
@@ -274,6 +279,7 @@ fn worker_args(req: &Request, index: u32, count: u32) -> FloodShardArgs {
         index,
         of: count,
         seed_lines: req.format == LogFormat::Seed,
+        latency_buckets: req.args.metrics.is_some() || req.args.metrics_fd.is_some(),
         run: FloodArgs {
             procs: Procs::N(1),
             json: false,

@@ -89,6 +89,9 @@ pub struct EngineOptions {
     /// `--fast-open`: connect with TCP_FASTOPEN_CONNECT, so that the first
     /// write (the line) goes in the SYN once the server's cookie is known.
     pub fast_open: bool,
+    /// Put the latency histograms' metric buckets in each interval
+    /// snapshot (for `--metrics`): a pass over both histograms a second.
+    pub latency_buckets: bool,
 }
 
 /// How long the end of the hold waits for the hold messages still out.
@@ -492,9 +495,12 @@ impl<'s> Engine<'s> {
     fn tick(&mut self) {
         self.flush_failures();
         let mut snap = self.snapshot();
-        // Once a second only: a pass over the recorded values.
-        snap.connect_latency = Some(Buckets::from_hist_us(&self.latency));
-        snap.echo_rtt = Some(Buckets::from_hist_us(&self.rtt));
+        // Once a second, and only for --metrics: a pass over the recorded
+        // values.
+        if self.opts.latency_buckets {
+            snap.connect_latency = Some(Buckets::from_hist_us(&self.latency));
+            snap.echo_rtt = Some(Buckets::from_hist_us(&self.rtt));
+        }
         self.sink.progress(&snap, true);
     }
 }
