@@ -195,6 +195,8 @@ cold_start() {
 # busy (user, system, interrupts), idle, and stolen (the hypervisor ran
 # something else on this VM's cores). Stops when killed.
 cpu_sampler() {
+    # the previous round's file would end the wait below at once
+    rm -f "$1"
     python3 "$here/cpu_sampler.py" "$1" &
     sampler_pid=$!
     # python starts slowly from a dropped page cache: the run starts once
@@ -308,6 +310,11 @@ if roles:
     row("client processes' CPU (s)", roles.get("flood", 0) + roles.get("flood-shard", 0), int(ccpu) / 100, lambda v: f"{v:.1f}")
     print(f"(processes' CPU up to the target, user + system; c1m lab itself: {roles.get('lab', 0):.1f} s)")
 print("(c1m: server RSS above its empty baseline; C server: whole RSS, it keeps nothing per connection)")
+# which TCP established hash table c1m lab's namespace had (the C programs'
+# `unshare -n` always shares the host's)
+ehash = next((n for n in r.get("notes", []) if "TCP established hash table" in n), None)
+if ehash:
+    print(f"(c1m lab: {ehash.split(' (')[0].replace('the lab' + chr(39) + 's namespace ', 'its namespace ')}; the C programs' shares the host's)")
 print(f"c1m lab: {'reached' if r['reached'] else 'NOT reached'}; findings: {', '.join(f['id'] for f in r['findings']) or 'none'}")
 # user bytes per connection: c1m serve's own plus every flood client's RSS
 user = (r.get("server_user_bytes_per_connection") or 0) + (r.get("client_user_bytes_per_connection") or 0)
