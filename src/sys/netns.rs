@@ -36,11 +36,11 @@ pub fn enter_private() -> io::Result<()> {
     loopback_up()
 }
 
-/// The host's `net.ipv4.tcp_child_ehash_entries` (Linux 6.1 and later):
-/// when it is not 0, a network namespace created afterwards gets an
-/// established-socket hash table of its own of that many buckets instead of
-/// sharing the host's.
-const CHILD_EHASH: &str = "/proc/sys/net/ipv4/tcp_child_ehash_entries";
+// The host's `net.ipv4.tcp_child_ehash_entries` (Linux 6.1 and later):
+// when it is not 0, a network namespace created afterwards gets an
+// established-socket hash table of its own of that many buckets instead of
+// sharing the host's.
+use super::procfs::CHILD_EHASH;
 /// Held while the host's value is changed, so that two processes entering
 /// at once never put back each other's value. In /run, which only root
 /// can write.
@@ -140,17 +140,7 @@ fn unshare_with_child_ehash(entries: u32) -> Result<(), Unshared> {
     let ctx = |what: &str, path: &str, e: io::Error| {
         io::Error::new(e.kind(), format!("{what} {path}: {e}"))
     };
-    let lock = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(EHASH_LOCK)
-        .map_err(|e| Unshared::No(ctx("opening", EHASH_LOCK, e)))?;
-    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| Unshared::No(ctx("locking", EHASH_LOCK, e.into())))?;
+    let _lock = ehash_lock().map_err(Unshared::No)?;
     let knob = OpenOptions::new()
         .read(true)
         .write(true)
@@ -215,6 +205,23 @@ pub fn ehash_buckets() -> io::Result<(u64, bool)> {
         )
     })?;
     Ok((n.unsigned_abs(), n > 0))
+}
+
+/// [`EHASH_LOCK`], held (exclusively) until the returned value is dropped.
+fn ehash_lock() -> io::Result<nix::fcntl::Flock<File>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(EHASH_LOCK)
+        .map_err(|e| io::Error::new(e.kind(), format!("opening {EHASH_LOCK}: {e}")))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
+        let e = io::Error::from(e);
+        io::Error::new(e.kind(), format!("locking {EHASH_LOCK}: {e}"))
+    })
 }
 
 /// A value of tcp_child_ehash_entries, trimmed, read from its start.
@@ -342,17 +349,7 @@ mod tests {
         {
             // What the killed process left, written under the lock so that
             // no other caller takes 1024 for the host's value.
-            let lock = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(EHASH_LOCK)
-                .unwrap();
-            let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-                .map_err(|(_, e)| e)
-                .unwrap();
+            let _held = ehash_lock().unwrap();
             std::fs::write(EHASH_SAVED, host.trim()).unwrap();
             std::fs::write(CHILD_EHASH, "1024").unwrap();
         }

@@ -29,6 +29,11 @@ pub const SYSCTL_ROOT: &str = "/proc/sys";
 /// The system's memory figures.
 pub const MEMINFO: &str = "/proc/meminfo";
 
+/// `net.ipv4.tcp_child_ehash_entries` of the host's network namespace, the
+/// file [`super::netns::enter_private_with_ehash`] holds open across its
+/// `unshare()` (it keeps the namespace it was opened in).
+pub const CHILD_EHASH: &str = "/proc/sys/net/ipv4/tcp_child_ehash_entries";
+
 /// A `procfs` error as an `io::Error` of the same kind, naming `what`.
 fn io_error(what: &str, e: ProcError) -> io::Error {
     let kind = match &e {
