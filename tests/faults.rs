@@ -325,6 +325,39 @@ fn a_naive_reconnect_after_a_restart_is_named_a_reconnect_storm() {
 }
 
 #[test]
+fn loss_percent_without_fault_loss_is_a_usage_error() {
+    for args in [
+        &["lab", "-n", "100", "--loss-percent", "5"][..],
+        &[
+            "lab",
+            "-n",
+            "100",
+            "--fault",
+            "kill-worker",
+            "--loss-percent",
+            "5",
+        ][..],
+        &[
+            "lab",
+            "--hosts",
+            "-n",
+            "100",
+            "--fault",
+            "loss",
+            "--loss-percent",
+            "0",
+        ][..],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = c1m(args).arg("--report").arg(dir.path()).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let err = stderr(&out);
+        assert!(err.contains("--loss-percent"), "{args:?}: {err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
+
+#[test]
 fn loss_and_partition_without_hosts_are_a_usage_error() {
     for fault in ["loss", "partition"] {
         let dir = tempfile::tempdir().unwrap();
@@ -346,12 +379,13 @@ fn loss_and_partition_without_hosts_are_a_usage_error() {
 /// `c1m lab --hosts -n 3000 --clients 2 --sources 2 --hold 6s --fault F
 /// --json`: its exit status and report.json; the root namespace's
 /// nftables tables are read while it runs.
-fn hosts_lab(fault: &str, dir: &Path) -> (Option<i32>, Value, Vec<String>) {
+fn hosts_lab(fault: &str, extra: &[&str], dir: &Path) -> (Option<i32>, Value, Vec<String>) {
     use std::sync::atomic::{AtomicBool, Ordering};
     let child = Lab::new(3000)
         .hold("6s")
         .json()
         .args(&["--hosts", "--sources", "2", "--fault", fault])
+        .args(extra)
         .command(dir)
         // The lab's state and lock live in the test's folder.
         .env("C1M_STATE_DIR", dir.join("state"))
@@ -388,9 +422,9 @@ fn hosts_lab(fault: &str, dir: &Path) -> (Option<i32>, Value, Vec<String>) {
 /// A network fault between hosts: injected in client-1's namespace only,
 /// nothing lost (TCP retransmits through a few seconds of drops), and
 /// analyze's first finding names it with its evidence.
-fn network_fault(fault: &str, what: &str) {
+fn network_fault(fault: &str, extra: &[&str], what: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let (code, r, root_tables) = hosts_lab(fault, dir.path());
+    let (code, r, root_tables) = hosts_lab(fault, extra, dir.path());
     assert!(
         root_tables.is_empty(),
         "the root namespace got {root_tables:?}"
@@ -424,7 +458,12 @@ fn network_fault(fault: &str, what: &str) {
     ignore = "needs root and nft: namespace hosts"
 )]
 fn loss_drops_a_share_of_one_client_host_s_packets_and_analyze_names_it() {
-    network_fault("loss", "dropped 20% of its packets, at random");
+    // --loss-percent: the share asked for, not the default 20%.
+    network_fault(
+        "loss",
+        &["--loss-percent", "35"],
+        "dropped 35% of its packets, at random",
+    );
 }
 
 #[test]
@@ -433,7 +472,7 @@ fn loss_drops_a_share_of_one_client_host_s_packets_and_analyze_names_it() {
     ignore = "needs root and nft: namespace hosts"
 )]
 fn partition_drops_every_packet_of_one_client_host_and_analyze_names_it() {
-    network_fault("partition", "dropped every packet (a partition)");
+    network_fault("partition", &[], "dropped every packet (a partition)");
 }
 
 #[test]
@@ -449,7 +488,7 @@ fn every_process_fault_runs_between_hosts_as_on_the_loopback() {
         ("restart-server", "server_process_died", 3000),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let (code, r, _) = hosts_lab(fault, dir.path());
+        let (code, r, _) = hosts_lab(fault, &[], dir.path());
         assert_eq!(code, Some(0), "{fault}: {r}");
         let f = &r["fault"];
         assert_eq!(f["injected"], true, "{fault}: {f}");

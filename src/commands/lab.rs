@@ -82,6 +82,10 @@ pub struct LabArgs {
     /// when they agree). loss and partition need --hosts.
     #[arg(long, value_enum, conflicts_with = "scenario")]
     pub fault: Option<lab::faults::Fault>,
+    /// The share of client-1's packets `--fault loss` drops, percent
+    /// (1-100; default 20).
+    #[arg(long, value_name = "P", requires = "fault", value_parser = lab::faults::parse_loss_percent)]
+    pub loss_percent: Option<u8>,
     /// The clients replace every connection lost during the hold (flood
     /// --reconnect); the report says how long they took to get back.
     #[arg(long)]
@@ -297,6 +301,7 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
         defer_accept: args.defer_accept,
         fast_open: false,
         fault: args.fault,
+        loss_percent: args.loss_percent.unwrap_or(lab::faults::LOSS_PERCENT),
         mem_floor: None,
         max: false,
         max_plan: None,
@@ -377,6 +382,11 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     signals::install()?;
     if args.cleanup {
         return cleanup();
+    }
+    if args.loss_percent.is_some() && args.fault != Some(lab::faults::Fault::Loss) {
+        anyhow::bail!(
+            "--loss-percent is the share of packets --fault loss drops: add --fault loss"
+        );
     }
     if args.hosts {
         if args.target == lab::TARGET_MAX {
@@ -477,6 +487,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         defer_accept: args.defer_accept,
         fast_open: args.fast_open,
         fault: args.fault,
+        loss_percent: args.loss_percent.unwrap_or(lab::faults::LOSS_PERCENT),
         mem_floor: args.mem_floor_mib.map(|m| m << 20),
         max,
         max_plan: None,

@@ -11,7 +11,7 @@
 //! Between namespace hosts (`--hosts`) two more faults drop packets on
 //! client-1's link with nftables rules inside that host's own namespace
 //! (never the root namespace's), on what arrives over it: `loss` drops
-//! [`LOSS_PERCENT`]% of them at random (`numgen random mod 100 < P drop`;
+//! `--loss-percent` (default [`LOSS_PERCENT`]) % of them at random (`numgen random mod 100 < P drop`;
 //! this kernel has no netem), `partition` drops them all, for a third of
 //! the hold (1 to 3 s); then the rules are removed. A short drop loses no
 //! connection: TCP retransmits.
@@ -46,8 +46,18 @@ pub enum Fault {
     Partition,
 }
 
-/// The share of packets `--fault loss` drops, percent.
+/// The share of packets `--fault loss` drops by default, percent.
 pub const LOSS_PERCENT: u8 = 20;
+
+/// The value parser of `--loss-percent`: 1 to 100.
+pub fn parse_loss_percent(text: &str) -> Result<u8, String> {
+    text.trim()
+        .trim_end_matches('%')
+        .parse::<u8>()
+        .ok()
+        .filter(|p| (1..=100).contains(p))
+        .ok_or_else(|| format!("{text}: a share of packets from 1 to 100 (percent)"))
+}
 
 /// The nftables table the network faults load (in a client host's
 /// namespace only).
@@ -78,9 +88,9 @@ impl Fault {
     /// or cut wire. A drop in the host's own output hook would not do:
     /// the kernel fails such a send locally (EPERM) and TCP waits instead
     /// of retransmitting, so nothing shows on either side.
-    fn ruleset(self, iface: &str) -> String {
+    fn ruleset(self, iface: &str, loss_percent: u8) -> String {
         let verdict = match self {
-            Fault::Loss => format!("numgen random mod 100 < {LOSS_PERCENT} drop"),
+            Fault::Loss => format!("numgen random mod 100 < {loss_percent} drop"),
             _ => "drop".to_string(),
         };
         format!(
@@ -176,6 +186,8 @@ pub struct Injector {
     pub clients_at_fault: u64,
     /// The clients' count fell below the target after the fault.
     dipped: bool,
+    /// `--fault loss`: the share of packets dropped, percent.
+    loss_percent: u8,
 }
 
 /// What the lab knows when the fault is due.
@@ -213,7 +225,14 @@ impl Injector {
             server_at_fault: 0,
             clients_at_fault: 0,
             dipped: false,
+            loss_percent: LOSS_PERCENT,
         }
+    }
+
+    /// `--loss-percent`: the share of packets `--fault loss` drops.
+    pub fn with_loss_percent(mut self, percent: u8) -> Injector {
+        self.loss_percent = percent;
+        self
     }
 
     /// Called on every pass of the lab's loop during the hold.
@@ -266,7 +285,7 @@ impl Injector {
         self.server_at_fault = scene.server_connections;
         self.clients_at_fault = scene.client_connections;
         let iface = crate::sys::hosts::IFACE;
-        nft_in(netns, &self.fault.ruleset(iface))
+        nft_in(netns, &self.fault.ruleset(iface, self.loss_percent))
             .map_err(|e| anyhow::anyhow!("--fault {}: {e:#}", self.fault.name()))?;
         let now = Instant::now();
         self.injected_at = Some(now);
@@ -278,7 +297,7 @@ impl Injector {
             until: now + self.stall,
         };
         let what = match self.fault {
-            Fault::Loss => format!("{LOSS_PERCENT}% of its packets, at random"),
+            Fault::Loss => format!("{}% of its packets, at random", self.loss_percent),
             _ => "every packet (a partition)".to_string(),
         };
         let detail = format!(
@@ -639,12 +658,19 @@ mod tests {
         }];
         let h = account(&lost, 1500, ServerHold::default(), Some(&mut inj));
         assert!(!h.ok && !inj.report.agree);
-        let loss = Fault::Loss.ruleset("eth0");
+        let loss = Fault::Loss.ruleset("eth0", LOSS_PERCENT);
         assert!(
             loss.contains("iifname \"eth0\" numgen random mod 100 < 20 drop"),
             "{loss}"
         );
-        let partition = Fault::Partition.ruleset("eth0");
+        let loss = Fault::Loss.ruleset("eth0", 5);
+        assert!(loss.contains("numgen random mod 100 < 5 drop"), "{loss}");
+        assert_eq!(parse_loss_percent("35"), Ok(35));
+        assert_eq!(parse_loss_percent("100%"), Ok(100));
+        for bad in ["0", "101", "-5", "lots"] {
+            assert!(parse_loss_percent(bad).is_err(), "{bad}");
+        }
+        let partition = Fault::Partition.ruleset("eth0", LOSS_PERCENT);
         assert!(partition.contains("iifname \"eth0\" drop\n"), "{partition}");
         assert!(!partition.contains("output"), "{partition}");
         assert!(Fault::Loss.needs_hosts() && !Fault::KillWorker.needs_hosts());

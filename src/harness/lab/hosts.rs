@@ -829,7 +829,7 @@ pub fn run_hosts(
     }
     let mut fault = match cfg.fault {
         Some(f) => Some(HostsFault {
-            injector: Injector::new(f, cfg.hold),
+            injector: Injector::new(f, cfg.hold).with_loss_percent(cfg.loss_percent),
             log: create_log(&dir.join("logs"), "lab.log")?,
         }),
         None => None,

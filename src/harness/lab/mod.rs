@@ -107,6 +107,8 @@ pub struct LabConfig {
     pub max_plan: Option<MaxPlan>,
     /// `--fault`: one fault injected during the hold.
     pub fault: Option<faults::Fault>,
+    /// `--loss-percent`: the share of packets `--fault loss` drops.
+    pub loss_percent: u8,
     /// `--reconnect`: the clients replace lost connections with this
     /// backoff.
     #[serde(skip)]
@@ -548,6 +550,7 @@ pub(super) fn test_config() -> LabConfig {
         max: false,
         max_plan: None,
         fault: None,
+        loss_percent: faults::LOSS_PERCENT,
         reconnect: None,
     }
 }
