@@ -43,7 +43,7 @@ pub fn enter_private() -> io::Result<()> {
 use super::procfs::CHILD_EHASH;
 /// Held while the host's value is changed, so that two processes entering
 /// at once never put back each other's value. In /run, which only root
-/// can write.
+/// can write; removed by its holder before it unlocks.
 const EHASH_LOCK: &str = "/run/c1m.child-ehash.lock";
 /// The host's value while it is changed: a process killed in that window
 /// (a few microseconds, SIGKILL only: the other signals are blocked)
@@ -207,21 +207,56 @@ pub fn ehash_buckets() -> io::Result<(u64, bool)> {
     Ok((n.unsigned_abs(), n > 0))
 }
 
-/// [`EHASH_LOCK`], held (exclusively) until the returned value is dropped.
-fn ehash_lock() -> io::Result<nix::fcntl::Flock<File>> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(EHASH_LOCK)
-        .map_err(|e| io::Error::new(e.kind(), format!("opening {EHASH_LOCK}: {e}")))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
-        let e = io::Error::from(e);
-        io::Error::new(e.kind(), format!("locking {EHASH_LOCK}: {e}"))
-    })
+/// [`EHASH_LOCK`], held exclusively; dropping it removes the file, then
+/// unlocks, so that nothing is left in /run.
+struct EhashLock {
+    _locked: nix::fcntl::Flock<File>,
+}
+
+impl Drop for EhashLock {
+    fn drop(&mut self) {
+        // Still locked here: a process waiting on this file finds it gone
+        // from the path once it gets the lock, and opens a new one.
+        let _ = std::fs::remove_file(EHASH_LOCK);
+    }
+}
+
+/// Take [`EHASH_LOCK`]: open (or create) it, lock it, and check that the
+/// path still names the file locked (its holder removes it before
+/// unlocking); else try again.
+fn ehash_lock() -> io::Result<EhashLock> {
+    use std::os::unix::fs::MetadataExt;
+    for _ in 0..1000 {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(EHASH_LOCK)
+            .map_err(|e| io::Error::new(e.kind(), format!("opening {EHASH_LOCK}: {e}")))?;
+        let locked = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(
+            |(_, e)| {
+                let e = io::Error::from(e);
+                io::Error::new(e.kind(), format!("locking {EHASH_LOCK}: {e}"))
+            },
+        )?;
+        let held = locked
+            .metadata()
+            .map_err(|e| io::Error::new(e.kind(), format!("fstat {EHASH_LOCK}: {e}")))?;
+        match std::fs::symlink_metadata(EHASH_LOCK) {
+            Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => {
+                return Ok(EhashLock { _locked: locked });
+            }
+            // Removed (or replaced) by the holder before we got it.
+            _ => continue,
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::WouldBlock,
+        format!("locking {EHASH_LOCK}: it kept being replaced"),
+    ))
 }
 
 /// A value of tcp_child_ehash_entries, trimmed, read from its start.
@@ -333,6 +368,10 @@ mod tests {
         assert!(inside.1, "TCP on loopback inside the namespace");
         assert_eq!(std::fs::read_to_string(CHILD_EHASH).unwrap(), host_before);
         assert!(!std::path::Path::new(EHASH_SAVED).exists());
+        assert!(
+            !std::path::Path::new(EHASH_LOCK).exists(),
+            "the lock file is removed"
+        );
     }
 
     /// A process killed between changing the host's value and putting it
