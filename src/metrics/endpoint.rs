@@ -7,7 +7,9 @@
 //!
 //! Bounded whatever the scrapers do, so that serve and flood never notice
 //! them: at most [`MAX_CONNS`] connections at once (a new one closes the
-//! oldest), at most [`MAX_REQUEST`] bytes read from each (more, or bytes
+//! one that has done least, oldest first: a silent connection goes before
+//! one that sent part of a request, and one being answered goes last, so
+//! a burst of idle connects cannot cut off a real scrape), at most [`MAX_REQUEST`] bytes read from each (more, or bytes
 //! that are not a request, get a 400 and a close), [`DEADLINE`] for the
 //! whole exchange (a scraper that never sends or never reads is dropped),
 //! the answer written without blocking. The supervisor only ever takes a
@@ -26,7 +28,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::{Figures, Format, Kernel, Labels, Shared, render};
 
-/// Connections served at once; the oldest goes when one more arrives.
+/// Connections served at once; when one more arrives, the one that has
+/// done least goes ([`Conn::stage`]), the oldest of those first.
 pub const MAX_CONNS: usize = 64;
 /// Bytes of a request read at most (a scrape's request is ~200).
 pub const MAX_REQUEST: usize = 8 * 1024;
@@ -198,6 +201,21 @@ struct Conn {
     sent: usize,
 }
 
+impl Conn {
+    /// How far the exchange got: 0 nothing received, 1 part of a request,
+    /// 2 answering. The lowest stage is closed first when the endpoint is
+    /// full.
+    fn stage(&self) -> u8 {
+        if self.answer.is_some() {
+            2
+        } else if !self.request.is_empty() {
+            1
+        } else {
+            0
+        }
+    }
+}
+
 struct Server {
     poll: Poll,
     listener: TcpListener,
@@ -254,15 +272,16 @@ impl Server {
     fn adopt(&mut self, mut stream: TcpStream) {
         let live = self.conns.iter().filter(|c| c.is_some()).count();
         if live >= MAX_CONNS {
-            // Make room: the oldest goes.
-            let oldest = self
+            // Make room: the one that has done least goes, the oldest of
+            // those first.
+            let victim = self
                 .conns
                 .iter()
                 .enumerate()
-                .filter_map(|(i, c)| c.as_ref().map(|c| (i, c.since)))
-                .min_by_key(|&(_, t)| t)
+                .filter_map(|(i, c)| c.as_ref().map(|c| (i, (c.stage(), c.since))))
+                .min_by_key(|&(_, key)| key)
                 .map(|(i, _)| i);
-            if let Some(i) = oldest {
+            if let Some(i) = victim {
                 self.close(i);
             }
         }
@@ -494,5 +513,34 @@ mod tests {
         );
         assert!(parse_addr("9400x").unwrap_err().contains("9400x"));
         assert!(parse_addr("127.0.0.1:99999").is_err());
+    }
+
+    /// A burst of silent connects (more than [`MAX_CONNS`]) arrives while a
+    /// scraper is half-way through its request: the silent ones are closed
+    /// to make room, and the scrape is still answered.
+    #[test]
+    fn a_burst_of_idle_connects_does_not_cut_off_a_scrape_in_progress() {
+        use std::io::{Read, Write};
+        let labels = Labels::new(super::super::Role::Serve, Some("t"), None);
+        let ep = Endpoint::start("127.0.0.1:0".parse().unwrap(), labels).unwrap();
+        let addr = ep.addr();
+        let mut scrape = std::net::TcpStream::connect(addr).unwrap();
+        scrape.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let idle: Vec<_> = (0..MAX_CONNS * 3)
+            .filter_map(|_| std::net::TcpStream::connect(addr).ok())
+            .collect();
+        assert!(idle.len() > MAX_CONNS, "only {} connected", idle.len());
+        // Let the endpoint accept them all (each one past the cap closes
+        // another).
+        std::thread::sleep(Duration::from_millis(300));
+        scrape.write_all(b"Host: t\r\n\r\n").unwrap();
+        scrape
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut raw = String::new();
+        scrape.read_to_string(&mut raw).unwrap();
+        assert!(raw.starts_with("HTTP/1.1 200 OK"), "{raw:?}");
+        drop(idle);
     }
 }
