@@ -438,12 +438,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
     let host_buckets = crate::sys::netns::ehash_buckets().map_or(0, |(n, _)| n);
     let ehash = match args.scenario {
         Some(_) => None,
-        None => lab::ehash_for(
-            args.target,
-            args.target == lab::TARGET_MAX,
-            args.ehash_entries,
-            host_buckets,
-        ),
+        None => lab::ehash_for(args.target, args.ehash_entries, host_buckets),
     };
     let (private, notes) = lab::enter_netns(args.netns, ehash, host_buckets)?;
     if let Some(choice) = args.scenario {

@@ -93,12 +93,12 @@ pub fn parse_ehash(text: &str) -> Result<EhashChoice, String> {
 /// each bucket. For `--target max` the sockets are as many as memory can
 /// hold at the least a socket costs. The table costs 8 bytes a bucket, and
 /// goes with the namespace.
-pub fn ehash_for(target: u64, max: bool, choice: EhashChoice, host_buckets: u64) -> Option<u32> {
+pub fn ehash_for(target: u64, choice: EhashChoice, host_buckets: u64) -> Option<u32> {
     match choice {
         EhashChoice::Entries(0) => None,
         EhashChoice::Entries(n) => Some(n),
         EhashChoice::Auto => {
-            let sockets = if max {
+            let sockets = if target == crate::harness::lab::TARGET_MAX {
                 crate::sys::procfs::meminfo()
                     .map(|m| m.total / crate::tuning::capacity::KERNEL_MIN_BYTES_PER_SOCKET)
                     .unwrap_or(0)
@@ -388,38 +388,30 @@ mod tests {
     fn the_lab_gets_a_table_of_its_own_only_when_the_hosts_is_too_small() {
         let host = 262_144;
         // 100,000 connections: 200,000 sockets fit the host's table.
-        assert_eq!(ehash_for(100_000, false, EhashChoice::Auto, host), None);
+        assert_eq!(ehash_for(100_000, EhashChoice::Auto, host), None);
         // A million: two million sockets, one bucket each.
         assert_eq!(
-            ehash_for(1_000_000, false, EhashChoice::Auto, host),
+            ehash_for(1_000_000, EhashChoice::Auto, host),
             Some(2_097_152)
         );
         // Never past the kernel's 2^24.
         assert_eq!(
-            ehash_for(20_000_000, false, EhashChoice::Auto, host),
+            ehash_for(20_000_000, EhashChoice::Auto, host),
             Some(netns::EHASH_MAX)
         );
         // --target max: as many sockets as memory holds at the least a
         // socket costs (more than the host's table on any host with 2 GiB).
-        let max = ehash_for(
-            crate::harness::lab::TARGET_MAX,
-            true,
-            EhashChoice::Auto,
-            host,
-        );
+        let max = ehash_for(crate::harness::lab::TARGET_MAX, EhashChoice::Auto, host);
         assert!(
             max.is_some_and(|n| n.is_power_of_two() && u64::from(n) > host),
             "{max:?}"
         );
         // Asked for: as asked; 0 is the host's table.
         assert_eq!(
-            ehash_for(1_000, false, EhashChoice::Entries(65_536), host),
+            ehash_for(1_000, EhashChoice::Entries(65_536), host),
             Some(65_536)
         );
-        assert_eq!(
-            ehash_for(1_000_000, false, EhashChoice::Entries(0), host),
-            None
-        );
+        assert_eq!(ehash_for(1_000_000, EhashChoice::Entries(0), host), None);
     }
 
     #[test]
