@@ -17,6 +17,16 @@
 #   benches/traffic.sh                       # N=1000000, S=10, PHASE=60
 #   QUICK=1 benches/traffic.sh               # N=100000
 #   N=2000 PHASE=5 S=1 benches/traffic.sh    # a tiny run that checks the script
+#   EHASH=0 benches/traffic.sh               # both pairs on the host's TCP hash table
+#
+# EHASH=auto (the default) gives every pair's namespace a TCP established hash
+# table of its own (net.ipv4.tcp_child_ehash_entries, Linux 6.1+), one bucket
+# per socket (the next power of two of 2N), as `c1m lab --ehash-entries auto`
+# does: on the host's table (262,144 buckets on 24 GiB) a million connections
+# put eight sockets in each bucket, and the lookup of every packet's socket
+# was 15-20% of the host's CPU in both pairs' phases. Both pairs get the same
+# table; the host's value is set for each `unshare` only and put back at once
+# (and on exit). EHASH=N asks for N buckets.
 #
 # Both clients stop sending at the end of the phase and wait up to 2 s for the
 # lines still out (the C client's drain; c1m flood's end of hold), so
@@ -35,6 +45,8 @@ BASE=8888
 if [ "${1:-}" = "--in-ns" ]; then
     shift
     work=$1 side=$2 n=$3 phase=$4 interval=$5 srv=$6 cli=$7
+    : > "$work/in_ns"   # the namespace exists: the parent puts the host's table size back
+    cat /proc/sys/net/ipv4/tcp_ehash_entries > "$work/ehash" 2>/dev/null || true
     ip link set lo up
     pids=()
     stop() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -80,7 +92,10 @@ PHASE=${PHASE:-60}
 work=$(mktemp -d /tmp/c1m-traffic-bench.XXXXXX)
 state="$work/doctor.state.json"
 applied=0
+child_ehash=/proc/sys/net/ipv4/tcp_child_ehash_entries
+host_ehash=""
 cleanup() {
+    if [ -n "$host_ehash" ]; then echo "$host_ehash" > "$child_ehash" || true; fi
     if [ "$applied" = 1 ]; then
         "$C1M" doctor --rollback --state "$state" > "$work/rollback.out" 2>&1 || cat "$work/rollback.out" >&2
     fi
@@ -100,16 +115,49 @@ if ! python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if 
     applied=1
 fi
 
+# the namespaces' TCP established hash table (see the top)
+EHASH=${EHASH:-auto}
+ehash=0
+if [ "$EHASH" = auto ]; then
+    ehash=1; while [ "$ehash" -lt $(( 2 * N )) ]; do ehash=$(( ehash * 2 )); done
+    [ "$ehash" -le 16777216 ] || ehash=16777216
+elif [ "$EHASH" -gt 0 ] 2>/dev/null; then
+    ehash=$EHASH
+fi
+if [ "$ehash" -gt 0 ] && [ ! -w "$child_ehash" ]; then
+    echo "# $child_ehash cannot be set here (Linux 6.1+, root): both pairs use the host's TCP hash table"
+    ehash=0
+fi
+# run ARGS... in a new network namespace, with the table asked for
+in_ns() {
+    local dir=$1; shift
+    if [ "$ehash" -eq 0 ]; then unshare -n "$0" --in-ns "$dir" "$@"; return; fi
+    host_ehash=$(cat "$child_ehash")
+    echo "$ehash" > "$child_ehash"
+    rm -f "$dir/in_ns"
+    unshare -n "$0" --in-ns "$dir" "$@" &
+    local pid=$! i
+    for i in $(seq 1 200); do [ -e "$dir/in_ns" ] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    echo "$host_ehash" > "$child_ehash"
+    host_ehash=""
+    wait "$pid"
+}
+if [ "$ehash" -gt 0 ]; then
+    echo "# each pair's namespace: a TCP established hash table of its own, $ehash buckets (EHASH=0: the host's)"
+else
+    echo "# both pairs' namespaces share the host's TCP established hash table ($(awk '{print $1}' /proc/sys/net/ipv4/tcp_ehash_entries) buckets)"
+fi
+
 # process counts: c1m's, the C pair gets the same
 cli=$(( (N + 19936 - 1) / 19936 ))
 srv=""
 for phase_name in paced saturating; do
     if [ "$phase_name" = paced ]; then iv=$S; else iv=0; fi
     mkdir -p "$work/c1m.$phase_name" "$work/c.$phase_name"
-    unshare -n "$0" --in-ns "$work/c1m.$phase_name" c1m "$N" "$PHASE" "$iv" 0 "$cli"
+    in_ns "$work/c1m.$phase_name" c1m "$N" "$PHASE" "$iv" 0 "$cli"
     [ -n "$srv" ] || srv=$(cat "$work/c1m.$phase_name/workers" 2>/dev/null || echo 0)
     [ "${srv:-0}" -gt 0 ] || { echo "c1m serve did not start:" >&2; tail -5 "$work/c1m.$phase_name/serve.out" >&2; exit 1; }
-    unshare -n "$0" --in-ns "$work/c.$phase_name" c "$N" "$PHASE" "$iv" "$srv" "$cli"
+    in_ns "$work/c.$phase_name" c "$N" "$PHASE" "$iv" "$srv" "$cli"
 done
 
 PYTHONPATH="$here" python3 - "$work" "$N" "$S" "$PHASE" "$srv" "$cli" <<'PY'
@@ -179,4 +227,13 @@ for ph in ("paced", "saturating"):
     row("host CPU busy (%)", "busy", "{:.0f}")
 print("(c1m echoed bytes/s: every byte flood read back in its hold, the first echoes excluded;"
       " C: bytes read in the phase)")
+def table(side, ph):
+    try:
+        v = int(open(f"{work}/{side}.{ph}/ehash").read())
+    except (OSError, ValueError):
+        return "?"
+    # negative: the namespace shares the host's table of that many buckets
+    return f"the host's ({-v:,})" if v < 0 else f"its own ({v:,})"
+print("(TCP established hash table, buckets: " + ", ".join(
+    f"{side} {ph} {table(side, ph)}" for ph in ("paced", "saturating") for side in ("c1m", "c")) + ")")
 PY
