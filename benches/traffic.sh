@@ -18,6 +18,7 @@
 #   QUICK=1 benches/traffic.sh               # N=100000
 #   N=2000 PHASE=5 S=1 benches/traffic.sh    # a tiny run that checks the script
 #   EHASH=0 benches/traffic.sh               # both pairs on the host's TCP hash table
+#   FIRST=c benches/traffic.sh               # the C pair first in each phase
 #
 # EHASH=auto (the default) gives every pair's namespace a TCP established hash
 # table of its own (net.ipv4.tcp_child_ehash_entries, Linux 6.1+), one bucket
@@ -154,10 +155,24 @@ srv=""
 for phase_name in paced saturating; do
     if [ "$phase_name" = paced ]; then iv=$S; else iv=0; fi
     mkdir -p "$work/c1m.$phase_name" "$work/c.$phase_name"
-    in_ns "$work/c1m.$phase_name" c1m "$N" "$PHASE" "$iv" 0 "$cli"
-    [ -n "$srv" ] || srv=$(cat "$work/c1m.$phase_name/workers" 2>/dev/null || echo 0)
-    [ "${srv:-0}" -gt 0 ] || { echo "c1m serve did not start:" >&2; tail -5 "$work/c1m.$phase_name/serve.out" >&2; exit 1; }
-    in_ns "$work/c.$phase_name" c "$N" "$PHASE" "$iv" "$srv" "$cli"
+    if [ -z "$srv" ] && [ "${FIRST:-c1m}" = c ]; then
+        # the C pair runs first and needs c1m serve's worker count: c1m
+        # serve's plan (src/reactor/mod.rs), the fewest processes under the
+        # open-files limit less 64 spare and the listeners
+        usable=$(( $(ulimit -Hn) - 64 - PORTS ))
+        srv=$(( (N + N / 20 + 1 + usable - 1) / usable ))
+    fi
+    if [ "${FIRST:-c1m}" = c ]; then
+        in_ns "$work/c.$phase_name" c "$N" "$PHASE" "$iv" "$srv" "$cli"
+        in_ns "$work/c1m.$phase_name" c1m "$N" "$PHASE" "$iv" 0 "$cli"
+        w=$(cat "$work/c1m.$phase_name/workers" 2>/dev/null || echo "?")
+        [ "$w" = "$srv" ] || echo "# c1m serve ran $w workers, the C server $srv processes" >&2
+    else
+        in_ns "$work/c1m.$phase_name" c1m "$N" "$PHASE" "$iv" 0 "$cli"
+        [ -n "$srv" ] || srv=$(cat "$work/c1m.$phase_name/workers" 2>/dev/null || echo 0)
+        [ "${srv:-0}" -gt 0 ] || { echo "c1m serve did not start:" >&2; tail -5 "$work/c1m.$phase_name/serve.out" >&2; exit 1; }
+        in_ns "$work/c.$phase_name" c "$N" "$PHASE" "$iv" "$srv" "$cli"
+    fi
 done
 
 PYTHONPATH="$here" python3 - "$work" "$N" "$S" "$PHASE" "$srv" "$cli" <<'PY'
