@@ -306,15 +306,17 @@ impl Worker {
                 wake: self.cfg.wake.as_str().into(),
             },
         })?;
-        let mut next_tick = Instant::now() + self.cfg.stats_interval;
-        let mut next_sweep = Instant::now() + SWEEP;
+        // One clock read per pass, at the end of epoll_wait: it times the
+        // pass's pauses, sweeps and reports, and the next pass's timeout.
+        let mut now = Instant::now();
+        let mut next_tick = now + self.cfg.stats_interval;
+        let mut next_sweep = now + SWEEP;
         let mut last_opened = 0u64;
-        let mut last_tick = Instant::now();
+        let mut last_tick = now;
         loop {
             if signals::stop_requested() {
                 break;
             }
-            let now = Instant::now();
             let mut deadline = next_tick.min(next_sweep);
             if let Some(p) = self.paused_until {
                 deadline = deadline.min(p);
@@ -324,7 +326,9 @@ impl Worker {
             } else {
                 Duration::ZERO
             };
-            match self.poll.poll(&mut events, Some(timeout)) {
+            let polled = self.poll.poll(&mut events, Some(timeout));
+            now = Instant::now();
+            match polled {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e).context("epoll_wait"),
@@ -344,7 +348,6 @@ impl Worker {
             for fd in again {
                 self.serve_conn(fd, true);
             }
-            let now = Instant::now();
             if let Some(p) = self.paused_until
                 && now >= p
             {
