@@ -438,3 +438,97 @@ fn alike_failures_of_several_workers_are_one_line_and_quiet_keeps_the_verdict() 
     let last = text.lines().last().unwrap_or_default();
     assert!(last.starts_with("FAILED: reached 0 of 30"), "{text}");
 }
+
+/// A threaded echo server on `l` whose first echo on each connection
+/// waits `delay` (later ones are at once); stops when `stop` is set.
+fn delayed_echo(
+    l: std::net::TcpListener,
+    delay: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    l.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            let Ok((mut s, _)) = l.accept() else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                let mut buf = [0u8; 256];
+                let mut first = true;
+                while !stop.load(Ordering::SeqCst) {
+                    match s.read(&mut buf) {
+                        Ok(0) => return,
+                        Ok(n) => {
+                            if first {
+                                std::thread::sleep(delay);
+                                first = false;
+                            }
+                            if s.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
+    })
+}
+
+/// Two worker processes, one of which connects 2 s later than the other
+/// (its first echoes wait 2 s, under the 3 s connect timeout):
+/// the hold (its time and its lines) begins in both only once both are
+/// connected, so every connection is held open at the same time.
+#[test]
+fn workers_begin_the_hold_together() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (base, mut ls) = bind_run(FLOOD_BAND, 2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let slow = delayed_echo(ls.pop().unwrap(), Duration::from_secs(2), stop.clone());
+    let fast = delayed_echo(ls.pop().unwrap(), Duration::ZERO, stop.clone());
+    let started = Instant::now();
+    let out = run_c1m(&[
+        "flood",
+        "127.0.0.1",
+        &base.to_string(),
+        "--ports",
+        "2",
+        "--procs",
+        "2",
+        "-c",
+        "20",
+        "--hold",
+        "1s",
+        "--message-interval",
+        "200ms",
+        "--json",
+    ]);
+    stop.store(true, Ordering::SeqCst);
+    let _ = (slow.join(), fast.join());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = summary(&records(&out)).clone();
+    assert_eq!(s["details"]["verified"], 20, "{s}");
+    // The fast worker's hold waited for the slow one: all 20 were open at
+    // once (each worker holding 1 s from its own connect gave 10).
+    assert_eq!(s["details"]["peak_connections"], 20, "{s}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "2 s of connecting and 1 s of hold took {:?}",
+        started.elapsed()
+    );
+    // Lines went both ways in the common hold.
+    assert!(
+        s["details"]["messages_answered"].as_u64().unwrap() >= 20,
+        "{s}"
+    );
+}

@@ -81,6 +81,7 @@ fn request(args: &FloodArgs) -> Result<Request, String> {
         shard: None,
         seed_lines: false,
         latency_buckets: false,
+        hold_together: false,
         proto,
     })
 }
@@ -121,6 +122,7 @@ pub fn run_shard(args: FloodShardArgs) -> anyhow::Result<ExitCode> {
             req.shard = Some((args.index, args.of));
             req.seed_lines = args.seed_lines;
             req.latency_buckets = args.latency_buckets;
+            req.hold_together = args.hold_together;
             Ok(exit(crate::flood::run(req)?))
         }
         Err(e) => usage(e),
@@ -160,6 +162,7 @@ mod tests {
             of: 3,
             seed_lines: false,
             latency_buckets: false,
+            hold_together: true,
             run: a,
         };
         match parse(s.command_line()) {

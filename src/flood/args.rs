@@ -144,6 +144,11 @@ pub struct FloodShardArgs {
     /// the pass over its histograms that they take every second.
     #[arg(long)]
     pub latency_buckets: bool,
+    /// Begin the hold (its time and its lines) only when the parent sends
+    /// SIGUSR2, once every worker has finished connecting, so that no
+    /// worker's lines are timed against the others' connect phase.
+    #[arg(long)]
+    pub hold_together: bool,
     #[command(flatten)]
     pub run: FloodArgs,
 }
@@ -286,6 +291,7 @@ impl FloodShardArgs {
             .opt("of", self.of)
             .flag("seed-lines", self.seed_lines)
             .flag("latency-buckets", self.latency_buckets)
+            .flag("hold-together", self.hold_together)
             .into_vec()
             .into_iter()
             .chain(self.run.to_argv())
@@ -353,6 +359,7 @@ mod tests {
             of: 4,
             seed_lines: true,
             latency_buckets: true,
+            hold_together: true,
             run: a,
         };
         assert_eq!(

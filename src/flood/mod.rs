@@ -88,6 +88,9 @@ pub struct Request {
     /// Worker processes: send the metric buckets with each interval (the
     /// parent serves `--metrics`).
     pub latency_buckets: bool,
+    /// Worker processes: begin the hold on the parent's SIGUSR2 (see
+    /// `FloodShardArgs::hold_together`).
+    pub hold_together: bool,
     /// What each connection speaks (`--protocol` and its flags).
     pub proto: proto::Proto,
 }
@@ -160,6 +163,10 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
         .map_err(|e| anyhow::anyhow!("installing the SIGUSR1 handler: {e}"))?;
     let budget = per_process_budget();
     if let Some((index, count)) = req.shard {
+        if req.hold_together {
+            signals::install_hold_go()
+                .map_err(|e| anyhow::anyhow!("installing the SIGUSR2 handler: {e}"))?;
+        }
         return Ok(run_worker(&req, index, count));
     }
     // A fleet host: its name and shard on every line, and the common start.
@@ -223,6 +230,7 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
             reconnect: req.args.reconnect.then_some(req.args.reconnect_backoff),
             fast_open: req.args.fast_open,
             latency_buckets: reporter.metrics.is_some(),
+            hold_together: false,
         };
         let engine = Engine::new(&req.plan, shard, opts, &mut reporter)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -251,6 +259,7 @@ fn run_worker(req: &Request, index: u32, count: u32) -> bool {
         reconnect: req.args.reconnect.then_some(req.args.reconnect_backoff),
         fast_open: req.args.fast_open,
         latency_buckets: req.latency_buckets,
+        hold_together: req.hold_together,
     };
     let (summary, held) = match Engine::new(&req.plan, shard.clone(), opts, &mut sink) {
         Ok(engine) => {
@@ -280,6 +289,7 @@ fn worker_args(req: &Request, index: u32, count: u32) -> FloodShardArgs {
         of: count,
         seed_lines: req.format == LogFormat::Seed,
         latency_buckets: req.args.metrics.is_some() || req.args.metrics_fd.is_some(),
+        hold_together: count > 1,
         run: FloodArgs {
             procs: Procs::N(1),
             json: false,
@@ -313,18 +323,30 @@ fn run_parent(
     let mut running = procs as usize;
     let mut next_tick = Instant::now() + Duration::from_secs(1);
     let mut lost: Vec<String> = Vec::new();
+    // `connected[i]`: worker i is past its connect phase (or gone).
     let handle = |msg: WorkerMsg,
                   reporter: &mut Reporter,
                   summaries: &mut Vec<Option<ShardSummary>>,
                   running: &mut usize,
-                  lost: &mut Vec<String>| match msg {
+                  lost: &mut Vec<String>,
+                  connected: &mut Vec<bool>| match msg {
         WorkerMsg::Line { index, line } => match wire::parse_worker_line(&line) {
-            Received::Line(WorkerLine::Interval(snap)) => reporter.update(index as u32, *snap),
+            Received::Line(WorkerLine::Interval(snap)) => {
+                if snap.phase != stats::Phase::Connect
+                    && let Some(c) = connected.get_mut(index)
+                {
+                    *c = true;
+                }
+                reporter.update(index as u32, *snap)
+            }
             Received::Line(WorkerLine::Failure(note)) => {
                 reporter.failure(Some(index as u32), &note)
             }
             Received::Line(WorkerLine::Summary(s)) => {
                 summaries[index] = Some(*s);
+                if let Some(c) = connected.get_mut(index) {
+                    *c = true;
+                }
                 reporter.worker_done(index as u32);
             }
             Received::Raw => reporter.raw(&line),
@@ -332,6 +354,9 @@ fn run_parent(
         },
         WorkerMsg::Exited { index, status } => {
             *running = running.saturating_sub(1);
+            if let Some(c) = connected.get_mut(index) {
+                *c = true;
+            }
             let end = crate::sys::workers::WorkerEnd::of(&status);
             reporter.worker_exit(index as u32, &end, summaries[index].is_some());
             if summaries[index].is_none() {
@@ -348,7 +373,25 @@ fn run_parent(
     // default action would kill it).
     let mut heard = vec![false; procs as usize];
     let mut told = vec![false; procs as usize];
+    // The hold begins in every worker at once (SIGUSR2), when none is
+    // still connecting: a worker's lines are not timed against the others'
+    // connect phase, and every worker holds over the same seconds.
+    let mut connected = vec![false; procs as usize];
+    let mut hold_go_sent = false;
     while running > 0 {
+        if !hold_go_sent && connected.iter().all(|&c| c) {
+            hold_go_sent = true;
+            for (i, c) in summaries.iter().enumerate() {
+                if c.is_none()
+                    && let Some(pid) = pool.pid(i)
+                {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGUSR2,
+                    );
+                }
+            }
+        }
         if signals::ramp_stop_requested() {
             for (i, t) in told.iter_mut().enumerate() {
                 if heard[i] && !*t {
@@ -372,7 +415,14 @@ fn run_parent(
         if stop_deadline.is_some_and(|d| Instant::now() >= d) {
             pool.grace = Duration::from_secs(1);
             for msg in pool.shutdown() {
-                handle(msg, reporter, &mut summaries, &mut running, &mut lost);
+                handle(
+                    msg,
+                    reporter,
+                    &mut summaries,
+                    &mut running,
+                    &mut lost,
+                    &mut connected,
+                );
             }
             break;
         }
@@ -385,7 +435,14 @@ fn run_parent(
             {
                 *h = true;
             }
-            handle(msg, reporter, &mut summaries, &mut running, &mut lost);
+            handle(
+                msg,
+                reporter,
+                &mut summaries,
+                &mut running,
+                &mut lost,
+                &mut connected,
+            );
         }
         if Instant::now() >= next_tick {
             reporter.tick();

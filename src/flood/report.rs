@@ -580,10 +580,12 @@ impl Reporter {
             }
             LogFormat::Human => {
                 let line = match &reason {
-                    // Each worker process holds for --hold once its own
-                    // share is in: when one got its share only after
-                    // another's hold ended (a capped server freeing slots),
-                    // they were never all open together, so say what was.
+                    // The workers begin their holds together once none is
+                    // still connecting (SIGUSR2 from the parent); when one
+                    // still saw fewer open at once (connections lost and
+                    // others verified later, a capped server freeing
+                    // slots), they were never all open together: say what
+                    // was.
                     None if self.peak > 0 && self.peak < s.open() => format!(
                         "done: {} of {} connections verified, but the most seen open at once was {} (the worker processes' holds did not overlap)",
                         thousands(s.open()),

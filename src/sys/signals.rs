@@ -7,6 +7,8 @@
 //! SIGUSR1, for the commands that ramp (flood), means "stop opening
 //! connections, hold the ones you have": the lab sends it when its ramp
 //! reaches the host's ceiling ([`install_ramp_stop`]).
+//! SIGUSR2, for flood's worker processes, means "every worker has
+//! connected: begin the hold now" ([`install_hold_go`]).
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
@@ -64,4 +66,29 @@ pub fn install_ramp_stop() -> std::io::Result<()> {
 /// Has SIGUSR1 (stop ramping) arrived since [`install_ramp_stop`]?
 pub fn ramp_stop_requested() -> bool {
     RAMP_STOP.load(Ordering::Relaxed)
+}
+
+static HOLD_GO: AtomicBool = AtomicBool::new(false);
+extern "C" fn on_hold_go(_sig: libc::c_int) {
+    HOLD_GO.store(true, Ordering::SeqCst);
+}
+
+/// Install the SIGUSR2 flag handler: a flood worker started with
+/// `--hold-together` begins its hold when its parent says every worker
+/// has finished connecting. Safe to call more than once.
+pub fn install_hold_go() -> std::io::Result<()> {
+    let action = SigAction::new(
+        SigHandler::Handler(on_hold_go),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only stores to an atomic, which is
+    // async-signal-safe.
+    unsafe { signal::sigaction(Signal::SIGUSR2, &action) }.map_err(std::io::Error::from)?;
+    Ok(())
+}
+
+/// Has SIGUSR2 (begin the hold) arrived since [`install_hold_go`]?
+pub fn hold_go_requested() -> bool {
+    HOLD_GO.load(Ordering::Relaxed)
 }

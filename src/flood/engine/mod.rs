@@ -92,7 +92,15 @@ pub struct EngineOptions {
     /// Put the latency histograms' metric buckets in each interval
     /// snapshot (for `--metrics`): a pass over both histograms a second.
     pub latency_buckets: bool,
+    /// A worker of a multi-process flood: once connected, wait for the
+    /// parent's SIGUSR2 (every worker has connected) before the hold's
+    /// time and lines begin, at most [`HOLD_GO_MAX`].
+    pub hold_together: bool,
 }
+
+/// How long a worker waits for the others before it begins its hold
+/// anyway (a parent that never says so must not keep it forever).
+pub const HOLD_GO_MAX: Duration = Duration::from_secs(300);
 
 /// How long the end of the hold waits for the hold messages still out.
 pub const DRAIN: Duration = Duration::from_secs(2);
@@ -148,6 +156,9 @@ struct Clock {
     start: Instant,
     next_tick: Instant,
     hold_start: Option<Instant>,
+    /// Connected and waiting for the other workers (`hold_together`):
+    /// the hold begins on SIGUSR2 or at this instant.
+    hold_go_by: Option<Instant>,
     /// Start of the current message round; each round spreads one line
     /// per connection evenly over the interval (no self-made bursts).
     next_msg: Option<Instant>,
@@ -241,14 +252,18 @@ impl<'s> Engine<'s> {
             start,
             next_tick: start + Duration::from_secs(1),
             hold_start: None,
+            hold_go_by: None,
             next_msg: None,
             msg_cursor: 0,
             hold_end: None,
             drain_until: None,
             drain_cursor: 0,
         };
+        // One clock read per pass: the end of each epoll_wait times that
+        // pass's events and then the next pass's connects, deadlines and
+        // lines (a pass after a large batch starts them that much later).
+        let mut now = start;
         loop {
-            let now = Instant::now();
             if signals::stop_requested() {
                 if self.phase == Phase::Connect
                     && self.counters.opened_total < self.shard.connections
@@ -269,6 +284,12 @@ impl<'s> Engine<'s> {
             if let Pass::Stop = self.end_connect(now, &mut clock) {
                 break;
             }
+            if let Some(by) = clock.hold_go_by
+                && (signals::hold_go_requested() || now >= by)
+            {
+                clock.hold_go_by = None;
+                self.begin_hold(now, &mut clock);
+            }
             if let Pass::Stop = self.hold(now, &mut clock) {
                 break;
             }
@@ -280,14 +301,15 @@ impl<'s> Engine<'s> {
                 }
             }
             let wait = self.next_wake(now, &clock, rate_wait);
-            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+            let polled = self.poll.poll(&mut events, Some(wait));
+            now = Instant::now();
+            if let Err(e) = polled {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
                 }
                 self.stopped.push(format!("epoll_wait failed: {e}"));
                 break;
             }
-            let now = Instant::now();
             for ev in events.iter() {
                 self.on_event(ev, now);
             }
@@ -335,15 +357,25 @@ impl<'s> Engine<'s> {
         }
         self.s.connect_s = now.duration_since(clock.start).as_secs_f64();
         self.phase = Phase::Hold;
-        clock.hold_start = Some(now);
         self.flush_failures();
         self.sink.progress(&self.snapshot(), false);
         if self.counters.connections == 0 {
+            clock.hold_start = Some(now);
             return Pass::Stop;
         }
+        if self.opts.hold_together && !signals::hold_go_requested() {
+            clock.hold_go_by = Some(now + HOLD_GO_MAX);
+        } else {
+            self.begin_hold(now, clock);
+        }
+        Pass::Continue
+    }
+
+    /// The hold's time and its message rounds start now.
+    fn begin_hold(&mut self, now: Instant, clock: &mut Clock) {
+        clock.hold_start = Some(now);
         clock.next_msg = self.timing.message_interval.map(|_| now);
         clock.msg_cursor = 0;
-        Pass::Continue
     }
 
     /// The hold: end it when its time is up or nothing is left, and send
