@@ -306,6 +306,72 @@ fn worker_args(req: &Request, index: u32, count: u32) -> FloodShardArgs {
     }
 }
 
+/// What the parent has heard from its workers.
+struct Tally {
+    /// Each worker's summary, once sent.
+    summaries: Vec<Option<ShardSummary>>,
+    /// Workers not yet exited.
+    running: usize,
+    /// Why a worker's connections were lost without a summary.
+    lost: Vec<String>,
+    /// Worker i is past its connect phase (or gone): the hold begins when
+    /// all are.
+    connected: Vec<bool>,
+}
+
+impl Tally {
+    fn new(procs: usize) -> Tally {
+        Tally {
+            summaries: vec![None; procs],
+            running: procs,
+            lost: Vec::new(),
+            connected: vec![false; procs],
+        }
+    }
+
+    fn past_connect(&mut self, index: usize) {
+        if let Some(c) = self.connected.get_mut(index) {
+            *c = true;
+        }
+    }
+
+    /// Account one message of a worker and hand it to the log.
+    fn take(&mut self, msg: WorkerMsg, reporter: &mut Reporter) {
+        match msg {
+            WorkerMsg::Line { index, line } => match wire::parse_worker_line(&line) {
+                Received::Line(WorkerLine::Interval(snap)) => {
+                    if snap.phase != stats::Phase::Connect {
+                        self.past_connect(index);
+                    }
+                    reporter.update(index as u32, *snap)
+                }
+                Received::Line(WorkerLine::Failure(note)) => {
+                    reporter.failure(Some(index as u32), &note)
+                }
+                Received::Line(WorkerLine::Summary(s)) => {
+                    self.summaries[index] = Some(*s);
+                    self.past_connect(index);
+                    reporter.worker_done(index as u32);
+                }
+                Received::Raw => reporter.raw(&line),
+                Received::Other => {}
+            },
+            WorkerMsg::Exited { index, status } => {
+                self.running = self.running.saturating_sub(1);
+                self.past_connect(index);
+                let end = crate::sys::workers::WorkerEnd::of(&status);
+                let summarised = self.summaries[index].is_some();
+                reporter.worker_exit(index as u32, &end, summarised);
+                if !summarised {
+                    self.lost.push(format!(
+                        "worker {index} ended ({end}) without a summary; what it verified was lost with it"
+                    ));
+                }
+            }
+        }
+    }
+}
+
 fn run_parent(
     req: &Request,
     procs: u32,
@@ -319,53 +385,8 @@ fn run_parent(
         spec.nofile = Some(nofile);
         pool.spawn(spec)?;
     }
-    let mut summaries: Vec<Option<ShardSummary>> = vec![None; procs as usize];
-    let mut running = procs as usize;
+    let mut tally = Tally::new(procs as usize);
     let mut next_tick = Instant::now() + Duration::from_secs(1);
-    let mut lost: Vec<String> = Vec::new();
-    // `connected[i]`: worker i is past its connect phase (or gone).
-    let handle = |msg: WorkerMsg,
-                  reporter: &mut Reporter,
-                  summaries: &mut Vec<Option<ShardSummary>>,
-                  running: &mut usize,
-                  lost: &mut Vec<String>,
-                  connected: &mut Vec<bool>| match msg {
-        WorkerMsg::Line { index, line } => match wire::parse_worker_line(&line) {
-            Received::Line(WorkerLine::Interval(snap)) => {
-                if snap.phase != stats::Phase::Connect
-                    && let Some(c) = connected.get_mut(index)
-                {
-                    *c = true;
-                }
-                reporter.update(index as u32, *snap)
-            }
-            Received::Line(WorkerLine::Failure(note)) => {
-                reporter.failure(Some(index as u32), &note)
-            }
-            Received::Line(WorkerLine::Summary(s)) => {
-                summaries[index] = Some(*s);
-                if let Some(c) = connected.get_mut(index) {
-                    *c = true;
-                }
-                reporter.worker_done(index as u32);
-            }
-            Received::Raw => reporter.raw(&line),
-            Received::Other => {}
-        },
-        WorkerMsg::Exited { index, status } => {
-            *running = running.saturating_sub(1);
-            if let Some(c) = connected.get_mut(index) {
-                *c = true;
-            }
-            let end = crate::sys::workers::WorkerEnd::of(&status);
-            reporter.worker_exit(index as u32, &end, summaries[index].is_some());
-            if summaries[index].is_none() {
-                lost.push(format!(
-                    "worker {index} ended ({end}) without a summary; what it verified was lost with it"
-                ));
-            }
-        }
-    };
     let mut stop_deadline: Option<Instant> = None;
     // SIGUSR1 (the lab at the host's ceiling): every worker stops opening
     // connections and holds what it has. A worker is told once it has
@@ -376,12 +397,11 @@ fn run_parent(
     // The hold begins in every worker at once (SIGUSR2), when none is
     // still connecting: a worker's lines are not timed against the others'
     // connect phase, and every worker holds over the same seconds.
-    let mut connected = vec![false; procs as usize];
     let mut hold_go_sent = false;
-    while running > 0 {
-        if !hold_go_sent && connected.iter().all(|&c| c) {
+    while tally.running > 0 {
+        if !hold_go_sent && tally.connected.iter().all(|&c| c) {
             hold_go_sent = true;
-            for (i, c) in summaries.iter().enumerate() {
+            for (i, c) in tally.summaries.iter().enumerate() {
                 if c.is_none()
                     && let Some(pid) = pool.pid(i)
                 {
@@ -415,14 +435,7 @@ fn run_parent(
         if stop_deadline.is_some_and(|d| Instant::now() >= d) {
             pool.grace = Duration::from_secs(1);
             for msg in pool.shutdown() {
-                handle(
-                    msg,
-                    reporter,
-                    &mut summaries,
-                    &mut running,
-                    &mut lost,
-                    &mut connected,
-                );
+                tally.take(msg, reporter);
             }
             break;
         }
@@ -435,14 +448,7 @@ fn run_parent(
             {
                 *h = true;
             }
-            handle(
-                msg,
-                reporter,
-                &mut summaries,
-                &mut running,
-                &mut lost,
-                &mut connected,
-            );
+            tally.take(msg, reporter);
         }
         if Instant::now() >= next_tick {
             reporter.tick();
@@ -450,7 +456,7 @@ fn run_parent(
         }
     }
     let mut total = ShardSummary::default();
-    for (i, s) in summaries.iter().enumerate() {
+    for (i, s) in tally.summaries.iter().enumerate() {
         match s {
             Some(s) => total.merge(s),
             None => {
@@ -471,6 +477,6 @@ fn run_parent(
     if signals::stop_requested() && total.verified() < total.target {
         total.interrupted = true;
     }
-    total.stops.extend(lost);
+    total.stops.extend(tally.lost);
     Ok(total)
 }
