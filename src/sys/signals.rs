@@ -52,14 +52,19 @@ extern "C" fn on_ramp_stop(_sig: libc::c_int) {
 /// Only a command that checks [`ramp_stop_requested`] installs it (for the
 /// others SIGUSR1 keeps its default action). Safe to call more than once.
 pub fn install_ramp_stop() -> std::io::Result<()> {
+    install_flag(Signal::SIGUSR1, on_ramp_stop)
+}
+
+/// Install `handler`, which only stores to an atomic flag, for `sig`.
+fn install_flag(sig: Signal, handler: extern "C" fn(libc::c_int)) -> std::io::Result<()> {
     let action = SigAction::new(
-        SigHandler::Handler(on_ramp_stop),
+        SigHandler::Handler(handler),
         SaFlags::SA_RESTART,
         SigSet::empty(),
     );
-    // SAFETY: the handler only stores to an atomic, which is
+    // SAFETY: the handlers passed here only store to an atomic, which is
     // async-signal-safe.
-    unsafe { signal::sigaction(Signal::SIGUSR1, &action) }.map_err(std::io::Error::from)?;
+    unsafe { signal::sigaction(sig, &action) }.map_err(std::io::Error::from)?;
     Ok(())
 }
 
@@ -77,15 +82,7 @@ extern "C" fn on_hold_go(_sig: libc::c_int) {
 /// `--hold-together` begins its hold when its parent says every worker
 /// has finished connecting. Safe to call more than once.
 pub fn install_hold_go() -> std::io::Result<()> {
-    let action = SigAction::new(
-        SigHandler::Handler(on_hold_go),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    // SAFETY: the handler only stores to an atomic, which is
-    // async-signal-safe.
-    unsafe { signal::sigaction(Signal::SIGUSR2, &action) }.map_err(std::io::Error::from)?;
-    Ok(())
+    install_flag(Signal::SIGUSR2, on_hold_go)
 }
 
 /// Has SIGUSR2 (begin the hold) arrived since [`install_hold_go`]?
