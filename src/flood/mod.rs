@@ -401,16 +401,9 @@ fn run_parent(
     while tally.running > 0 {
         if !hold_go_sent && tally.connected.iter().all(|&c| c) {
             hold_go_sent = true;
-            for (i, c) in tally.summaries.iter().enumerate() {
-                if c.is_none()
-                    && let Some(pid) = pool.pid(i)
-                {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid as i32),
-                        nix::sys::signal::Signal::SIGUSR2,
-                    );
-                }
-            }
+            // Every worker still running has said it is past connecting,
+            // so its SIGUSR2 handler is in place.
+            pool.signal_all(nix::sys::signal::Signal::SIGUSR2);
         }
         if signals::ramp_stop_requested() {
             for (i, t) in told.iter_mut().enumerate() {
