@@ -532,3 +532,78 @@ fn workers_begin_the_hold_together() {
         "{s}"
     );
 }
+
+/// `--hold-on-signal`, in one process and in several: once connected,
+/// flood waits (holding, sending no line) until SIGUSR2, and only then
+/// holds for `--hold` and sends its lines.
+#[test]
+fn hold_on_signal_waits_for_sigusr2_then_holds() {
+    let server = EchoServer::start(2);
+    for procs in ["1", "2"] {
+        let child = flood(
+            &server,
+            40,
+            &[
+                "--procs",
+                procs,
+                "--hold",
+                "1s",
+                "--message-interval",
+                "100ms",
+                "--hold-on-signal",
+                "--json",
+            ],
+        )
+        .spawn()
+        .unwrap();
+        let mut child = KillOnDrop(Some(child));
+        let stdout = child.0.as_mut().unwrap().stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(stdout).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut lines = Vec::new();
+        loop {
+            let l = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("a line within 20s");
+            let holding = l.contains("\"phase\":\"hold\"");
+            lines.push(l);
+            if holding {
+                break;
+            }
+        }
+        // Connected: a 1 s hold would be over by now had it begun.
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(
+            child.0.as_mut().unwrap().try_wait().unwrap().is_none(),
+            "--procs {procs}: flood ended before SIGUSR2: {lines:?}"
+        );
+        let pid = nix::unistd::Pid::from_raw(child.0.as_ref().unwrap().id() as i32);
+        let signalled = Instant::now();
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR2).unwrap();
+        while let Ok(l) = rx.recv_timeout(Duration::from_secs(20)) {
+            lines.push(l);
+        }
+        let status = child.take().wait().unwrap();
+        let held = signalled.elapsed();
+        assert_eq!(status.code(), Some(0), "--procs {procs}: {lines:?}");
+        assert!(
+            held >= Duration::from_millis(900),
+            "--procs {procs}: the hold began before SIGUSR2 (ended {held:?} after it)"
+        );
+        let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+        assert_eq!(last["event"], "summary", "--procs {procs}");
+        assert_eq!(last["details"]["verified"], 40, "--procs {procs}: {last}");
+        assert!(
+            last["details"]["messages_answered"].as_u64().unwrap() >= 40,
+            "--procs {procs}: lines went out after SIGUSR2: {last}"
+        );
+    }
+}

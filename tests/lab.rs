@@ -224,6 +224,22 @@ fn small_lab_reaches_its_target_and_the_report_matches_the_processes() {
     }
     assert_eq!(sum, 5000);
     assert_eq!(peaks, 5000, "the clients' peaks add up to the target");
+    // The clients began their holds (and their timed lines) together, on
+    // the lab's signal once none was still connecting: no client's lines
+    // were timed against another's connect phase.
+    let at = |c: &Value, what: &str| c["details"][what].as_f64().unwrap();
+    let connected = clients
+        .iter()
+        .map(|c| at(c, "connect_ended_unix"))
+        .fold(f64::MIN, f64::max);
+    for c in clients {
+        assert!(
+            at(c, "hold_began_unix") >= connected,
+            "client {} began its hold at {} before the last client connected at {connected}",
+            c["index"],
+            at(c, "hold_began_unix")
+        );
+    }
     // The server's peak is what serve itself said.
     let serve = last_event(&dir.join("logs/serve.log"), "summary");
     assert_eq!(

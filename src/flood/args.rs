@@ -64,6 +64,12 @@ pub struct FloodArgs {
     /// During the hold, send a line on every connection this often and time the echo.
     #[arg(long, value_parser = parse_duration)]
     pub message_interval: Option<Duration>,
+    /// Once connected, wait for SIGUSR2 (at most 300 s) before the hold
+    /// and its message lines begin: for several flood processes that must
+    /// hold over the same seconds, whoever starts them signals each once
+    /// all say they are holding (c1m lab does).
+    #[arg(long)]
+    pub hold_on_signal: bool,
     /// During the hold, replace every verified connection that is lost
     /// (EOF, reset) with a new one, after --reconnect-backoff.
     #[arg(long)]
@@ -248,6 +254,7 @@ impl FloodArgs {
                 "message-interval",
                 self.message_interval.map(argv::duration),
             )
+            .flag("hold-on-signal", self.hold_on_signal)
             .flag("reconnect", self.reconnect)
             .opt("reconnect-backoff", self.reconnect_backoff)
             .flag("fast-open", self.fast_open)
@@ -331,6 +338,7 @@ mod tests {
         a.connect_timeout = Duration::from_millis(2500);
         a.hold = Hold(Some(Duration::new(61, 5)));
         a.message_interval = Some(Duration::from_millis(250));
+        a.hold_on_signal = true;
         a.fast_open = true;
         a.json = true;
         a.log_format = Some(LogFormat::Seed);
@@ -383,6 +391,7 @@ mod tests {
             interval_ms in proptest::option::of(1u64..100_000),
             json in any::<bool>(),
             fast_open in any::<bool>(),
+            hold_on_signal in any::<bool>(),
             format in proptest::option::of(0usize..3),
         ) {
             let mut a = FloodArgs::new("x", port, ports, connections).unwrap();
@@ -395,6 +404,7 @@ mod tests {
             a.message_interval = interval_ms.map(Duration::from_millis);
             a.json = json;
             a.fast_open = fast_open;
+            a.hold_on_signal = hold_on_signal;
             // Not with --json (they conflict).
             a.quiet = !json && window % 2 == 0;
             a.log_format = format.map(|i| [LogFormat::Human, LogFormat::Seed, LogFormat::Json][i]);

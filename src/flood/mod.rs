@@ -134,7 +134,7 @@ fn settings(req: &Request, procs: u32) -> crate::events::FloodStart {
 fn headline(req: &Request, procs: u32) -> String {
     let p = &req.plan;
     format!(
-        "c1m flood: {} connections to {} ports {}..{} from {}, window {}, {} process(es), connect timeout {}, then hold {}{}",
+        "c1m flood: {} connections to {} ports {}..{} from {}, window {}, {} process(es), connect timeout {}, then{} hold {}{}",
         crate::util::thousands(p.connections),
         p.dest,
         p.first_port,
@@ -147,6 +147,11 @@ fn headline(req: &Request, procs: u32) -> String {
         p.window,
         procs,
         humantime::format_duration(p.connect_timeout),
+        if req.args.hold_on_signal {
+            ", on SIGUSR2,"
+        } else {
+            ""
+        },
         report::human_duration(p.hold),
         match req.args.proto.protocol {
             proto::Protocol::Echo => String::new(),
@@ -168,6 +173,12 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
                 .map_err(|e| anyhow::anyhow!("installing the SIGUSR2 handler: {e}"))?;
         }
         return Ok(run_worker(&req, index, count));
+    }
+    // --hold-on-signal: the handler is in place before the first line out,
+    // so whoever waits for that line may signal at once.
+    if req.args.hold_on_signal {
+        signals::install_hold_go()
+            .map_err(|e| anyhow::anyhow!("installing the SIGUSR2 handler: {e}"))?;
     }
     // A fleet host: its name and shard on every line, and the common start.
     let host = host_name(&req.args);
@@ -230,7 +241,7 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
             reconnect: req.args.reconnect.then_some(req.args.reconnect_backoff),
             fast_open: req.args.fast_open,
             latency_buckets: reporter.metrics.is_some(),
-            hold_together: false,
+            hold_together: req.args.hold_on_signal,
         };
         let engine = Engine::new(&req.plan, shard, opts, &mut reporter)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -301,6 +312,9 @@ fn worker_args(req: &Request, index: u32, count: u32) -> FloodShardArgs {
             // only the parent serves metrics
             metrics: None,
             metrics_fd: None,
+            // the parent waits for --hold-on-signal's SIGUSR2 and passes
+            // it on (`hold_together`)
+            hold_on_signal: false,
             ..req.args.clone()
         },
     }
@@ -396,10 +410,14 @@ fn run_parent(
     let mut told = vec![false; procs as usize];
     // The hold begins in every worker at once (SIGUSR2), when none is
     // still connecting: a worker's lines are not timed against the others'
-    // connect phase, and every worker holds over the same seconds.
+    // connect phase, and every worker holds over the same seconds. With
+    // --hold-on-signal, only once this process has had its own SIGUSR2 too.
     let mut hold_go_sent = false;
     while tally.running > 0 {
-        if !hold_go_sent && tally.connected.iter().all(|&c| c) {
+        if !hold_go_sent
+            && tally.connected.iter().all(|&c| c)
+            && (!req.args.hold_on_signal || signals::hold_go_requested())
+        {
             hold_go_sent = true;
             // Every worker still running has said it is past connecting,
             // so its SIGUSR2 handler is in place.
@@ -432,9 +450,14 @@ fn run_parent(
             }
             break;
         }
-        let wait = next_tick
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(200));
+        // Waiting for --hold-on-signal's SIGUSR2: look for it more often.
+        let wait = next_tick.saturating_duration_since(Instant::now()).min(
+            if req.args.hold_on_signal && !hold_go_sent {
+                Duration::from_millis(20)
+            } else {
+                Duration::from_millis(200)
+            },
+        );
         if let Some(msg) = pool.recv_timeout(wait) {
             if let WorkerMsg::Line { index, .. } = &msg
                 && let Some(h) = heard.get_mut(*index)

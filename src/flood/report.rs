@@ -287,6 +287,18 @@ impl Reporter {
         }
         if phase != Phase::Connect && !self.hold_announced {
             self.hold_announced = true;
+            if self.format == LogFormat::Json {
+                // Say it now, not at the next tick: whoever waits for every
+                // client to hold (the lab, for --hold-on-signal) acts on it.
+                let line = FloodLine::Interval {
+                    counters: c.clone(),
+                    rate: self.bar_rate as f64,
+                    target: self.target,
+                    in_flight,
+                    phase,
+                };
+                self.emit(None, line);
+            }
             if self.format == LogFormat::Human && !self.quiet {
                 let what = if c.opened_total >= self.target {
                     "target reached"

@@ -146,6 +146,13 @@ pub struct ShardSummary {
     pub connect_s: f64,
     pub elapsed_s: f64,
     pub hold_s: f64,
+    /// When (Unix seconds) the connect phase ended and the hold began:
+    /// with `--hold-on-signal` (or workers held together) the hold waits
+    /// for SIGUSR2 in between. Several processes: the latest of each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_ended_unix: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_began_unix: Option<f64>,
     /// Losses during the hold: EOF and resets.
     pub hold_closed: u64,
     pub hold_resets: u64,
@@ -191,6 +198,12 @@ impl ShardSummary {
         self.connect_s = self.connect_s.max(o.connect_s);
         self.elapsed_s = self.elapsed_s.max(o.elapsed_s);
         self.hold_s = self.hold_s.max(o.hold_s);
+        let latest = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.connect_ended_unix = latest(self.connect_ended_unix, o.connect_ended_unix);
+        self.hold_began_unix = latest(self.hold_began_unix, o.hold_began_unix);
         self.hold_closed += o.hold_closed;
         self.hold_resets += o.hold_resets;
         self.messages_sent += o.messages_sent;
@@ -444,10 +457,25 @@ mod tests {
         b.counters.connections = 7;
         b.counters.closed_total = 3;
         b.counters.errors.insert("EOF".into(), 3);
+        b.connect_ended_unix = Some(100.5);
+        b.hold_began_unix = Some(101.0);
         let mut m = ShardSummary::default();
         m.merge(&a);
         m.merge(&b);
         assert_eq!((m.target, m.verified(), m.open()), (20, 20, 17));
+        // The latest worker's end of connecting and start of the hold.
+        assert_eq!(
+            (m.connect_ended_unix, m.hold_began_unix),
+            (Some(100.5), Some(101.0))
+        );
+        let mut c = a.clone();
+        c.connect_ended_unix = Some(102.0);
+        let mut m3 = m.clone();
+        m3.merge(&c);
+        assert_eq!(
+            (m3.connect_ended_unix, m3.hold_began_unix),
+            (Some(102.0), Some(101.0))
+        );
         assert_eq!(m.connect_rate(), 10.0);
         let p = percentiles(&m.connect_latency_us);
         assert_eq!(p.count, 200);

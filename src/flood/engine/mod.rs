@@ -356,6 +356,7 @@ impl<'s> Engine<'s> {
             return Pass::Continue;
         }
         self.s.connect_s = now.duration_since(clock.start).as_secs_f64();
+        self.s.connect_ended_unix = Some(crate::util::unix_now());
         self.phase = Phase::Hold;
         self.flush_failures();
         self.sink.progress(&self.snapshot(), false);
@@ -374,6 +375,7 @@ impl<'s> Engine<'s> {
     /// The hold's time and its message rounds start now.
     fn begin_hold(&mut self, now: Instant, clock: &mut Clock) {
         clock.hold_start = Some(now);
+        self.s.hold_began_unix = Some(crate::util::unix_now());
         clock.next_msg = self.timing.message_interval.map(|_| now);
         clock.msg_cursor = 0;
     }

@@ -68,6 +68,15 @@ fn says_holding(line: &str) -> bool {
             .is_ok_and(|v| v["phase"] == "hold" || v["phase"] == "done")
 }
 
+/// Should the clients (started with `--hold-on-signal`) be told to begin
+/// their holds? Once none is still connecting: each has said its connect
+/// phase is over, or has exited; and one at least is left to tell. Each
+/// has written a line by then, so its SIGUSR2 handler is in place.
+fn hold_go_due(clients: &[Live]) -> bool {
+    clients.iter().all(|l| l.connect_over || l.exit.is_some())
+        && clients.iter().any(|l| l.exit.is_none())
+}
+
 /// Run the lab: the caller has already checked capacity and applied the
 /// profile if asked. Returns the report (also written to disk).
 pub fn run(
@@ -215,6 +224,9 @@ pub fn run(
         args.hold = Hold(Some(cfg.hold + CLIENT_HOLD_MARGIN));
         args.json = true;
         args.message_interval = cfg.message_interval;
+        // The clients begin their holds (and their lines) together, on the
+        // lab's SIGUSR2 once none is still connecting (`hold_go_due`).
+        args.hold_on_signal = cfg.clients > 1;
         args.fast_open = cfg.fast_open;
         args.metrics_fd = cfg.metrics.get(k).map(|&(_, fd)| fd);
         if let Some(b) = cfg.reconnect {
@@ -251,6 +263,7 @@ pub fn run(
     // When every client was done connecting short of the target.
     let mut ramp_over_s: Option<f64> = None;
     let mut counters_end_of_hold: Option<CounterSet> = None;
+    let mut hold_go_sent = cfg.clients <= 1;
     let stop_clients = |pool: &Pool| {
         for i in 1..=cfg.clients as usize {
             if let Some(pid) = pool.pid(i) {
@@ -314,6 +327,19 @@ pub fn run(
                 record_line(&mut logs[index], &line);
                 if index > 0 && !live[index].connect_over && says_holding(&line) {
                     live[index].connect_over = true;
+                }
+                if !hold_go_sent && hold_go_due(&live[1..]) {
+                    hold_go_sent = true;
+                    for (k, l) in live.iter().enumerate().skip(1) {
+                        if l.exit.is_none()
+                            && let Some(pid) = pool.pid(k)
+                        {
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(pid as i32),
+                                nix::sys::signal::Signal::SIGUSR2,
+                            );
+                        }
+                    }
                 }
                 if let Some(rec) = Record::parse(&line) {
                     absorb(&mut live[index], rec);
@@ -1083,5 +1109,24 @@ mod tests {
         // Failures that name no host limit: no ceiling, the run failed.
         report.failures = BTreeMap::from([("connect_timeout".to_string(), 3)]);
         assert!(ceiling_without_floor(&cfg, &report, 1536 << 20, Some(4.0)).is_none());
+    }
+
+    #[test]
+    fn the_clients_begin_their_holds_once_none_is_still_connecting() {
+        let client = |over: bool, exit: Option<i32>| Live {
+            connect_over: over,
+            exit,
+            ..Default::default()
+        };
+        // One still connecting: not yet.
+        assert!(!hold_go_due(&[client(true, None), client(false, None)]));
+        // All past connecting, or gone: now.
+        assert!(hold_go_due(&[client(true, None), client(true, None)]));
+        assert!(hold_go_due(&[client(true, None), client(false, Some(1))]));
+        // Nobody left to tell.
+        assert!(!hold_go_due(&[
+            client(true, Some(0)),
+            client(false, Some(1))
+        ]));
     }
 }
