@@ -519,3 +519,46 @@ fn the_memory_floor_stops_the_ramp_and_names_the_limit() {
         "{first}"
     );
 }
+
+/// Each flood connection's handshake ACK rides on its first line (one
+/// packet fewer, in the lab's own namespace counters), unless the lab is
+/// told `--separate-handshake-ack`; every connection is verified either
+/// way.
+#[test]
+#[cfg_attr(not(c1m_netns), ignore = "needs root: network namespaces")]
+fn the_handshake_ack_rides_on_the_first_line_unless_told_otherwise() {
+    let n = 3000u64;
+    let segments = |extra: &[&str]| {
+        let root = tempfile::tempdir().unwrap();
+        let mut args = vec!["--message-interval", "off", "--netns", "on"];
+        args.extend_from_slice(extra);
+        let out = Lab::new(n)
+            .hold("1s")
+            .args(&args)
+            .run(root.path(), Duration::from_secs(120));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir = only_dir(root.path());
+        let report: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(report["verified"], n, "{extra:?}");
+        report["counters"]["TcpOutSegs"].as_u64().unwrap() as f64 / n as f64
+    };
+    // SYN, SYN-ACK, the line (with the ACK), the server's ACK, the echo,
+    // the client's ACK: 6; with the ACK on its own, 7.
+    let with_line = segments(&[]);
+    let separate = segments(&["--separate-handshake-ack"]);
+    assert!(
+        (5.5..6.5).contains(&with_line),
+        "{with_line} segments out per connection"
+    );
+    assert!(
+        (6.5..7.5).contains(&separate),
+        "{separate} segments out per connection with --separate-handshake-ack"
+    );
+}

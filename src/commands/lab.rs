@@ -132,6 +132,11 @@ pub struct LabArgs {
     /// (never the host's): a connect carries its first line in the SYN.
     #[arg(long)]
     pub fast_open: bool,
+    /// flood --separate-handshake-ack: each connection's handshake ACK in
+    /// a packet of its own, as the minimal C client sends it (to measure
+    /// what riding it on the first line saves).
+    #[arg(long)]
+    pub separate_handshake_ack: bool,
     /// Stop ramping when usable memory (MemAvailable minus what the open
     /// sockets pin) falls below this many MiB (the floor of --target max;
     /// set high, it binds at once: for tests).
@@ -300,6 +305,7 @@ fn run_hosts(args: LabArgs) -> Result<ExitCode> {
         metrics: Vec::new(),
         defer_accept: args.defer_accept,
         fast_open: false,
+        separate_handshake_ack: args.separate_handshake_ack,
         fault: args.fault,
         loss_percent: args.loss_percent.unwrap_or(lab::faults::LOSS_PERCENT),
         mem_floor: None,
@@ -481,6 +487,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
         metrics,
         defer_accept: args.defer_accept,
         fast_open: args.fast_open,
+        separate_handshake_ack: args.separate_handshake_ack,
         fault: args.fault,
         loss_percent: args.loss_percent.unwrap_or(lab::faults::LOSS_PERCENT),
         mem_floor: args.mem_floor_mib.map(|m| m << 20),

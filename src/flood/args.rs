@@ -85,6 +85,13 @@ pub struct FloodArgs {
     /// Fast Open (c1m serve --fast-open, net.ipv4.tcp_fastopen = 3).
     #[arg(long)]
     pub fast_open: bool,
+    /// Send the handshake's last ACK in a packet of its own, as a plain
+    /// client does. By default a connection whose client speaks first
+    /// (every --protocol but connect; not with --fast-open) sets
+    /// TCP_DEFER_ACCEPT on its socket, so the kernel holds that ACK back
+    /// and the first message carries it: one packet fewer per connection.
+    #[arg(long)]
+    pub separate_handshake_ack: bool,
     /// JSON lines (same as --log-format json).
     #[arg(short, long)]
     pub json: bool,
@@ -258,6 +265,7 @@ impl FloodArgs {
             .flag("reconnect", self.reconnect)
             .opt("reconnect-backoff", self.reconnect_backoff)
             .flag("fast-open", self.fast_open)
+            .flag("separate-handshake-ack", self.separate_handshake_ack)
             .flag("json", self.json)
             .flag("quiet", self.quiet);
         if let Some(f) = &self.log_format {
@@ -340,6 +348,7 @@ mod tests {
         a.message_interval = Some(Duration::from_millis(250));
         a.hold_on_signal = true;
         a.fast_open = true;
+        a.separate_handshake_ack = true;
         a.json = true;
         a.log_format = Some(LogFormat::Seed);
         a.output = Some(PathBuf::from("/tmp/a dir/with spaces.log"));
@@ -392,6 +401,7 @@ mod tests {
             json in any::<bool>(),
             fast_open in any::<bool>(),
             hold_on_signal in any::<bool>(),
+            separate_ack in any::<bool>(),
             format in proptest::option::of(0usize..3),
         ) {
             let mut a = FloodArgs::new("x", port, ports, connections).unwrap();
@@ -405,6 +415,7 @@ mod tests {
             a.json = json;
             a.fast_open = fast_open;
             a.hold_on_signal = hold_on_signal;
+            a.separate_handshake_ack = separate_ack;
             // Not with --json (they conflict).
             a.quiet = !json && window % 2 == 0;
             a.log_format = format.map(|i| [LogFormat::Human, LogFormat::Seed, LogFormat::Json][i]);

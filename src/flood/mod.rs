@@ -95,6 +95,17 @@ pub struct Request {
     pub proto: proto::Proto,
 }
 
+impl Request {
+    /// Hold each connection's handshake ACK back for its first message?
+    /// Unless `--separate-handshake-ack`, when the client speaks first;
+    /// not with `--fast-open`, whose first message goes in the SYN.
+    fn ack_with_data(&self) -> bool {
+        !self.args.separate_handshake_ack
+            && !self.args.fast_open
+            && self.proto.client_speaks_first()
+    }
+}
+
 /// The per-process descriptor budget: the hard RLIMIT_NOFILE (the soft
 /// limit is raised to it) minus slack.
 pub fn per_process_budget() -> u64 {
@@ -240,6 +251,7 @@ pub fn run(req: Request) -> anyhow::Result<bool> {
             proto: req.proto.clone(),
             reconnect: req.args.reconnect.then_some(req.args.reconnect_backoff),
             fast_open: req.args.fast_open,
+            ack_with_data: req.ack_with_data(),
             latency_buckets: reporter.metrics.is_some(),
             hold_together: req.args.hold_on_signal,
         };
@@ -269,6 +281,7 @@ fn run_worker(req: &Request, index: u32, count: u32) -> bool {
         proto: req.proto.clone(),
         reconnect: req.args.reconnect.then_some(req.args.reconnect_backoff),
         fast_open: req.args.fast_open,
+        ack_with_data: req.ack_with_data(),
         latency_buckets: req.latency_buckets,
         hold_together: req.hold_together,
     };

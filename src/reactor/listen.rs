@@ -8,10 +8,11 @@
 //! TCP_DEFER_ACCEPT (`--defer-accept`) and TCP Fast Open (`--fast-open`),
 //! each read back by the workers so that they read a connection at accept.
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
 
 use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::sys::tcpopt::{get_tcp_int, set_tcp_int};
 
 /// `net.core.somaxconn` of this network namespace (4096 if unreadable).
 pub fn somaxconn() -> i32 {
@@ -85,25 +86,6 @@ pub fn open(
     Ok(out)
 }
 
-/// An integer IPPROTO_TCP option: TCP_DEFER_ACCEPT and a listener's
-/// TCP_FASTOPEN (neither socket2 nor nix wraps them).
-fn set_tcp_int(sock: &Socket, opt: libc::c_int, val: libc::c_int) -> std::io::Result<()> {
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `val`.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            opt,
-            (&val as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// TCP_DEFER_ACCEPT's seconds on listener `fd` (0 when unset or
 /// unreadable): a worker asks it of the listeners its parent opened.
 pub fn defer_accept_secs(fd: std::os::fd::RawFd) -> u32 {
@@ -114,23 +96,6 @@ pub fn defer_accept_secs(fd: std::os::fd::RawFd) -> u32 {
 /// unreadable): a worker asks it of the listeners its parent opened.
 pub fn fast_open_queue(fd: std::os::fd::RawFd) -> u32 {
     get_tcp_int(fd, libc::TCP_FASTOPEN)
-}
-
-/// An integer IPPROTO_TCP option of `fd`, 0 when unset or unreadable.
-fn get_tcp_int(fd: std::os::fd::RawFd, opt: libc::c_int) -> u32 {
-    let mut val: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `val`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            opt,
-            (&mut val as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc == 0 { val.max(0) as u32 } else { 0 }
 }
 
 /// `net.ipv4.tcp_fastopen`'s bit for clients (send data in the SYN).
@@ -162,6 +127,7 @@ pub fn fast_open_missing(sysctl: &crate::sys::sysctl::Sysctl, bit: u64) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn listeners_are_inheritable_and_a_taken_port_is_named() {

@@ -19,6 +19,8 @@
 //!   crate where it covers the file.
 //! - [`sysctl`]: the `/proc/sys` tree (`C1M_SYSCTL_ROOT` replaces it in
 //!   tests).
+//! - [`tcpopt`]: the integer TCP socket options no crate wraps
+//!   (TCP_DEFER_ACCEPT, a listener's TCP_FASTOPEN).
 pub mod fds;
 pub mod hosts;
 pub mod limits;
@@ -27,4 +29,5 @@ pub mod probe;
 pub mod procfs;
 pub mod signals;
 pub mod sysctl;
+pub mod tcpopt;
 pub mod workers;

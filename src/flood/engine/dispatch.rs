@@ -15,7 +15,9 @@ use mio::{Interest, Token};
 use super::Engine;
 use super::conn::{Conn, Connect, MAX_MSG, Received, message};
 use super::failure::{FailKey, errno_of};
-use super::socket::{BIND_NO_PORT_CALL, FAST_OPEN_CALL, SetupError, connect_nonblocking};
+use super::socket::{
+    ACK_WITH_DATA_CALL, BIND_NO_PORT_CALL, FAST_OPEN_CALL, SetupError, connect_nonblocking,
+};
 use crate::catalogue::FailureId;
 use crate::flood::stats::fix_for;
 
@@ -46,14 +48,15 @@ impl Engine<'_> {
             k
         });
         self.attempts += 1;
-        let (stream, started) = match connect_nonblocking(&path, self.opts.fast_open) {
-            Ok(s) => s,
-            Err(e) => {
-                self.retry_k.push(k);
-                self.setup_failed(pi, e);
-                return None;
-            }
-        };
+        let (stream, started) =
+            match connect_nonblocking(&path, self.opts.fast_open, self.opts.ack_with_data) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.retry_k.push(k);
+                    self.setup_failed(pi, e);
+                    return None;
+                }
+            };
         let slot = self.alloc(Conn::connecting(stream, k, pi as u32, started));
         let c = &mut self.conns[slot as usize];
         let epoch = c.epoch;
@@ -109,7 +112,7 @@ impl Engine<'_> {
         let key = FailKey::from_errno(errno);
         let (what, syscall) = match call {
             BIND_NO_PORT_CALL => ("setsockopt(IP_BIND_ADDRESS_NO_PORT)".to_string(), call),
-            FAST_OPEN_CALL => (call.to_string(), "setsockopt"),
+            FAST_OPEN_CALL | ACK_WITH_DATA_CALL => (call.to_string(), "setsockopt"),
             _ => (format!("{call}()"), call),
         };
         let detail = format!("{what} on {path}: {}", crate::util::errno_text(errno));
@@ -119,6 +122,10 @@ impl Engine<'_> {
         if call == FAST_OPEN_CALL {
             self.stop(format!(
                 "{call} failed with {name} ({text}) on {path}: this kernel cannot connect with TCP Fast Open (Linux 4.11 and later can); fix: run without --fast-open"
+            ));
+        } else if call == ACK_WITH_DATA_CALL {
+            self.stop(format!(
+                "{call} failed with {name} ({text}) on {path}: this kernel will not hold a connecting socket's handshake ACK for its first message; fix: run with --separate-handshake-ack"
             ));
         } else if call == BIND_NO_PORT_CALL {
             self.stop(format!(

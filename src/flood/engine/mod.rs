@@ -89,6 +89,9 @@ pub struct EngineOptions {
     /// `--fast-open`: connect with TCP_FASTOPEN_CONNECT, so that the first
     /// write (the line) goes in the SYN once the server's cookie is known.
     pub fast_open: bool,
+    /// TCP_DEFER_ACCEPT on each socket: the handshake's last ACK rides on
+    /// the first message (see `socket::connect_nonblocking`).
+    pub ack_with_data: bool,
     /// Put the latency histograms' metric buckets in each interval
     /// snapshot (for `--metrics`): a pass over both histograms a second.
     pub latency_buckets: bool,

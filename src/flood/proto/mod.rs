@@ -321,6 +321,12 @@ impl Proto {
         }
     }
 
+    /// Does the client send the first bytes of a connection? (Every
+    /// protocol here but `connect`, which sends nothing.)
+    pub fn client_speaks_first(&self) -> bool {
+        !matches!(self, Proto::Connect(_))
+    }
+
     /// Does a hold round send anything? (`connect` keeps connections idle.)
     pub fn keeps_alive(&self) -> bool {
         !matches!(self, Proto::Connect(_))

@@ -511,6 +511,7 @@ fn flood_args(
     a.procs = AutoProcs::Auto;
     a.json = true;
     a.message_interval = cfg.message_interval;
+    a.separate_handshake_ack = cfg.separate_handshake_ack;
     if let Some(b) = cfg.reconnect {
         a.reconnect = true;
         a.reconnect_backoff = b;

@@ -95,6 +95,8 @@ pub struct LabConfig {
     /// serve --fast-open and flood --fast-open (TCP Fast Open; the lab's
     /// namespace gets net.ipv4.tcp_fastopen = 3, see [`enable_fast_open`]).
     pub fast_open: bool,
+    /// flood --separate-handshake-ack.
+    pub separate_handshake_ack: bool,
     /// Stop ramping when usable memory (MemAvailable minus what the open
     /// sockets pin: [`crate::tuning::capacity::usable_memory`]) falls below
     /// this many bytes (`--target max`, or the hidden `--mem-floor-mib`).
@@ -546,6 +548,7 @@ pub(super) fn test_config() -> LabConfig {
         metrics: Vec::new(),
         defer_accept: false,
         fast_open: false,
+        separate_handshake_ack: false,
         mem_floor: None,
         max: false,
         max_plan: None,

@@ -228,6 +228,7 @@ pub fn run(
         // lab's SIGUSR2 once none is still connecting (`hold_go_due`).
         args.hold_on_signal = cfg.clients > 1;
         args.fast_open = cfg.fast_open;
+        args.separate_handshake_ack = cfg.separate_handshake_ack;
         args.metrics_fd = cfg.metrics.get(k).map(|&(_, fd)| fd);
         if let Some(b) = cfg.reconnect {
             args.reconnect = true;
