@@ -31,6 +31,13 @@
 #   SETTLE=25 benches/lab.sh       # rest 25 s (default 1) after each cold start
 #   PIN=1 benches/lab.sh           # hold one page in every free-page-reporting block
 #                                  # before each run (benches/c/pin_memory.c; see below)
+#   TOGETHER=1 ROUNDS=3 benches/lab.sh
+#                                  # c1m lab and the C programs at the same time, each
+#                                  # at N in its own namespace: both meet the same memory
+#                                  # and the same CPUs, so the ratio of their processes'
+#                                  # CPU up to the target does not move with the VM (an
+#                                  # A/A run of c1m against itself: within 1%); times are
+#                                  # shared and only shown
 #
 # Loopback only, inside throwaway network namespaces; every process started
 # here is ended here; anything applied is rolled back on exit.
@@ -73,6 +80,11 @@ if [ "${1:-}" = "--c-run" ]; then
     done
     t1=$(date +%s.%N)
     mem1=$(avail)
+    # TOGETHER=1: hold until c1m lab holds too, so that this side's mass
+    # close does not load the other side's ramp
+    if [ -n "${TOGETHER_GO:-}" ]; then
+        until [ -e "$TOGETHER_GO" ] || [ "$(date +%s)" -gt "$deadline" ]; do sleep 0.2; done
+    fi
     rss=0
     for p in $spid $(pgrep -P "$spid" || true); do
         rss=$(( rss + $(awk '{print $2}' "/proc/$p/statm" 2>/dev/null || echo 0) * 4096 ))
@@ -130,6 +142,8 @@ fi
 # The largest target decides whether the lab profile is needed (applied
 # once, for every target, rolled back on exit).
 largest=$(printf '%s\n' $TARGETS | sort -n | tail -1)
+# TOGETHER=1: both sides at once, twice the connections on the host
+[ "${TOGETHER:-0}" = 1 ] && largest=$(( largest * 2 ))
 # doctor exits 1 when any check fails; only the capacity verdict matters here.
 "$DOCTOR" doctor --role lab --target "$largest" --server-ports "$PORTS" --sources 30 --json > "$work/doctor.json" 2>/dev/null || true
 if ! python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d['capacity']['fits'] else 1)" "$work/doctor.json"; then
@@ -224,6 +238,10 @@ role_cpu() {
 run_target() {
     local N=$1
     rm -rf "$work/reports"
+    if [ "${TOGETHER:-0}" = 1 ]; then
+        run_together "$N"
+        return
+    fi
     # 1. c1m lab
     cold_start
     cpu_sampler "$work/cpu_c1m.log"
@@ -249,6 +267,60 @@ PY
 
     # 2. the C programs, same process counts
     cold_start
+    compare "$N"
+}
+
+# TOGETHER=1: steps 1 and 2 at once, from one cold start. The process
+# counts come from c1m's own sizing rules (serve: the target plus 5% over
+# workers of ulimit -Hn - 64 sockets; flood: each client's third the same
+# way), checked against c1m's report afterwards. c1m lab holds
+# $TOGETHER_HOLD (60 s) and the C programs hold until c1m lab holds, so
+# neither side's mass close falls in the other's ramp.
+run_together() {
+    local N=$1 per go
+    per=$(( $(ulimit -Hn) - 64 ))
+    srv_procs=$(( (N + (N + 19) / 20 + per - 1) / per ))
+    cli_procs=0
+    for share in $(python3 -c "n, k = $N, $CLIENTS; print(*[n // k + (1 if i < n % k else 0) for i in range(k)])"); do
+        cli_procs=$(( cli_procs + (share + per - 1) / per ))
+    done
+    go="$work/together.go"
+    rm -f "$go" "$work/roles" "$work/roles.stop" "$work/lab.out"
+    cold_start
+    cpu_sampler "$work/cpu_c1m.log"
+    cp "$work/cpu_c1m.log" "$work/cpu_c.log"
+    role_cpu "$work/lab.out" "$work/roles" &
+    roles_pid=$!
+    (
+        until grep -q 'lab: holding' "$work/lab.out" 2>/dev/null || [ -e "$work/roles.stop" ]; do sleep 0.2; done
+        touch "$go"
+    ) &
+    go_pid=$!
+    # shellcheck disable=SC2086
+    "$C1M" lab --target "$N" --clients "$CLIENTS" --ports "$PORTS" --port "$BASE" --hold "${TOGETHER_HOLD:-60s}" \
+        --report "$work/reports" ${LAB_OPTS:-} > "$work/lab.out" 2>&1 &
+    lab_pid=$!
+    c_line=$(TOGETHER_GO="$go" unshare -n "$0" --c-run "$work" "$N" "$PORTS" "$BASE" "$srv_procs" "$cli_procs" | grep '^c_result' || true)
+    wait "$lab_pid" || true
+    touch "$work/roles.stop" "$go"
+    wait "$roles_pid" "$go_pid" 2>/dev/null || true
+    stop_sampler
+    [ -n "$c_line" ] || { echo "the C programs gave no result" >&2; exit 1; }
+    report=$(ls -d "$work"/reports/*/ | head -1)report.json
+    [ -f "$report" ] || { echo "c1m lab wrote no report:" >&2; tail -20 "$work/lab.out" >&2; exit 1; }
+    python3 - "$report" "$srv_procs" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+if r["server_workers"] != int(sys.argv[2]):
+    print(f"(note: c1m serve ran {r['server_workers']} workers, the C server {sys.argv[2]} processes)")
+PY
+    print_table "$N"
+}
+
+# The table of one run (c1m's report, the C run's c_result line), and its
+# curve line.
+compare() {
+    local N=$1
     cpu_sampler "$work/cpu_c.log"
     c_line=$(unshare -n "$0" --c-run "$work" "$N" "$PORTS" "$BASE" "$srv_procs" "$cli_procs" | grep '^c_result')
     stop_sampler
@@ -269,8 +341,13 @@ PY
         rm -rf "$work/reports2"
     fi
 
-    PYTHONPATH="$here" python3 - "$report" "$N" "$srv_procs" "$cli_procs" "$c_line" "$work/curve.txt" "$work/cpu_c1m.log" "$work/cpu_c.log" "$work/roles" <<'PY'
-import json, sys
+    print_table "$N"
+}
+
+print_table() {
+    local N=$1
+    PYTHONPATH="$here" TOGETHER="${TOGETHER:-0}" python3 - "$report" "$N" "$srv_procs" "$cli_procs" "$c_line" "$work/curve.txt" "$work/cpu_c1m.log" "$work/cpu_c.log" "$work/roles" <<'PY'
+import json, os, sys
 r = json.load(open(sys.argv[1]))
 from cpu_sampler import window as cpu
 n, srv, cli = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -286,14 +363,19 @@ def row(name, a, b, fmt, ratio=True):
     ra = f"{a / b:.2f}x" if (ratio and a is not None and b) else ""
     fa = fmt(a) if a is not None else "n/a"
     print(f"{name:<36}{fa:>14}{fmt(b):>14}{ra:>10}")
+together = os.environ.get("TOGETHER") == "1"
 row("verified connections", m["verified"], c["verified"], lambda v: f"{v:,}", False)
 row("time to target (s)", m["time"], c["time"], lambda v: f"{v:.1f}")
 row("connect rate (/s)", m["rate"], c["rate"], lambda v: f"{v:,.0f}")
-row("kernel memory per connection (B)", m["kernel"], c["kernel"], lambda v: f"{v:,.0f}")
+if not together:
+    # both sides' memory moves MemAvailable when they run at once
+    row("kernel memory per connection (B)", m["kernel"], c["kernel"], lambda v: f"{v:,.0f}")
 row("server RSS per connection (B)", m["srv_user"], c["srv_user"], lambda v: f"{v:.1f}", False)
 start = r.get("ramp_started_unix")
 mc = cpu(sys.argv[7], start, start + m["time"] if start is not None and m["time"] else None)
 cc = cpu(sys.argv[8], float(t0), float(t1))
+if together:
+    mc = cc = None  # one host, both ramps: the processes' own CPU below
 if mc and cc:
     row("host CPU busy in the ramp (s)", mc[0], cc[0], lambda v: f"{v:.1f}")
     row("host CPU idle in the ramp (s)", mc[1], cc[1], lambda v: f"{v:.1f}", False)
@@ -305,10 +387,16 @@ try:
         roles[name] = roles.get(name, 0) + int(ticks) / 100
 except (OSError, ValueError):
     roles = {}
+proc = None
 if roles:
-    row("server processes' CPU (s)", roles.get("serve", 0) + roles.get("serve-worker", 0), int(scpu) / 100, lambda v: f"{v:.1f}")
-    row("client processes' CPU (s)", roles.get("flood", 0) + roles.get("flood-shard", 0), int(ccpu) / 100, lambda v: f"{v:.1f}")
+    ms, mcl = roles.get("serve", 0) + roles.get("serve-worker", 0), roles.get("flood", 0) + roles.get("flood-shard", 0)
+    row("server processes' CPU (s)", ms, int(scpu) / 100, lambda v: f"{v:.1f}")
+    row("client processes' CPU (s)", mcl, int(ccpu) / 100, lambda v: f"{v:.1f}")
+    proc = (ms + mcl + roles.get("lab", 0), (int(scpu) + int(ccpu)) / 100)
+    row("all processes' CPU (s)", proc[0], proc[1], lambda v: f"{v:.1f}")
     print(f"(processes' CPU up to the target, user + system; c1m lab itself: {roles.get('lab', 0):.1f} s)")
+if together:
+    print("(TOGETHER=1: both sides ran at once on the same CPUs: compare the CPU, not the times)")
 print("(c1m: server RSS above its empty baseline; C server: whole RSS, it keeps nothing per connection)")
 # which TCP established hash table c1m lab's namespace had (the C programs'
 # `unshare -n` always shares the host's)
@@ -324,7 +412,8 @@ with open(sys.argv[6], "a") as out:
               f"time_s={na(m['time'], '{:.1f}')} rate={na(m['rate'], '{:.0f}')} kernel_B={na(m['kernel'], '{:.0f}')} "
               f"user_B={user:.0f} c_time_s={t:.1f} c_rate={c['rate']:.0f} c_kernel_B={c_kernel:.0f} "
               f"ratio={na(m['time'] / t if m['time'] and t else None, '{:.2f}')}"
-              f"{f' cpu_s={mc[0]:.1f} c_cpu_s={cc[0]:.1f}' if mc and cc else ''}\n")
+              f"{f' cpu_s={mc[0]:.1f} c_cpu_s={cc[0]:.1f}' if mc and cc else ''}"
+              f"{f' proc_cpu_s={proc[0]:.1f} c_proc_cpu_s={proc[1]:.1f}' if proc else ''}\n")
 PY
 }
 
@@ -344,6 +433,9 @@ print(f"\nrounds at {int(n):,}: c1m / C time per round {' '.join(f'{x:.2f}x' for
 cpu = [float(r["cpu_s"]) / float(r["c_cpu_s"]) for r in rows if "cpu_s" in r and float(r["c_cpu_s"]) > 0]
 if cpu:
     print(f"host CPU busy in the ramps, c1m / C per round {' '.join(f'{x:.2f}x' for x in cpu)}; median {statistics.median(cpu):.2f}x")
+proc = [float(r["proc_cpu_s"]) / float(r["c_proc_cpu_s"]) for r in rows if "proc_cpu_s" in r and float(r["c_proc_cpu_s"]) > 0]
+if proc:
+    print(f"processes' CPU up to the target, c1m / C per round {' '.join(f'{x:.2f}x' for x in proc)}; median {statistics.median(proc):.2f}x")
 PY
 }
 

@@ -353,6 +353,36 @@ fn human_log_without_a_terminal_has_lines_and_the_summary_table() {
     }
 }
 
+/// The JSON lines of a running flood (`child`), read on a thread: the
+/// lines up to and including the first that says the connect phase is
+/// over (`"phase":"hold"`), and the receiver of the rest.
+fn lines_until_holding(
+    child: &mut std::process::Child,
+) -> (Vec<String>, std::sync::mpsc::Receiver<String>) {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    loop {
+        let l = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a line within 20s");
+        let holding = l.contains("\"phase\":\"hold\"");
+        lines.push(l);
+        if holding {
+            return (lines, rx);
+        }
+    }
+}
+
 #[test]
 fn ctrl_c_during_the_hold_ends_every_worker_and_still_summarises() {
     let server = EchoServer::start(3);
@@ -365,30 +395,7 @@ fn ctrl_c_during_the_hold_ends_every_worker_and_still_summarises() {
     .unwrap();
     let mut child = KillOnDrop(Some(child));
     // read lines until every worker holds (--hold forever: until Ctrl-C)
-    let stdout = child.0.as_mut().unwrap().stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for l in std::io::BufReader::new(stdout).lines() {
-            let Ok(l) = l else { break };
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    let mut lines = Vec::new();
-    let start = Instant::now();
-    loop {
-        let l = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("a line within 20s");
-        let holding = l.contains("\"phase\":\"hold\"");
-        lines.push(l);
-        if holding {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20));
-    }
+    let (mut lines, rx) = lines_until_holding(child.0.as_mut().unwrap());
     let pid = nix::unistd::Pid::from_raw(child.0.as_ref().unwrap().id() as i32);
     let workers: Vec<u32> = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
         .unwrap_or_default()
@@ -557,28 +564,7 @@ fn hold_on_signal_waits_for_sigusr2_then_holds() {
         .spawn()
         .unwrap();
         let mut child = KillOnDrop(Some(child));
-        let stdout = child.0.as_mut().unwrap().stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for l in std::io::BufReader::new(stdout).lines() {
-                let Ok(l) = l else { break };
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut lines = Vec::new();
-        loop {
-            let l = rx
-                .recv_timeout(Duration::from_secs(20))
-                .expect("a line within 20s");
-            let holding = l.contains("\"phase\":\"hold\"");
-            lines.push(l);
-            if holding {
-                break;
-            }
-        }
+        let (mut lines, rx) = lines_until_holding(child.0.as_mut().unwrap());
         // Connected: a 1 s hold would be over by now had it begun.
         std::thread::sleep(Duration::from_secs(2));
         assert!(
