@@ -37,7 +37,8 @@
 #                                  # and the same CPUs, so the ratio of their processes'
 #                                  # CPU up to the target does not move with the VM (an
 #                                  # A/A run of c1m against itself: within 1%); times are
-#                                  # shared and only shown
+#                                  # shared and only shown. A process's CPU leaves out the
+#                                  # softirq time (loopback receive, TCP timers) both share
 #
 # Loopback only, inside throwaway network namespaces; every process started
 # here is ended here; anything applied is rolled back on exit.
@@ -47,6 +48,9 @@ root=$(cd "$here/.." && pwd)
 
 # CPU (user + system ticks) process $1 has used; 0 when it is gone.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# CPU ticks every kernel thread (a child of kthreadd: ksoftirqd, kworkers,
+# kswapd...) has used: work a run causes outside its own processes.
+kthread_ticks() { cat /proc/[0-9]*/stat 2>/dev/null | awk '{ sub(/^.*\) /, ""); if ($2 == 2) t += $12 + $13 } END { print t + 0 }'; }
 
 # --- the C run, inside its own network namespace (re-executed by unshare) ---
 if [ "${1:-}" = "--c-run" ]; then
@@ -62,6 +66,7 @@ if [ "${1:-}" = "--c-run" ]; then
     sleep 1
     avail() { awk '/^MemAvailable:/ {print $2}' /proc/meminfo; }
     mem0=$(avail)
+    kt0=$(kthread_ticks)
     t0=$(date +%s.%N)
     left=$n
     window=$(( 3000 / cli_procs )); [ "$window" -ge 1 ] || window=1
@@ -79,6 +84,7 @@ if [ "${1:-}" = "--c-run" ]; then
         sleep 0.05
     done
     t1=$(date +%s.%N)
+    kt1=$(kthread_ticks)
     mem1=$(avail)
     # TOGETHER=1: hold until c1m lab holds too, so that this side's mass
     # close does not load the other side's ramp
@@ -100,7 +106,7 @@ if [ "${1:-}" = "--c-run" ]; then
     scpu=$(cpu_of "$spid" $(pgrep -P "$spid" || true))
     ccpu=$(cpu_of "${pids[@]:1}" "${kids[@]}")
     verified=$(cat "$work"/c_client*.out | grep '^done' | sed 's/.*verified=\([0-9]*\).*/\1/' | awk '{s+=$1} END {print s+0}')
-    echo "c_result $verified $t0 $t1 $mem0 $mem1 $rss $crss $scpu $ccpu"
+    echo "c_result $verified $t0 $t1 $mem0 $mem1 $rss $crss $scpu $ccpu $(( kt1 - kt0 ))"
     exit 0
 fi
 
@@ -223,13 +229,18 @@ stop_sampler() { kill "$sampler_pid" 2>/dev/null || true; wait "$sampler_pid" 2>
 # system ticks) its processes used so far, by what they are (serve,
 # serve-worker, flood, flood-shard, lab), one line each into $2.
 role_cpu() {
+    local kt0
+    kt0=$(kthread_ticks)
     until grep -q 'lab: holding' "$1" 2>/dev/null; do
         [ -e "$2.stop" ] && return 0
         sleep 0.1
     done
-    for p in $(pgrep -x c1m); do
-        echo "$(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | awk '{print $2}') $(cpu_ticks "$p")"
-    done > "$2.tmp"
+    {
+        for p in $(pgrep -x c1m); do
+            echo "$(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | awk '{print $2}') $(cpu_ticks "$p")"
+        done
+        echo "kthreads $(( $(kthread_ticks) - kt0 ))"
+    } > "$2.tmp"
     mv "$2.tmp" "$2"
 }
 
@@ -351,7 +362,7 @@ import json, os, sys
 r = json.load(open(sys.argv[1]))
 from cpu_sampler import window as cpu
 n, srv, cli = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-_, verified, t0, t1, mem0, mem1, rss, crss, scpu, ccpu = sys.argv[5].split()
+_, verified, t0, t1, mem0, mem1, rss, crss, scpu, ccpu, ckt = sys.argv[5].split()
 verified, t = int(verified), float(t1) - float(t0)
 c_kernel = max(0.0, (int(mem0) - int(mem1)) * 1024 - int(rss) - int(crss)) / max(verified, 1)
 c = {"time": t, "rate": verified / t, "kernel": c_kernel, "srv_user": int(rss) / max(verified, 1), "verified": verified}
@@ -394,6 +405,9 @@ if roles:
     row("client processes' CPU (s)", mcl, int(ccpu) / 100, lambda v: f"{v:.1f}")
     proc = (ms + mcl + roles.get("lab", 0), (int(scpu) + int(ccpu)) / 100)
     row("all processes' CPU (s)", proc[0], proc[1], lambda v: f"{v:.1f}")
+    if not together and "kthreads" in roles:
+        # at once, the kernel threads work for both: not split
+        row("kernel threads' CPU (s)", roles["kthreads"], int(ckt) / 100, lambda v: f"{v:.1f}")
     print(f"(processes' CPU up to the target, user + system; c1m lab itself: {roles.get('lab', 0):.1f} s)")
 if together:
     print("(TOGETHER=1: both sides ran at once on the same CPUs: compare the CPU, not the times)")
