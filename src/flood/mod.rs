@@ -440,12 +440,7 @@ fn run_parent(
             for (i, t) in told.iter_mut().enumerate() {
                 if heard[i] && !*t {
                     *t = true;
-                    if let Some(pid) = pool.pid(i) {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid as i32),
-                            nix::sys::signal::Signal::SIGUSR1,
-                        );
-                    }
+                    pool.signal(i, nix::sys::signal::Signal::SIGUSR1);
                 }
             }
         }

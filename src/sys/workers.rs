@@ -323,10 +323,18 @@ impl Pool {
         }
     }
 
+    /// Send a signal to worker `index`, if it is running (a worker gone
+    /// meanwhile is not an error: there is nobody left to tell).
+    pub fn signal(&self, index: usize, sig: Signal) {
+        if let Some(pid) = self.pid(index) {
+            let _ = signal::kill(Pid::from_raw(pid as i32), sig);
+        }
+    }
+
     /// Send a signal to every running worker.
     pub fn signal_all(&self, sig: Signal) {
-        for pid in self.pids() {
-            let _ = signal::kill(Pid::from_raw(pid as i32), sig);
+        for index in 0..self.slots.len() {
+            self.signal(index, sig);
         }
     }
 
@@ -411,6 +419,44 @@ mod tests {
             WorkerMsg::Line { line, .. } => assert_eq!(line, "hello"),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_signal_reaches_the_one_worker_named() {
+        let mut pool = Pool::with_program(PathBuf::from("/bin/sh"));
+        // Each says it is ready once its trap is set, then waits.
+        for _ in 0..2 {
+            pool.spawn(WorkerSpec::new([
+                "-c",
+                "trap 'echo usr2; exit 0' USR2; echo ready; while :; do sleep 0.05; done",
+            ]))
+            .unwrap();
+        }
+        for _ in 0..2 {
+            match pool.recv_timeout(Duration::from_secs(10)).expect("ready") {
+                WorkerMsg::Line { line, .. } => assert_eq!(line, "ready"),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        pool.signal(1, Signal::SIGUSR2);
+        match pool
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the answer")
+        {
+            WorkerMsg::Line { index, line } => assert_eq!((index, line.as_str()), (1, "usr2")),
+            other => panic!("unexpected {other:?}"),
+        }
+        match pool
+            .recv_timeout(Duration::from_secs(10))
+            .expect("its exit")
+        {
+            WorkerMsg::Exited { index, status } => assert_eq!((index, status.code()), (1, Some(0))),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(pool.pid(0).is_some(), "worker 0 was not told");
+        // A worker gone: nothing to tell, and no error.
+        pool.signal(1, Signal::SIGUSR2);
+        pool.shutdown();
     }
 
     #[test]

@@ -472,12 +472,7 @@ impl Procs {
 
     fn stop_clients(&self) {
         for i in 1..self.live.len() {
-            if let Some(pid) = self.pool.pid(i) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
+            self.pool.signal(i, nix::sys::signal::Signal::SIGTERM);
         }
     }
 }

@@ -267,12 +267,7 @@ pub fn run(
     let mut hold_go_sent = cfg.clients <= 1;
     let stop_clients = |pool: &Pool| {
         for i in 1..=cfg.clients as usize {
-            if let Some(pid) = pool.pid(i) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
+            pool.signal(i, nix::sys::signal::Signal::SIGTERM);
         }
     };
     while live[1..].iter().any(|l| l.exit.is_none()) {
@@ -332,13 +327,8 @@ pub fn run(
                 if !hold_go_sent && hold_go_due(&live[1..]) {
                     hold_go_sent = true;
                     for (k, l) in live.iter().enumerate().skip(1) {
-                        if l.exit.is_none()
-                            && let Some(pid) = pool.pid(k)
-                        {
-                            let _ = nix::sys::signal::kill(
-                                nix::unistd::Pid::from_raw(pid as i32),
-                                nix::sys::signal::Signal::SIGUSR2,
-                            );
+                        if l.exit.is_none() {
+                            pool.signal(k, nix::sys::signal::Signal::SIGUSR2);
                         }
                     }
                 }
@@ -408,12 +398,7 @@ pub fn run(
             for (k, l) in live.iter_mut().enumerate().skip(1) {
                 if l.start.is_some() && !l.told_to_stop_ramp {
                     l.told_to_stop_ramp = true;
-                    if let Some(pid) = pool.pid(k) {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid as i32),
-                            nix::sys::signal::Signal::SIGUSR1,
-                        );
-                    }
+                    pool.signal(k, nix::sys::signal::Signal::SIGUSR1);
                 }
             }
         }
