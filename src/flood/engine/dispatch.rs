@@ -110,26 +110,38 @@ impl Engine<'_> {
         let path = self.paths[pi].path;
         self.counters.failed_total += 1;
         let key = FailKey::from_errno(errno);
-        let (what, syscall) = match call {
-            BIND_NO_PORT_CALL => ("setsockopt(IP_BIND_ADDRESS_NO_PORT)".to_string(), call),
-            FAST_OPEN_CALL | ACK_WITH_DATA_CALL => (call.to_string(), "setsockopt"),
-            _ => (format!("{call}()"), call),
+        // An option this kernel lacks stops the process, naming the fix.
+        let (what, syscall, unsupported) = match call {
+            BIND_NO_PORT_CALL => (
+                "setsockopt(IP_BIND_ADDRESS_NO_PORT)".to_string(),
+                call,
+                Some(
+                    "this kernel cannot bind a source address without reserving a port (Linux 4.2 and later can); fix: run without --sources, or on a newer kernel",
+                ),
+            ),
+            FAST_OPEN_CALL => (
+                call.to_string(),
+                "setsockopt",
+                Some(
+                    "this kernel cannot connect with TCP Fast Open (Linux 4.11 and later can); fix: run without --fast-open",
+                ),
+            ),
+            ACK_WITH_DATA_CALL => (
+                call.to_string(),
+                "setsockopt",
+                Some(
+                    "this kernel will not hold a connecting socket's handshake ACK for its first message; fix: run with --separate-handshake-ack",
+                ),
+            ),
+            _ => (format!("{call}()"), call, None),
         };
         let detail = format!("{what} on {path}: {}", crate::util::errno_text(errno));
         self.count_failure(key, syscall, Some(errno), &detail);
         let name = crate::util::errno_name(errno);
         let text = crate::util::errno_text(errno);
-        if call == FAST_OPEN_CALL {
+        if let Some(why) = unsupported {
             self.stop(format!(
-                "{call} failed with {name} ({text}) on {path}: this kernel cannot connect with TCP Fast Open (Linux 4.11 and later can); fix: run without --fast-open"
-            ));
-        } else if call == ACK_WITH_DATA_CALL {
-            self.stop(format!(
-                "{call} failed with {name} ({text}) on {path}: this kernel will not hold a connecting socket's handshake ACK for its first message; fix: run with --separate-handshake-ack"
-            ));
-        } else if call == BIND_NO_PORT_CALL {
-            self.stop(format!(
-                "setsockopt(IP_BIND_ADDRESS_NO_PORT) failed with {name} ({text}) on {path}: this kernel cannot bind a source address without reserving a port (Linux 4.2 and later can); fix: run without --sources, or on a newer kernel"
+                "{what} failed with {name} ({text}) on {path}: {why}"
             ));
         } else if call == "socket"
             || matches!(

@@ -198,7 +198,9 @@ pub fn run(
     let mut verified_at_hold_start = 0u64;
     let mut server_at_end: Option<u64> = None;
 
-    // Clients.
+    // Clients. Several begin their holds (and their lines) together, on
+    // the lab's SIGUSR2 once none is still connecting (`hold_go_due`).
+    let hold_together = cfg.clients > 1;
     let shares = split(cfg.target, cfg.clients);
     for (i, share) in shares.iter().enumerate() {
         let k = i + 1;
@@ -224,9 +226,7 @@ pub fn run(
         args.hold = Hold(Some(cfg.hold + CLIENT_HOLD_MARGIN));
         args.json = true;
         args.message_interval = cfg.message_interval;
-        // The clients begin their holds (and their lines) together, on the
-        // lab's SIGUSR2 once none is still connecting (`hold_go_due`).
-        args.hold_on_signal = cfg.clients > 1;
+        args.hold_on_signal = hold_together;
         args.fast_open = cfg.fast_open;
         args.separate_handshake_ack = cfg.separate_handshake_ack;
         args.metrics_fd = cfg.metrics.get(k).map(|&(_, fd)| fd);
@@ -264,7 +264,7 @@ pub fn run(
     // When every client was done connecting short of the target.
     let mut ramp_over_s: Option<f64> = None;
     let mut counters_end_of_hold: Option<CounterSet> = None;
-    let mut hold_go_sent = cfg.clients <= 1;
+    let mut hold_go_sent = !hold_together;
     let stop_clients = |pool: &Pool| {
         for i in 1..=cfg.clients as usize {
             pool.signal(i, nix::sys::signal::Signal::SIGTERM);
