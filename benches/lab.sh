@@ -49,8 +49,9 @@ root=$(cd "$here/.." && pwd)
 # CPU (user + system ticks) process $1 has used; 0 when it is gone.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # CPU ticks every kernel thread (a child of kthreadd: ksoftirqd, kworkers,
-# kswapd...) has used: work a run causes outside its own processes.
-kthread_ticks() { cat /proc/[0-9]*/stat 2>/dev/null | awk '{ sub(/^.*\) /, ""); if ($2 == 2) t += $12 + $13 } END { print t + 0 }'; }
+# kswapd...) has used: work a run causes outside its own processes. (A
+# process that ends between the glob and the read fails cat: not an error.)
+kthread_ticks() { { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk '{ sub(/^.*\) /, ""); if ($2 == 2) t += $12 + $13 } END { print t + 0 }'; }
 
 # --- the C run, inside its own network namespace (re-executed by unshare) ---
 if [ "${1:-}" = "--c-run" ]; then
@@ -244,6 +245,12 @@ role_cpu() {
     mv "$2.tmp" "$2"
 }
 
+# The report c1m lab wrote (into $report), or the end of its output and exit.
+lab_report() {
+    report=$(ls -d "$work"/reports/*/ 2>/dev/null | head -1)report.json
+    [ -f "$report" ] || { echo "c1m lab wrote no report:" >&2; tail -20 "$work/lab.out" >&2; exit 1; }
+}
+
 # Steps 1 and 2 at target $1; prints the comparison and appends one curve
 # line to $work/curve.txt.
 run_target() {
@@ -266,8 +273,7 @@ run_target() {
     wait "$roles_pid" 2>/dev/null || true
     stop_sampler
 
-    report=$(ls -d "$work"/reports/*/ | head -1)report.json
-    [ -f "$report" ] || { echo "c1m lab wrote no report:" >&2; tail -20 "$work/lab.out" >&2; exit 1; }
+    lab_report
     read -r srv_procs cli_procs < <(python3 - "$report" <<'PY'
 import json, math, sys
 r = json.load(open(sys.argv[1]))
@@ -317,8 +323,7 @@ run_together() {
     wait "$roles_pid" "$go_pid" 2>/dev/null || true
     stop_sampler
     [ -n "$c_line" ] || { echo "the C programs gave no result" >&2; exit 1; }
-    report=$(ls -d "$work"/reports/*/ | head -1)report.json
-    [ -f "$report" ] || { echo "c1m lab wrote no report:" >&2; tail -20 "$work/lab.out" >&2; exit 1; }
+    lab_report
     python3 - "$report" "$srv_procs" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
