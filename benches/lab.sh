@@ -26,6 +26,13 @@
 #   ROUNDS=3 benches/lab.sh        # steps 1 and 2 three times, alternating (c1m, C, c1m,
 #                                  # C, ...), then the ratio of each round and the medians:
 #                                  # one run's ratio moves by +-10% on this VM
+#   FIRST=c benches/lab.sh         # the C programs first (default FIRST=c1m); FIRST=alt
+#                                  # swaps the order every round (ROUNDS=4 FIRST=alt: each
+#                                  # side first twice). The first side meets memory that
+#                                  # no run just freed (see cold_start): dearer to touch
+#   WARMUP=0 benches/lab.sh        # no warm-up: by default one run of the C programs at
+#                                  # each target goes first, its result dropped, so that
+#                                  # whichever side runs first is not the one to meet it
 #   LAB_OPTS="--defer-accept" benches/lab.sh   (or LAB_OPTS="--fast-open")
 #                                  # extra c1m lab flags (one switch measured on its own)
 #   SETTLE=25 benches/lab.sh       # rest 25 s (default 1) after each cold start
@@ -172,6 +179,13 @@ fi
 # free and none is reported. It did not make the runs equal: memory idle
 # for a minute was slow to touch even so (each pass took 50-60 s for 22
 # GiB), both sides got slower, and the ratio moved as much (README).
+# Which side pays it is mostly a matter of order: profiled at 1M
+# (2026-12-03, perf record -a), whichever side ran first spent 1.4-4x the
+# other's samples in allocate_slab and inode_init_once (the first write to
+# each new slab page, in socket() and, as softirq, in the server's
+# sk_clone_lock), and that alone was the gap: without those two symbols
+# c1m's ramp took 0.93-0.96x the C pair's samples whichever went first.
+# Hence FIRST=alt and the warm-up run (WARMUP) below.
 pin_memory() {
     [ "${PIN:-0}" = 1 ] && [ -r /sys/module/page_reporting/parameters/page_reporting_order ] || return 0
     local passes=0
@@ -251,16 +265,34 @@ lab_report() {
     [ -f "$report" ] || { echo "c1m lab wrote no report:" >&2; tail -20 "$work/lab.out" >&2; exit 1; }
 }
 
-# Steps 1 and 2 at target $1; prints the comparison and appends one curve
-# line to $work/curve.txt.
-run_target() {
+# The process counts of both sides at target $1, from c1m's own sizing
+# rules (serve: the target plus 5% over workers of ulimit -Hn - 64 sockets;
+# flood: each client's third the same way), so that the C programs can run
+# first; checked against c1m's report once it ran (check_procs).
+plan_procs() {
+    local N=$1 per share
+    per=$(( $(ulimit -Hn) - 64 ))
+    srv_procs=$(( (N + (N + 19) / 20 + per - 1) / per ))
+    cli_procs=0
+    for share in $(python3 -c "n, k = $N, $CLIENTS; print(*[n // k + (1 if i < n % k else 0) for i in range(k)])"); do
+        cli_procs=$(( cli_procs + (share + per - 1) / per ))
+    done
+}
+check_procs() {
+    python3 - "$report" "$srv_procs" "$cli_procs" <<'PY'
+import json, math, sys
+r = json.load(open(sys.argv[1]))
+per = 20000 - 64
+cli = sum(math.ceil(c["target"] / per) for c in r["clients"])
+if r["server_workers"] != int(sys.argv[2]) or cli != int(sys.argv[3]):
+    print(f"(note: c1m ran {r['server_workers']} server and {cli} client processes, the C programs {sys.argv[2]} and {sys.argv[3]})")
+PY
+}
+
+# Step 1 alone: c1m lab at target $1 from a cold start, its host CPU
+# sampled and its processes' CPU taken when it holds.
+run_c1m() {
     local N=$1
-    rm -rf "$work/reports"
-    if [ "${TOGETHER:-0}" = 1 ]; then
-        run_together "$N"
-        return
-    fi
-    # 1. c1m lab
     cold_start
     cpu_sampler "$work/cpu_c1m.log"
     rm -f "$work/roles" "$work/roles.stop" "$work/lab.out"
@@ -272,35 +304,69 @@ run_target() {
     touch "$work/roles.stop"
     wait "$roles_pid" 2>/dev/null || true
     stop_sampler
-
     lab_report
-    read -r srv_procs cli_procs < <(python3 - "$report" <<'PY'
-import json, math, sys
-r = json.load(open(sys.argv[1]))
-per = 20000 - 64  # what flood --procs auto uses per process here
-print(r["server_workers"], sum(math.ceil(c["target"] / per) for c in r["clients"]))
-PY
-    )
-
-    # 2. the C programs, same process counts
-    cold_start
-    compare "$N"
 }
 
-# TOGETHER=1: steps 1 and 2 at once, from one cold start. The process
-# counts come from c1m's own sizing rules (serve: the target plus 5% over
-# workers of ulimit -Hn - 64 sockets; flood: each client's third the same
-# way), checked against c1m's report afterwards. c1m lab holds
+# Step 2 alone: the C programs at target $1, same process counts, from a
+# cold start; their result line into $c_line.
+run_c() {
+    local N=$1
+    cold_start
+    cpu_sampler "$work/cpu_c.log"
+    c_line=$(unshare -n "$0" --c-run "$work" "$N" "$PORTS" "$BASE" "$srv_procs" "$cli_procs" | grep '^c_result')
+    stop_sampler
+}
+
+# Steps 1 and 2 at target $1, in round $2; prints the comparison and
+# appends one curve line to $work/curve.txt. The side that runs first meets
+# memory the other has not just freed (see cold_start), so FIRST says which
+# goes first: c1m (the default), c, or alt (c1m in odd rounds, C in even
+# ones, so that ROUNDS=2k puts each side first k times).
+run_target() {
+    local N=$1 round=${2:-1} first=${FIRST:-c1m}
+    rm -rf "$work/reports"
+    if [ "${TOGETHER:-0}" = 1 ]; then
+        run_together "$N"
+        return
+    fi
+    plan_procs "$N"
+    [ "$first" = alt ] && { [ $(( round % 2 )) = 1 ] && first=c1m || first=c; }
+    if [ "$first" = c ]; then
+        run_c "$N"
+        run_c1m "$N"
+    else
+        run_c1m "$N"
+        run_c "$N"
+    fi
+    check_procs
+
+    # SANDWICH=1: c1m lab once more after the C run, to see whether the
+    # order of the runs (what the first leaves behind) moves the ratio
+    if [ "${SANDWICH:-0}" = 1 ]; then
+        cold_start
+        # shellcheck disable=SC2086
+        "$C1M" lab --target "$N" --clients "$CLIENTS" --ports "$PORTS" --port "$BASE" --hold 5s \
+            --report "$work/reports2" ${LAB_OPTS:-} > "$work/lab2.out" 2>&1 || true
+        report2=$(ls -d "$work"/reports2/*/ | head -1)report.json
+        python3 - "$report2" >&2 <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"c1m lab again after the C run: {r['time_to_target_s']:.1f} s, {r['connect_rate_per_s']:,.0f}/s")
+PY
+        rm -rf "$work/reports2"
+    fi
+
+    print_table "$N"
+    echo "(round $round: $( [ "$first" = c ] && echo "the C programs" || echo "c1m lab") ran first)"
+}
+
+# TOGETHER=1: steps 1 and 2 at once, from one cold start, with the process
+# counts of plan_procs (checked against c1m's report). c1m lab holds
 # $TOGETHER_HOLD (60 s) and the C programs hold until c1m lab holds, so
 # neither side's mass close falls in the other's ramp.
 run_together() {
-    local N=$1 per go
-    per=$(( $(ulimit -Hn) - 64 ))
-    srv_procs=$(( (N + (N + 19) / 20 + per - 1) / per ))
-    cli_procs=0
-    for share in $(python3 -c "n, k = $N, $CLIENTS; print(*[n // k + (1 if i < n % k else 0) for i in range(k)])"); do
-        cli_procs=$(( cli_procs + (share + per - 1) / per ))
-    done
+    local N=$1 go
+    plan_procs "$N"
     go="$work/together.go"
     rm -f "$go" "$work/roles" "$work/roles.stop" "$work/lab.out"
     cold_start
@@ -324,42 +390,12 @@ run_together() {
     stop_sampler
     [ -n "$c_line" ] || { echo "the C programs gave no result" >&2; exit 1; }
     lab_report
-    python3 - "$report" "$srv_procs" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-if r["server_workers"] != int(sys.argv[2]):
-    print(f"(note: c1m serve ran {r['server_workers']} workers, the C server {sys.argv[2]} processes)")
-PY
+    check_procs
     print_table "$N"
 }
 
 # The table of one run (c1m's report, the C run's c_result line), and its
 # curve line.
-compare() {
-    local N=$1
-    cpu_sampler "$work/cpu_c.log"
-    c_line=$(unshare -n "$0" --c-run "$work" "$N" "$PORTS" "$BASE" "$srv_procs" "$cli_procs" | grep '^c_result')
-    stop_sampler
-
-    # SANDWICH=1: c1m lab once more after the C run, to see whether the
-    # order of the runs (what the first leaves behind) moves the ratio
-    if [ "${SANDWICH:-0}" = 1 ]; then
-        cold_start
-        # shellcheck disable=SC2086
-        "$C1M" lab --target "$N" --clients "$CLIENTS" --ports "$PORTS" --port "$BASE" --hold 5s \
-            --report "$work/reports2" ${LAB_OPTS:-} > "$work/lab2.out" 2>&1 || true
-        report2=$(ls -d "$work"/reports2/*/ | head -1)report.json
-        python3 - "$report2" >&2 <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-print(f"c1m lab again after the C run: {r['time_to_target_s']:.1f} s, {r['connect_rate_per_s']:,.0f}/s")
-PY
-        rm -rf "$work/reports2"
-    fi
-
-    print_table "$N"
-}
-
 print_table() {
     local N=$1
     PYTHONPATH="$here" TOGETHER="${TOGETHER:-0}" python3 - "$report" "$N" "$srv_procs" "$cli_procs" "$c_line" "$work/curve.txt" "$work/cpu_c1m.log" "$work/cpu_c.log" "$work/roles" <<'PY'
@@ -460,8 +496,17 @@ PY
 
 : > "$work/curve.txt"
 for target in $TARGETS; do
-    for _ in $(seq "$ROUNDS"); do
-        run_target "$target"
+    # WARMUP=1 (the default, not with TOGETHER=1): one run of the C
+    # programs at the target first, its result dropped, so that the first
+    # measured side, like the second, starts right after a run at the
+    # target freed its memory (see FIRST above and cold_start)
+    if [ "${WARMUP:-1}" = 1 ] && [ "${TOGETHER:-0}" != 1 ]; then
+        plan_procs "$target"
+        run_c "$target"
+        echo "# warm-up: the C programs at $target, dropped ($(awk '{printf "%.1f s", $4 - $3}' <<< "$c_line"))"
+    fi
+    for round in $(seq "$ROUNDS"); do
+        run_target "$target" "$round"
     done
     if [ "$ROUNDS" -gt 1 ]; then rounds_summary "$target"; fi
 done
