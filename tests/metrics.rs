@@ -210,7 +210,9 @@ fn hostile_scrapers_neither_stall_serve_nor_grow_its_memory() {
 }
 
 /// A Prometheus started on the project's scrape config, its lab job's
-/// targets replaced by the test's endpoints.
+/// targets replaced by the test's endpoints. (Only the scrape test uses
+/// it, and only where promtool is installed.)
+#[cfg_attr(not(c1m_promtool), allow(dead_code))]
 struct Prometheus {
     _child: KillOnDrop,
     _dir: tempfile::TempDir,
@@ -225,6 +227,7 @@ fn deploy(file: &str) -> String {
         .into_owned()
 }
 
+#[cfg_attr(not(c1m_promtool), allow(dead_code))]
 impl Prometheus {
     fn start(targets: &[u16]) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();

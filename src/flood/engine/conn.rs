@@ -220,6 +220,15 @@ impl Conn {
         Ok(())
     }
 
+    /// The opening line is out on a socket that held its handshake's ACK
+    /// for it: have what comes back acknowledged at once
+    /// ([`super::socket::ack_replies_at_once`]).
+    pub fn ack_replies_at_once(&self) {
+        if let Some(s) = self.stream.as_ref() {
+            super::socket::ack_replies_at_once(s);
+        }
+    }
+
     /// Write `bytes[from..]` (another protocol's request); returns how
     /// far it got: `bytes.len()` when all is written, less when the socket
     /// is full (the rest goes at the next writable event).

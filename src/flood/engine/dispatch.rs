@@ -13,7 +13,7 @@ use mio::event::Event;
 use mio::{Interest, Token};
 
 use super::Engine;
-use super::conn::{Conn, Connect, MAX_MSG, Received, message};
+use super::conn::{Conn, Connect, MAX_MSG, Received, St, message};
 use super::failure::{FailKey, errno_of};
 use super::socket::{
     ACK_WITH_DATA_CALL, BIND_NO_PORT_CALL, FAST_OPEN_CALL, SetupError, connect_nonblocking,
@@ -250,8 +250,13 @@ impl Engine<'_> {
             return self.write_proto(slot, now);
         }
         let c = &mut self.conns[slot as usize];
+        let opening = c.st == St::Sending;
         if let Err(e) = c.send(&mut self.counters.bytes_out) {
             self.io_failed(slot, "send", &e);
+            return;
+        }
+        if opening && self.opts.ack_with_data && c.st == St::Awaiting {
+            c.ack_replies_at_once();
         }
     }
 

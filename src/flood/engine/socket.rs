@@ -16,6 +16,17 @@
 //! server's kernel builds the accepted socket from the segment that
 //! carries the line.
 //!
+//! Holding that ACK has a side effect, which [`ack_replies_at_once`]
+//! undoes: the kernel takes a line sent within 40 ms of the SYN-ACK for a
+//! reply in an interactive exchange ("ping-pong" mode) and then delays the
+//! ACK of whatever comes back. Each connection's echo would then be
+//! acknowledged by a delayed-ACK timer (the nstat counter
+//! TcpExtDelayedACKs: one per connection), and on a busy host the
+//! server's tail-loss probe fires before that timer does: a retransmitted
+//! echo and a DSACK. Once the first line is written, TCP_QUICKACK leaves
+//! that mode, so the echo is acknowledged as it arrives, as it is without
+//! the option.
+//!
 //! With `--fast-open`, TCP_FASTOPEN_CONNECT (through nix) is set before
 //! `connect()`: once the kernel holds the server's cookie, `connect()`
 //! returns at once, the socket reports writable, and the engine's first
@@ -107,6 +118,15 @@ pub fn connect_nonblocking(
         TcpStream::from_std(std::net::TcpStream::from(sock)),
         started,
     ))
+}
+
+/// The first line of a connection set up with `ack_with_data` is written:
+/// acknowledge what comes back at once instead of through a delayed-ACK
+/// timer (see the module's notes). Linux only leaves its ping-pong mode
+/// here; if it refuses, the echo's ACK is merely late, so that is not an
+/// error of the connection.
+pub fn ack_replies_at_once(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_tcp_quickack(true);
 }
 
 #[cfg(test)]

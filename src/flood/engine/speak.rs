@@ -58,6 +58,9 @@ impl Engine<'_> {
             return;
         }
         c.sent();
+        if !hold && self.opts.ack_with_data {
+            c.ack_replies_at_once();
+        }
         let k = c.k;
         if let Some(p) = self.partial.get_mut(&slot) {
             p.sent = 0;
