@@ -251,7 +251,9 @@ role_cpu() {
         sleep 0.1
     done
     {
-        for p in $(pgrep -x c1m); do
+        # by the binary's name (C1M_BIN may name a copy), as the kernel
+        # keeps it: its first 15 bytes
+        for p in $(pgrep -x "$(basename "$C1M" | cut -c1-15)"); do
             echo "$(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | awk '{print $2}') $(cpu_ticks "$p")"
         done
         echo "kthreads $(( $(kthread_ticks) - kt0 ))"
