@@ -10,9 +10,12 @@
 #     3,000 connects in flight in all as the three flood clients' windows),
 #     also in a private network namespace. Time to target is wall time from starting
 #     the clients to the last client's "done"; memory is sampled then.
-#  Prints both and the ratios, from this one run.
+#  Prints both and the ratios, from this one run: by default two rounds,
+#  c1m first in the first and the C programs first in the second (the side
+#  that runs first pays more for the VM's memory, see cold_start), then
+#  each round's ratio and the medians.
 #
-#   benches/lab.sh                 # N=1000000
+#   benches/lab.sh                 # N=1000000, ROUNDS=2, FIRST=alt
 #   N=100000 benches/lab.sh
 #   N=1500000 benches/lab.sh       # needs the lab profile: applies it (fs.file-max...)
 #                                  # for both runs and rolls it back on exit
@@ -23,16 +26,18 @@
 #                                  # `curve` line per target (time to target, connect rate,
 #                                  # kernel and user bytes per connection, c1m / C time);
 #                                  # CURVE_SVG=FILE also draws them (benches/curve_svg.py)
-#   ROUNDS=3 benches/lab.sh        # steps 1 and 2 three times, alternating (c1m, C, c1m,
-#                                  # C, ...), then the ratio of each round and the medians:
-#                                  # one run's ratio moves by +-10% on this VM
-#   FIRST=c benches/lab.sh         # the C programs first (default FIRST=c1m); FIRST=alt
-#                                  # swaps the order every round (ROUNDS=4 FIRST=alt: each
-#                                  # side first twice). The first side meets memory that
-#                                  # no run just freed (see cold_start): dearer to touch
+#   ROUNDS=4 benches/lab.sh        # steps 1 and 2 four times, then the ratio of each
+#                                  # round and the medians: one round's ratio moves by
+#                                  # +-10% on this VM (ROUNDS=1: one round, c1m first)
+#   FIRST=c1m benches/lab.sh       # c1m first in every round (or FIRST=c: the C
+#                                  # programs); the default, FIRST=alt, swaps the order
+#                                  # every round, so an even ROUNDS puts each side first
+#                                  # equally often. The first side meets memory that no
+#                                  # run just freed (see cold_start): dearer to touch
 #   WARMUP=0 benches/lab.sh        # no warm-up: by default one run of the C programs at
 #                                  # each target goes first, its result dropped, so that
-#                                  # whichever side runs first is not the one to meet it
+#                                  # the first measured run does not meet memory no run
+#                                  # has touched since the machine started
 #   LAB_OPTS="--defer-accept" benches/lab.sh   (or LAB_OPTS="--fast-open")
 #                                  # extra c1m lab flags (one switch measured on its own)
 #   SETTLE=25 benches/lab.sh       # rest 25 s (default 1) after each cold start
@@ -120,7 +125,7 @@ fi
 
 N=${N:-1000000}
 TARGETS=${TARGETS:-$N}
-ROUNDS=${ROUNDS:-1}
+ROUNDS=${ROUNDS:-2}
 PORTS=20
 BASE=8888
 CLIENTS=3
@@ -322,10 +327,10 @@ run_c() {
 # Steps 1 and 2 at target $1, in round $2; prints the comparison and
 # appends one curve line to $work/curve.txt. The side that runs first meets
 # memory the other has not just freed (see cold_start), so FIRST says which
-# goes first: c1m (the default), c, or alt (c1m in odd rounds, C in even
+# goes first: c1m, c, or alt (the default: c1m in odd rounds, C in even
 # ones, so that ROUNDS=2k puts each side first k times).
 run_target() {
-    local N=$1 round=${2:-1} first=${FIRST:-c1m}
+    local N=$1 round=${2:-1} first=${FIRST:-alt}
     rm -rf "$work/reports"
     if [ "${TOGETHER:-0}" = 1 ]; then
         run_together "$N"
