@@ -34,10 +34,13 @@
 #                                  # every round, so an even ROUNDS puts each side first
 #                                  # equally often. The first side meets memory that no
 #                                  # run just freed (see cold_start): dearer to touch
-#   WARMUP=0 benches/lab.sh        # no warm-up: by default one run of the C programs at
-#                                  # each target goes first, its result dropped, so that
-#                                  # the first measured run does not meet memory no run
-#                                  # has touched since the machine started
+#   WARMUP=0 benches/lab.sh        # no warm-up: by default two runs of the C programs
+#                                  # at each target go first, their results dropped. On
+#                                  # this VM a ramp's cost falls over the first runs after
+#                                  # the machine was idle (the C programs at 1M: 36.5,
+#                                  # 34.8, then 32.8 s), and with one warm-up run the
+#                                  # first measured round was the dear one in four runs
+#                                  # of four (1.00-1.06x against 0.82-0.90x after)
 #   LAB_OPTS="--defer-accept" benches/lab.sh   (or LAB_OPTS="--fast-open")
 #                                  # extra c1m lab flags (one switch measured on its own)
 #   SETTLE=25 benches/lab.sh       # rest 25 s (default 1) after each cold start
@@ -190,7 +193,7 @@ fi
 # each new slab page, in socket() and, as softirq, in the server's
 # sk_clone_lock), and that alone was the gap: without those two symbols
 # c1m's ramp took 0.93-0.96x the C pair's samples whichever went first.
-# Hence FIRST=alt and the warm-up run (WARMUP) below.
+# Hence FIRST=alt and the warm-up runs (WARMUP) below.
 pin_memory() {
     [ "${PIN:-0}" = 1 ] && [ -r /sys/module/page_reporting/parameters/page_reporting_order ] || return 0
     local passes=0
@@ -503,14 +506,16 @@ PY
 
 : > "$work/curve.txt"
 for target in $TARGETS; do
-    # WARMUP=1 (the default, not with TOGETHER=1): one run of the C
-    # programs at the target first, its result dropped, so that the first
-    # measured side, like the second, starts right after a run at the
-    # target freed its memory (see FIRST above and cold_start)
-    if [ "${WARMUP:-1}" = 1 ] && [ "${TOGETHER:-0}" != 1 ]; then
-        plan_procs "$target"
-        run_c "$target"
-        echo "# warm-up: the C programs at $target, dropped ($(awk '{printf "%.1f s", $4 - $3}' <<< "$c_line"))"
+    # WARMUP=K (not with TOGETHER=1): K runs of the C programs at the
+    # target first, their results dropped, so that the first measured side,
+    # like the second, starts right after a run at the target freed its
+    # memory (see FIRST above and cold_start)
+    if [ "${TOGETHER:-0}" != 1 ]; then
+        for _ in $(seq "${WARMUP:-2}"); do
+            plan_procs "$target"
+            run_c "$target"
+            echo "# warm-up: the C programs at $target, dropped ($(awk '{printf "%.1f s", $4 - $3}' <<< "$c_line"))"
+        done
     fi
     for round in $(seq "$ROUNDS"); do
         run_target "$target" "$round"
