@@ -280,20 +280,19 @@ lab_report() {
 # flood: each client's third the same way), so that the C programs can run
 # first; checked against c1m's report once it ran (check_procs).
 plan_procs() {
-    local N=$1 per share
-    per=$(( $(ulimit -Hn) - 64 ))
-    srv_procs=$(( (N + (N + 19) / 20 + per - 1) / per ))
+    local N=$1 share
+    per_proc=$(( $(ulimit -Hn) - 64 ))
+    srv_procs=$(( (N + (N + 19) / 20 + per_proc - 1) / per_proc ))
     cli_procs=0
     for share in $(python3 -c "n, k = $N, $CLIENTS; print(*[n // k + (1 if i < n % k else 0) for i in range(k)])"); do
-        cli_procs=$(( cli_procs + (share + per - 1) / per ))
+        cli_procs=$(( cli_procs + (share + per_proc - 1) / per_proc ))
     done
 }
 check_procs() {
-    python3 - "$report" "$srv_procs" "$cli_procs" <<'PY'
+    python3 - "$report" "$srv_procs" "$cli_procs" "$per_proc" <<'PY'
 import json, math, sys
 r = json.load(open(sys.argv[1]))
-per = 20000 - 64
-cli = sum(math.ceil(c["target"] / per) for c in r["clients"])
+cli = sum(math.ceil(c["target"] / int(sys.argv[4])) for c in r["clients"])
 if r["server_workers"] != int(sys.argv[2]) or cli != int(sys.argv[3]):
     print(f"(note: c1m ran {r['server_workers']} server and {cli} client processes, the C programs {sys.argv[2]} and {sys.argv[3]})")
 PY
@@ -511,8 +510,8 @@ for target in $TARGETS; do
     # like the second, starts right after a run at the target freed its
     # memory (see FIRST above and cold_start)
     if [ "${TOGETHER:-0}" != 1 ]; then
+        plan_procs "$target"
         for _ in $(seq "${WARMUP:-2}"); do
-            plan_procs "$target"
             run_c "$target"
             echo "# warm-up: the C programs at $target, dropped ($(awk '{printf "%.1f s", $4 - $3}' <<< "$c_line"))"
         done
